@@ -1,0 +1,3 @@
+module github.com/branchml/djia30
+
+go 1.26
