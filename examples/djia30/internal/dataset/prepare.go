@@ -42,13 +42,13 @@ type Options struct {
 
 // Stats is the content of stats.json.
 type Stats struct {
-	Rows      map[string]int          `json:"rows"` // per split, plus "total"
-	Tickers   map[string]TickerStats  `json:"tickers"`
-	Cleaning  CleaningStats           `json:"cleaning"`
-	Dropped   map[string]int          `json:"dropped"` // "warmup" (too little history), "no_label" (last day)
-	DateRange map[string][2]string    `json:"date_range"` // per split: first and last date
-	Positives map[string]int          `json:"positives"`  // rows with label 1 per split
-	Input     string                  `json:"input"`
+	Rows      map[string]int         `json:"rows"` // per split, plus "total"
+	Tickers   map[string]TickerStats `json:"tickers"`
+	Cleaning  CleaningStats          `json:"cleaning"`
+	Dropped   map[string]int         `json:"dropped"`    // "warmup" (too little history), "no_label" (last day)
+	DateRange map[string][2]string   `json:"date_range"` // per split: first and last date
+	Positives map[string]int         `json:"positives"`  // rows with label 1 per split
+	Input     string                 `json:"input"`
 }
 
 // TickerStats counts one ticker's rows: clean input rows and rows per split.

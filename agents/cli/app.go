@@ -1,0 +1,490 @@
+// Package cli holds the conventions every branchml binary shares: common
+// flags, the --params JSON file, logging with secrets masked, the result and
+// error-details JSON, exit codes, timeouts and signal handling. Commands are
+// built with Command and run with Run; only Main exits the process.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/branchml/branchml/agents/atomicfile"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/secrets"
+)
+
+// Version is the branchml version, set at link time with
+// -ldflags "-X github.com/branchml/branchml/agents/cli.Version=v1.2.3".
+var Version = "v0.1.0-dev"
+
+// Streams are the standard streams a command uses; tests inject buffers.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// StdStreams are the process's own streams.
+func StdStreams() Streams { return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
+
+// BuildContext is what Jenkins knows about the build that runs a stage.
+type BuildContext struct {
+	// Workspace is the checked-out ML repository ("" = current directory).
+	Workspace string `json:"workspace,omitempty"`
+	Branch    string `json:"branch,omitempty"`
+	// Commit is the source commit; on PR builds the PR head, not Jenkins' merge commit.
+	Commit    string `json:"commit,omitempty"`
+	ChangeID  string `json:"changeId,omitempty"`
+	BuildURL  string `json:"buildUrl,omitempty"`
+	BuildUser string `json:"buildUser,omitempty"`
+}
+
+// Env is what a command's run function gets.
+type Env struct {
+	Ctx context.Context
+	Log *logrus.Logger
+	// Out is where the command may print extra human output (stdout);
+	// the summary itself is printed by the framework from the Result.
+	Out io.Writer
+	// Config is the loaded configuration (nil unless the spec needs it).
+	Config *config.Config
+	DryRun bool
+	// Output is "text" or "json".
+	Output string
+	Build  BuildContext
+	// CLI gives access to the command's own flags and arguments.
+	CLI *ucli.Context
+}
+
+// Spec describes one command.
+type Spec struct {
+	Name, Usage, ArgsUsage, Description string
+	// Stage is the stage name written into result JSON ("build", "train" …).
+	Stage string
+	// Flags are the command's own flags, added to the shared ones.
+	Flags []ucli.Flag
+	// NeedsConfig loads --config before Run (a bad config exits 2).
+	NeedsConfig bool
+	// BuildFlags adds --workspace, --branch, --commit, --change-id,
+	// --build-url, --build-user; a set --change-id forces --dry-run.
+	BuildFlags bool
+	// Run does the work. A nil Result with a nil error is a plain success.
+	Run func(*Env) (*Result, error)
+	// Subcommands, for a command that is only a group (Run nil).
+	Subcommands []*ucli.Command
+}
+
+// SharedFlags are the flags of every command.
+func SharedFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "config", Value: "branchml.yaml", EnvVars: []string{"BRANCHML_CONFIG"}, Usage: "the ML repository's `FILE` (relative to --workspace)"},
+		&ucli.StringSliceFlag{Name: "set", Usage: "override a config field, `path=value` (the flags layer; repeatable)"},
+		&ucli.StringFlag{Name: "params", EnvVars: []string{"BRANCHML_PARAMS"}, Usage: "JSON `FILE` of flag values (keys are flag names); command-line flags win"},
+		&ucli.StringFlag{Name: "result", EnvVars: []string{"BRANCHML_RESULT"}, Usage: "write the result JSON to `FILE`"},
+		&ucli.StringFlag{Name: "error-details", EnvVars: []string{"BRANCHML_ERROR_DETAILS"}, Usage: "on failure write the error-details JSON to `FILE`"},
+		&ucli.BoolFlag{Name: "dry-run", EnvVars: []string{"BRANCHML_DRY_RUN"}, Usage: "plan only: validate and print what would change; change nothing"},
+		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", EnvVars: []string{"BRANCHML_OUTPUT"}, Usage: "summary format on stdout: text or json"},
+		&ucli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"BRANCHML_LOG_FORMAT"}, Usage: "log format on stderr: text or json"},
+		&ucli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"BRANCHML_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		&ucli.DurationFlag{Name: "timeout", EnvVars: []string{"BRANCHML_TIMEOUT"}, Usage: "overall deadline, e.g. 30m (0: none)"},
+	}
+}
+
+// BuildFlags are the build-context flags of stage commands.
+func BuildFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "workspace", EnvVars: []string{"WORKSPACE"}, Usage: "the checked-out ML repository `DIR`"},
+		&ucli.StringFlag{Name: "branch", EnvVars: []string{"BRANCH_NAME"}, Usage: "the branch being built"},
+		&ucli.StringFlag{Name: "commit", EnvVars: []string{"GIT_COMMIT"}, Usage: "the source commit (PR builds: the PR head)"},
+		&ucli.StringFlag{Name: "change-id", EnvVars: []string{"CHANGE_ID"}, Usage: "pull request number; when set the stage only plans"},
+		&ucli.StringFlag{Name: "build-url", EnvVars: []string{"BUILD_URL"}, Usage: "the Jenkins build URL, for links and lineage"},
+		&ucli.StringFlag{Name: "build-user", EnvVars: []string{"BUILD_USER_ID"}, Usage: "who started the build"},
+	}
+}
+
+// NewApp makes an application with the given commands and a version command.
+func NewApp(name, usage string, cmds ...*ucli.Command) *ucli.App {
+	app := &ucli.App{
+		Name:                 name,
+		Usage:                usage,
+		Version:              Version,
+		HideVersion:          true,
+		EnableBashCompletion: true,
+		Commands:             append(cmds, versionCommand()),
+	}
+	app.ExitErrHandler = func(*ucli.Context, error) {} // Run decides the exit code
+	return app
+}
+
+func versionCommand() *ucli.Command {
+	return Command(Spec{
+		Name:  "version",
+		Usage: "print the version",
+		Run: func(e *Env) (*Result, error) {
+			return &Result{Summary: e.CLI.App.Name + " " + Version, Outputs: map[string]string{"version": Version}}, nil
+		},
+	})
+}
+
+type actionError struct{ err error }
+
+func (a actionError) Error() string { return a.err.Error() }
+func (a actionError) Unwrap() error { return a.err }
+
+// Command builds a urfave/cli command from spec with the shared flags, the
+// params file, logging, config loading, the result and error-details files.
+func Command(spec Spec) *ucli.Command {
+	cmd := &ucli.Command{
+		Name:        spec.Name,
+		Usage:       spec.Usage,
+		ArgsUsage:   spec.ArgsUsage,
+		Description: spec.Description,
+		Subcommands: spec.Subcommands,
+	}
+	if spec.Run == nil {
+		return cmd
+	}
+	flags := append(SharedFlags(), spec.Flags...)
+	if spec.BuildFlags {
+		flags = append(flags, BuildFlags()...)
+	}
+	cmd.Flags = flags
+	cmd.Action = func(c *ucli.Context) error {
+		if err := runAction(c, spec); err != nil {
+			return actionError{err}
+		}
+		return nil
+	}
+	return cmd
+}
+
+type ctxKey struct{}
+
+// streamsOf returns the streams Run put in the app's metadata.
+func streamsOf(c *ucli.Context) Streams {
+	if s, ok := c.App.Metadata["streams"].(Streams); ok {
+		return s
+	}
+	return StdStreams()
+}
+
+func runAction(c *ucli.Context, spec Spec) (err error) {
+	started := time.Now().UTC()
+	streams := streamsOf(c)
+	if err := applyParams(c); err != nil {
+		return Usage("read --params", err, "give a JSON object whose keys are flag names of '"+spec.Name+"'")
+	}
+	log, err := NewLogger(streams.Err, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return Usage("logging flags", err, "use --log-format text|json and --log-level debug|info|warn|error")
+	}
+	output := c.String("output")
+	if output != "text" && output != "json" {
+		return Usagef("use -o text or -o json", "unknown output format %q", output)
+	}
+	env := &Env{Log: log, Out: streams.Out, Output: output, DryRun: c.Bool("dry-run"), CLI: c}
+	if spec.BuildFlags {
+		env.Build = BuildContext{
+			Workspace: c.String("workspace"), Branch: c.String("branch"), Commit: c.String("commit"),
+			ChangeID: c.String("change-id"), BuildURL: c.String("build-url"), BuildUser: c.String("build-user"),
+		}
+		if env.Build.ChangeID != "" && !env.DryRun {
+			log.Infof("change request %s: planning only (--dry-run)", env.Build.ChangeID)
+			env.DryRun = true
+		}
+	}
+	ctx := c.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if d := c.Duration("timeout"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	env.Ctx = ctx
+
+	var res *Result
+	defer func() {
+		if r := recover(); r != nil {
+			err = Failed("internal error", fmt.Errorf("%v", r), "report this as a bug with the log above")
+		}
+		finish(env, spec, c, started, res, err)
+	}()
+	if spec.NeedsConfig {
+		path := c.String("config")
+		if env.Build.Workspace != "" && !filepath.IsAbs(path) {
+			path = filepath.Join(env.Build.Workspace, path)
+		}
+		cfg, cerr := config.Load(path, config.WithSets(c.StringSlice("set")...))
+		if cerr != nil {
+			fix := "fix the fields named above; the schema is resources/schema/branchml.schema.json"
+			if errors.Is(cerr, os.ErrNotExist) {
+				fix = "run in the ML repository's root, or pass --config (or --workspace)"
+			}
+			return Usage("load configuration", cerr, fix)
+		}
+		env.Config = cfg
+	}
+	res, err = spec.Run(env)
+	if err == nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = Failed("timeout", ctx.Err(), "raise --timeout")
+	}
+	return err
+}
+
+// finish prints the summary, writes the result and error-details files.
+func finish(env *Env, spec Spec, c *ucli.Context, started time.Time, res *Result, err error) {
+	if res == nil {
+		res = &Result{}
+	}
+	res.APIVersion, res.Kind, res.Stage = ResultAPIVersion, "Result", spec.Stage
+	if res.Stage == "" {
+		res.Stage = spec.Name
+	}
+	res.DryRun = env.DryRun
+	res.StartedAt, res.FinishedAt = started, time.Now().UTC()
+	res.ExitCode = CodeOf(err)
+	if errors.Is(err, context.Canceled) {
+		res.ExitCode = ExitInterrupted
+	}
+	res.OK = err == nil
+	if err != nil && res.Summary == "" {
+		res.Summary = secrets.Redact(err.Error())
+	}
+	if p := c.String("result"); p != "" {
+		if werr := atomicfile.WriteJSON(p, redacted(res)); werr != nil {
+			env.Log.Errorf("write result %s: %v", p, werr)
+		}
+	}
+	if err != nil {
+		if p := c.String("error-details"); p != "" {
+			if werr := atomicfile.WriteJSON(p, Details(spec.Stage, err)); werr != nil {
+				env.Log.Errorf("write error details %s: %v", p, werr)
+			}
+		}
+	}
+	if err == nil || res.Outputs != nil {
+		printSummary(env.Out, env.Output, res)
+	} else if env.Output == "json" {
+		printSummary(env.Out, env.Output, res)
+	}
+}
+
+// Details builds the error-details of err, secrets masked.
+func Details(stage string, err error) *ErrorDetails {
+	d := &ErrorDetails{APIVersion: ResultAPIVersion, Kind: "ErrorDetails", Stage: stage, ExitCode: CodeOf(err)}
+	var e *Error
+	if errors.As(err, &e) {
+		d.What, d.Fix = e.What, e.Fix
+		if e.Err != nil {
+			d.Why = e.Err.Error()
+		}
+	} else {
+		d.Why = err.Error()
+	}
+	if errors.Is(err, context.Canceled) {
+		d.ExitCode = ExitInterrupted
+	}
+	d.What, d.Why, d.Fix = secrets.Redact(d.What), secrets.Redact(d.Why), secrets.Redact(d.Fix)
+	return d
+}
+
+// redacted returns res with every string masked (through a JSON round trip).
+func redacted(res *Result) any {
+	js, err := json.Marshal(res)
+	if err != nil {
+		return res
+	}
+	return json.RawMessage(secrets.Redact(string(js)))
+}
+
+func printSummary(w io.Writer, format string, res *Result) {
+	if format == "json" {
+		js, _ := json.MarshalIndent(redacted(res), "", "  ")
+		fmt.Fprintln(w, string(js))
+		return
+	}
+	if res.Summary != "" {
+		fmt.Fprintln(w, secrets.Redact(res.Summary))
+	}
+	if res.Outputs == nil {
+		return
+	}
+	js, err := json.Marshal(res.Outputs)
+	if err != nil {
+		return
+	}
+	var flat map[string]any
+	if json.Unmarshal(js, &flat) != nil {
+		return
+	}
+	lines := map[string]string{}
+	flatten("", flat, lines)
+	keys := make([]string, 0, len(lines))
+	for k := range lines {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s: %s\n", k, secrets.Redact(lines[k]))
+	}
+}
+
+func flatten(prefix string, v any, out map[string]string) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			key := k
+			if prefix != "" {
+				key = prefix + "." + k
+			}
+			flatten(key, x, out)
+		}
+	case []any:
+		js, _ := json.Marshal(t)
+		out[prefix] = string(js)
+	case string:
+		out[prefix] = t
+	default:
+		js, _ := json.Marshal(t)
+		out[prefix] = string(js)
+	}
+}
+
+// applyParams reads --params and sets every flag it names that the command
+// line did not set.
+func applyParams(c *ucli.Context) error {
+	path := c.String("params")
+	if path == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var params map[string]any
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return fmt.Errorf("%s: not a JSON object: %w", path, err)
+	}
+	known := map[string]bool{}
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !known[k] {
+			return fmt.Errorf("%s: %q is not a flag of this command", path, k)
+		}
+		if k == "params" || c.IsSet(k) {
+			continue
+		}
+		var vals []string
+		switch v := params[k].(type) {
+		case nil:
+			continue
+		case []any:
+			for _, x := range v {
+				vals = append(vals, scalar(x))
+			}
+		case map[string]any:
+			return fmt.Errorf("%s: %q must be a string, number, boolean or list, not an object", path, k)
+		default:
+			vals = []string{scalar(v)}
+		}
+		for _, s := range vals {
+			if err := c.Set(k, s); err != nil {
+				return fmt.Errorf("%s: %q: %w", path, k, err)
+			}
+		}
+	}
+	return nil
+}
+
+func scalar(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case float64:
+		js, _ := json.Marshal(t)
+		return string(js)
+	default:
+		return fmt.Sprint(t)
+	}
+}
+
+// NewLogger makes the logrus logger of a command: text or JSON on w, secrets masked.
+func NewLogger(w io.Writer, format, level string) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(w)
+	log.AddHook(secrets.Hook{})
+	switch format {
+	case "text", "":
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339})
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, fmt.Errorf("unknown log format %q", format)
+	}
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	log.SetLevel(lvl)
+	return log, nil
+}
+
+// Run runs app with args (args[0] is the program name) and returns the exit
+// code. It cancels the context on SIGINT or SIGTERM, prints the error once to
+// streams.Err, and never exits the process.
+func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if app.Metadata == nil {
+		app.Metadata = map[string]any{}
+	}
+	app.Metadata["streams"] = streams
+	app.Writer, app.ErrWriter = streams.Out, streams.Err
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return ExitOK
+	}
+	var ae actionError
+	if !errors.As(err, &ae) {
+		fmt.Fprintf(streams.Err, "%s: error: %s\n  fix: run '%s --help'\n", app.Name, secrets.Redact(err.Error()), strings.Join(args[:min(len(args), 2)], " "))
+		return ExitUsage
+	}
+	code := CodeOf(ae.err)
+	if errors.Is(ae.err, context.Canceled) {
+		code = ExitInterrupted
+	}
+	fmt.Fprintf(streams.Err, "%s: error: %s\n", app.Name, secrets.Redact(ae.err.Error()))
+	var e *Error
+	if errors.As(ae.err, &e) && e.Fix != "" {
+		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(e.Fix))
+	}
+	return code
+}
+
+// Main runs app on the process's arguments and exits with its code.
+func Main(app *ucli.App) {
+	os.Exit(Run(context.Background(), app, os.Args, StdStreams()))
+}

@@ -1,0 +1,49 @@
+package cli
+
+import "time"
+
+// ResultAPIVersion is the apiVersion of result and error-details JSON.
+const ResultAPIVersion = "branchml.dev/v1"
+
+// Result is the one JSON object every agent command writes to --result and,
+// with -o json, to stdout. Outputs holds the stage's own fields (IDs,
+// digests, metrics, verdict) and is marshalled as given.
+type Result struct {
+	APIVersion string    `json:"apiVersion"`
+	Kind       string    `json:"kind"` // "Result"
+	Stage      string    `json:"stage"`
+	OK         bool      `json:"ok"`
+	ExitCode   int       `json:"exitCode"`
+	DryRun     bool      `json:"dryRun"`
+	Summary    string    `json:"summary"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+	Outputs    any       `json:"outputs,omitempty"`
+	Links      []Link    `json:"links,omitempty"`
+	Reports    []Report  `json:"reports,omitempty"`
+}
+
+// Link is a named URL the Jenkins step shows in the build description.
+type Link struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+}
+
+// Report is a file the Jenkins step publishes: Kind "junit" goes to the junit
+// step, anything else is archived. Path is relative to the workspace.
+type Report struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	Kind string `json:"kind"`
+}
+
+// ErrorDetails is the JSON written to --error-details on failure.
+type ErrorDetails struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"` // "ErrorDetails"
+	Stage      string `json:"stage"`
+	ExitCode   int    `json:"exitCode"`
+	What       string `json:"what"`
+	Why        string `json:"why"`
+	Fix        string `json:"fix,omitempty"`
+}

@@ -1,0 +1,9 @@
+// Command branchml is the operators' umbrella command; see agents/README.md.
+package main
+
+import (
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/umbrella"
+)
+
+func main() { cli.Main(umbrella.App()) }

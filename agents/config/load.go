@@ -1,0 +1,571 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"sigs.k8s.io/yaml"
+
+	"github.com/branchml/branchml/resources"
+)
+
+// EnvPrefix starts every environment variable that overrides a config field.
+// The variable of a field is the prefix plus its path in upper snake case:
+// backends.pipelines.endpoint is BRANCHML_BACKENDS_PIPELINES_ENDPOINT.
+const EnvPrefix = "BRANCHML_"
+
+// FieldError is one problem with one field of the configuration.
+type FieldError struct {
+	// Source is where the bad value came from: a file path, an environment
+	// variable name, or "--set".
+	Source string
+	// Field is the dotted path of the field, e.g. "deploy.canary.steps[0]";
+	// "" for the document itself.
+	Field string
+	// Value is the offending value as JSON ("" when the field is missing).
+	Value string
+	// Problem says what is wrong and what is allowed.
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Source)
+	if e.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Field)
+	}
+	if e.Value != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Value)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Problem)
+	return b.String()
+}
+
+// ValidationError lists every FieldError found in one load. Callers match it
+// with errors.As; the CLI maps it to exit code 2.
+type ValidationError struct {
+	Errors []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Errors))
+	for i, fe := range e.Errors {
+		msgs[i] = fe.Error()
+	}
+	if len(msgs) == 1 {
+		return "invalid configuration: " + msgs[0]
+	}
+	return "invalid configuration:\n  " + strings.Join(msgs, "\n  ")
+}
+
+type options struct {
+	environ []string
+	sets    []string
+}
+
+// Option changes how Load layers the configuration.
+type Option func(*options)
+
+// WithEnviron uses env (KEY=VALUE entries) instead of os.Environ() for the
+// BRANCHML_* layer.
+func WithEnviron(env []string) Option { return func(o *options) { o.environ = env } }
+
+// WithSets applies "field.path=value" overrides (the flags layer, --set);
+// values are parsed as YAML scalars or flow collections ("[10, 50, 100]").
+func WithSets(sets ...string) Option { return func(o *options) { o.sets = append(o.sets, sets...) } }
+
+// Load reads the configuration: built-in defaults, then the YAML file at path
+// (skipped when path is ""), then BRANCHML_* environment variables, then the
+// --set overrides; validates the result against the JSON Schema in resources/
+// and derives the defaults that depend on the project name.
+// A missing or unreadable file is an *os.PathError; a bad value a
+// *ValidationError that names the source, field, value and what is allowed.
+func Load(path string, opts ...Option) (*Config, error) {
+	o := options{environ: os.Environ()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	doc, err := loadDefaults()
+	if err != nil {
+		return nil, err
+	}
+	origin := map[string]string{} // field path -> source
+	src := "defaults"
+	if path != "" {
+		src = path
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		file, err := parseYAMLDoc(path, raw)
+		if err != nil {
+			return nil, err
+		}
+		merge(doc, file)
+	}
+	if err := applyEnv(doc, o.environ, origin); err != nil {
+		return nil, err
+	}
+	if err := applySets(doc, o.sets, origin); err != nil {
+		return nil, err
+	}
+	if err := validate(doc, src, origin); err != nil {
+		return nil, err
+	}
+	cfg, err := decode(doc, src)
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		cfg.File = path
+		cfg.Dir = filepath.Dir(path)
+	}
+	cfg.derive()
+	if err := cfg.check(src); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func loadDefaults() (map[string]any, error) {
+	raw, err := fs.ReadFile(resources.FS, resources.DefaultsPath)
+	if err != nil {
+		return nil, err
+	}
+	return parseYAMLDoc("built-in defaults", raw)
+}
+
+// parseYAMLDoc parses one YAML mapping document into generic JSON values.
+func parseYAMLDoc(name string, raw []byte) (map[string]any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "the file is empty; it needs at least apiVersion, project and branches"}}}
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "not valid YAML: " + err.Error()}}}
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "not valid YAML: " + err.Error()}}}
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Value: short(v), Problem: "the document must be a mapping of keys to values"}}}
+	}
+	return m, nil
+}
+
+// merge deep-merges src into dst: mappings merge key by key, everything else
+// (scalars, lists) replaces.
+func merge(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				merge(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// envFields maps each BRANCHML_ variable to the field path it sets: every
+// scalar or list field of the schema outside maps keyed by user names.
+func envFields() map[string][]string {
+	out := map[string][]string{}
+	var walk func(path []string, s map[string]any)
+	walk = func(path []string, s map[string]any) {
+		props, _ := s["properties"].(map[string]any)
+		for name, p := range props {
+			ps, _ := p.(map[string]any)
+			child := append(append([]string{}, path...), name)
+			if _, nested := ps["properties"]; nested {
+				walk(child, ps)
+				continue
+			}
+			if t, _ := ps["type"].(string); t == "object" {
+				continue
+			}
+			out[envName(child)] = child
+		}
+	}
+	walk(nil, schemaDoc())
+	return out
+}
+
+func envName(path []string) string {
+	var b strings.Builder
+	b.WriteString(EnvPrefix)
+	for i, p := range path {
+		if i > 0 {
+			b.WriteByte('_')
+		}
+		for j, r := range p {
+			if unicode.IsUpper(r) && j > 0 && !unicode.IsUpper(rune(p[j-1])) {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToUpper(r))
+		}
+	}
+	return b.String()
+}
+
+// EnvVars lists the environment variables that override config fields, with
+// the dotted field path each sets, sorted by name.
+func EnvVars() [][2]string {
+	var out [][2]string
+	for name, path := range envFields() {
+		out = append(out, [2]string{name, strings.Join(path, ".")})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
+func applyEnv(doc map[string]any, environ []string, origin map[string]string) error {
+	fields := envFields()
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		path, ok := fields[name]
+		if !ok {
+			continue // agents' flag variables (BRANCHML_DRY_RUN …) and others are not config fields
+		}
+		if err := setPath(doc, path, val, name, origin); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applySets(doc map[string]any, sets []string, origin map[string]string) error {
+	for _, s := range sets {
+		key, val, ok := strings.Cut(s, "=")
+		if !ok || key == "" {
+			return &ValidationError{Errors: []*FieldError{{Source: "--set", Value: strconv.Quote(s), Problem: "expected field.path=value, e.g. --set deploy.strategy=ab"}}}
+		}
+		if err := setPath(doc, strings.Split(key, "."), val, "--set "+key, origin); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setPath(doc map[string]any, path []string, raw, source string, origin map[string]string) error {
+	var v any
+	if err := yaml.Unmarshal([]byte(raw), &v); err != nil || v == nil {
+		v = raw
+	}
+	// Keep numbers as json.Number like the file layer, so validation sees one shape.
+	js, _ := json.Marshal(v)
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	_ = dec.Decode(&v)
+	m := doc
+	for i, p := range path[:len(path)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			if _, exists := m[p]; exists {
+				return &ValidationError{Errors: []*FieldError{{Source: source, Field: strings.Join(path[:i+1], "."), Problem: "is not a mapping; cannot set a key below it"}}}
+			}
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+	origin[strings.Join(path, ".")] = source
+	return nil
+}
+
+var compiled *jsonschema.Schema
+
+var printer = message.NewPrinter(language.English)
+
+func schemaDoc() map[string]any {
+	raw, err := fs.ReadFile(resources.FS, resources.SchemaPath)
+	if err != nil {
+		panic(err) // embedded: cannot fail unless the build is broken
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func schema() (*jsonschema.Schema, error) {
+	if compiled != nil {
+		return compiled, nil
+	}
+	raw, err := fs.ReadFile(resources.FS, resources.SchemaPath)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("branchml.schema.json", doc); err != nil {
+		return nil, err
+	}
+	s, err := c.Compile("branchml.schema.json")
+	if err != nil {
+		return nil, err
+	}
+	compiled = s
+	return s, nil
+}
+
+func validate(doc map[string]any, src string, origin map[string]string) error {
+	s, err := schema()
+	if err != nil {
+		return fmt.Errorf("compile the config schema: %w", err)
+	}
+	// The validator wants the same shapes UnmarshalJSON makes.
+	js, _ := json.Marshal(doc)
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(js))
+	if err != nil {
+		return err
+	}
+	err = s.Validate(inst)
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	var out []*FieldError
+	for _, leaf := range leaves(ve) {
+		field := fieldPath(leaf.InstanceLocation)
+		fe := &FieldError{Source: src, Field: field, Problem: problem(leaf)}
+		if v, ok := lookup(inst, leaf.InstanceLocation); ok && !isContainer(v) {
+			fe.Value = short(v)
+		}
+		for f := field; f != ""; f = parent(f) {
+			if o, ok := origin[stripIndex(f)]; ok {
+				fe.Source = o
+				break
+			}
+		}
+		out = append(out, fe)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	return &ValidationError{Errors: dedupe(out)}
+}
+
+// leaves returns the innermost causes: the ones that say what is wrong.
+func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
+	if len(e.Causes) == 0 {
+		return []*jsonschema.ValidationError{e}
+	}
+	var out []*jsonschema.ValidationError
+	for _, c := range e.Causes {
+		out = append(out, leaves(c)...)
+	}
+	return out
+}
+
+func problem(e *jsonschema.ValidationError) string {
+	msg := e.ErrorKind.LocalizedString(printer)
+	// Make the library's wording name the fix where it is terse.
+	switch {
+	case strings.HasPrefix(msg, "additional properties"), strings.HasPrefix(msg, "additionalProperties"):
+		return msg + " (unknown key: remove it or fix its spelling; see resources/schema/branchml.schema.json)"
+	}
+	return msg
+}
+
+func fieldPath(loc []string) string {
+	var b strings.Builder
+	for _, p := range loc {
+		if _, err := strconv.Atoi(p); err == nil {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func parent(f string) string {
+	if i := strings.LastIndexAny(f, ".["); i > 0 {
+		return f[:i]
+	}
+	return ""
+}
+
+func stripIndex(f string) string {
+	if i := strings.IndexByte(f, '['); i >= 0 {
+		return f[:i]
+	}
+	return f
+}
+
+func lookup(v any, loc []string) (any, bool) {
+	for _, p := range loc {
+		switch t := v.(type) {
+		case map[string]any:
+			v = t[p]
+		case []any:
+			i, err := strconv.Atoi(p)
+			if err != nil || i < 0 || i >= len(t) {
+				return nil, false
+			}
+			v = t[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func isContainer(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return true
+	}
+	return false
+}
+
+func short(v any) string {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if len(js) > 80 {
+		return string(js[:77]) + "..."
+	}
+	return string(js)
+}
+
+func dedupe(in []*FieldError) []*FieldError {
+	seen := map[string]bool{}
+	var out []*FieldError
+	for _, e := range in {
+		k := e.Error()
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func decode(doc map[string]any, src string) (*Config, error) {
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	var cfg Config
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: src, Problem: err.Error()}}}
+	}
+	return &cfg, nil
+}
+
+// derive fills the defaults that depend on the project name.
+func (c *Config) derive() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Pipeline.Name, c.Project)
+	def(&c.Training.Experiment, c.Project)
+	def(&c.Training.Data.Volume, c.Project+"-data")
+	def(&c.Training.Model.Volume, c.Project+"-model")
+	def(&c.Deploy.Model, c.Project)
+	for i := range c.Components {
+		def(&c.Components[i].Binary, "/ko-app/"+c.Components[i].Name)
+	}
+}
+
+// check enforces what the schema cannot say: unique component names,
+// ascending canary steps, components referenced by the serving section.
+func (c *Config) check(src string) error {
+	var errs []*FieldError
+	seen := map[string]bool{}
+	for i, comp := range c.Components {
+		if seen[comp.Name] {
+			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("components[%d].name", i), Value: strconv.Quote(comp.Name), Problem: "duplicate component name; names must be unique"})
+		}
+		seen[comp.Name] = true
+		if comp.Kind == "dockerfile" && comp.Dockerfile == "" {
+			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("components[%d].dockerfile", i), Problem: "is required when kind is dockerfile: give the Dockerfile's path"})
+		}
+	}
+	steps := c.Deploy.Canary.Steps
+	for i := 1; i < len(steps); i++ {
+		if steps[i] <= steps[i-1] {
+			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("deploy.canary.steps[%d]", i), Value: strconv.Itoa(steps[i]), Problem: fmt.Sprintf("canary weights must ascend; it follows %d", steps[i-1])})
+		}
+	}
+	if comp := c.Deploy.Serving.Component; comp != "" && !seen[comp] {
+		errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.component", Value: strconv.Quote(comp), Problem: "names no component in components[]; use one of their names"})
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Errors: errs}
+	}
+	return nil
+}
+
+// StagesForBranch returns the stage keys that a merge into branch runs, in
+// lifecycle order (StageOrder); none for an unmapped branch.
+func (c *Config) StagesForBranch(branch string) []string {
+	var out []string
+	for _, s := range StageOrder {
+		if c.Branches[s] == branch {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Path resolves p relative to the configuration file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// UnmarshalJSON reads a Go duration string ("30s").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }

@@ -1,0 +1,294 @@
+package config
+
+import "time"
+
+// APIVersion is the only accepted value of branchml.yaml's apiVersion field.
+const APIVersion = "branchml.dev/v1"
+
+// Stage keys of the branch mapping, in the order the lifecycle runs them.
+const (
+	StageBuild    = "build"
+	StagePipeline = "pipeline"
+	StageTrain    = "train"
+	StageDeploy   = "deploy"
+)
+
+// StageOrder lists the stage keys in lifecycle order; a branch mapped to
+// several stages runs them in this order.
+var StageOrder = []string{StageBuild, StagePipeline, StageTrain, StageDeploy}
+
+// Config is the effective configuration of one ML repository: built-in
+// defaults, then branchml.yaml, then BRANCHML_* environment variables, then
+// flags. Field names follow the YAML keys of resources/schema/branchml.schema.json.
+type Config struct {
+	APIVersion string `json:"apiVersion"`
+	// Project names the ML project; it prefixes pipeline, experiment, volume
+	// and model names. DNS-1123 label: [a-z0-9-], at most 40 characters.
+	Project string `json:"project"`
+	// Branches maps a stage key (build, pipeline, train, deploy) to the git
+	// branch whose merges run it. Several stages may share one branch.
+	Branches   map[string]string `json:"branches"`
+	Components []Component       `json:"components"`
+	Pipeline   Pipeline          `json:"pipeline"`
+	Training   Training          `json:"training"`
+	Snapshot   Snapshot          `json:"snapshot"`
+	Deploy     Deploy            `json:"deploy"`
+	Backends   Backends          `json:"backends"`
+
+	// File is the path the configuration was read from ("" for defaults only).
+	File string `json:"-"`
+	// Dir is the directory of File: relative paths in the file are relative to it.
+	Dir string `json:"-"`
+}
+
+// Component is one pipeline component whose image the build stage makes.
+type Component struct {
+	// Name is the component's name, e.g. "prepare-data"; unique.
+	Name string `json:"name"`
+	// Path is the component's source directory, relative to the repository root.
+	Path string `json:"path"`
+	// Kind is "go" (built without a daemon into an OCI image) or "dockerfile".
+	Kind string `json:"kind"`
+	// Image is the image repository without registry host, e.g. "djia30/train".
+	Image string `json:"image"`
+	// Test is the test command (argv) run before building; for kind go the
+	// default is `go test ./...` in the component's module for its package tree.
+	Test []string `json:"test,omitempty"`
+	// Dockerfile is the Dockerfile path for kind dockerfile, relative to the repository root.
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// Base is the base image reference for kind go; "" means an empty (scratch) base.
+	Base string `json:"base,omitempty"`
+	// Binary is the path of the binary inside the image for kind go;
+	// default "/ko-app/<name>".
+	Binary string `json:"binary,omitempty"`
+}
+
+// Pipeline configures the kf-pipeline stage.
+type Pipeline struct {
+	// Name is the KFP pipeline's display name; default "<project>".
+	Name string `json:"name"`
+	// Spec is the path of the KFP v2 IR YAML, relative to the repository root.
+	Spec string `json:"spec"`
+	// Description of the pipeline as shown in the KFP UI.
+	Description string `json:"description,omitempty"`
+	// Resources maps a task name of the pipeline's root DAG to its resources.
+	Resources map[string]Resources `json:"resources,omitempty"`
+}
+
+// Resources are a task's compute requests and limits in Kubernetes quantity
+// notation ("500m", "2", "1Gi").
+type Resources struct {
+	CPU         string       `json:"cpu,omitempty"`
+	Memory      string       `json:"memory,omitempty"`
+	Accelerator *Accelerator `json:"accelerator,omitempty"`
+}
+
+// Accelerator is an on-demand accelerator request, e.g. type
+// "nvidia.com/gpu", count 1.
+type Accelerator struct {
+	Type  string `json:"type"`
+	Count int    `json:"count"`
+}
+
+// Training configures the training stage.
+type Training struct {
+	// Experiment is the KFP experiment runs are created in; default "<project>".
+	Experiment string `json:"experiment"`
+	// Parameters are the pipeline's runtime parameters (name → value, as KFP
+	// runtime_config.parameters).
+	Parameters map[string]any `json:"parameters,omitempty"`
+	Data       DataVolume     `json:"data"`
+	Model      ModelVolume    `json:"model"`
+	// KPIs gate promotion: all must hold for a PR into the deploy branch.
+	KPIs []KPI `json:"kpis,omitempty"`
+	// Timeout is the deadline of one run; StallTimeout the longest time
+	// without any state or task progress before the run is called stalled.
+	Timeout      Duration `json:"timeout"`
+	StallTimeout Duration `json:"stallTimeout"`
+}
+
+// DataVolume says where the training data lives.
+type DataVolume struct {
+	// Volume is the data volume (PVC) name; default "<project>-data".
+	Volume string `json:"volume"`
+	// Provision creates the volume of Size and fetches Source into it when
+	// true; when false an existing volume is reused.
+	Provision bool `json:"provision"`
+	// Size in Kubernetes quantity notation, e.g. "2Gi".
+	Size string `json:"size"`
+	// Source is where the data is fetched from when provisioning: a local
+	// path (file or folder), or "kaggle:<owner>/<dataset>".
+	Source string `json:"source,omitempty"`
+	// Parameter is the pipeline parameter that receives the data path.
+	Parameter string `json:"parameter"`
+}
+
+// ModelVolume says where models are written.
+type ModelVolume struct {
+	// Volume is the model volume (PVC) name; default "<project>-model".
+	Volume string `json:"volume"`
+	Size   string `json:"size"`
+	// Parameter is the pipeline parameter that receives the model base path;
+	// VersionParameter the one that receives the model version number.
+	Parameter        string `json:"parameter"`
+	VersionParameter string `json:"versionParameter"`
+}
+
+// KPI is one promotion condition over the metrics.json a run produced.
+// Metric and Baseline are dotted paths into it ("validation.auc",
+// "baselines.always_bullish.validation.auc"). Exactly one of Value and
+// Baseline is set.
+type KPI struct {
+	Metric   string   `json:"metric"`
+	Op       string   `json:"op"` // one of > >= < <=
+	Value    *float64 `json:"value,omitempty"`
+	Baseline string   `json:"baseline,omitempty"`
+}
+
+// Snapshot configures data and model snapshots (ML versioning).
+type Snapshot struct {
+	// Enabled switches snapshots and lineage on (the seed's ML versioning switch).
+	Enabled bool `json:"enabled"`
+	// Class is the VolumeSnapshotClass (its driver must be csi.trident.netapp.io).
+	Class string `json:"class"`
+	// Keep is how many snapshots per volume retention keeps (newest first);
+	// snapshots referenced by a deployed model's lineage are always kept.
+	Keep int `json:"keep"`
+	// ReadyTimeout bounds the wait for readyToUse.
+	ReadyTimeout Duration `json:"readyTimeout"`
+}
+
+// Deploy configures the deploy-model stage.
+type Deploy struct {
+	// Model is the model name served (TF Serving's model_name).
+	Model string `json:"model"`
+	// Strategy is "canary" (progressive) or "ab" (fixed split).
+	Strategy string `json:"strategy"`
+	Canary   Canary `json:"canary"`
+	AB       AB     `json:"ab"`
+	// Serving says what serves the model.
+	Serving Serving `json:"serving"`
+}
+
+// Canary is a progressive rollout policy in the style of Flagger and Argo
+// Rollouts.
+type Canary struct {
+	// Steps are the canary weights in percent, ascending, each 0 < w <= 100;
+	// the last is normally 100.
+	Steps []int `json:"steps"`
+	// Interval is how long each step is analysed.
+	Interval Duration `json:"interval"`
+	// Threshold is how many failed analyses cause a rollback.
+	Threshold int `json:"threshold"`
+	// MinRequests is the least number of canary requests an analysis needs;
+	// fewer counts as a failure (no data is a failure).
+	MinRequests int `json:"minRequests"`
+	// SuccessRate is the least canary request success rate, in percent.
+	SuccessRate float64 `json:"successRate"`
+	// MaxLatencyP99 is the largest canary p99 latency allowed.
+	MaxLatencyP99 Duration `json:"maxLatencyP99"`
+	// Smoke are predict requests with expected answers run against the canary
+	// before traffic moves.
+	Smoke []SmokeTest `json:"smoke,omitempty"`
+}
+
+// SmokeTest is one TF Serving REST predict body and the expected predictions
+// (within Tolerance, absolute).
+type SmokeTest struct {
+	Name      string         `json:"name"`
+	Request   map[string]any `json:"request"`
+	Expect    [][]float64    `json:"expect,omitempty"`
+	Tolerance float64        `json:"tolerance,omitempty"`
+}
+
+// AB is a fixed-split experiment between the stable and the candidate model.
+type AB struct {
+	// Weight is the candidate's traffic share in percent.
+	Weight int `json:"weight"`
+	// Duration and Requests end the experiment, whichever comes first.
+	Duration Duration `json:"duration"`
+	Requests int      `json:"requests"`
+}
+
+// Serving says how a model is served.
+type Serving struct {
+	// Component is the component whose image serves the model (its binary
+	// speaks TF Serving's REST API), e.g. "serve"; "" means Image.
+	Component string `json:"component,omitempty"`
+	// Image is the serving image, e.g. "tensorflow/serving:2.14.1".
+	Image string `json:"image,omitempty"`
+	// Command overrides the serving command (argv) for the local backend.
+	Command []string `json:"command,omitempty"`
+	// Replicas is the total number of replicas split between stable and canary.
+	Replicas int `json:"replicas"`
+}
+
+// Backends picks the implementation of each external concern: "local" (the
+// embedded default) or the real one.
+type Backends struct {
+	Forge     ForgeBackend     `json:"forge"`
+	Registry  RegistryBackend  `json:"registry"`
+	Pipelines PipelinesBackend `json:"pipelines"`
+	Storage   StorageBackend   `json:"storage"`
+	Serving   ServingBackend   `json:"serving"`
+	// StateDir is where local backends keep their data; default
+	// "$XDG_STATE_HOME/branchml" or "~/.local/state/branchml".
+	StateDir string `json:"stateDir,omitempty"`
+}
+
+// ForgeBackend: type "local" (a bare git repository) or "github".
+type ForgeBackend struct {
+	Type string `json:"type"`
+	// Remote is the bare repository path or URL for type local.
+	Remote string `json:"remote,omitempty"`
+	// Owner and Repo name the GitHub repository; APIURL is for GitHub Enterprise.
+	Owner  string `json:"owner,omitempty"`
+	Repo   string `json:"repo,omitempty"`
+	APIURL string `json:"apiURL,omitempty"`
+}
+
+// RegistryBackend: type "local" (the embedded OCI registry on loopback) or "oci".
+type RegistryBackend struct {
+	Type string `json:"type"`
+	// Host is the registry host[:port] for type oci, e.g. "ghcr.io/acme".
+	Host string `json:"host,omitempty"`
+	// Insecure allows plain HTTP.
+	Insecure bool `json:"insecure,omitempty"`
+	// Addr is the loopback listen address of the local registry.
+	Addr string `json:"addr,omitempty"`
+}
+
+// PipelinesBackend: type "local" (the embedded runner) or "kfp".
+type PipelinesBackend struct {
+	Type string `json:"type"`
+	// Endpoint is the KFP API server base URL, e.g. "https://kfp.example.com".
+	Endpoint  string `json:"endpoint,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	// CAFile and InsecureSkipVerify are TLS settings for Endpoint.
+	CAFile             string `json:"caFile,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+	// Parallelism bounds concurrently running tasks of the local runner.
+	Parallelism int `json:"parallelism,omitempty"`
+}
+
+// StorageBackend: type "local" (directories) or "trident" (PVCs and CSI
+// VolumeSnapshots on Kubernetes).
+type StorageBackend struct {
+	Type         string `json:"type"`
+	Namespace    string `json:"namespace,omitempty"`
+	StorageClass string `json:"storageClass,omitempty"`
+	Kubeconfig   string `json:"kubeconfig,omitempty"`
+}
+
+// ServingBackend: type "local" (processes behind a weighted gateway) or
+// "kubernetes".
+type ServingBackend struct {
+	Type       string `json:"type"`
+	Namespace  string `json:"namespace,omitempty"`
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Addr is the gateway's loopback listen address for type local.
+	Addr string `json:"addr,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "5m").
+type Duration struct{ time.Duration }
