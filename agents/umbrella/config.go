@@ -59,4 +59,3 @@ func ConfigCommand() *ucli.Command {
 		},
 	})
 }
-
