@@ -2,4 +2,4 @@ module github.com/branchml/djia30
 
 go 1.26
 
-require gonum.org/v1/gonum v0.17.0
+require gonum.org/v1/gonum v0.16.0
