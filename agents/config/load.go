@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -297,7 +298,11 @@ func setPath(doc map[string]any, path []string, raw, source string, origin map[s
 	return nil
 }
 
-var compiled *jsonschema.Schema
+var (
+	compileOnce sync.Once
+	compiled    *jsonschema.Schema
+	compileErr  error
+)
 
 var printer = message.NewPrinter(language.English)
 
@@ -314,9 +319,11 @@ func schemaDoc() map[string]any {
 }
 
 func schema() (*jsonschema.Schema, error) {
-	if compiled != nil {
-		return compiled, nil
-	}
+	compileOnce.Do(func() { compiled, compileErr = compileSchema() })
+	return compiled, compileErr
+}
+
+func compileSchema() (*jsonschema.Schema, error) {
 	raw, err := fs.ReadFile(resources.FS, resources.SchemaPath)
 	if err != nil {
 		return nil, err
@@ -329,12 +336,7 @@ func schema() (*jsonschema.Schema, error) {
 	if err := c.AddResource("branchml.schema.json", doc); err != nil {
 		return nil, err
 	}
-	s, err := c.Compile("branchml.schema.json")
-	if err != nil {
-		return nil, err
-	}
-	compiled = s
-	return s, nil
+	return c.Compile("branchml.schema.json")
 }
 
 func validate(doc map[string]any, src string, origin map[string]string) error {
@@ -384,8 +386,24 @@ func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
 	return out
 }
 
+// friendly replaces the pattern messages of the schema's shared definitions
+// with what a person can act on.
+var friendly = map[string]string{
+	"duration":   "is not a duration: write a Go duration such as 30s, 5m or 1h30m",
+	"quantity":   "is not a Kubernetes quantity: write e.g. 500m, 2, 512Mi or 1Gi",
+	"name":       "is not a DNS-1123 name: use lower-case letters, digits and '-', at most 63 characters",
+	"metricPath": "is not a metric path: use dotted keys of metrics.json, e.g. validation.auc",
+	"branch":     "is not a valid branch name",
+}
+
 func problem(e *jsonschema.ValidationError) string {
 	msg := e.ErrorKind.LocalizedString(printer)
+	if i := strings.Index(e.SchemaURL, "/$defs/"); i >= 0 {
+		def, _, _ := strings.Cut(e.SchemaURL[i+len("/$defs/"):], "/")
+		if f, ok := friendly[def]; ok && strings.Contains(msg, "pattern") {
+			return f
+		}
+	}
 	// Make the library's wording name the fix where it is terse.
 	switch {
 	case strings.HasPrefix(msg, "additional properties"), strings.HasPrefix(msg, "additionalProperties"):

@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/branchml/branchml/agents/secrets"
+)
+
+type seen struct {
+	env   *Env
+	name  string
+	count int
+	steps []string
+}
+
+func testApp(s *seen, run func(*Env) (*Result, error)) *ucli.App {
+	return NewApp("branchml-test", "test", Command(Spec{
+		Name: "run", Stage: "test", BuildFlags: true,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "name"},
+			&ucli.IntFlag{Name: "count"},
+			&ucli.StringSliceFlag{Name: "step"},
+		},
+		Run: func(e *Env) (*Result, error) {
+			s.env, s.name, s.count, s.steps = e, e.CLI.String("name"), e.CLI.Int("count"), e.CLI.StringSlice("step")
+			return run(e)
+		},
+	}))
+}
+
+func runApp(t *testing.T, app *ucli.App, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), app, append([]string{"branchml-test"}, args...), Streams{Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestParamsFileAndFlagsWin(t *testing.T) {
+	dir := t.TempDir()
+	params := filepath.Join(dir, "p.json")
+	os.WriteFile(params, []byte(`{"name":"from-file","count":3,"step":["a","b"],"commit":"abc123","dry-run":true}`), 0o644)
+	var s seen
+	app := testApp(&s, func(*Env) (*Result, error) { return &Result{Summary: "ok"}, nil })
+	code, out, _ := runApp(t, app, "run", "--params", params, "--name", "from-flag")
+	if code != 0 || out != "ok\n" {
+		t.Fatalf("code %d out %q", code, out)
+	}
+	if s.name != "from-flag" || s.count != 3 || strings.Join(s.steps, ",") != "a,b" || s.env.Build.Commit != "abc123" || !s.env.DryRun {
+		t.Errorf("got name=%q count=%d steps=%v commit=%q dry=%v", s.name, s.count, s.steps, s.env.Build.Commit, s.env.DryRun)
+	}
+}
+
+func TestParamsUnknownKeyIsUsage(t *testing.T) {
+	params := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(params, []byte(`{"nmae":"x"}`), 0o644)
+	var s seen
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--params", params)
+	if code != ExitUsage || !strings.Contains(errOut, `"nmae" is not a flag of this command`) {
+		t.Errorf("code %d err %q", code, errOut)
+	}
+}
+
+func TestChangeIDForcesDryRun(t *testing.T) {
+	var s seen
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--change-id", "7")
+	if code != 0 || !s.env.DryRun || s.env.Build.ChangeID != "7" {
+		t.Errorf("code %d dry %v", code, s.env.DryRun)
+	}
+}
+
+func TestExitCodesAndErrorDetails(t *testing.T) {
+	cases := []struct {
+		err  error
+		code int
+		what string
+	}{
+		{Failed("push djia30/train", errors.New("503"), "retry later"), 1, "push djia30/train"},
+		{Usagef("pass --commit", "no commit"), 2, ""},
+		{Gate("kpi gate", errors.New("validation.auc 0.49 <= 0.5"), "improve the model"), 3, "kpi gate"},
+		{context.Canceled, 130, ""},
+		{errors.New("plain"), 1, ""},
+	}
+	for _, c := range cases {
+		dir := t.TempDir()
+		var s seen
+		res, det := filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
+		code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, c.err }), "run", "--result", res, "--error-details", det)
+		if code != c.code {
+			t.Errorf("%v: code %d want %d", c.err, code, c.code)
+		}
+		var r Result
+		var d ErrorDetails
+		readJSON(t, res, &r)
+		readJSON(t, det, &d)
+		if r.OK || r.ExitCode != c.code || r.Stage != "test" || d.ExitCode != c.code || d.What != c.what || d.Kind != "ErrorDetails" {
+			t.Errorf("%v: result %+v details %+v", c.err, r, d)
+		}
+	}
+}
+
+func TestBadFlagIsUsage(t *testing.T) {
+	var s seen
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--no-such-flag")
+	if code != ExitUsage || !strings.Contains(errOut, "flag provided but not defined") {
+		t.Errorf("code %d err %q", code, errOut)
+	}
+}
+
+func TestSecretsMaskedInResultErrorAndLogs(t *testing.T) {
+	secrets.Reset()
+	t.Setenv("KFP_TOKEN", "kfp-very-secret-token")
+	dir := t.TempDir()
+	var s seen
+	app := testApp(&s, func(e *Env) (*Result, error) {
+		tok, _ := secrets.Require("KFP_TOKEN")
+		e.Log.Debugf("using token %s", tok)
+		e.Log.WithField("token", tok).Info("calling")
+		return &Result{Summary: "token " + tok}, Failed("upload", errors.New("401 for token "+tok), "check "+tok)
+	})
+	res, det := filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
+	code, out, errOut := runApp(t, app, "run", "--log-level", "debug", "--log-format", "json", "-o", "json", "--result", res, "--error-details", det)
+	if code != 1 {
+		t.Fatalf("code %d", code)
+	}
+	all := out + errOut + readFile(t, res) + readFile(t, det)
+	if strings.Contains(all, "kfp-very-secret-token") {
+		t.Fatalf("secret leaked:\n%s", all)
+	}
+	if !strings.Contains(errOut, "upload: 401 for token ***") || !strings.Contains(errOut, "fix: check ***") {
+		t.Errorf("stderr: %s", errOut)
+	}
+}
+
+func TestJSONOutput(t *testing.T) {
+	var s seen
+	code, out, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) {
+		return &Result{Summary: "done", Outputs: map[string]any{"id": "r-1"}}, nil
+	}), "run", "-o", "json")
+	var r Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 {
+		t.Fatalf("%v %q", err, out)
+	}
+	if r.APIVersion != "branchml.dev/v1" || r.Kind != "Result" || !r.OK || r.Outputs.(map[string]any)["id"] != "r-1" {
+		t.Errorf("%+v", r)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func readJSON(t *testing.T, p string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(readFile(t, p)), v); err != nil {
+		t.Fatal(err)
+	}
+}

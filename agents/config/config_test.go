@@ -1,0 +1,235 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "branchml.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const base = `apiVersion: branchml.dev/v1
+project: demo
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+`
+
+func TestLoadExample(t *testing.T) {
+	cfg, err := Load("../../examples/djia30/branchml.yaml", WithEnviron(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Project != "djia30" || cfg.Pipeline.Name != "djia30-sentiment" || cfg.Training.Data.Volume != "djia30-data" {
+		t.Errorf("project/pipeline/volume = %q %q %q", cfg.Project, cfg.Pipeline.Name, cfg.Training.Data.Volume)
+	}
+	if got := cfg.Components[1]; got.Name != "train" || got.Binary != "/ko-app/train" || got.Image != "djia30/train" {
+		t.Errorf("components[1] = %+v", got)
+	}
+	if !reflect.DeepEqual(cfg.Deploy.Canary.Steps, []int{10, 25, 50, 100}) || cfg.Deploy.Canary.Interval.Duration != 2*time.Second {
+		t.Errorf("canary = %+v", cfg.Deploy.Canary)
+	}
+	if cfg.Pipeline.Resources["train"].Memory != "2Gi" {
+		t.Errorf("train resources = %+v", cfg.Pipeline.Resources["train"])
+	}
+	if v := *cfg.Training.KPIs[0].Value; v != 0.5 || cfg.Training.KPIs[1].Baseline != "baselines.always_bullish.validation.auc" {
+		t.Errorf("kpis = %+v", cfg.Training.KPIs)
+	}
+}
+
+func TestDefaultsAndDerived(t *testing.T) {
+	cfg, err := Load("testdata/minimal.yaml", WithEnviron(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"pipeline.name":         "demo",
+		"pipeline.spec":         "pipeline.yaml",
+		"training.experiment":   "demo",
+		"training.data.volume":  "demo-data",
+		"training.model.volume": "demo-model",
+		"deploy.model":          "demo",
+		"deploy.strategy":       "canary",
+		"backends.forge.type":   "local",
+		"snapshot.class":        "trident-snapshotclass",
+	}
+	got := map[string]any{
+		"pipeline.name":         cfg.Pipeline.Name,
+		"pipeline.spec":         cfg.Pipeline.Spec,
+		"training.experiment":   cfg.Training.Experiment,
+		"training.data.volume":  cfg.Training.Data.Volume,
+		"training.model.volume": cfg.Training.Model.Volume,
+		"deploy.model":          cfg.Deploy.Model,
+		"deploy.strategy":       cfg.Deploy.Strategy,
+		"backends.forge.type":   cfg.Backends.Forge.Type,
+		"snapshot.class":        cfg.Snapshot.Class,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	if cfg.Training.Timeout.Duration != 2*time.Hour || cfg.Deploy.Canary.MaxLatencyP99.Duration != 500*time.Millisecond {
+		t.Errorf("durations: %v %v", cfg.Training.Timeout, cfg.Deploy.Canary.MaxLatencyP99)
+	}
+	if cfg.Dir != "testdata" || cfg.Path("pipeline.yaml") != filepath.Join("testdata", "pipeline.yaml") {
+		t.Errorf("dir %q", cfg.Dir)
+	}
+}
+
+// Layering: defaults < file < BRANCHML_* environment < --set.
+func TestLayering(t *testing.T) {
+	p := write(t, base+"deploy:\n  strategy: ab\n  canary: {steps: [5, 100]}\n")
+	env := []string{
+		"BRANCHML_DEPLOY_STRATEGY=canary",
+		"BRANCHML_BACKENDS_PIPELINES_ENDPOINT=https://kfp.example.com",
+		"BRANCHML_BACKENDS_PIPELINES_TYPE=kfp",
+		"BRANCHML_DRY_RUN=true", // an agent flag, not a config field: ignored here
+		"BRANCHML_DEPLOY_CANARY_STEPS=[20, 40, 100]",
+	}
+	cfg, err := Load(p, WithEnviron(env), WithSets("backends.pipelines.type=local", "snapshot.keep=3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Deploy.Strategy != "canary" {
+		t.Errorf("env did not override the file: %q", cfg.Deploy.Strategy)
+	}
+	if !reflect.DeepEqual(cfg.Deploy.Canary.Steps, []int{20, 40, 100}) {
+		t.Errorf("steps %v", cfg.Deploy.Canary.Steps)
+	}
+	if cfg.Backends.Pipelines.Endpoint != "https://kfp.example.com" || cfg.Backends.Pipelines.Type != "local" {
+		t.Errorf("pipelines %+v", cfg.Backends.Pipelines)
+	}
+	if cfg.Snapshot.Keep != 3 || cfg.Deploy.Canary.Interval.Duration != time.Minute {
+		t.Errorf("keep %d interval %v", cfg.Snapshot.Keep, cfg.Deploy.Canary.Interval)
+	}
+}
+
+func fieldErrors(t *testing.T, err error) []string {
+	t.Helper()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want *ValidationError, got %T %v", err, err)
+	}
+	var out []string
+	for _, e := range ve.Errors {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func TestInvalid(t *testing.T) {
+	cases := []struct {
+		name, body string
+		env        []string
+		want       []string
+	}{
+		{"unknown key", base + "trainig: {}\n", nil,
+			[]string{`branchml.yaml: additional properties 'trainig' not allowed (unknown key: remove it or fix its spelling; see resources/schema/branchml.schema.json)`}},
+		{"unknown nested key", base + "deploy:\n  canary:\n    weight: 5\n", nil,
+			[]string{`branchml.yaml: deploy.canary: additional properties 'weight' not allowed (unknown key: remove it or fix its spelling; see resources/schema/branchml.schema.json)`}},
+		{"wrong type", base + "snapshot:\n  keep: ten\n", nil,
+			[]string{`branchml.yaml: snapshot.keep: "ten": got string, want integer`}},
+		{"negative canary weight", base + "deploy:\n  canary:\n    steps: [-10, 50, 100]\n", nil,
+			[]string{`branchml.yaml: deploy.canary.steps[0]: -10: minimum: got -10, want 1`}},
+		{"missing branch mapping", "apiVersion: branchml.dev/v1\nproject: demo\nbranches: {build: b, pipeline: p, train: t}\n", nil,
+			[]string{`branchml.yaml: branches: missing property 'deploy'`}},
+		{"no branches at all", "apiVersion: branchml.dev/v1\nproject: demo\n", nil,
+			[]string{`branchml.yaml: missing property 'branches'`}},
+		{"descending steps", base + "deploy:\n  canary:\n    steps: [50, 25]\n", nil,
+			[]string{`branchml.yaml: deploy.canary.steps[1]: 25: canary weights must ascend; it follows 50`}},
+		{"bad env value names the variable", base, []string{"BRANCHML_SNAPSHOT_KEEP=-1"},
+			[]string{`BRANCHML_SNAPSHOT_KEEP: snapshot.keep: -1: minimum: got -1, want 1`}},
+		{"bad duration", base + "training:\n  timeout: 10 minutes\n", nil,
+			[]string{`branchml.yaml: training.timeout: "10 minutes": is not a duration: write a Go duration such as 30s, 5m or 1h30m`}},
+		{"empty file", "", nil,
+			[]string{`branchml.yaml: the file is empty; it needs at least apiVersion, project and branches`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := write(t, c.body)
+			_, err := Load(p, WithEnviron(c.env))
+			got := fieldErrors(t, err)
+			for i := range got {
+				got[i] = strings.ReplaceAll(got[i], p, "branchml.yaml")
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("errors:\n got %q\nwant %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("want ErrNotExist, got %v", err)
+	}
+}
+
+func TestStagesForBranch(t *testing.T) {
+	cfg, err := Load("testdata/single-branch.yaml", WithEnviron(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for branch, want := range map[string][]string{
+		"main":         {"build", "pipeline", "train"},
+		"deploy-model": {"deploy"},
+		"ds1":          nil,
+	} {
+		if got := cfg.StagesForBranch(branch); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %v, want %v", branch, got, want)
+		}
+	}
+}
+
+func TestEnvVarNames(t *testing.T) {
+	names := map[string]string{}
+	for _, kv := range EnvVars() {
+		names[kv[0]] = kv[1]
+	}
+	for env, path := range map[string]string{
+		"BRANCHML_BACKENDS_PIPELINES_ENDPOINT":             "backends.pipelines.endpoint",
+		"BRANCHML_BACKENDS_PIPELINES_INSECURE_SKIP_VERIFY": "backends.pipelines.insecureSkipVerify",
+		"BRANCHML_BACKENDS_FORGE_API_URL":                  "backends.forge.apiURL",
+		"BRANCHML_TRAINING_STALL_TIMEOUT":                  "training.stallTimeout",
+		"BRANCHML_PROJECT":                                 "project",
+	} {
+		if names[env] != path {
+			t.Errorf("%s -> %q, want %q", env, names[env], path)
+		}
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	for _, s := range []string{base, base + "deploy: {canary: {steps: [1, 2]}}", "a: [", "- 1\n- 2", "apiVersion: 1"} {
+		f.Add([]byte(s))
+	}
+	if raw, err := os.ReadFile("../../examples/djia30/branchml.yaml"); err == nil {
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "b.yaml")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(p, WithEnviron(nil))
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Errors) == 0 {
+				t.Fatalf("error is not a ValidationError with fields: %T %v", err, err)
+			}
+			return
+		}
+		if cfg.Project == "" || len(cfg.Branches) != 4 {
+			t.Fatalf("valid config without project or branches: %+v", cfg)
+		}
+	})
+}

@@ -1,0 +1,91 @@
+package secrets
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+func TestGetFromEnvAndFile(t *testing.T) {
+	Reset()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tok")
+	if err := os.WriteFile(file, []byte("file-secret-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"A_TOKEN": "env-secret-value", "B_TOKEN_FILE": file, "C_TOKEN_FILE": filepath.Join(dir, "missing")}
+	get := func(k string) string { return env[k] }
+	if v, err := GetFrom(get, "A_TOKEN"); v != "env-secret-value" || err != nil {
+		t.Errorf("A_TOKEN = %q, %v", v, err)
+	}
+	if v, err := GetFrom(get, "B_TOKEN"); v != "file-secret-value" || err != nil {
+		t.Errorf("B_TOKEN = %q, %v", v, err)
+	}
+	if _, err := GetFrom(get, "C_TOKEN"); err == nil || !strings.Contains(err.Error(), "C_TOKEN_FILE=") {
+		t.Errorf("C_TOKEN error = %v", err)
+	}
+	if v, err := GetFrom(get, "D_TOKEN"); v != "" || err != nil {
+		t.Errorf("D_TOKEN = %q, %v", v, err)
+	}
+	if got := Redact("a env-secret-value b file-secret-value"); got != "a *** b ***" {
+		t.Errorf("Redact = %q", got)
+	}
+}
+
+func TestRequire(t *testing.T) {
+	t.Setenv("BRANCHML_TEST_ABSENT", "")
+	_, err := Require("BRANCHML_TEST_ABSENT")
+	if !errors.Is(err, ErrNotSet) || err.Error() != "secret not set: set BRANCHML_TEST_ABSENT, or BRANCHML_TEST_ABSENT_FILE to a file holding it" {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestLongestFirstAndShortValues(t *testing.T) {
+	Reset()
+	Register("abcd")
+	Register("abcdefgh")
+	Register("xy") // too short to mask
+	if got := Redact("abcdefgh abcd xy"); got != "*** *** xy" {
+		t.Errorf("Redact = %q", got)
+	}
+}
+
+// A token never appears in log output at any level, in the message, in
+// fields, or inside wrapped errors.
+func TestHookMasksEveryLevel(t *testing.T) {
+	Reset()
+	t.Setenv("GITHUB_TOKEN", "ghp_0123456789abcdefSECRET")
+	tok, err := Require("GITHUB_TOKEN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, format := range []logrus.Formatter{&logrus.TextFormatter{DisableColors: true}, &logrus.JSONFormatter{}} {
+		log := logrus.New()
+		log.SetOutput(&buf)
+		log.SetFormatter(format)
+		log.SetLevel(logrus.TraceLevel)
+		log.AddHook(Hook{})
+		wrapped := fmt.Errorf("push: %w", fmt.Errorf("remote said: bad credentials %s", tok))
+		for _, lvl := range []logrus.Level{logrus.TraceLevel, logrus.DebugLevel, logrus.InfoLevel, logrus.WarnLevel, logrus.ErrorLevel} {
+			log.WithError(wrapped).WithField("auth", "token "+tok).WithField("url", stringer("https://x:"+tok+"@host")).Logf(lvl, "calling with %s", tok)
+		}
+	}
+	out := buf.String()
+	if strings.Contains(out, tok) || strings.Contains(out, "SECRET") {
+		t.Fatalf("token leaked:\n%s", out)
+	}
+	if n := strings.Count(out, Mask); n != 2*5*4 {
+		t.Errorf("mask count = %d, want 40:\n%s", n, out)
+	}
+}
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }
