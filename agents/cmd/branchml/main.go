@@ -3,7 +3,11 @@ package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/quickstart"
 	"github.com/branchml/branchml/agents/umbrella"
 )
 
-func main() { cli.Main(umbrella.App()) }
+func main() {
+	umbrella.Register(quickstart.Command())
+	cli.Main(umbrella.App())
+}

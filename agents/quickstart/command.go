@@ -1,0 +1,47 @@
+package quickstart
+
+import (
+	"os"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/branchml/branchml/agents/cli"
+)
+
+// Command is `branchml quickstart`.
+func Command() *ucli.Command {
+	return cli.Command(cli.Spec{
+		Name:  "quickstart",
+		Usage: "run the whole flow on one machine on the real DJIA 30 data",
+		Description: "Creates a local ML repository from examples/djia30 (a bare remote, a clone, the stage branches),\n" +
+			"starts the embedded services on loopback, then merges into each stage branch and runs its stage\n" +
+			"exactly as Jenkins would: build → pipeline → training (snapshot, lineage, KPI gate, PR) → deploy\n" +
+			"(canary) → a live prediction. Running it again is idempotent.",
+		Stage: "quickstart",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "data", Usage: "`DIR` of the Kaggle per-ticker CSVs (or the merged CSV); default ../shared/data/djia30"},
+			&ucli.StringFlag{Name: "workdir", Usage: "`DIR` for the repository, workspaces, state and report; default .work/quickstart"},
+			&ucli.StringFlag{Name: "example", Usage: "the example ML repository `DIR`; default examples/djia30"},
+			&ucli.BoolFlag{Name: "serve", Usage: "keep serving the model until interrupted"},
+			&ucli.BoolFlag{Name: "rerun", Usage: "start a new training run even if this commit has one"},
+			&ucli.BoolFlag{Name: "verbose", Usage: "also print the agents' logs"},
+		},
+		Run: func(e *cli.Env) (*cli.Result, error) {
+			opt := Options{
+				Data: e.CLI.String("data"), Workdir: e.CLI.String("workdir"), Example: e.CLI.String("example"),
+				Serve: e.CLI.Bool("serve"), Rerun: e.CLI.Bool("rerun"), Out: os.Stderr, Log: e.Log,
+			}
+			if e.Output == "text" {
+				opt.Out = e.Out
+			}
+			if e.CLI.Bool("verbose") {
+				opt.LogOut = os.Stderr
+			}
+			sum, err := Run(e.Ctx, opt)
+			if err != nil {
+				return nil, err
+			}
+			return &cli.Result{Summary: "quickstart done in " + sum.Total.Round(100e6).String(), Outputs: sum}, nil
+		},
+	})
+}
