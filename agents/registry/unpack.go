@@ -1,0 +1,106 @@
+package registry
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+// Unpack writes the flattened filesystem of img (whiteouts applied) into
+// dir: regular files with their permission bits, directories and symbolic
+// links; devices and other special files are skipped. Entries that would
+// land outside dir (absolute or ".." paths, links pointing out) are an error.
+// The local pipeline runner and the local serving backend use it to run an
+// image's entrypoint as a process.
+func Unpack(img v1.Image, dir string) error {
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	return UnpackTar(rc, dir)
+}
+
+// UnpackTar writes the entries of the tar stream r into dir, with the rules of Unpack.
+func UnpackTar(r io.Reader, dir string) error {
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read image layer: %w", err)
+		}
+		target, err := within(root, h.Name)
+		if err != nil {
+			return err
+		}
+		if target == root {
+			continue
+		}
+		mode := os.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, mode|0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode|0o600)
+			if err != nil {
+				return err
+			}
+			_, cerr := io.Copy(f, tr)
+			if err := f.Close(); cerr == nil {
+				cerr = err
+			}
+			if cerr != nil {
+				return fmt.Errorf("unpack %s: %w", h.Name, cerr)
+			}
+		case tar.TypeSymlink:
+			// Absolute links are made relative to the image root, so that
+			// nothing written later through them lands outside dir.
+			link := h.Linkname
+			resolved := filepath.Join(filepath.Dir(target), link)
+			if filepath.IsAbs(link) {
+				resolved = filepath.Join(root, filepath.Clean("/"+link))
+				if link, err = filepath.Rel(filepath.Dir(target), resolved); err != nil {
+					return err
+				}
+			}
+			if resolved != root && !strings.HasPrefix(resolved, root+string(filepath.Separator)) {
+				return fmt.Errorf("unpack %s: symbolic link to %q leaves the image root", h.Name, h.Linkname)
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			_ = os.Remove(target)
+			if err := os.Symlink(link, target); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// within returns root/name, failing when name would leave root.
+func within(root, name string) (string, error) {
+	clean := filepath.Clean("/" + filepath.FromSlash(name))
+	if strings.Contains(filepath.ToSlash(name), "../") || strings.HasSuffix(name, "..") {
+		return "", fmt.Errorf("image entry %q leaves the image root", name)
+	}
+	return filepath.Join(root, clean), nil
+}
