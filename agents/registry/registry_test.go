@@ -465,4 +465,3 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
-
