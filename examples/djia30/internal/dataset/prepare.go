@@ -104,6 +104,9 @@ type Result struct {
 // split, normalization fitted on train, and (when opts.Output is set) writes
 // the five output files atomically. Data problems are *InputError values.
 func Prepare(opts Options) (*Result, error) {
+	if _, err := checkOptions(opts); err != nil {
+		return nil, err
+	}
 	rows, err := Load(opts.Input)
 	if err != nil {
 		return nil, err
@@ -113,19 +116,9 @@ func Prepare(opts Options) (*Result, error) {
 
 // PrepareRows is Prepare on rows already loaded (see Load).
 func PrepareRows(opts Options, rows []Row) (*Result, error) {
-	if opts.TrainEnd == "" {
-		opts.TrainEnd = "2015-12-31"
-	}
-	if opts.ValidationEnd == "" {
-		opts.ValidationEnd = "2016-12-31"
-	}
-	for _, d := range []string{opts.TrainEnd, opts.ValidationEnd} {
-		if _, err := parseDate(d); err != nil {
-			return nil, &InputError{Msg: "split date: " + err.Error()}
-		}
-	}
-	if opts.ValidationEnd < opts.TrainEnd {
-		return nil, &InputError{Msg: fmt.Sprintf("validation end %s is before train end %s", opts.ValidationEnd, opts.TrainEnd)}
+	opts, err := checkOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	if len(opts.Tickers) > 0 {
 		have := map[string]bool{}
@@ -152,6 +145,29 @@ func PrepareRows(opts Options, rows []Row) (*Result, error) {
 		}
 		rows = kept
 	}
+	return prepare(opts, rows)
+}
+
+// checkOptions fills defaults and validates the split dates.
+func checkOptions(opts Options) (Options, error) {
+	if opts.TrainEnd == "" {
+		opts.TrainEnd = "2015-12-31"
+	}
+	if opts.ValidationEnd == "" {
+		opts.ValidationEnd = "2016-12-31"
+	}
+	for _, d := range []string{opts.TrainEnd, opts.ValidationEnd} {
+		if _, err := parseDate(d); err != nil {
+			return opts, &InputError{Msg: "split date: " + err.Error()}
+		}
+	}
+	if opts.ValidationEnd < opts.TrainEnd {
+		return opts, &InputError{Msg: fmt.Sprintf("validation end %s is before train end %s", opts.ValidationEnd, opts.TrainEnd)}
+	}
+	return opts, nil
+}
+
+func prepare(opts Options, rows []Row) (*Result, error) {
 	series, cst := Clean(rows)
 	res := &Result{Splits: map[string][]Example{}}
 	st := Stats{
