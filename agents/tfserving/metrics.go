@@ -1,0 +1,286 @@
+package tfserving
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Metric names TF Serving exports on its Prometheus endpoint (the
+// "/tensorflow/serving/..." monitoring names with "/" replaced by ":").
+const (
+	MetricRequestCount   = ":tensorflow:serving:request_count"
+	MetricRequestLatency = ":tensorflow:serving:request_latency"
+)
+
+// LatencyBounds are the upper bounds, in microseconds, of TF Serving's
+// request_latency histogram buckets: exponential from 10 µs by a factor of
+// 1.8, 33 buckets (plus +Inf).
+var LatencyBounds = func() []float64 {
+	b := make([]float64, 33)
+	v := 10.0
+	for i := range b {
+		b[i] = v
+		v *= 1.8
+	}
+	return b
+}()
+
+// Histogram is a cumulative latency histogram in microseconds: Counts[i] is
+// the number of observations <= Bounds[i]; Count includes those above the
+// last bound (+Inf).
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Count  uint64
+	Sum    float64
+}
+
+// NewHistogram returns an empty histogram with bounds (µs, ascending).
+func NewHistogram(bounds []float64) Histogram {
+	return Histogram{Bounds: append([]float64(nil), bounds...), Counts: make([]uint64, len(bounds))}
+}
+
+// Observe adds one observation of d.
+func (h *Histogram) Observe(d time.Duration) {
+	us := float64(d) / float64(time.Microsecond)
+	for i, b := range h.Bounds {
+		if us <= b {
+			h.Counts[i]++
+		}
+	}
+	h.Count++
+	h.Sum += us
+}
+
+// Sub returns h minus prev (the observations made after prev was taken).
+// Bounds must match; when they do not, or counts went down (a restart),
+// h is returned whole.
+func (h Histogram) Sub(prev Histogram) Histogram {
+	if len(prev.Bounds) != len(h.Bounds) || prev.Count > h.Count {
+		return h.clone()
+	}
+	out := h.clone()
+	for i := range out.Counts {
+		if prev.Counts[i] > out.Counts[i] {
+			return h.clone()
+		}
+		out.Counts[i] -= prev.Counts[i]
+	}
+	out.Count -= prev.Count
+	out.Sum -= prev.Sum
+	return out
+}
+
+func (h Histogram) clone() Histogram {
+	h.Bounds = append([]float64(nil), h.Bounds...)
+	h.Counts = append([]uint64(nil), h.Counts...)
+	return h
+}
+
+// Quantile returns the q-quantile (0..1) by linear interpolation inside the
+// bucket, as Prometheus' histogram_quantile does; 0 with no observations.
+// When the quantile falls above the last bound the last bound is returned.
+func (h Histogram) Quantile(q float64) time.Duration {
+	if h.Count == 0 || len(h.Bounds) == 0 {
+		return 0
+	}
+	rank := q * float64(h.Count)
+	prevCount, prevBound := 0.0, 0.0
+	for i, b := range h.Bounds {
+		c := float64(h.Counts[i])
+		if c >= rank {
+			if c == prevCount {
+				return usToDuration(b)
+			}
+			return usToDuration(prevBound + (b-prevBound)*(rank-prevCount)/(c-prevCount))
+		}
+		prevCount, prevBound = c, b
+	}
+	return usToDuration(h.Bounds[len(h.Bounds)-1])
+}
+
+func usToDuration(us float64) time.Duration { return time.Duration(us * float64(time.Microsecond)) }
+
+// Counters are one model's cumulative request counters: all requests,
+// failed ones (status label not "OK") and the latency histogram.
+type Counters struct {
+	Requests uint64
+	Errors   uint64
+	Latency  Histogram
+}
+
+// Sub returns c minus prev (what happened between the two samples); a
+// restart (counters going down) returns c whole.
+func (c Counters) Sub(prev Counters) Counters {
+	if prev.Requests > c.Requests || prev.Errors > c.Errors {
+		return c
+	}
+	return Counters{Requests: c.Requests - prev.Requests, Errors: c.Errors - prev.Errors, Latency: c.Latency.Sub(prev.Latency)}
+}
+
+// SuccessRate is the percentage of requests that did not fail (100 with no requests).
+func (c Counters) SuccessRate() float64 {
+	if c.Requests == 0 {
+		return 100
+	}
+	return 100 * float64(c.Requests-min(c.Errors, c.Requests)) / float64(c.Requests)
+}
+
+// ParseMetrics reads Prometheus text exposition format (version 0.0.4) as
+// TF Serving writes it and returns the counters of model: request_count
+// summed over status (Errors: status != "OK"), request_latency buckets
+// summed over API and entrypoint. Lines of other metrics are skipped;
+// a malformed line of one of these metrics is an error naming the line.
+func ParseMetrics(r io.Reader, model string) (Counters, error) {
+	var c Counters
+	buckets := map[float64]uint64{}
+	var sawLatency bool
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || !strings.HasPrefix(line, ":tensorflow:serving:request_") {
+			continue
+		}
+		name, labels, value, err := parseSample(line)
+		if err != nil {
+			return Counters{}, fmt.Errorf("metrics line %d: %w", n, err)
+		}
+		if labels["model_name"] != model {
+			continue
+		}
+		switch name {
+		case MetricRequestCount:
+			c.Requests += uint64(value)
+			if labels["status"] != "OK" {
+				c.Errors += uint64(value)
+			}
+		case MetricRequestLatency + "_bucket":
+			le := labels["le"]
+			if le == "+Inf" {
+				continue
+			}
+			b, err := strconv.ParseFloat(le, 64)
+			if err != nil {
+				return Counters{}, fmt.Errorf("metrics line %d: le %q: %w", n, le, err)
+			}
+			buckets[b] += uint64(value)
+			sawLatency = true
+		case MetricRequestLatency + "_count":
+			c.Latency.Count += uint64(value)
+			sawLatency = true
+		case MetricRequestLatency + "_sum":
+			c.Latency.Sum += value
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Counters{}, err
+	}
+	if sawLatency {
+		bounds := make([]float64, 0, len(buckets))
+		for b := range buckets {
+			bounds = append(bounds, b)
+		}
+		sort.Float64s(bounds)
+		c.Latency.Bounds = bounds
+		c.Latency.Counts = make([]uint64, len(bounds))
+		for i, b := range bounds {
+			c.Latency.Counts[i] = buckets[b]
+		}
+	} else {
+		c.Latency = NewHistogram(LatencyBounds)
+	}
+	return c, nil
+}
+
+// parseSample splits `name{k="v",…} value [timestamp]`.
+func parseSample(line string) (string, map[string]string, float64, error) {
+	labels := map[string]string{}
+	i := strings.IndexAny(line, "{ \t")
+	if i <= 0 {
+		return "", nil, 0, fmt.Errorf("no value in %.60q", line)
+	}
+	name, rest := line[:i], line[i:]
+	if rest[0] == '{' {
+		rest = rest[1:]
+		for {
+			rest = strings.TrimLeft(rest, " ,")
+			if rest == "" {
+				return "", nil, 0, fmt.Errorf("unterminated labels in %.60q", line)
+			}
+			if rest[0] == '}' {
+				rest = rest[1:]
+				break
+			}
+			eq := strings.IndexByte(rest, '=')
+			if eq <= 0 || eq+1 >= len(rest) || rest[eq+1] != '"' {
+				return "", nil, 0, fmt.Errorf("bad label in %.60q", line)
+			}
+			key := strings.TrimSpace(rest[:eq])
+			rest = rest[eq+2:]
+			var sb strings.Builder
+			closed := false
+			for j := 0; j < len(rest); j++ {
+				ch := rest[j]
+				if ch == '\\' && j+1 < len(rest) {
+					j++
+					switch rest[j] {
+					case 'n':
+						sb.WriteByte('\n')
+					default:
+						sb.WriteByte(rest[j])
+					}
+					continue
+				}
+				if ch == '"' {
+					rest = rest[j+1:]
+					closed = true
+					break
+				}
+				sb.WriteByte(ch)
+			}
+			if !closed {
+				return "", nil, 0, fmt.Errorf("unterminated label value in %.60q", line)
+			}
+			labels[key] = sb.String()
+		}
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 || len(fields) > 2 {
+		return "", nil, 0, fmt.Errorf("want a value (and an optional timestamp) in %.60q", line)
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil || math.IsNaN(v) || v < 0 || math.IsInf(v, 0) {
+		return "", nil, 0, fmt.Errorf("bad value %q in %.60q", fields[0], line)
+	}
+	return name, labels, v, nil
+}
+
+// WriteMetrics writes c in TF Serving's Prometheus format for model, with
+// status "OK" for successes and errStatus (e.g. "INTERNAL") for failures
+// and the histogram under API "predict", entrypoint "REST". Fakes and the
+// local gateway use it so that one parser reads them all.
+func WriteMetrics(w io.Writer, model string, c Counters, errStatus string) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "# TYPE %s counter\n", MetricRequestCount)
+	fmt.Fprintf(bw, "%s{model_name=%q,status=\"OK\"} %d\n", MetricRequestCount, model, c.Requests-min(c.Errors, c.Requests))
+	if c.Errors > 0 {
+		fmt.Fprintf(bw, "%s{model_name=%q,status=%q} %d\n", MetricRequestCount, model, errStatus, c.Errors)
+	}
+	fmt.Fprintf(bw, "# TYPE %s histogram\n", MetricRequestLatency)
+	for i, b := range c.Latency.Bounds {
+		fmt.Fprintf(bw, "%s_bucket{model_name=%q,API=\"predict\",entrypoint=\"REST\",le=\"%s\"} %d\n", MetricRequestLatency, model, strconv.FormatFloat(b, 'g', -1, 64), c.Latency.Counts[i])
+	}
+	fmt.Fprintf(bw, "%s_bucket{model_name=%q,API=\"predict\",entrypoint=\"REST\",le=\"+Inf\"} %d\n", MetricRequestLatency, model, c.Latency.Count)
+	fmt.Fprintf(bw, "%s_sum{model_name=%q,API=\"predict\",entrypoint=\"REST\"} %s\n", MetricRequestLatency, model, strconv.FormatFloat(c.Latency.Sum, 'g', -1, 64))
+	fmt.Fprintf(bw, "%s_count{model_name=%q,API=\"predict\",entrypoint=\"REST\"} %d\n", MetricRequestLatency, model, c.Latency.Count)
+	return bw.Flush()
+}
