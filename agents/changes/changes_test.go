@@ -1,0 +1,141 @@
+package changes
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/branchml/branchml/agents/config"
+)
+
+func write(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for p, c := range files {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func repo(t *testing.T) string {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"go.mod":                       "module example.com/ml\n\ngo 1.22\n",
+		"internal/shared/shared.go":    "package shared\n\nconst Greeting = \"hi\"\n",
+		"internal/unused/unused.go":    "package unused\n",
+		"components/a/main.go":         "package main\n\nimport \"example.com/ml/internal/shared\"\n\nfunc main() { println(shared.Greeting) }\n",
+		"components/a/testdata/in.txt": "x\n",
+		"components/b/main.go":         "package main\n\nfunc main() {}\n",
+		"components/web/Dockerfile":    "FROM scratch\n",
+		"components/web/index.html":    "<p>hi</p>\n",
+		"README.md":                    "not hashed\n",
+	})
+	return root
+}
+
+var (
+	compA   = config.Component{Name: "a", Path: "components/a", Kind: "go", Image: "ml/a"}
+	compB   = config.Component{Name: "b", Path: "components/b", Kind: "go", Image: "ml/b"}
+	compWeb = config.Component{Name: "web", Path: "components/web", Kind: "dockerfile", Image: "ml/web"}
+)
+
+func TestHashFilesAndValue(t *testing.T) {
+	ctx := context.Background()
+	root := repo(t)
+	a, err := Hash(ctx, root, compA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(a.Files, ","), "components/a/main.go,components/a/testdata/in.txt,go.mod,internal/shared/shared.go"; got != want {
+		t.Fatalf("files of a = %s, want %s", got, want)
+	}
+	if a.Package != "./components/a" || a.ModuleDir != root {
+		t.Fatalf("package %q module %q", a.Package, a.ModuleDir)
+	}
+	b, err := Hash(ctx, root, compB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The documented formula, recomputed.
+	h := sha256.New()
+	fmt.Fprintf(h, "kind=go\nbase=\nbinary=\ntest=[]\ndockerfile=\ngo=%s\n", b.GoVersion)
+	for _, f := range []string{"components/b/main.go", "go.mod"} {
+		raw, _ := os.ReadFile(filepath.Join(root, f))
+		sum := sha256.Sum256(raw)
+		fmt.Fprintf(h, "%s\x00-\x00%s\n", f, hex.EncodeToString(sum[:]))
+	}
+	if want := "sha256:" + hex.EncodeToString(h.Sum(nil)); b.Hash != want {
+		t.Fatalf("hash of b = %s, want %s", b.Hash, want)
+	}
+	if !strings.HasPrefix(b.GoVersion, "go1.") {
+		t.Fatalf("go version %q", b.GoVersion)
+	}
+}
+
+func TestOnlyDependentsChange(t *testing.T) {
+	ctx := context.Background()
+	root := repo(t)
+	hash := func(c config.Component) string {
+		s, err := Hash(ctx, root, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Hash
+	}
+	a0, b0, w0 := hash(compA), hash(compB), hash(compWeb)
+	if a0 != hash(compA) {
+		t.Fatal("hash is not stable")
+	}
+	write(t, root, map[string]string{"internal/shared/shared.go": "package shared\n\nconst Greeting = \"hello\"\n"})
+	a1, b1 := hash(compA), hash(compB)
+	if a1 == a0 || b1 != b0 {
+		t.Fatalf("shared package changed: a changed %v (want true), b changed %v (want false)", a1 != a0, b1 != b0)
+	}
+	write(t, root, map[string]string{"internal/unused/unused.go": "package unused\n\nvar X = 1\n", "README.md": "changed\n"})
+	if hash(compA) != a1 || hash(compB) != b0 {
+		t.Fatal("a change to an unused package or the README changed a hash")
+	}
+	os.Chmod(filepath.Join(root, "components/b/main.go"), 0o755)
+	if hash(compB) == b0 {
+		t.Fatal("the executable bit is not hashed")
+	}
+	write(t, root, map[string]string{"components/web/index.html": "<p>hello</p>\n"})
+	if hash(compWeb) == w0 {
+		t.Fatal("dockerfile component: a change in its tree did not change the hash")
+	}
+	withBase := compB
+	withBase.Base = "gcr.io/distroless/static"
+	if hash(withBase) == hash(compB) {
+		t.Fatal("the base image is not part of the hash")
+	}
+}
+
+func TestHashErrors(t *testing.T) {
+	ctx := context.Background()
+	root := repo(t)
+	cases := []struct {
+		c    config.Component
+		want string
+	}{
+		{config.Component{Name: "x", Path: "nope", Kind: "go"}, `component x: path "nope" is not a directory`},
+		{config.Component{Name: "x", Path: "components/b", Kind: "rust"}, `component x: kind "rust" is unknown`},
+		{config.Component{Name: "x", Path: "components/b", Kind: "dockerfile"}, `component x: Dockerfile "components/b/Dockerfile"`},
+	}
+	for _, c := range cases {
+		_, err := Hash(ctx, root, c.c)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("err = %v, want %q", err, c.want)
+		}
+	}
+	os.Remove(filepath.Join(root, "go.mod"))
+	if _, err := Hash(ctx, root, compB); err == nil || !strings.Contains(err.Error(), "no go.mod") {
+		t.Errorf("err = %v, want no go.mod", err)
+	}
+}
