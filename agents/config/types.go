@@ -278,6 +278,8 @@ type StorageBackend struct {
 	Namespace    string `json:"namespace,omitempty"`
 	StorageClass string `json:"storageClass,omitempty"`
 	Kubeconfig   string `json:"kubeconfig,omitempty"`
+	// AccessMode of new PVCs: "ReadWriteOnce" (default) or "ReadWriteMany".
+	AccessMode string `json:"accessMode,omitempty"`
 }
 
 // ServingBackend: type "local" (processes behind a weighted gateway) or
