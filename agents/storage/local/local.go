@@ -92,8 +92,8 @@ func (b *Backend) volumeDir(name string) string { return filepath.Join(b.root, "
 func (b *Backend) volMetaPath(name string) string {
 	return filepath.Join(b.root, "volmeta", name+".json")
 }
-func (b *Backend) snapDir(name string) string   { return filepath.Join(b.root, "snapshots", name) }
-func (b *Backend) indexPath(vol string) string  { return filepath.Join(b.root, "index", vol+".json") }
+func (b *Backend) snapDir(name string) string  { return filepath.Join(b.root, "snapshots", name) }
+func (b *Backend) indexPath(vol string) string { return filepath.Join(b.root, "index", vol+".json") }
 func (b *Backend) blobPath(hexsum string) string {
 	return filepath.Join(b.root, "cas", "sha256", hexsum[:2], hexsum[2:])
 }
