@@ -7,6 +7,7 @@ package forge
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // ErrNotFound is returned (wrapped) when a ref, file or pull request does not exist.
@@ -71,3 +72,25 @@ type Forge interface {
 	// Comment adds a comment to pull request number.
 	Comment(ctx context.Context, number int, body string) error
 }
+
+// ConflictError is a write-back (or merge) whose branch moved on every
+// attempt: someone kept pushing meanwhile. It is temporary; match it with
+// errors.As whichever forge returned it.
+type ConflictError struct {
+	// Repo names the repository (a remote path or URL, or "owner/repo").
+	Repo string
+	// Branch is the branch that kept moving; Attempts how often it was tried.
+	Branch   string
+	Attempts int
+	// Err is the last rejection.
+	Err error
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("push to branch %s of %s: the branch moved on each of %d attempts; run the stage again (last: %v)", e.Branch, e.Repo, e.Attempts, e.Err)
+}
+
+func (e *ConflictError) Unwrap() error { return e.Err }
+
+// Temporary reports true: a later attempt may succeed.
+func (e *ConflictError) Temporary() bool { return true }

@@ -294,7 +294,7 @@ func TestWriteBackGivesUpAfterAttempts(t *testing.T) {
 		}
 	}
 	_, err = f.WriteBack(ctx, forge.WriteBack{Branch: "training", Files: map[string][]byte{"mine": []byte("y")}, Message: "mine"})
-	var ce *ConflictError
+	var ce *forge.ConflictError
 	if !errors.As(err, &ce) || ce.Branch != "training" || ce.Attempts != 3 || !ce.Temporary() {
 		t.Fatalf("err = %#v", err)
 	}

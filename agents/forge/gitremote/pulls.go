@@ -280,7 +280,7 @@ func (f *Forge) MergePullRequest(ctx context.Context, number int) (string, error
 		}
 		last = err
 	}
-	return "", &ConflictError{Remote: f.remote, Branch: rec.Base, Attempts: f.attempts, Err: last}
+	return "", &forge.ConflictError{Repo: f.remote, Branch: rec.Base, Attempts: f.attempts, Err: last}
 }
 
 func (f *Forge) mergeOnce(ctx context.Context, w *workArea, rec *PullRecord) (string, error) {

@@ -15,25 +15,6 @@ import (
 
 const zeroSHA = "0000000000000000000000000000000000000000"
 
-// ConflictError is a write-back or merge whose branch moved on every
-// attempt: someone kept pushing meanwhile. It is temporary.
-type ConflictError struct {
-	// Remote and Branch identify the branch; Attempts is how often it was tried.
-	Remote, Branch string
-	Attempts       int
-	// Err is the last rejection.
-	Err error
-}
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("push to branch %s of %s: the branch moved on each of %d attempts; run the stage again (last: %v)", e.Branch, e.Remote, e.Attempts, e.Err)
-}
-
-func (e *ConflictError) Unwrap() error { return e.Err }
-
-// Temporary reports true: a later attempt may succeed.
-func (e *ConflictError) Temporary() bool { return true }
-
 // errMoved marks an attempt whose push lost the race.
 var errMoved = errors.New("branch moved")
 
@@ -59,7 +40,7 @@ func checkWriteBack(wb forge.WriteBack) error {
 
 // WriteBack commits wb.Files onto wb.Branch and pushes; see forge.Forge.
 // A push that loses a race is re-applied on the new tip, at most the
-// configured attempts, then a *ConflictError is returned. A missing branch
+// configured attempts, then a *forge.ConflictError is returned. A missing branch
 // wraps forge.ErrNotFound unless wb.From names the ref to create it from.
 func (f *Forge) WriteBack(ctx context.Context, wb forge.WriteBack) (string, error) {
 	if err := checkWriteBack(wb); err != nil {
@@ -87,7 +68,7 @@ func (f *Forge) WriteBack(ctx context.Context, wb forge.WriteBack) (string, erro
 		last = err
 		f.log.WithField("branch", wb.Branch).WithField("attempt", attempt).Info("branch moved during write-back; re-applying on the new tip")
 	}
-	return "", &ConflictError{Remote: f.remote, Branch: wb.Branch, Attempts: f.attempts, Err: last}
+	return "", &forge.ConflictError{Repo: f.remote, Branch: wb.Branch, Attempts: f.attempts, Err: last}
 }
 
 func (f *Forge) writeOnce(ctx context.Context, w *workArea, wb forge.WriteBack, attempt int) (string, error) {

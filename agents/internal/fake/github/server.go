@@ -1,0 +1,340 @@
+// Package github is a fake GitHub REST API server for tests: an
+// httptest.Server that serves exactly the endpoints branchml's GitHub forge
+// calls (git refs, commits, trees and blobs; repository contents; pulls
+// list/create/update; commit statuses; issue comments), in the shapes of
+// GitHub's REST API (docs.github.com/rest, api.github.com version
+// 2022-11-28), over an in-memory repository whose trees are really composed.
+// It records every request and lets tests inject faults by wrapping its
+// handler (see Fault).
+package github
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Request is one request the fake received.
+type Request struct {
+	Method string
+	// Path is the unescaped URL path, e.g. "/repos/acme/ml/git/refs/heads/training".
+	Path string
+	// Query is the raw query string.
+	Query string
+	// Body is the request body as sent.
+	Body string
+	// Authorization is the Authorization header as sent.
+	Authorization string
+	// Status is the status code answered.
+	Status int
+}
+
+// String is "METHOD /path" (with "?query" when there is one).
+func (r Request) String() string {
+	if r.Query != "" {
+		return r.Method + " " + r.Path + "?" + r.Query
+	}
+	return r.Method + " " + r.Path
+}
+
+// Server is the fake. Its methods are safe for concurrent use.
+type Server struct {
+	*httptest.Server
+	Owner, Repo string
+	token       string
+
+	mu       sync.Mutex
+	repo     *repo
+	requests []Request
+	faults   []Fault
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithToken makes the fake require "Authorization: Bearer <token>" (or
+// "token <token>"); without it any request is accepted.
+func WithToken(token string) Option { return func(s *Server) { s.token = token } }
+
+// WithRepo sets the repository the fake serves (default acme/ml).
+func WithRepo(owner, repo string) Option {
+	return func(s *Server) { s.Owner, s.Repo = owner, repo }
+}
+
+// New starts a fake serving one empty repository at URL+"/" (and, as GitHub
+// Enterprise does, at URL+"/api/v3/"). Close it when done.
+func New(opts ...Option) *Server {
+	s := &Server{Owner: "acme", Repo: "ml", repo: newRepo()}
+	for _, o := range opts {
+		o(s)
+	}
+	mux := s.routes()
+	root := http.NewServeMux()
+	root.Handle("/api/v3/", http.StripPrefix("/api/v3", mux))
+	root.Handle("/", mux)
+	s.Server = httptest.NewServer(s.record(s.faulted(s.auth(root))))
+	return s
+}
+
+// Start is New that closes the server when the test ends (pass a *testing.T).
+func Start(t interface{ Cleanup(func()) }, opts ...Option) *Server {
+	s := New(opts...)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// APIURL is the base URL to give a GitHub client ("<URL>/").
+func (s *Server) APIURL() string { return s.URL + "/" }
+
+// Inject adds faults; each wraps the handler (the last added is outermost),
+// inside request recording. See Fault and the constructors in faults.go.
+func (s *Server) Inject(faults ...Fault) {
+	s.mu.Lock()
+	s.faults = append(s.faults, faults...)
+	s.mu.Unlock()
+}
+
+// ClearFaults removes every injected fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	s.faults = nil
+	s.mu.Unlock()
+}
+
+// Requests returns a copy of every request received, in order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Calls returns Request.String of every request received, in order.
+func (s *Server) Calls() []string {
+	var out []string
+	for _, r := range s.Requests() {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+// ResetRequests forgets the recorded requests.
+func (s *Server) ResetRequests() {
+	s.mu.Lock()
+	s.requests = nil
+	s.mu.Unlock()
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Server) record(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		s.mu.Lock()
+		s.requests = append(s.requests, Request{
+			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body),
+			Authorization: r.Header.Get("Authorization"), Status: rec.status,
+		})
+		s.mu.Unlock()
+	})
+}
+
+func (s *Server) faulted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		faults := append([]Fault(nil), s.faults...)
+		s.mu.Unlock()
+		h := next
+		for _, f := range faults {
+			h = f(h)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.token != "" {
+			got := r.Header.Get("Authorization")
+			if got != "Bearer "+s.token && got != "token "+s.token {
+				writeError(w, http.StatusUnauthorized, "Bad credentials", "https://docs.github.com/rest")
+				return
+			}
+		}
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", "5000")
+		h.Set("X-RateLimit-Remaining", "4999")
+		h.Set("X-RateLimit-Used", "1")
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
+		h.Set("X-RateLimit-Resource", "core")
+		h.Set("X-GitHub-Api-Version-Selected", "2022-11-28")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is GitHub's error document.
+type errorBody struct {
+	Message          string        `json:"message"`
+	Errors           []errorDetail `json:"errors,omitempty"`
+	DocumentationURL string        `json:"documentation_url,omitempty"`
+	Status           string        `json:"status,omitempty"`
+}
+
+type errorDetail struct {
+	Resource string `json:"resource,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Code     string `json:"code"`
+	Message  string `json:"message,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, message, doc string, details ...errorDetail) {
+	writeJSON(w, code, errorBody{Message: message, Errors: details, DocumentationURL: doc, Status: strconv.Itoa(code)})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON body into v; it answers 400 "Problems parsing JSON"
+// and returns false when it cannot.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "Problems parsing JSON", "https://docs.github.com/rest")
+		return false
+	}
+	return true
+}
+
+// Commit adds a commit of files (nil = delete) on branch, as a push by
+// someone else would; a missing branch is created as a root commit. It
+// returns the commit SHA.
+func (s *Server) Commit(branch string, files map[string][]byte, message string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.repo.commitFiles(branch, files, message, "Octo Cat", "octocat@example.com")
+}
+
+// Branch returns the commit branch points at ("" = no such branch).
+func (s *Server) Branch(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.repo.branches[name]
+}
+
+// CommitInfo returns the commit sha.
+func (s *Server) CommitInfo(sha string) (Commit, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.repo.commits[sha]
+	if !ok {
+		return Commit{}, false
+	}
+	cp := *c
+	cp.Parents = append([]string(nil), c.Parents...)
+	return cp, true
+}
+
+// History returns the commits of branch along first parents, newest first.
+func (s *Server) History(branch string) []Commit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Commit
+	for sha := s.repo.branches[branch]; sha != ""; {
+		c := s.repo.commits[sha]
+		out = append(out, *c)
+		sha = ""
+		if len(c.Parents) > 0 {
+			sha = c.Parents[0]
+		}
+	}
+	return out
+}
+
+// Files returns every file at ref (a branch or commit SHA); nil when the
+// ref does not exist.
+func (s *Server) Files(ref string) map[string][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sha := s.repo.resolve(ref)
+	if sha == "" {
+		return nil
+	}
+	out := map[string][]byte{}
+	for p, b := range s.repo.trees[s.repo.commits[sha].Tree] {
+		out[p] = append([]byte(nil), s.repo.blobs[b]...)
+	}
+	return out
+}
+
+// Pulls returns the pull requests, by number.
+func (s *Server) Pulls() []Pull {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Pull
+	for _, p := range s.repo.pulls {
+		out = append(out, *p)
+	}
+	return out
+}
+
+// Statuses returns the statuses created on sha, oldest first.
+func (s *Server) Statuses(sha string) []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Status(nil), s.repo.statuses[sha]...)
+}
+
+// Comments returns the comments on issue or pull request number, oldest first.
+func (s *Server) Comments(number int) []Comment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Comment
+	for _, c := range s.repo.comments {
+		if c.Number == number {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// ClosePull closes pull request number, as a user would.
+func (s *Server) ClosePull(number int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.repo.pulls {
+		if p.Number == number {
+			p.State = "closed"
+		}
+	}
+}
+
+func (s *Server) apiURL(r *http.Request, rest string) string {
+	return "http://" + r.Host + "/repos/" + s.Owner + "/" + s.Repo + "/" + strings.TrimPrefix(rest, "/")
+}
