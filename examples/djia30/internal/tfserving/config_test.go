@@ -42,9 +42,9 @@ model_config_list {
 func TestParseModelConfigErrors(t *testing.T) {
 	for text, want := range map[string]string{
 		``: "no model config entries",
-		`model_config_list { config { name: "a" } }`:                                          "line 1: config needs name and base_path",
-		"model_config_list {\n config { name: \"a\" base_path: \"/b\" bogus: 1 } }":          `line 2: unknown field "bogus" in config`,
-		`model_config_list { config { name: "a" base_path: "/b" } config { name: "a" base_path: "/c" } }`: `duplicate model name "a"`,
+		`model_config_list { config { name: "a" } }`:                                                       "line 1: config needs name and base_path",
+		"model_config_list {\n config { name: \"a\" base_path: \"/b\" bogus: 1 } }":                        `line 2: unknown field "bogus" in config`,
+		`model_config_list { config { name: "a" base_path: "/b" } config { name: "a" base_path: "/c" } }`:  `duplicate model name "a"`,
 		`model_config_list { config { name: "a" base_path: "/b" model_version_policy { specific { } } } }`: "specific needs at least one versions entry",
 		`model_config_list { config { name: "a" base_path: "/b" version_labels { key: "x" value: -1 } } }`: "want an integer >= 1",
 		`model_config_list { config { name: "a" base_path: "/b" }`:                                         "missing }",

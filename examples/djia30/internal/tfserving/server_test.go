@@ -103,11 +103,11 @@ func TestStatusMetadataPredict(t *testing.T) {
 	}
 	one := "[" + strings.TrimSuffix(strings.Repeat("0.1,", nf), ",") + "]" // sum 1 → sigmoid(1)
 	for body, want := range map[string]string{
-		`{"instances":[` + zeros + `,` + one + `]}`:                         `{"predictions":[[0.5],[0.7310586]]}`,
+		`{"instances":[` + zeros + `,` + one + `]}`:                        `{"predictions":[[0.5],[0.7310586]]}`,
 		`{"signature_name":"serving_default","instances":[` + zeros + `]}`: `{"predictions":[[0.5]]}`,
-		`{"instances":[{"features":` + one + `}]}`:                          `{"predictions":[[0.7310586]]}`,
-		`{"inputs":{"features":[` + zeros + `]}}`:                           `{"outputs":[[0.5]]}`,
-		`{"inputs":[` + one + `]}`:                                          `{"outputs":[[0.7310586]]}`,
+		`{"instances":[{"features":` + one + `}]}`:                         `{"predictions":[[0.7310586]]}`,
+		`{"inputs":{"features":[` + zeros + `]}}`:                          `{"outputs":[[0.5]]}`,
+		`{"inputs":[` + one + `]}`:                                         `{"outputs":[[0.7310586]]}`,
 	} {
 		for _, path := range []string{"/v1/models/djia30:predict", "/v1/models/djia30/versions/1:predict"} {
 			code, got := do(t, s, "POST", path, body)
