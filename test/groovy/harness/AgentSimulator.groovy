@@ -1,0 +1,80 @@
+package branchml.harness
+
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurperClassic
+
+/**
+ * Plays the branchml agents behind the harness's sh step, following the
+ * contract of agents/README.md: it reads the --params JSON file named by
+ * $BRANCHML_PARAMS, records the invocation, and writes the result JSON to
+ * $BRANCHML_RESULT (and the error-details JSON to $BRANCHML_ERROR_DETAILS on
+ * failure). `branchml config stages` answers from {@link #branches}, the
+ * example's mapping (examples/djia30/branchml.yaml).
+ */
+class AgentSimulator {
+    /** The branch mapping: branch -> stages in order. */
+    Map<String, List<String>> branches = [
+        'build-components': ['build'],
+        'kf-pipeline'     : ['pipeline'],
+        'training'        : ['train'],
+        'deploy-model'    : ['deploy'],
+    ]
+    /** Whether `command -v branchml` finds the agents. */
+    boolean onPath = true
+    /** binary -> exit code to fail with (and write error details). */
+    Map<String, Integer> failures = [:]
+    /** Recorded agent invocations: [binary, command, params (parsed), env]. */
+    final List<Map> runs = []
+    final PipelineHarness h
+
+    AgentSimulator(PipelineHarness h) {
+        this.h = h
+        h.shHandler = { Map call -> this.handle(call) }
+    }
+
+    private static final String TAIL = ' --params "$BRANCHML_PARAMS" --result "$BRANCHML_RESULT" --error-details "$BRANCHML_ERROR_DETAILS"'
+
+    Object handle(Map call) {
+        String script = call.script
+        if (script == 'command -v branchml >/dev/null 2>&1') {
+            return onPath ? 0 : 1
+        }
+        if (script.startsWith('set -eu\nmkdir -p "$BRANCHML_AGENTS_DIR"')) {
+            return 0
+        }
+        if (!script.endsWith(TAIL)) {
+            throw new AssertionError("unexpected sh script: ${script}")
+        }
+        List<String> words = (script - TAIL).split(' ') as List
+        String binary = words[0]
+        String command = words.drop(1).join(' ')
+        Map env = call.env
+        Map params = new JsonSlurperClassic().parseText(h.files[env.BRANCHML_PARAMS]) as Map
+        runs << [binary: binary, command: command, params: params, env: env]
+        String stage = binary == 'branchml' ? 'config' : binary - 'branchml-'
+        Integer rc = failures[binary] ?: 0
+        Map result = [apiVersion: 'branchml.dev/v1', kind: 'Result', stage: stage, ok: rc == 0, exitCode: rc,
+                      dryRun    : params['dry-run'] == true, startedAt: '2026-11-29T12:00:00Z', finishedAt: '2026-11-29T12:00:04Z']
+        if (command == 'config stages') {
+            List<String> stages = branches[params.branch] ?: []
+            result.summary = "branch ${params.branch} runs ${stages.size()} stage(s)".toString()
+            result.outputs = [branch: params.branch, stages: stages]
+        } else if (rc == 0) {
+            result.summary = "${stage} ${params['dry-run'] ? 'planned' : 'done'} for ${params.commit}".toString()
+            result.outputs = [commit: params.commit]
+            result.links = [[name: 'pipeline version', url: 'https://kfp.example.com/#/pipelines/details/p1/version/v1']]
+            result.reports = [[name: 'tests', path: "build/${stage}-junit.xml".toString(), kind: 'junit'],
+                              [name: 'plan', path: "build/${stage}-plan.json".toString(), kind: 'json']]
+        } else {
+            result.summary = "push prepare-data: registry answered 401 Unauthorized"
+        }
+        h.files[env.BRANCHML_RESULT as String] = JsonOutput.prettyPrint(JsonOutput.toJson(result))
+        if (rc != 0) {
+            h.files[env.BRANCHML_ERROR_DETAILS as String] = JsonOutput.toJson([
+                apiVersion: 'branchml.dev/v1', kind: 'ErrorDetails', stage: stage, exitCode: rc,
+                what      : 'push prepare-data', why: 'registry 127.0.0.1:5000 answered 401 Unauthorized',
+                fix       : 'check the registry credentials in REGISTRY_USERNAME/REGISTRY_PASSWORD'])
+        }
+        return rc
+    }
+}
