@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-// Fault wraps the fake's handler to inject an error or a delay.
+// Fault wraps the fake's handler to inject an error or a delay. Faults are
+// applied afresh to every request, so a fault that counts keeps its count
+// outside the handler it returns (as On does).
 type Fault func(next http.Handler) http.Handler
 
 // On applies f only to requests whose method is method ("" = any) and whose
@@ -17,9 +19,9 @@ type Fault func(next http.Handler) http.Handler
 // them (times <= 0: to all). Other requests go straight to the handler.
 func On(method, path string, times int, f Fault) Fault {
 	re := regexp.MustCompile(path)
+	var mu sync.Mutex // the count spans every request
+	n := 0
 	return func(next http.Handler) http.Handler {
-		var mu sync.Mutex
-		n := 0
 		faulty := f(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if (method == "" || r.Method == method) && re.MatchString(r.URL.Path) {

@@ -37,6 +37,7 @@ func (s *Server) routes() *http.ServeMux {
 	handle("GET /git/trees/{sha}", s.getTree)
 	handle("POST /git/trees", s.createTree)
 	handle("POST /git/blobs", s.createBlob)
+	handle("GET /git/blobs/{sha}", s.getBlob)
 	handle("GET /pulls", s.listPulls)
 	handle("POST /pulls", s.createPull)
 	handle("GET /pulls/{number}", s.getPull)
@@ -505,4 +506,22 @@ func (s *Server) createComment(w http.ResponseWriter, r *http.Request) {
 		"html_url": "https://github.com/" + s.Owner + "/" + s.Repo + "/pull/" + strconv.Itoa(p.Number) + "#issuecomment-" + strconv.FormatInt(c.ID, 10),
 		"body":     c.Body, "user": map[string]any{"login": "branchml-bot"}, "created_at": now, "updated_at": now,
 	})
+}
+
+// GET /repos/{owner}/{repo}/git/blobs/{sha}: JSON (base64), or the raw
+// bytes with Accept: application/vnd.github.raw (or .v3.raw).
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) {
+	sha := r.PathValue("sha")
+	content, ok := s.repo.blobs[sha]
+	if !ok {
+		writeError(w, http.StatusNotFound, "Not Found", docs+"/git/blobs#get-a-blob")
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), ".raw") {
+		w.Header().Set("Content-Type", "application/vnd.github.raw")
+		w.Write(content)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sha": sha, "size": len(content), "encoding": "base64",
+		"content": base64.StdEncoding.EncodeToString(content), "url": s.apiURL(r, "git/blobs/"+sha)})
 }
