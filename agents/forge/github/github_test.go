@@ -310,7 +310,10 @@ func TestEnsurePullRequestAlreadyExists(t *testing.T) {
 	}
 	srv.ResetRequests()
 	emptyList := func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "application/json"); w.Write([]byte("[]\n")) })
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("[]\n"))
+		})
 	}
 	srv.Inject(fakegh.On("GET", `/pulls$`, 1, emptyList))
 	pr, err := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "training", Base: "main", Title: "two"})
