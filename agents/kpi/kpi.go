@@ -26,7 +26,7 @@ type Check struct {
 	// value it is compared with (nil when missing).
 	Value     *float64 `json:"value,omitempty"`
 	Threshold *float64 `json:"threshold,omitempty"`
-	Passed    bool    `json:"passed"`
+	Passed    bool     `json:"passed"`
 	// Reason says, for a failed check, what failed in words naming the paths.
 	Reason string `json:"reason,omitempty"`
 }
