@@ -103,6 +103,10 @@ type RunRecord struct {
 	StartedAt   time.Time `json:"startedAt"`
 	FinishedAt  time.Time `json:"finishedAt,omitempty"`
 	BuildURL    string    `json:"buildUrl,omitempty"`
+
+	// DisplayName is the run's name in the backend: "<project>-<commit12>",
+	// or "<project>-<commit12>-r<N>" for the N-th rerun of that commit.
+	DisplayName string `json:"displayName,omitempty"`
 }
 
 // DeploySpec is deploy.yaml on the deploy branch: the model version that
