@@ -1,0 +1,114 @@
+package kfp
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Fault wraps the fake's handler to inject an error or a delay.
+type Fault func(next http.Handler) http.Handler
+
+// On applies f only to requests whose method is method ("" = any) and whose
+// path matches the regular expression path, and only to the first times of
+// them (times <= 0: to all). Other requests go straight to the handler.
+func On(method, path string, times int, f Fault) Fault {
+	re := regexp.MustCompile(path)
+	// The count lives outside the wrapper: the server re-wraps its handler
+	// on every request.
+	var mu sync.Mutex
+	n := 0
+	return func(next http.Handler) http.Handler {
+		faulty := f(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if (method == "" || r.Method == method) && re.MatchString(r.URL.Path) {
+				mu.Lock()
+				hit := times <= 0 || n < times
+				n++
+				mu.Unlock()
+				if hit {
+					faulty.ServeHTTP(w, r)
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Fail answers httpCode with a google.rpc.Status body of gRPC code and message,
+// as KFP's grpc-gateway does (e.g. 503 / 14 UNAVAILABLE, 404 / 5 NOT_FOUND).
+func Fail(httpCode, code int, message string) Fault {
+	return func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeStatus(w, httpCode, code, message)
+		})
+	}
+}
+
+// Unavailable answers 503 with gRPC code 14, as an API server that is
+// restarting (or its proxy) does.
+func Unavailable() Fault {
+	return Fail(http.StatusServiceUnavailable, codeUnavailable, "upstream connect error")
+}
+
+// Text answers httpCode with a text/plain body, as proxies and older API
+// servers do.
+func Text(httpCode int, body string) Fault {
+	return func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(httpCode)
+			io.WriteString(w, body)
+		})
+	}
+}
+
+// Delay waits d (or until the client goes away) before handling the request.
+func Delay(d time.Duration) Fault {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(d):
+				next.ServeHTTP(w, r)
+			case <-r.Context().Done():
+			}
+		})
+	}
+}
+
+// Malformed answers 200 with a JSON body cut in the middle.
+func Malformed() Fault {
+	return func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"pipelines": [{"pipeline_id": "x`)
+		})
+	}
+}
+
+// TarGz returns files (name → content) as a gzipped tar archive, the form
+// in which the API server's ReadArtifact returns an artifact.
+func TarGz(files map[string][]byte) []byte {
+	var b bytes.Buffer
+	gz := gzip.NewWriter(&b)
+	tw := tar.NewWriter(gz)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg})
+		tw.Write(files[n])
+	}
+	tw.Close()
+	gz.Close()
+	return b.Bytes()
+}
