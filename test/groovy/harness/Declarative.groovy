@@ -66,6 +66,13 @@ class PipelineSection {
 
     void agent(Closure c) { Declarative.declare(c, new AgentSection(d)) }
 
+    /** agent any / agent none. */
+    void agent(String kind) { d.agent[kind] = true }
+
+    String getAny() { 'any' }
+
+    String getNone() { 'none' }
+
     void options(Closure c) { Declarative.declare(c, new OptionsSection(d)) }
 
     void stages(Closure c) { Declarative.declare(c, new StagesSection(d)) }

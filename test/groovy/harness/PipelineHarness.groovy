@@ -57,21 +57,33 @@ class PipelineHarness {
     /** Loads every vars/*.groovy file as a global variable of the binding. */
     PipelineHarness loadLibrary() {
         new File(root, 'vars').listFiles().findAll { it.name.endsWith('.groovy') }.sort { it.name }.each { File f ->
-            Script s = shell().parse(f)
-            binding.setVariable(f.name - '.groovy', new StepVar(f.name - '.groovy', s))
+            binding.setVariable(f.name - '.groovy', new StepVar(f.name - '.groovy', script(f, f.name - '.groovy')))
         }
         return this
     }
 
-    private GroovyShell shell() {
-        return new GroovyShell(PipelineHarness.classLoader, binding)
+    /** Compiled script classes by path and modification time: each file is compiled once per JVM. */
+    private static final Map<String, Class> COMPILED = [:]
+
+    /** A new instance of the script in f, bound to this harness. */
+    private Script script(File f, String className) {
+        String key = f.canonicalPath + '@' + f.lastModified()
+        Class c
+        synchronized (COMPILED) {
+            c = COMPILED[key]
+            if (c == null) {
+                c = new GroovyShell(PipelineHarness.classLoader).parse(f.text, className).getClass()
+                COMPILED[key] = c
+            }
+        }
+        return org.codehaus.groovy.runtime.InvokerHelper.createScript(c, binding)
     }
 
     /** Runs a Jenkinsfile (or any pipeline script) and returns the build result. */
     String runJenkinsfile(File f) {
         try {
             // Jenkinsfile names like build-components are not class names.
-            shell().parse(f.text, 'Jenkinsfile_' + f.name.replaceAll(/[^A-Za-z0-9]/, '_')).run()
+            script(f, 'Jenkinsfile_' + f.name.replaceAll(/[^A-Za-z0-9]/, '_')).run()
         } catch (PipelineError e) {
             buildError = e
             currentBuild.result = 'FAILURE'
@@ -253,6 +265,7 @@ class PipelineHarness {
             h.record('githubNotify', a)
             if (h.githubNotifyFailure) { throw new PipelineError(h.githubNotifyFailure) }
         }
+        step('jobDsl') { Map a -> h.record('jobDsl', a) }
         step('script') { Closure body -> body.call() }
         step('pipeline') { Closure body -> new Declarative(h).run(body) }
     }

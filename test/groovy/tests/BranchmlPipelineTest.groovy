@@ -2,7 +2,6 @@ package branchml.tests
 
 import branchml.harness.AgentSimulator
 import branchml.harness.PipelineHarness
-import org.junit.Before
 import org.junit.Test
 
 import static org.junit.Assert.assertEquals
@@ -14,62 +13,7 @@ import static org.junit.Assert.assertTrue
  * branchmlPipeline end to end on the harness, one build per branch name:
  * each stage branch, ds1, PR-7 (into training) and an unknown branch.
  */
-class BranchmlPipelineTest {
-    static final File ROOT = new File(System.getenv('BRANCHML_REPO_ROOT') ?: '.')
-    static final String SHA = '3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c'
-    static final String TMP = PipelineHarness.WORKSPACE_TMP + '/branchml/'
-    static final String TAIL = ' --params "$BRANCHML_PARAMS" --result "$BRANCHML_RESULT" --error-details "$BRANCHML_ERROR_DETAILS"'
-
-    PipelineHarness h
-    AgentSimulator agents
-
-    @Before
-    void setUp() {
-        h = new PipelineHarness(ROOT).loadLibrary()
-        agents = new AgentSimulator(h)
-        h.credentials['branchml-github-token'] = 'ghp_secretGithubToken123'
-        h.credentials['branchml-kfp-token'] = 'kfp-secret-token-456'
-        h.credentials['branchml-registry'] = [username: 'robot$ml', password: 'registry-secret-789']
-        h.credentials['branchml-kaggle'] = [username: 'kaggle-user', password: 'kaggle-key-secret-0ab']
-        h.env.GIT_COMMIT = SHA
-    }
-
-    private String build(String branch, Map prEnv = [:]) {
-        h.env.BRANCH_NAME = branch
-        h.env.putAll(prEnv)
-        return h.runJenkinsfile(new File(ROOT, 'Jenkinsfile.d/Jenkinsfile.groovy'))
-    }
-
-    private Map contextParams(String branch) {
-        return [workspace: PipelineHarness.WORKSPACE, branch: branch, commit: SHA,
-                'build-url': 'https://jenkins.example.com/job/ml/job/djia30/job/training/42/']
-    }
-
-    private void assertStagesRequest(String branch) {
-        Map r = agents.runs[0]
-        assertEquals('branchml', r.binary)
-        assertEquals('config stages', r.command)
-        assertEquals([branch: branch, config: 'branchml.yaml'], r.params)
-        assertEquals('{"branch":"' + branch + '","config":"branchml.yaml"}',
-            h.files[TMP + 'branchml-config-stages-42.params.json'])
-    }
-
-    private void assertNoSecretLeaks() {
-        List<String> secrets = h.secretValues()
-        h.callsOf('sh').each { Map c ->
-            secrets.each { s -> assertFalse("secret in sh script: ${c.script}", c.script.contains(s)) }
-        }
-        h.calls.findAll { it.step in ['echo', 'error', 'unstable', 'writeFile', 'githubNotify', 'withEnv'] }.each { Map c ->
-            secrets.each { s -> assertFalse("secret in ${c.step}: ${c.args}", c.args.toString().contains(s)) }
-        }
-        h.files.each { path, text ->
-            if (!path.contains('/secretFiles/')) {
-                secrets.each { s -> assertFalse("secret in file ${path}", text.contains(s)) }
-            }
-        }
-        secrets.each { s -> assertFalse((h.currentBuild.description ?: '').contains(s)) }
-    }
-
+class BranchmlPipelineTest extends StepTestBase {
     private static final Map STAGE_OF = ['build-components': ['build', 'branchml-build'],
                                          'kf-pipeline'     : ['pipeline', 'branchml-pipeline'],
                                          'training'        : ['train', 'branchml-train'],
@@ -191,14 +135,6 @@ class BranchmlPipelineTest {
     }
 
     @Test
-    void pullRequestCannotTurnPlanningOff() {
-        h.env.putAll([CHANGE_ID: '8', CHANGE_TARGET: 'deploy-model', BRANCH_NAME: 'PR-8'])
-        h.callStep('branchmlDeploy', [params: ['dry-run': false, canary: 'fast'], dryRun: false])
-        assertEquals(true, agents.runs[0].params['dry-run'])
-        assertEquals('fast', agents.runs[0].params.canary)
-    }
-
-    @Test
     void failingAgentFailsTheBuildAndNotifies() {
         agents.failures['branchml-build'] = 1
         assertEquals('FAILURE', build('build-components'))
@@ -237,48 +173,6 @@ class BranchmlPipelineTest {
     }
 
     @Test
-    void credentialIdsComeFromArgumentsAndEmptyLeavesOneOut() {
-        h.credentials['team-kfp'] = 'team-kfp-secret'
-        h.credentials['team-github'] = 'team-github-secret'
-        h.env.BRANCH_NAME = 'training'
-        h.callStep('branchmlTrain', [credentials: [kfp: 'team-kfp', kaggle: '', github: [id: 'team-github', file: true]]])
-        assertEquals([[[type: 'file', credentialsId: 'team-github', variable: 'GITHUB_TOKEN_FILE'],
-                       [type: 'string', credentialsId: 'team-kfp', variable: 'KFP_TOKEN']]],
-            h.callsOf('withCredentials').collect { it.args })
-        Map env = agents.runs[0].env
-        assertEquals('team-kfp-secret', env.KFP_TOKEN)
-        assertEquals('team-github-secret', h.files[env.GITHUB_TOKEN_FILE])
-        assertNull(env.GITHUB_TOKEN)
-        assertNull(env.KAGGLE_KEY)
-    }
-
-    @Test
-    void agentsNotOnPathAreDownloadedPinnedAndChecked() {
-        agents.onPath = false
-        h.env.BRANCH_NAME = 'deploy-model'
-        h.callStep('branchmlDeploy')
-        Map install = h.callsOf('sh').find { it.args.label?.startsWith('install branchml agents') }
-        String pins = new File(ROOT, 'resources/branchml/agents.sha256').text
-        String version = (pins =~ /(?m)^# version: (\S+)$/)[0][1]
-        String sha = (pins =~ /(?m)^([0-9a-f]{64})\s+\S*linux-amd64\S*$/)[0][1]
-        assertEquals("install branchml agents ${version}".toString(), install.args.label.toString())
-        assertEquals("https://github.com/branchml/branchml/releases/download/${version}/branchml-agents-${version}-linux-amd64.tar.gz".toString(),
-            install.env.BRANCHML_AGENTS_URL)
-        assertEquals(sha, install.env.BRANCHML_AGENTS_SHA256)
-        assertTrue(install.script.contains('sha256sum -c -'))
-        assertFalse(install.script.contains(sha))
-        Map run = agents.runs[0]
-        assertEquals(TMP + "agents-${version}".toString(), run.env.PATH.split(':')[0])
-    }
-
-    @Test
-    void githubNotifyFailureDoesNotFailTheStage() {
-        h.githubNotifyFailure = 'No GitHub SCM source found'
-        assertEquals('SUCCESS', build('deploy-model'))
-        assertTrue(h.callsOf('echo').collect { it.args }.contains('branchml: could not set commit status branchml/deploy: No GitHub SCM source found'))
-    }
-
-    @Test
     void perStageJenkinsfilesPinTheirStage() {
         ['build-components': 'branchml-build', 'kf-pipeline': 'branchml-pipeline', 'training': 'branchml-train',
          'deploy-model'    : 'branchml-deploy'].each { String file, String binary ->
@@ -289,37 +183,4 @@ class BranchmlPipelineTest {
         }
     }
 
-    @Test
-    void badArgumentsAreRejectedWithTheAllowedOnes() {
-        h.env.BRANCH_NAME = 'training'
-        try {
-            h.callStep('branchmlTrain', [paramz: [:]])
-            assert false: 'expected an error'
-        } catch (Exception e) {
-            assertEquals("branchmlTrain: unknown argument(s) [paramz]; allowed: params, config, credentials, dryRun, commit", e.message)
-        }
-        try {
-            h.callStep('branchmlAgent', [binary: 'rm', command: 'run'])
-            assert false: 'expected an error'
-        } catch (Exception e) {
-            assertEquals("branchmlAgent: binary 'rm' is not a branchml agent; use one of branchml, branchml-build, branchml-pipeline, branchml-train, branchml-snapshot, branchml-deploy", e.message)
-        }
-        try {
-            h.callStep('branchmlAgent', [binary: 'branchml', command: 'config stages; rm -rf /'])
-            assert false: 'expected an error'
-        } catch (Exception e) {
-            assertTrue(e.message.startsWith("branchmlAgent: command 'config stages; rm -rf /' must be words"))
-        }
-        assertEquals([], agents.runs)
-    }
-
-    @Test
-    void parameterValuesNeverReachTheShellString() {
-        h.env.BRANCH_NAME = 'training'
-        String evil = '$(touch /tmp/pwned) `id` "; rm -rf / #'
-        h.callStep('branchmlTrain', [params: [experiment: evil]])
-        Map sh = h.callsOf('sh').find { it.script.startsWith('branchml-train ') }
-        assertEquals('branchml-train run' + TAIL, sh.script)
-        assertEquals(evil, agents.runs[0].params.experiment)
-    }
 }
