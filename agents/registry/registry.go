@@ -291,15 +291,18 @@ func (r *Remote) Push(ctx context.Context, repository, tag string, img v1.Image)
 	return Pushed{Ref: repo.Digest(d.String()).Name(), Digest: d.String()}, nil
 }
 
-// Pull returns the image at ref. A ref that names an index is resolved for
-// linux/amd64 (go-containerregistry's default platform).
+// Pull returns the image at ref; its layers are read lazily with ctx. A ref
+// that names an index is resolved for linux/amd64 (go-containerregistry's
+// default platform). The attempt timeout does not bound a pull.
 func (r *Remote) Pull(ctx context.Context, ref string) (v1.Image, error) {
 	nref, err := name.ParseReference(ref, r.nameOpts()...)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
 	var img v1.Image
-	err = r.do(ctx, "pull", nref.Name(), func(ctx context.Context) error {
+	err = r.do(ctx, "pull", nref.Name(), func(actx context.Context) error {
+		// The image reads its layers lazily, after this attempt: it keeps
+		// the caller's context, not the attempt's.
 		i, err := remote.Image(nref, r.remoteOpts(ctx)...)
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -20,9 +21,77 @@ import (
 // The local pipeline runner and the local serving backend use it to run an
 // image's entrypoint as a process.
 func Unpack(img v1.Image, dir string) error {
-	rc := mutate.Extract(img)
+	// mutate.Extract ends its stream cleanly even when reading a layer
+	// failed; the recorder catches those errors.
+	rec := &errRecorder{}
+	rc := mutate.Extract(recImage{Image: img, rec: rec})
 	defer rc.Close()
-	return UnpackTar(rc, dir)
+	if err := UnpackTar(rc, dir); err != nil {
+		return err
+	}
+	return rec.get()
+}
+
+type errRecorder struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *errRecorder) set(err error) {
+	if err == nil || errors.Is(err, io.EOF) {
+		return
+	}
+	r.mu.Lock()
+	if r.err == nil {
+		r.err = fmt.Errorf("read image layers: %w", err)
+	}
+	r.mu.Unlock()
+}
+
+func (r *errRecorder) get() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+type recImage struct {
+	v1.Image
+	rec *errRecorder
+}
+
+func (i recImage) Layers() ([]v1.Layer, error) {
+	ls, err := i.Image.Layers()
+	i.rec.set(err)
+	out := make([]v1.Layer, len(ls))
+	for n, l := range ls {
+		out[n] = recLayer{Layer: l, rec: i.rec}
+	}
+	return out, err
+}
+
+type recLayer struct {
+	v1.Layer
+	rec *errRecorder
+}
+
+func (l recLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Uncompressed()
+	l.rec.set(err)
+	if err != nil {
+		return nil, err
+	}
+	return recReader{ReadCloser: rc, rec: l.rec}, nil
+}
+
+type recReader struct {
+	io.ReadCloser
+	rec *errRecorder
+}
+
+func (r recReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.rec.set(err)
+	return n, err
 }
 
 // UnpackTar writes the entries of the tar stream r into dir, with the rules of Unpack.
