@@ -1,0 +1,348 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"sigs.k8s.io/yaml"
+
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/follow"
+	"github.com/branchml/branchml/agents/forge/gitremote"
+	"github.com/branchml/branchml/agents/pipelines"
+	plocal "github.com/branchml/branchml/agents/pipelines/local"
+	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/runner"
+	"github.com/branchml/branchml/agents/runner/runnertest"
+	slocal "github.com/branchml/branchml/agents/storage/local"
+)
+
+const commit = "0123456789abcdef0123456789abcdef01234567"
+
+const configYAML = `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+training:
+  experiment: djia30
+  parameters: {epochs: 3}
+  data: {provision: true, size: 1Gi, parameter: data_path, source: data}
+  model: {size: 1Gi, parameter: model_base_path, versionParameter: model_version}
+  kpis:
+  - {metric: validation.auc, op: ">", value: 0.5}
+  - {metric: validation.auc, op: ">", baseline: baselines.always_bullish.validation.auc}
+  timeout: 1m
+  stallTimeout: 1m
+snapshot: {enabled: true}
+deploy: {model: djia30}
+backends:
+  pipelines: {type: local}
+`
+
+type snapshotter struct {
+	mu   sync.Mutex
+	reqs []SnapshotRequest
+	err  error
+}
+
+func (s *snapshotter) Snapshot(_ context.Context, r SnapshotRequest) (*SnapshotResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs = append(s.reqs, r)
+	if s.err != nil {
+		return nil, s.err
+	}
+	return &SnapshotResult{LineageID: "lin-" + r.Record.RunID[:8]}, nil
+}
+
+type env struct {
+	t     *testing.T
+	dir   string
+	cfg   *config.Config
+	forge *gitremote.Forge
+	pipes *plocal.Backend
+	store *slocal.Backend
+	snap  *snapshotter
+	log   *bytes.Buffer
+}
+
+func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "repo", "data"), 0o755)
+	os.WriteFile(filepath.Join(dir, "repo", "data", "AAPL.csv"), []byte("Date,Open\n2017-01-03,115.8\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "repo", "branchml.yaml"), []byte(cfgYAML+"  stateDir: "+filepath.Join(dir, "state")+"\n"), 0o644)
+	cfg, err := config.Load(filepath.Join(dir, "repo", "branchml.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gitremote.Init(ctx, filepath.Join(dir, "remote.git"), map[string][]byte{"README.md": []byte("djia30\n")},
+		[]string{"main", "kf-pipeline", "training", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipes, err := plocal.New(filepath.Join(dir, "state"), runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pipes.Close() })
+	v, err := pipes.UploadVersion(ctx, pipelines.Upload{PipelineName: "djia30-sentiment", VersionName: "abc-1234", Spec: runnertest.TrainSpec("r/t@sha256:00", failTrain)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := json.Marshal(records.PipelineLock{APIVersion: records.APIVersion, Kind: "PipelineLock", SourceCommit: "feed", Backend: "local",
+		PipelineID: v.PipelineID, PipelineName: v.PipelineName, VersionID: v.VersionID, VersionName: v.VersionName, SpecHash: v.SpecHash})
+	if _, err := f.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, lock)); err != nil {
+		t.Fatal(err)
+	}
+	store, err := slocal.New(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, dir: dir, cfg: cfg, forge: f, pipes: pipes, store: store, snap: &snapshotter{}, log: &bytes.Buffer{}}
+}
+
+func (e *env) opts() Options {
+	log := logrus.New()
+	log.Out = e.log
+	log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
+	return Options{Config: e.cfg, Commit: commit, BuildURL: "https://ci/job/1", Forge: e.forge, Pipelines: e.pipes, Storage: e.store,
+		Snapshotter: e.snap, Log: log, Follow: follow.Options{Interval: 10 * time.Millisecond}}
+}
+
+func (e *env) read(ref, path string) string {
+	e.t.Helper()
+	b, err := e.forge.ReadFile(context.Background(), ref, path)
+	if err != nil {
+		e.t.Fatalf("read %s:%s: %v", ref, path, err)
+	}
+	return string(b)
+}
+
+func (e *env) tip(branch string) string {
+	bs, _ := e.forge.Branches(context.Background())
+	for _, b := range bs {
+		if b.Name == branch {
+			return b.Commit
+		}
+	}
+	return ""
+}
+
+func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	res, err := Run(ctx, e.opts())
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, e.log)
+	}
+	modelDir := filepath.Join(e.dir, "state", "storage", "volumes", "djia30-model", "djia30")
+	if _, err := os.Stat(modelDir); err != nil {
+		// the storage layout belongs to storage/local; find the volume through it
+		v, _ := e.store.EnsureVolume(ctx, storageSpec("djia30-model"))
+		modelDir = filepath.Join(v.Path, "djia30")
+	}
+	dataVol, _ := e.store.EnsureVolume(ctx, storageSpec("djia30-data"))
+	if res.State != pipelines.StateSucceeded || res.DisplayName != "djia30-0123456789ab" || res.Reused {
+		t.Fatalf("result = %+v", res)
+	}
+	wantParams := map[string]any{"epochs": float64(3), "data_path": dataVol.Path, "model_base_path": modelDir, "model_version": int64(1)}
+	if js(res.Parameters) != js(wantParams) {
+		t.Errorf("params = %s, want %s", js(res.Parameters), js(wantParams))
+	}
+	if got, _ := os.ReadFile(filepath.Join(dataVol.Path, "AAPL.csv")); string(got) != "Date,Open\n2017-01-03,115.8\n" {
+		t.Errorf("data not copied: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(modelDir, "1", "model.json")); string(got) != "data from "+dataVol.Path {
+		t.Errorf("model = %q", got)
+	}
+	var wantMetrics map[string]any
+	json.Unmarshal([]byte(runnertest.TrainMetrics), &wantMetrics)
+	if js(res.Metrics) != js(wantMetrics) {
+		t.Errorf("metrics = %s", js(res.Metrics))
+	}
+	if res.Model == nil || *res.Model != (records.ModelRef{Name: "djia30", Version: 1, Volume: "djia30-model", Path: "djia30"}) {
+		t.Errorf("model = %+v", res.Model)
+	}
+	lineage := "lin-" + res.RunID[:8]
+	if res.LineageID != lineage || len(e.snap.reqs) != 1 || e.snap.reqs[0].DataVolume != "djia30-data" || e.snap.reqs[0].ModelVolume != "djia30-model" || e.snap.reqs[0].Record.State != "SUCCEEDED" {
+		t.Errorf("snapshot = %+v %+v", res.LineageID, e.snap.reqs)
+	}
+	// The run record, as the lock and under runs/.
+	lockJSON := e.read("training", records.TrainingLockPath)
+	if runJSON := e.read("training", records.RunsDir+"/"+res.RunID+".json"); runJSON != lockJSON {
+		t.Errorf("runs/<id>.json differs from the lock")
+	}
+	var rec records.RunRecord
+	json.Unmarshal([]byte(lockJSON), &rec)
+	if rec.SourceCommit != commit || rec.State != "SUCCEEDED" || rec.Gate != "passed" || rec.LineageID != lineage || rec.PullRequest == "" ||
+		rec.DisplayName != "djia30-0123456789ab" || rec.Backend != "local" || rec.DataVolume != "djia30-data" || len(rec.Tasks) != 2 || rec.BuildURL != "https://ci/job/1" {
+		t.Errorf("record = %s", lockJSON)
+	}
+	// The promotion PR and its deploy.yaml.
+	var spec records.DeploySpec
+	if err := yaml.Unmarshal([]byte(e.read("branchml/promote-djia30-v1", records.DeploySpecPath)), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec != (records.DeploySpec{APIVersion: "branchml.dev/v1", Kind: "DeploySpec", Model: *res.Model, LineageID: lineage, RunID: res.RunID, SourceCommit: commit}) {
+		t.Errorf("deploy.yaml = %+v", spec)
+	}
+	prs, _ := e.forge.ListPullRequests(ctx, "open")
+	if len(prs) != 1 || prs[0].Head != "branchml/promote-djia30-v1" || prs[0].Base != "deploy-model" || prs[0].Title != "Promote djia30 v1 (run djia30-0123456789ab)" {
+		t.Fatalf("PRs = %+v", prs)
+	}
+	for _, want := range []string{"| **model** | validation | 0.5500 | 0.5800 | 0.6900 |", "| always_bullish | validation | 0.5300 | 0.5000 | 0.6900 |",
+		"- lineage ID: `" + lineage + "`", "- ✅ `validation.auc > baselines.always_bullish.validation.auc` (0.58 vs 0.5)"} {
+		if !strings.Contains(prs[0].Body, want) {
+			t.Errorf("PR body lacks %q:\n%s", want, prs[0].Body)
+		}
+	}
+
+	// Again for the same commit: the run is reused, nothing new is created.
+	tip := e.tip("training")
+	again, err := Run(ctx, e.opts())
+	if err != nil {
+		t.Fatalf("second Run: %v", err)
+	}
+	if !again.Reused || again.RunID != res.RunID || again.PullRequest.Number != prs[0].Number || e.tip("training") != tip {
+		t.Errorf("second run = %+v; training tip moved: %v", again, e.tip("training") != tip)
+	}
+	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
+	prs, _ = e.forge.ListPullRequests(ctx, "")
+	if len(runs) != 1 || len(prs) != 1 {
+		t.Errorf("runs %d, PRs %d; want 1, 1", len(runs), len(prs))
+	}
+
+	// --rerun: a new run with the next name and model version.
+	o := e.opts()
+	o.Rerun = true
+	third, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if third.DisplayName != "djia30-0123456789ab-r1" || third.Model.Version != 2 || third.RunID == res.RunID || third.PullRequest.Head != "branchml/promote-djia30-v2" {
+		t.Errorf("rerun = %+v", third)
+	}
+}
+
+func TestFailedRunIsRecordedAndExits1(t *testing.T) {
+	e := setup(t, true, configYAML)
+	res, err := Run(context.Background(), e.opts())
+	if cli.CodeOf(err) != cli.ExitFailed || err.Error() != "run "+res.RunID+": ended FAILED: task train failed: exited with code 3" {
+		t.Fatalf("err = %v (code %d)", err, cli.CodeOf(err))
+	}
+	if !strings.Contains(e.log.String(), "level=error msg=\"--- end of the log of task train ---\"\nlevel=error msg=\"train | line one\"\nlevel=error msg=\"train | boom: something broke\"\n") {
+		t.Errorf("log tail not printed:\n%s", e.log)
+	}
+	var rec records.RunRecord
+	json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec)
+	if rec.State != "FAILED" || rec.Tasks[1].State != "FAILED" || rec.Tasks[1].LogTail != "line one\nboom: something broke" || rec.Gate != "" {
+		t.Errorf("record = %+v", rec)
+	}
+	if len(e.snap.reqs) != 0 {
+		t.Errorf("snapshot called for a failed run")
+	}
+	prs, _ := e.forge.ListPullRequests(context.Background(), "")
+	if len(prs) != 0 {
+		t.Errorf("PRs = %+v", prs)
+	}
+	// Again without --rerun: no new run, the same failure.
+	_, err = Run(context.Background(), e.opts())
+	if cli.CodeOf(err) != cli.ExitFailed || !strings.Contains(err.Error(), "ended FAILED") {
+		t.Errorf("second = %v", err)
+	}
+	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
+	if len(runs) != 1 {
+		t.Errorf("runs = %d", len(runs))
+	}
+}
+
+func TestGateNotMetExits3AfterRecording(t *testing.T) {
+	e := setup(t, false, strings.Replace(configYAML, "value: 0.5}", "value: 0.9}", 1))
+	res, err := Run(context.Background(), e.opts())
+	if cli.CodeOf(err) != cli.ExitGate || err.Error() != "KPI gate of run "+res.RunID+": validation.auc = 0.58 is not > 0.9" {
+		t.Fatalf("err = %v (code %d)", err, cli.CodeOf(err))
+	}
+	var rec records.RunRecord
+	json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec)
+	if rec.Gate != "failed" || strings.Join(rec.GateReasons, ";") != "validation.auc = 0.58 is not > 0.9" || rec.State != "SUCCEEDED" || rec.PullRequest != "" {
+		t.Errorf("record = %+v", rec)
+	}
+	prs, _ := e.forge.ListPullRequests(context.Background(), "")
+	if len(prs) != 0 {
+		t.Errorf("PRs = %+v", prs)
+	}
+}
+
+func TestDryRunPlansAndChangesNothing(t *testing.T) {
+	e := setup(t, false, configYAML)
+	o := e.opts()
+	o.DryRun, o.Storage = true, nil
+	tip := e.tip("training")
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RunID != "" || !res.DryRun || res.Parameters["model_version"] != int64(1) || res.Parameters["data_path"] != "<path of volume djia30-data>" {
+		t.Errorf("plan = %+v", res)
+	}
+	if e.tip("training") != tip {
+		t.Error("dry run wrote to the training branch")
+	}
+	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
+	vols, _ := os.ReadDir(filepath.Join(e.dir, "state", "storage", "volumes"))
+	if len(runs)+len(vols) != 0 {
+		t.Errorf("dry run created runs %v volumes %v", runs, vols)
+	}
+	want := `level=info msg="plan: start run \"djia30-0123456789ab\" of pipeline djia30-sentiment version abc-1234`
+	if !strings.Contains(e.log.String(), want) || !strings.Contains(e.log.String(), `with parameters data_path=\"<path of volume djia30-data>\" epochs=3 model_base_path=\"<path of volume djia30-model>/djia30\" model_version=1"`) {
+		t.Errorf("plan log:\n%s", e.log)
+	}
+}
+
+func TestMissingPipelineLockAndBadOptions(t *testing.T) {
+	e := setup(t, false, configYAML)
+	o := e.opts()
+	e.cfg.Branches["pipeline"] = "training"
+	_, err := Run(context.Background(), o)
+	var ce *cli.Error
+	if !errors.As(err, &ce) || ce.Code != 1 || ce.Fix != "merge into training first so that the pipeline stage uploads a version and records it" {
+		t.Errorf("missing lock = %v", err)
+	}
+	e.cfg.Branches["pipeline"] = "kf-pipeline"
+	o.Commit = ""
+	if _, err := Run(context.Background(), o); cli.CodeOf(err) != cli.ExitUsage {
+		t.Errorf("no commit = %v", err)
+	}
+	o = e.opts()
+	e.cfg.Training.Parameters["model_version"] = 3
+	if _, err := Run(context.Background(), o); cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "training.parameters.model_version is set by the stage itself") {
+		t.Errorf("param clash = %v", err)
+	}
+}
+
+func TestSnapshotFailureFailsAfterRecord(t *testing.T) {
+	e := setup(t, false, configYAML)
+	e.snap.err = errors.New("VolumeSnapshot default/djia30-data-x: not ready in 5m")
+	_, err := Run(context.Background(), e.opts())
+	if cli.CodeOf(err) != 1 || !strings.Contains(err.Error(), "not ready in 5m") {
+		t.Fatalf("err = %v", err)
+	}
+	var rec records.RunRecord
+	json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec)
+	if rec.State != "SUCCEEDED" {
+		t.Errorf("record = %+v", rec)
+	}
+}
+
+func js(v any) string { b, _ := json.Marshal(v); return string(b) }
