@@ -88,7 +88,7 @@ func TestRunCommand(t *testing.T) {
 	}
 	raw, _ := os.ReadFile(resultFile)
 	var res struct {
-		Summary string `json:"summary"`
+		Summary string  `json:"summary"`
 		Outputs Outputs `json:"outputs"`
 		Reports []cli.Report
 	}
