@@ -1,0 +1,111 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/forge"
+	"github.com/branchml/branchml/agents/forge/gitremote"
+	"github.com/branchml/branchml/agents/pipelines"
+	"github.com/branchml/branchml/agents/pipelines/local"
+	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/registry"
+	"github.com/branchml/branchml/agents/runner"
+	"github.com/branchml/branchml/agents/runner/runnertest"
+)
+
+const cfgYAML = `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+training:
+  parameters: {epochs: 3}
+  kpis:
+  - {metric: validation.auc, op: ">", baseline: baselines.always_bullish.validation.auc}
+  timeout: 1m
+  stallTimeout: 1m
+snapshot: {enabled: false}
+`
+
+// TestAppEndToEnd runs `branchml-train run` and `status` as Jenkins would,
+// on the local backends: a bare git remote, the embedded registry holding a
+// real image, the local runner executing real processes, local volumes.
+func TestAppEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	ws := filepath.Join(dir, "ws")
+	os.MkdirAll(ws, 0o755)
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfgYAML+"backends:\n  stateDir: "+state+"\n"), 0o644)
+
+	addr, stop, err := registry.EnsureLocal(ctx, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ref := runnertest.Push(t, addr, "djia30/train")
+
+	f, err := gitremote.Init(ctx, filepath.Join(state, "forge", "djia30.git"), map[string][]byte{"README.md": []byte("x\n")},
+		[]string{"main", "kf-pipeline", "training", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pipeline stage's side: a version uploaded to the local backend and its lock.
+	up, _ := local.New(filepath.Join(state, "pipelines"), runner.New(nil))
+	v, err := up.UploadVersion(ctx, pipelines.Upload{PipelineName: "djia30-sentiment", VersionName: "v1", Spec: runnertest.TrainSpec(ref, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := json.Marshal(records.PipelineLock{Backend: "local", PipelineID: v.PipelineID, PipelineName: v.PipelineName, VersionID: v.VersionID, VersionName: v.VersionName})
+	if _, err := f.WriteBack(ctx, forge.WriteBack{Branch: "kf-pipeline", Files: map[string][]byte{records.PipelineLockPath: lock}, Message: "lock"}); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(ctx, App(), append([]string{"branchml-train"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	resultFile := filepath.Join(dir, "result.json")
+	code, out, logs := run("run", "--workspace", ws, "--commit", "c0ffee00c0ffee00c0ffee00", "--poll-interval", "20ms", "--result", resultFile)
+	if code != 0 {
+		t.Fatalf("run exit %d\n%s\n%s", code, out, logs)
+	}
+	var res struct {
+		OK      bool `json:"ok"`
+		Outputs struct {
+			RunID       string            `json:"runId"`
+			State       string            `json:"state"`
+			Model       records.ModelRef  `json:"model"`
+			PullRequest forge.PullRequest `json:"pullRequest"`
+		} `json:"outputs"`
+	}
+	raw, _ := os.ReadFile(resultFile)
+	json.Unmarshal(raw, &res)
+	if !res.OK || res.Outputs.State != "SUCCEEDED" || res.Outputs.Model.Version != 1 || res.Outputs.PullRequest.Head != "branchml/promote-djia30-v1" {
+		t.Errorf("result = %s", raw)
+	}
+	if !strings.Contains(out, "run "+res.Outputs.RunID+" (djia30-c0ffee00c0ff) SUCCEEDED; KPI gate passed; pull request #1 branchml/promote-djia30-v1 → deploy-model") {
+		t.Errorf("summary = %s", out)
+	}
+
+	code, out, logs = run("status", "--config", filepath.Join(ws, "branchml.yaml"), "-o", "json", res.Outputs.RunID)
+	if code != 0 || !strings.Contains(out, `"state": "SUCCEEDED"`) {
+		t.Errorf("status exit %d: %s %s", code, out, logs)
+	}
+	code, _, logs = run("status", "--config", filepath.Join(ws, "branchml.yaml"), "6f0b6c1e-4a8e-5b59-9d57-0c1b2a6d4e11")
+	if code != 1 || !strings.Contains(logs, "not found") {
+		t.Errorf("status of unknown run: exit %d %s", code, logs)
+	}
+
+	// A PR build plans only.
+	code, out, logs = run("run", "--workspace", ws, "--commit", "feedfeedfeedfeedfeed", "--change-id", "7")
+	if code != 0 || !strings.Contains(out, "plan: start run djia30-feedfeedfeed of pipeline version "+v.VersionID) {
+		t.Errorf("plan exit %d: %s %s", code, out, logs)
+	}
+}
