@@ -431,6 +431,36 @@ func TestCancelFromAnotherProcessKillsTasks(t *testing.T) {
 	}
 }
 
+func TestCancelKillsTheTaskProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	spec := strings.Replace(strings.Replace(sleepSpec, "args: [sleep, 60s, PIDFILE]", "args: [spawn, 60s, PIDFILE]", 1), "PIDFILE", pidFile, 1)
+	dir := prepare(t, spec, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *State, 1)
+	go func() { st, _ := New(runnertest.NewDirImages(t)).Exec(ctx, dir); done <- st }()
+	var pid int
+	for i := 0; i < 500 && pid == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+		b, _ := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(string(b))
+	}
+	if pid == 0 {
+		t.Fatal("child never started")
+	}
+	cancel()
+	st := <-done
+	if st.State != pipelines.StateCanceled {
+		t.Fatalf("state = %s", st.State)
+	}
+	for i := 0; i < 100; i++ { // the child is reaped by init once killed
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("child process %d of the task survived the cancel", pid)
+}
+
 func TestContextCancelCancelsRun(t *testing.T) {
 	dir := prepare(t, strings.Replace(sleepSpec, "PIDFILE", filepath.Join(t.TempDir(), "pid"), 1), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -494,3 +524,49 @@ func TestEndToEndFromRegistry(t *testing.T) {
 func jsonUnmarshal(s string, v any) error { return jsonDecode([]byte(s), v) }
 
 var _ = fmt.Sprint
+
+func TestParallelismBoundsConcurrentTasks(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("pipelineInfo: {name: wide}\nroot:\n  dag:\n    tasks:\n")
+	for i := 0; i < 5; i++ {
+		fmt.Fprintf(&b, "      t%d: {componentRef: {name: c}}\n", i)
+	}
+	b.WriteString("components: {c: {executorLabel: e}}\ndeploymentSpec: {executors: {e: {container: {image: \"r/t@sha256:00\", args: [sleep, 150ms]}}}}\n")
+	dir := prepare(t, b.String(), nil)
+	st, err := New(runnertest.NewDirImages(t), WithParallelism(2)).Exec(context.Background(), dir)
+	if err != nil || st.State != pipelines.StateSucceeded {
+		t.Fatalf("%+v %v", st, err)
+	}
+	// At any task's start, at most 2 tasks (itself included) had started and not finished.
+	maxOverlap := 0
+	for _, a := range st.Tasks {
+		n := 0
+		for _, o := range st.Tasks {
+			if !o.StartedAt.After(a.StartedAt) && o.FinishedAt.After(a.StartedAt) {
+				n++
+			}
+		}
+		maxOverlap = max(maxOverlap, n)
+	}
+	if maxOverlap != 2 {
+		t.Errorf("max concurrent tasks = %d, want 2", maxOverlap)
+	}
+}
+
+func TestExampleSpecCompiles(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "examples", "djia30", "pipeline.yaml"))
+	if err != nil {
+		t.Skip("example pipeline not there:", err)
+	}
+	p, err := Compile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := p.ResolveParams(map[string]any{"data_path": "/d", "model_base_path": "/m", "model_version": 3, "hidden": "32,16", "epochs": 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks) != 2 || p.Tasks[1].Name != "train" || params["batch_size"] != float64(256) || Format("NUMBER_INTEGER", params["batch_size"]) != "256" {
+		t.Errorf("plan %+v params %v", p.Tasks, params)
+	}
+}

@@ -40,7 +40,8 @@ var (
 // returns its path. Commands: true; produce TEXT N OUT WORDFILE; consume IN
 // WORD SUFFIX OUT; write OUT TEXT...; mkdir DIR FILE TEXT; train MODELDIR
 // METRICSOUT METRICSJSON DATASET; env NAME OUT;
-// fail CODE; flaky COUNTER N; sleep DURATION [PIDFILE].
+// fail CODE; flaky COUNTER N; sleep DURATION [PIDFILE]; spawn DURATION
+// PIDFILE (a child process sleeps; its pid goes to PIDFILE).
 func Tool(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {

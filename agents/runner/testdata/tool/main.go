@@ -4,6 +4,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,11 @@ func main() {
 			fmt.Println("flaky attempt", c)
 			os.Exit(1)
 		}
+	case "spawn": // DURATION PIDFILE: a child sleeps; its pid goes to PIDFILE
+		child := exec.Command(os.Args[0], "sleep", a[0])
+		must(child.Start())
+		must(os.WriteFile(a[1], []byte(strconv.Itoa(child.Process.Pid)), 0o644))
+		must(child.Wait())
 	case "sleep": // DURATION [PIDFILE]
 		d, _ := time.ParseDuration(a[0])
 		if len(a) > 1 {
