@@ -401,4 +401,3 @@ func (b *Backend) Serve(ctx context.Context) error {
 	defer cancel()
 	return b.Close(cctx)
 }
-

@@ -53,7 +53,10 @@ func testLog(t *testing.T) *logrus.Logger {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // models makes a model base path with the given versions; behaviors go to
 // <v>/behavior.json.
