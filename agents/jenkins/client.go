@@ -101,9 +101,9 @@ func (c *Client) Ping(ctx context.Context) (string, error) {
 // Pipeline job gives its branch job, as branch-api's NameEncoder does for
 // the characters branch names contain: "%" becomes "%25" and "/" "%2F"
 // ("feature/x" -> "feature%2Fx").
-func EncodeBranch(branch string) string {
-	return strings.NewReplacer("%", "%25", "/", "%2F").Replace(branch)
-}
+func EncodeBranch(branch string) string { return branchEncoder.Replace(branch) }
+
+var branchEncoder = strings.NewReplacer("%", "%25", "/", "%2F")
 
 // ItemPath is the escaped URL path of an item: full is the job path with
 // folders separated by "/" ("ml/djia30"); branch, when not empty, is a branch
