@@ -64,6 +64,23 @@ func (s *snapshotter) Snapshot(_ context.Context, r SnapshotRequest) (*SnapshotR
 	return &SnapshotResult{LineageID: "lin-" + r.Record.RunID[:8]}, nil
 }
 
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type env struct {
 	t     *testing.T
 	dir   string
@@ -72,8 +89,10 @@ type env struct {
 	pipes *plocal.Backend
 	store *slocal.Backend
 	snap  *snapshotter
-	log   *bytes.Buffer
+	log   *syncBuffer
 }
+
+func (e *env) logString() string { return e.log.String() }
 
 func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	t.Helper()
@@ -109,7 +128,7 @@ func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, dir: dir, cfg: cfg, forge: f, pipes: pipes, store: store, snap: &snapshotter{}, log: &bytes.Buffer{}}
+	return &env{t: t, dir: dir, cfg: cfg, forge: f, pipes: pipes, store: store, snap: &snapshotter{}, log: &syncBuffer{}}
 }
 
 func (e *env) opts() Options {
@@ -346,3 +365,51 @@ func TestSnapshotFailureFailsAfterRecord(t *testing.T) {
 }
 
 func js(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+const sleepySpec = `
+pipelineInfo: {name: sleepy}
+root:
+  inputDefinitions:
+    parameters:
+      data_path: {parameterType: STRING}
+      model_base_path: {parameterType: STRING}
+      model_version: {parameterType: NUMBER_INTEGER}
+      epochs: {parameterType: NUMBER_INTEGER}
+  dag: {tasks: {train: {componentRef: {name: c}}}}
+components: {c: {executorLabel: e}}
+deploymentSpec: {executors: {e: {container: {image: "r/t@sha256:00", args: [sleep, 60s]}}}}
+`
+
+func TestAbortCancelsTheRunAndRecordsIt(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	v, err := e.pipes.UploadVersion(ctx, pipelines.Upload{PipelineName: "sleepy", VersionName: "v1", Spec: []byte(sleepySpec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := json.Marshal(records.PipelineLock{Backend: "local", PipelineID: v.PipelineID, VersionID: v.VersionID})
+	if _, err := e.forge.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, lock)); err != nil {
+		t.Fatal(err)
+	}
+	actx, abort := context.WithCancel(ctx)
+	go func() {
+		for !strings.Contains(e.logString(), "tasks done, running train") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		abort() // as SIGTERM from Jenkins does through agents/cli
+	}()
+	res, err := Run(actx, e.opts())
+	if !errors.Is(err, context.Canceled) || res == nil || res.RunID == "" {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	e.pipes.Wait(res.RunID)
+	run, _ := e.pipes.GetRun(ctx, res.RunID)
+	if run.State != pipelines.StateCanceled {
+		t.Errorf("run state = %s, want CANCELED", run.State)
+	}
+	var rec records.RunRecord
+	json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec)
+	if rec.RunID != res.RunID || rec.State != pipelines.StateCanceling {
+		t.Errorf("record = %+v", rec)
+	}
+}
