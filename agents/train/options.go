@@ -52,8 +52,8 @@ type SnapshotResult struct {
 	Snapshots []string `json:"snapshots,omitempty"`
 }
 
-// Options are the inputs of Run. Config, Commit, Forge and Pipelines are
-// required; Storage is required unless DryRun.
+// Options are the inputs of Run. Config, Commit and Forge are required;
+// Pipelines and Storage too unless DryRun (a plan touches neither).
 type Options struct {
 	// Config is the loaded branchml.yaml.
 	Config *config.Config

@@ -61,7 +61,7 @@ func (o *Options) check() error {
 	if o.Commit == "" {
 		return cli.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "train: the source commit is not known")
 	}
-	if o.Forge == nil || o.Pipelines == nil || (o.Storage == nil && !o.DryRun) {
+	if o.Forge == nil || ((o.Pipelines == nil || o.Storage == nil) && !o.DryRun) {
 		return cli.Usagef("wire a forge, a pipelines backend and a storage backend", "train: missing backend")
 	}
 	for _, k := range []string{config.StagePipeline, config.StageTrain} {

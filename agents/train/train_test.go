@@ -306,7 +306,7 @@ func TestGateNotMetExits3AfterRecording(t *testing.T) {
 func TestDryRunPlansAndChangesNothing(t *testing.T) {
 	e := setup(t, false, configYAML)
 	o := e.opts()
-	o.DryRun, o.Storage = true, nil
+	o.DryRun, o.Storage, o.Pipelines = true, nil, nil
 	tip := e.tip("training")
 	res, err := Run(context.Background(), o)
 	if err != nil {

@@ -52,7 +52,10 @@ func (s *stage) volumes(ctx context.Context) (*vols, error) {
 	if err != nil {
 		return nil, cli.Failed("provision data volume "+t.Data.Volume, err, "check backends.storage and training.data")
 	}
-	if data.Created {
+	switch {
+	case data.Created && !t.Data.Provision:
+		s.log().Warnf("data volume %s did not exist and was created empty (training.data.provision is false, so nothing is fetched into it)", data.Name)
+	case data.Created:
 		s.log().Infof("data volume %s created (%s)", data.Name, t.Data.Size)
 	}
 	if t.Data.Provision && t.Data.Source != "" {

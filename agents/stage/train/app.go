@@ -77,15 +77,18 @@ func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
 	if err != nil {
 		return nil, cli.Usage("forge backend", err, "check backends.forge in branchml.yaml and its credentials")
 	}
-	p, closeP, err := w.Pipelines(e)
-	if err != nil {
-		return nil, cli.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
-	}
-	if closeP != nil {
-		defer closeP()
-	}
-	var st storage.Backend
-	if !e.DryRun {
+	var (
+		p  pipelines.Backend
+		st storage.Backend
+	)
+	if !e.DryRun { // a plan touches neither the pipelines backend nor storage
+		var closeP func()
+		if p, closeP, err = w.Pipelines(e); err != nil {
+			return nil, cli.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
+		}
+		if closeP != nil {
+			defer closeP()
+		}
 		if st, err = w.Storage(e); err != nil {
 			return nil, cli.Usage("storage backend", err, "check backends.storage in branchml.yaml")
 		}
