@@ -3,11 +3,12 @@ package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
+	jenkinscmd "github.com/branchml/branchml/agents/jenkins/cmd"
 	"github.com/branchml/branchml/agents/quickstart"
 	"github.com/branchml/branchml/agents/umbrella"
 )
 
 func main() {
-	umbrella.Register(quickstart.Command())
+	umbrella.Register(jenkinscmd.Command(), quickstart.Command())
 	cli.Main(umbrella.App())
 }
