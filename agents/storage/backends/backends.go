@@ -5,12 +5,11 @@ package backends
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/statedir"
 	"github.com/branchml/branchml/agents/storage"
 	"github.com/branchml/branchml/agents/storage/local"
 	"github.com/branchml/branchml/agents/storage/trident"
@@ -39,7 +38,8 @@ func WithLocalOptions(opts ...local.Option) Option {
 }
 
 // New returns the storage backend of cfg.Backends.Storage.Type: "local" or
-// "" (the embedded backend under StateDir(cfg)), or "trident" (the cluster
+// "" (the embedded backend rooted at statedir.Dir(cfg), the directory
+// branchml-train provisions volumes in), or "trident" (the cluster
 // of backends.storage.kubeconfig). Any other type is an error naming it.
 func New(cfg *config.Config, opts ...Option) (storage.Backend, error) {
 	var o options
@@ -48,7 +48,7 @@ func New(cfg *config.Config, opts ...Option) (storage.Backend, error) {
 	}
 	switch t := cfg.Backends.Storage.Type; t {
 	case "", "local":
-		return local.New(filepath.Join(StateDir(cfg), "storage"), o.local...)
+		return local.New(statedir.Dir(cfg), o.local...)
 	case "trident":
 		topts := o.trident
 		if o.log != nil {
@@ -58,21 +58,4 @@ func New(cfg *config.Config, opts ...Option) (storage.Backend, error) {
 	default:
 		return nil, fmt.Errorf("backends.storage.type %q is not a storage backend: use \"local\" or \"trident\"", t)
 	}
-}
-
-// StateDir is where local backends keep their data: backends.stateDir
-// (relative to branchml.yaml), else $XDG_STATE_HOME/branchml, else
-// ~/.local/state/branchml.
-func StateDir(cfg *config.Config) string {
-	if d := cfg.Backends.StateDir; d != "" {
-		return cfg.Path(d)
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "branchml")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "branchml-state")
-	}
-	return filepath.Join(home, ".local", "state", "branchml")
 }

@@ -18,7 +18,7 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l, ok := b.(*local.Backend); !ok || l.Root() != filepath.Join(dir, "state", "storage") {
+	if l, ok := b.(*local.Backend); !ok || l.Root() != filepath.Join(dir, "state") {
 		t.Fatalf("backend = %#v", b)
 	}
 	cfg.Backends.Storage.Type = "ceph"
