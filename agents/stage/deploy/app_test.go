@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/branchml/branchml/agents/cli"
-	stage "github.com/branchml/branchml/agents/stage/deploy"
 	"github.com/branchml/branchml/agents/serving/local"
+	stage "github.com/branchml/branchml/agents/stage/deploy"
 )
 
 func build(t *testing.T) string {
