@@ -75,7 +75,7 @@ func (f *memForge) EnsurePullRequest(context.Context, forge.PullRequest) (*forge
 	return nil, errors.New("unused")
 }
 func (f *memForge) SetStatus(context.Context, string, forge.Status) error { return nil }
-func (f *memForge) Comment(context.Context, int, string) error           { return nil }
+func (f *memForge) Comment(context.Context, int, string) error            { return nil }
 
 var _ forge.Forge = (*memForge)(nil)
 
@@ -252,10 +252,10 @@ func TestAB(t *testing.T) {
 
 func TestSpecErrors(t *testing.T) {
 	cases := map[string]string{
-		"apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 0, path: p}\n":          "model.version 0",
-		"apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1}\n":                   "model.path is empty",
+		"apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 0, path: p}\n":         "model.version 0",
+		"apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1}\n":                  "model.path is empty",
 		"apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1, path: p}\nfoo: 1\n": "unknown field \"foo\"",
-		"apiVersion: v2\nkind: DeploySpec\nmodel: {name: djia30, version: 1, path: p}\nstrategy: blue\n":       "strategy \"blue\": use canary or ab",
+		"apiVersion: v2\nkind: DeploySpec\nmodel: {name: djia30, version: 1, path: p}\nstrategy: blue\n":      "strategy \"blue\": use canary or ab",
 	}
 	for in, want := range cases {
 		_, err := deploy.ParseSpec("deploy.yaml", []byte(in))
