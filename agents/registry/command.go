@@ -59,6 +59,11 @@ func runServe(e *cli.Env) (*cli.Result, error) {
 	if addr == "" {
 		addr = RecordedAddr(dir)
 	}
+	if addr != "" {
+		if err := checkLoopback(addr); err != nil {
+			return nil, cli.Usage("serve registry", err, "pass --addr 127.0.0.1:PORT (or 127.0.0.1:0 for a free port)")
+		}
+	}
 	if addr != "" && Probe(e.Ctx, dir, addr, time.Second) {
 		return nil, cli.Failed("serve registry", fmt.Errorf("the registry of %s already answers at %s", dir, addr), "use that one, or stop it first")
 	}
