@@ -101,3 +101,53 @@ func BenchmarkExample(b *testing.B) {
 		}
 	}
 }
+
+// TestExampleComponents plans the build of examples/djia30 against a fresh
+// forge and registry, then builds, pushes and pulls back the image of each
+// of its components (skipped with -short: it compiles the example).
+func TestExampleComponents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles examples/djia30")
+	}
+	root, _ := filepath.Abs(exampleDir)
+	cfg, err := config.Load(filepath.Join(root, "branchml.yaml"), config.WithEnviron(nil))
+	if err != nil {
+		t.Skipf("examples/djia30 config: %v", err)
+	}
+	ctx := context.Background()
+	e := newEnv(t)
+	o := Options{Config: cfg, Forge: e.forge, Registry: e.reg, Workspace: root, DryRun: true}
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Skipf("examples/djia30 does not plan (being written?): %v", err)
+	}
+	if actions(res) != "prepare-data=would-build,train=would-build,serve=would-build" {
+		t.Fatalf("plan %s", actions(res))
+	}
+	for _, c := range cfg.Components {
+		src, err := changes.Hash(ctx, root, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		built, err := imagebuild.BuildGo(ctx, imagebuild.GoImage{Name: c.Name, ModuleDir: src.ModuleDir, Package: src.Package, Binary: c.Binary})
+		if err != nil {
+			t.Skipf("examples/djia30 %s does not build (being written?): %v", c.Name, err)
+		}
+		pushed, err := e.reg.Push(ctx, c.Image, "", built.Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := e.local.Pull(ctx, pushed.Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := registry.Unpack(img, dir); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "ko-app", c.Name))
+		if err != nil || fi.Size() != built.BinarySize || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("%s: unpacked binary %v, %v; want %d bytes, 0755", c.Name, fi, err, built.BinarySize)
+		}
+	}
+}

@@ -397,6 +397,9 @@ func TestRegistryFailuresWriteNothing(t *testing.T) {
 			if !errors.As(err, &re) || (c.name == "401") == re.Temporary() {
 				t.Errorf("registry error %+v: temporary should be %v", re, c.name != "401")
 			}
+			if strings.Contains(err.Error(), "pw-not-logged") || strings.Contains(ce.Fix, "pw-not-logged") {
+				t.Errorf("the password leaked into the error: %v", err)
+			}
 			if c.name == "401" && re.Attempts != 1 {
 				t.Errorf("401 tried %d times, want 1", re.Attempts)
 			}
