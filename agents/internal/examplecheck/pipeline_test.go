@@ -3,7 +3,10 @@
 package examplecheck
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -12,21 +15,110 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+const pipelineFile = "../../../examples/djia30/pipeline.yaml"
+
+// pipelineDocs returns the YAML documents of pipeline.yaml (split at "---"
+// lines), which must be two: the PipelineSpec and the PlatformSpec.
+func pipelineDocs(t *testing.T) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(pipelineFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs [][]byte
+	var cur []byte
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		if string(bytes.TrimRight(line, " \t\r\n")) == "---" {
+			docs, cur = append(docs, cur), nil
+			continue
+		}
+		cur = append(cur, line...)
+	}
+	docs = append(docs, cur)
+	if len(docs) != 2 {
+		t.Fatalf("pipeline.yaml has %d YAML documents, want 2 (PipelineSpec, PlatformSpec)", len(docs))
+	}
+	return docs
+}
+
+func yamlToJSON(t *testing.T, doc []byte) []byte {
+	t.Helper()
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
 func loadPipeline(t *testing.T) *pipelinespec.PipelineSpec {
 	t.Helper()
-	b, err := os.ReadFile("../../../examples/djia30/pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := yaml.YAMLToJSON(b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var spec pipelinespec.PipelineSpec
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(j, &spec); err != nil {
-		t.Fatalf("pipeline.yaml is not a KFP PipelineSpec: %v", err)
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(yamlToJSON(t, pipelineDocs(t)[0]), &spec); err != nil {
+		t.Fatalf("pipeline.yaml document 1 is not a KFP PipelineSpec: %v", err)
 	}
 	return &spec
+}
+
+// TestDJIA30PlatformSpec checks the second document: a KFP PlatformSpec
+// whose kubernetes executor configs (kfp-kubernetes' KubernetesExecutorConfig,
+// whose proto is not a dependency of this module, so they are checked as
+// generic JSON) mount the data and model PVCs where the root parameter
+// defaults point.
+func TestDJIA30PlatformSpec(t *testing.T) {
+	docs := pipelineDocs(t)
+	pj := yamlToJSON(t, docs[1])
+	var plat pipelinespec.PlatformSpec
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(pj, &plat); err != nil {
+		t.Fatalf("pipeline.yaml document 2 is not a KFP PlatformSpec: %v", err)
+	}
+	if len(plat.GetPlatforms()) != 1 || plat.GetPlatforms()["kubernetes"] == nil {
+		t.Fatalf("platforms %v, want only kubernetes", plat.GetPlatforms())
+	}
+
+	var doc struct {
+		Platforms map[string]struct {
+			DeploymentSpec struct {
+				Executors map[string]map[string][]map[string]any `json:"executors"`
+			} `json:"deploymentSpec"`
+		} `json:"platforms"`
+	}
+	if err := json.Unmarshal(pj, &doc); err != nil {
+		t.Fatalf("platform spec: %v", err)
+	}
+	execs := doc.Platforms["kubernetes"].DeploymentSpec.Executors
+	want := map[string][]map[string]any{
+		"exec-prepare-data": {{"constant": "djia30-data", "mountPath": "/data"}},
+		"exec-train":        {{"constant": "djia30-model", "mountPath": "/models"}},
+	}
+	if !reflect.DeepEqual(execs, map[string]map[string][]map[string]any{
+		"exec-prepare-data": {"pvcMount": want["exec-prepare-data"]},
+		"exec-train":        {"pvcMount": want["exec-train"]},
+	}) {
+		t.Errorf("kubernetes executors %v, want pvcMount %v", execs, want)
+	}
+
+	// Every platform executor exists in the PipelineSpec, and the root
+	// defaults lie on the mounted volumes.
+	spec := loadPipeline(t)
+	deployed := spec.GetDeploymentSpec().GetFields()["executors"].GetStructValue().GetFields()
+	for label := range execs {
+		if deployed[label] == nil {
+			t.Errorf("platform executor %s is not in deploymentSpec.executors", label)
+		}
+	}
+	params := spec.GetRoot().GetInputDefinitions().GetParameters()
+	for param, mount := range map[string]string{"data_path": "/data", "model_base_path": "/models"} {
+		if def := params[param].GetDefaultValue().GetStringValue(); !strings.HasPrefix(def, mount+"/") {
+			t.Errorf("default %s %q is not under the mount %s", param, def, mount)
+		}
+	}
+	tasks := spec.GetRoot().GetDag().GetTasks()
+	if got := tasks["prepare-data"].GetInputs().GetParameters()["data_path"].GetComponentInputParameter(); got != "data_path" {
+		t.Errorf("prepare-data data_path from %q", got)
+	}
+	if got := tasks["train"].GetInputs().GetParameters()["model_base_path"].GetComponentInputParameter(); got != "model_base_path" {
+		t.Errorf("train model_base_path from %q", got)
+	}
 }
 
 func TestDJIA30PipelineSpec(t *testing.T) {

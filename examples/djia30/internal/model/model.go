@@ -109,8 +109,10 @@ func (f *File) Validate() error {
 type Model struct {
 	File      File
 	Signature json.RawMessage // content of signature.json
-	Version   int64
-	Dir       string
+	// Signatures holds the signature names in signature.json's signature_def.
+	Signatures map[string]bool
+	Version    int64
+	Dir        string
 	// flattened for inference
 	mean, invStd []float64
 	ws, bs       [][]float64
@@ -226,8 +228,15 @@ func Load(dir string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	if !json.Valid(sig) {
-		return nil, fmt.Errorf("model: %s: invalid JSON", filepath.Join(dir, SignatureFile))
+	var sd struct {
+		SignatureDef map[string]json.RawMessage `json:"signature_def"`
+	}
+	if err := json.Unmarshal(sig, &sd); err != nil {
+		return nil, fmt.Errorf("model: %s: %w", filepath.Join(dir, SignatureFile), err)
+	}
+	m.Signatures = map[string]bool{}
+	for name := range sd.SignatureDef {
+		m.Signatures[name] = true
 	}
 	m.Signature, m.Version, m.Dir = sig, v, dir
 	return m, nil
@@ -269,12 +278,37 @@ func WriteVersion(base string, version int64, files map[string][]byte) (string, 
 	return final, nil
 }
 
+// Serving signature names and output names (see Signature).
+const (
+	// DefaultSignature ("serving_default") has one output, OutputProbability.
+	DefaultSignature = "serving_default"
+	// LabelSignature ("predict_label") has two outputs, OutputProbability
+	// and OutputLabel.
+	LabelSignature = "predict_label"
+
+	OutputProbability = "probability" // DT_FLOAT [-1, 1]: P(up)
+	OutputLabel       = "label"       // DT_INT64 [-1]: 1 when P(up) > 0.5, else 0
+)
+
+// Label is the class of a probability: 1 (up) when p > 0.5, else 0, the
+// threshold of metrics.json's accuracy.
+func Label(p float64) int64 {
+	if p > 0.5 {
+		return 1
+	}
+	return 0
+}
+
 // Signature returns the signature.json content for a model with the given
 // feature names: TF Serving's SignatureDefMap JSON (as in a GetModelMetadata
-// response's metadata.signature_def) with signature "serving_default": input
-// "features" DT_FLOAT [-1, F], outputs "probability" DT_FLOAT [-1, 1] and
-// "label" DT_INT64 [-1, 1], method tensorflow/serving/predict. The extra key
-// "feature_names" lists the input columns in order.
+// response's metadata.signature_def) with two signatures, both with input
+// "features" DT_FLOAT [-1, F] and method tensorflow/serving/predict:
+//
+//	serving_default  one output: "probability" DT_FLOAT [-1, 1]
+//	predict_label    two outputs: "probability" DT_FLOAT [-1, 1] and
+//	                 "label" DT_INT64 [-1] (1 when probability > 0.5)
+//
+// The extra key "feature_names" lists the input columns in order.
 func Signature(features []string) ([]byte, error) {
 	type dim struct {
 		Size string `json:"size"`
@@ -295,19 +329,30 @@ func Signature(features []string) ([]byte, error) {
 		MethodName string            `json:"method_name"`
 	}
 	f := strconv.Itoa(len(features))
+	input := func(sig string) map[string]tensor {
+		return map[string]tensor{"features": {Dtype: "DT_FLOAT", Name: sig + "_features:0",
+			TensorShape: shape{Dim: []dim{{"-1", ""}, {f, ""}}}}}
+	}
+	prob := tensor{Dtype: "DT_FLOAT", Name: "StatefulPartitionedCall:0", TensorShape: shape{Dim: []dim{{"-1", ""}, {"1", ""}}}}
 	doc := struct {
 		SignatureDef map[string]sigdef `json:"signature_def"`
 		FeatureNames []string          `json:"feature_names"`
 	}{
-		SignatureDef: map[string]sigdef{"serving_default": {
-			Inputs: map[string]tensor{"features": {Dtype: "DT_FLOAT", Name: "serving_default_features:0",
-				TensorShape: shape{Dim: []dim{{"-1", ""}, {f, ""}}}}},
-			Outputs: map[string]tensor{
-				"probability": {Dtype: "DT_FLOAT", Name: "StatefulPartitionedCall:0", TensorShape: shape{Dim: []dim{{"-1", ""}, {"1", ""}}}},
-				"label":       {Dtype: "DT_INT64", Name: "StatefulPartitionedCall:1", TensorShape: shape{Dim: []dim{{"-1", ""}, {"1", ""}}}},
+		SignatureDef: map[string]sigdef{
+			DefaultSignature: {
+				Inputs:     input(DefaultSignature),
+				Outputs:    map[string]tensor{OutputProbability: prob},
+				MethodName: "tensorflow/serving/predict",
 			},
-			MethodName: "tensorflow/serving/predict",
-		}},
+			LabelSignature: {
+				Inputs: input(LabelSignature),
+				Outputs: map[string]tensor{
+					OutputProbability: {Dtype: "DT_FLOAT", Name: "StatefulPartitionedCall_1:0", TensorShape: prob.TensorShape},
+					OutputLabel:       {Dtype: "DT_INT64", Name: "StatefulPartitionedCall_1:1", TensorShape: shape{Dim: []dim{{"-1", ""}}}},
+				},
+				MethodName: "tensorflow/serving/predict",
+			},
+		},
 		FeatureNames: features,
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -74,10 +75,70 @@ func TestWriteVersionAndLoad(t *testing.T) {
 	if !strings.Contains(string(m.Signature), `"feature_names"`) || !strings.Contains(string(m.Signature), `"size": "2"`) {
 		t.Errorf("signature %s", m.Signature)
 	}
+	if len(m.Signatures) != 2 || !m.Signatures[DefaultSignature] || !m.Signatures[LabelSignature] {
+		t.Errorf("signature names %v", m.Signatures)
+	}
 	if _, err := WriteVersion(base, 7, nil); err == nil {
 		t.Error("overwrote an existing version")
 	}
 	if _, err := Load(filepath.Join(base, "x")); err == nil {
 		t.Error("non-numeric dir loaded")
+	}
+}
+
+func TestSignature(t *testing.T) {
+	b, err := Signature([]string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tensor struct {
+		Dtype       string `json:"dtype"`
+		TensorShape struct {
+			Dim []struct{ Size string } `json:"dim"`
+		} `json:"tensor_shape"`
+	}
+	var doc struct {
+		SignatureDef map[string]struct {
+			Inputs     map[string]tensor `json:"inputs"`
+			Outputs    map[string]tensor `json:"outputs"`
+			MethodName string            `json:"method_name"`
+		} `json:"signature_def"`
+		FeatureNames []string `json:"feature_names"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	str := func(ts map[string]tensor) string {
+		var parts []string
+		for name, x := range ts {
+			var dims []string
+			for _, d := range x.TensorShape.Dim {
+				dims = append(dims, d.Size)
+			}
+			parts = append(parts, name+":"+x.Dtype+"["+strings.Join(dims, ",")+"]")
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, " ")
+	}
+	want := map[string]string{
+		DefaultSignature: "features:DT_FLOAT[-1,2] -> probability:DT_FLOAT[-1,1]",
+		LabelSignature:   "features:DT_FLOAT[-1,2] -> label:DT_INT64[-1] probability:DT_FLOAT[-1,1]",
+	}
+	if len(doc.SignatureDef) != len(want) || strings.Join(doc.FeatureNames, ",") != "a,b" {
+		t.Errorf("signature.json %s", b)
+	}
+	for name, w := range want {
+		sd := doc.SignatureDef[name]
+		if got := str(sd.Inputs) + " -> " + str(sd.Outputs); got != w || sd.MethodName != "tensorflow/serving/predict" {
+			t.Errorf("%s: %s (%s), want %s", name, got, sd.MethodName, w)
+		}
+	}
+}
+
+func TestLabel(t *testing.T) {
+	for p, want := range map[float64]int64{0: 0, 0.5: 0, 0.5000001: 1, 1: 1} {
+		if got := Label(p); got != want {
+			t.Errorf("Label(%v) = %d, want %d", p, got, want)
+		}
 	}
 }

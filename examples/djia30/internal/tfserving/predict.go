@@ -6,14 +6,20 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/branchml/djia30/internal/model"
 )
 
 // InputName is the name of the model's single input tensor ("features",
 // DT_FLOAT, shape [-1, F]).
 const InputName = "features"
 
-// DefaultSignature is the signature served when the request names none.
-const DefaultSignature = "serving_default"
+// DefaultSignature is the signature served when the request names none; its
+// one output is "probability".
+const DefaultSignature = model.DefaultSignature
+
+// LabelSignature is the signature whose outputs are "probability" and "label".
+const LabelSignature = model.LabelSignature
 
 // PredictRequest is a decoded predict request body.
 type PredictRequest struct {
@@ -200,16 +206,59 @@ func shortJSON(b []byte) string {
 	return s
 }
 
-// EncodePredictions renders the response body: {"predictions": [[p], ...]}
-// for the row format or {"outputs": [[p], ...]} for the columnar format, with
-// each probability as a float32 value (the output tensor is DT_FLOAT [-1, 1]).
+// EncodePredictions renders the response of the single-output signature
+// serving_default, whose shapes TF Serving uses when a signature has one
+// output: {"predictions": [[p], ...]} for the row format or
+// {"outputs": [[p], ...]} for the columnar format, with each probability as
+// a float32 value (the output tensor is DT_FLOAT [-1, 1]).
 func EncodePredictions(probs []float64, columnar bool) []byte {
 	b := make([]byte, 0, 16+len(probs)*16)
 	if columnar {
-		b = append(b, `{"outputs":[`...)
+		b = append(b, `{"outputs":`...)
 	} else {
-		b = append(b, `{"predictions":[`...)
+		b = append(b, `{"predictions":`...)
 	}
+	b = appendProbs(b, probs)
+	return append(b, "}\n"...)
+}
+
+// EncodeLabeled renders the response of the two-output signature
+// predict_label, keyed by output name as TF Serving does for a signature
+// with several outputs (keys in name order): row format
+// {"predictions": [{"label": l, "probability": [p]}, ...]}, columnar format
+// {"outputs": {"label": [l, ...], "probability": [[p], ...]}}, where l is
+// model.Label(p) (DT_INT64 [-1]) and p is float32 (DT_FLOAT [-1, 1]).
+func EncodeLabeled(probs []float64, columnar bool) []byte {
+	b := make([]byte, 0, 48+len(probs)*40)
+	if columnar {
+		b = append(b, `{"outputs":{"label":[`...)
+		for i, p := range probs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, model.Label(p), 10)
+		}
+		b = append(b, `],"probability":`...)
+		b = appendProbs(b, probs)
+		return append(b, "}}\n"...)
+	}
+	b = append(b, `{"predictions":[`...)
+	for i, p := range probs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"label":`...)
+		b = strconv.AppendInt(b, model.Label(p), 10)
+		b = append(b, `,"probability":[`...)
+		b = strconv.AppendFloat(b, float64(float32(p)), 'g', -1, 32)
+		b = append(b, "]}"...)
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendProbs appends [[p1],[p2],...] (float32 values).
+func appendProbs(b []byte, probs []float64) []byte {
+	b = append(b, '[')
 	for i, p := range probs {
 		if i > 0 {
 			b = append(b, ',')
@@ -218,5 +267,5 @@ func EncodePredictions(probs []float64, columnar bool) []byte {
 		b = strconv.AppendFloat(b, float64(float32(p)), 'g', -1, 32)
 		b = append(b, ']')
 	}
-	return append(b, "]}\n"...)
+	return append(b, ']')
 }

@@ -1,6 +1,7 @@
 package tfserving
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -60,6 +61,19 @@ func TestEncodePredictions(t *testing.T) {
 	}
 	if got := string(EncodePredictions([]float64{0.25}, true)); got != "{\"outputs\":[[0.25]]}\n" {
 		t.Errorf("columnar: %s", got)
+	}
+	if got := string(EncodeLabeled([]float64{0.5, 0.7310585786300049}, false)); got != `{"predictions":[{"label":0,"probability":[0.5]},{"label":1,"probability":[0.7310586]}]}`+"\n" {
+		t.Errorf("labeled row: %s", got)
+	}
+	if got := string(EncodeLabeled([]float64{0.25, 0.75}, true)); got != `{"outputs":{"label":[0,1],"probability":[[0.25],[0.75]]}}`+"\n" {
+		t.Errorf("labeled columnar: %s", got)
+	}
+	// every encoding is valid JSON
+	for _, b := range [][]byte{EncodePredictions(nil, false), EncodeLabeled(nil, true), EncodeLabeled([]float64{1e-30}, false)} {
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Errorf("%s: %v", b, err)
+		}
 	}
 }
 

@@ -410,7 +410,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case verb == "predict" && r.Method == http.MethodPost:
 		s.handlePredict(w, r, sp)
 	case verb == "classify" || verb == "regress":
-		writeError(w, invalid("%s is not supported by this model (its signature uses method tensorflow/serving/predict)", verb))
+		writeError(w, invalid("%s is not supported by this model (its signatures use method tensorflow/serving/predict)", verb))
 	default:
 		writeError(w, malformed)
 	}
@@ -511,7 +511,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, sp spec) 
 		observe(e.code)
 		return
 	}
-	if req.SignatureName != DefaultSignature {
+	if !l.m.Signatures[req.SignatureName] || (req.SignatureName != DefaultSignature && req.SignatureName != LabelSignature) {
 		e := &apiError{http.StatusBadRequest, "FAILED_PRECONDITION", fmt.Sprintf("Serving signature name: %q not found in signature def", req.SignatureName)}
 		writeError(w, e)
 		observe(e.code)
@@ -526,7 +526,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, sp spec) 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write(EncodePredictions(probs, req.Columnar))
+	if req.SignatureName == LabelSignature {
+		w.Write(EncodeLabeled(probs, req.Columnar))
+	} else {
+		w.Write(EncodePredictions(probs, req.Columnar))
+	}
 	observe("OK")
 }
 

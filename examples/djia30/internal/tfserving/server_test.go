@@ -95,10 +95,13 @@ func TestStatusMetadataPredict(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &md); err != nil || code != 200 {
 		t.Fatalf("metadata: %d %s %v", code, body, err)
 	}
-	sd := md.Metadata.SignatureDef.SignatureDef["serving_default"]
-	if md.ModelSpec["name"] != "djia30" || md.ModelSpec["version"] != "1" || md.ModelSpec["signature_name"] != "" ||
-		sd.Inputs["features"].Dtype != "DT_FLOAT" || sd.Outputs["probability"].Dtype != "DT_FLOAT" || sd.Outputs["label"].Dtype != "DT_INT64" ||
-		sd.MethodName != "tensorflow/serving/predict" {
+	sigs := md.Metadata.SignatureDef.SignatureDef
+	sd, sl := sigs["serving_default"], sigs["predict_label"]
+	if md.ModelSpec["name"] != "djia30" || md.ModelSpec["version"] != "1" || md.ModelSpec["signature_name"] != "" || len(sigs) != 2 ||
+		len(sd.Inputs) != 1 || sd.Inputs["features"].Dtype != "DT_FLOAT" || len(sd.Outputs) != 1 || sd.Outputs["probability"].Dtype != "DT_FLOAT" ||
+		sd.MethodName != "tensorflow/serving/predict" ||
+		len(sl.Inputs) != 1 || sl.Inputs["features"].Dtype != "DT_FLOAT" || len(sl.Outputs) != 2 || sl.Outputs["probability"].Dtype != "DT_FLOAT" ||
+		sl.Outputs["label"].Dtype != "DT_INT64" || sl.MethodName != "tensorflow/serving/predict" {
 		t.Errorf("metadata %+v", md)
 	}
 	one := "[" + strings.TrimSuffix(strings.Repeat("0.1,", nf), ",") + "]" // sum 1 → sigmoid(1)
@@ -108,6 +111,11 @@ func TestStatusMetadataPredict(t *testing.T) {
 		`{"instances":[{"features":` + one + `}]}`:                         `{"predictions":[[0.7310586]]}`,
 		`{"inputs":{"features":[` + zeros + `]}}`:                          `{"outputs":[[0.5]]}`,
 		`{"inputs":[` + one + `]}`:                                         `{"outputs":[[0.7310586]]}`,
+		// the two-output signature: objects keyed by output name
+		`{"signature_name":"predict_label","instances":[` + zeros + `,` + one + `]}`:           `{"predictions":[{"label":0,"probability":[0.5]},{"label":1,"probability":[0.7310586]}]}`,
+		`{"signature_name":"predict_label","instances":[{"features":` + one + `}]}`:            `{"predictions":[{"label":1,"probability":[0.7310586]}]}`,
+		`{"signature_name":"predict_label","inputs":{"features":[` + zeros + `,` + one + `]}}`: `{"outputs":{"label":[0,1],"probability":[[0.5],[0.7310586]]}}`,
+		`{"signature_name":"predict_label","inputs":[` + one + `]}`:                            `{"outputs":{"label":[1],"probability":[[0.7310586]]}}`,
 	} {
 		for _, path := range []string{"/v1/models/djia30:predict", "/v1/models/djia30/versions/1:predict"} {
 			code, got := do(t, s, "POST", path, body)
@@ -115,6 +123,28 @@ func TestStatusMetadataPredict(t *testing.T) {
 				t.Errorf("POST %s %s: %d %s, want %s", path, body, code, got, want)
 			}
 		}
+	}
+}
+
+// A model whose signature.json lacks predict_label (it declares only
+// serving_default) does not answer that signature.
+func TestSignatureNotInModel(t *testing.T) {
+	base := t.TempDir()
+	writeTestModel(t, base, 1)
+	sig := `{"signature_def":{"serving_default":{"inputs":{},"outputs":{},"method_name":"tensorflow/serving/predict"}}}`
+	if err := os.WriteFile(filepath.Join(base, "1", model.SignatureFile), []byte(sig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Models: []ModelConfig{{Name: "djia30", BasePath: base}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, got := do(t, s, "POST", "/v1/models/djia30:predict", `{"signature_name":"predict_label","instances":[`+zeros+`]}`)
+	if code != 400 || !strings.Contains(got, `Serving signature name: \"predict_label\" not found in signature def`) {
+		t.Errorf("predict_label: %d %s", code, got)
+	}
+	if code, got := do(t, s, "POST", "/v1/models/djia30:predict", `{"instances":[`+zeros+`]}`); code != 200 || strings.TrimSpace(got) != `{"predictions":[[0.5]]}` {
+		t.Errorf("serving_default: %d %s", code, got)
 	}
 }
 
