@@ -66,6 +66,12 @@ type Options struct {
 	DryRun bool
 	// Rerun starts a new run even when this commit already has one.
 	Rerun bool
+	// ConfigPath is branchml.yaml's path in the repository (default
+	// "branchml.yaml"). When the latest run was made for another commit
+	// whose ConfigPath has the same content, of the same pipeline version,
+	// that run is reused: the commits differ in nothing training reads
+	// (for example the stage's own write-back commits).
+	ConfigPath string
 
 	Forge     forge.Forge
 	Pipelines pipelines.Backend

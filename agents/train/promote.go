@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -49,7 +50,11 @@ func (s *stage) gateAndPromote(ctx context.Context) error {
 	s.rec.Gate, s.rec.GateReasons = g.Verdict, g.Reasons
 	for _, c := range g.Checks {
 		if c.Passed {
-			s.log().Infof("KPI passed: %s %s", c.KPI.Metric, c.KPI.Op)
+			rhs := c.KPI.Baseline
+			if c.KPI.Value != nil {
+				rhs = strconv.FormatFloat(*c.KPI.Value, 'g', -1, 64)
+			}
+			s.log().Infof("KPI passed: %s = %g %s %s = %g", c.KPI.Metric, *c.Value, c.KPI.Op, rhs, *c.Threshold)
 		} else {
 			s.log().Warnf("KPI failed: %s", c.Reason)
 		}

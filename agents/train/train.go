@@ -105,18 +105,18 @@ func (s *stage) run(ctx context.Context) (*Result, error) {
 	s.res = &Result{DryRun: s.o.DryRun, Experiment: s.cfg.Training.Experiment, PipelineID: s.lock.PipelineID, VersionID: s.lock.VersionID,
 		DataVolume: s.cfg.Training.Data.Volume, ModelVolume: s.cfg.Training.Model.Volume}
 	var run *pipelines.Run
-	if p := s.prev; p != nil && p.SourceCommit == s.o.Commit && p.RunID != "" && !s.o.Rerun {
+	if p := s.prev; p != nil && p.RunID != "" && !s.o.Rerun && (p.SourceCommit == s.o.Commit || s.sameInputs(ctx)) {
 		s.res.Reused, s.res.RunID, s.res.DisplayName, s.res.Parameters, s.res.Model = true, p.RunID, p.DisplayName, p.Parameters, p.Model
 		s.rec = p
 		if s.o.DryRun {
-			s.log().Infof("plan: commit %s already has run %s (%s, state %s); it would be reused (pass --rerun for a new run)", short(s.o.Commit), p.RunID, p.DisplayName, p.State)
+			s.log().Infof("plan: run %s (%s, state %s) of commit %s would be reused (pass --rerun for a new run)", p.RunID, p.DisplayName, p.State, short(p.SourceCommit))
 			s.res.State = p.State
 			return s.res, nil
 		}
-		s.log().Infof("commit %s already has run %s (%s, state %s): reusing it (pass --rerun for a new run)", short(s.o.Commit), p.RunID, p.DisplayName, p.State)
+		s.log().Infof("reusing run %s (%s, state %s) of commit %s (pass --rerun for a new run)", p.RunID, p.DisplayName, p.State, short(p.SourceCommit))
 		if pipelines.Terminal(p.State) && p.State != pipelines.StateSucceeded {
 			s.res.State = p.State
-			return s.res, cli.Failed(fmt.Sprintf("run %s for commit %s", p.RunID, short(s.o.Commit)), fmt.Errorf("ended %s", p.State),
+			return s.res, cli.Failed(fmt.Sprintf("run %s for commit %s", p.RunID, short(p.SourceCommit)), fmt.Errorf("ended %s", p.State),
 				"fix the cause (see the run's task logs) and merge again, or start a new run with --rerun")
 		}
 		if !pipelines.Terminal(p.State) {
@@ -209,6 +209,29 @@ func (s *stage) readPrevious(ctx context.Context) error {
 	}
 	s.prev = &rec
 	return nil
+}
+
+// sameInputs reports whether the latest run's commit and this one hold the
+// same branchml.yaml and the run used the pipeline version locked now.
+func (s *stage) sameInputs(ctx context.Context) bool {
+	p := s.prev
+	if p.SourceCommit == "" || p.VersionID != s.lock.VersionID {
+		return false
+	}
+	path := s.o.ConfigPath
+	if path == "" {
+		path = "branchml.yaml"
+	}
+	now, err := s.o.Forge.ReadFile(ctx, s.o.Commit, path)
+	if err != nil {
+		return false
+	}
+	then, err := s.o.Forge.ReadFile(ctx, p.SourceCommit, path)
+	if err != nil || !bytes.Equal(now, then) {
+		return false
+	}
+	s.log().Infof("commit %s changes nothing training reads since %s (same %s, same pipeline version)", short(s.o.Commit), short(p.SourceCommit), path)
+	return true
 }
 
 var rerunSuffix = regexp.MustCompile(`-r([0-9]+)$`)

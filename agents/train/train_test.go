@@ -413,3 +413,39 @@ func TestAbortCancelsTheRunAndRecordsIt(t *testing.T) {
 		t.Errorf("record = %+v", rec)
 	}
 }
+
+func TestCommitsThatChangeNothingTrainingReadsReuseTheRun(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	if _, err := e.forge.WriteBack(ctx, forgeWB("training", "branchml.yaml", []byte(configYAML))); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts()
+	o.Commit = e.tip("training")
+	first, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tip is now the stage's own write-back commit.
+	o.Commit = e.tip("training")
+	if o.Commit == first.Record.SourceCommit {
+		t.Fatal("no write-back commit")
+	}
+	again, err := Run(ctx, o)
+	if err != nil || !again.Reused || again.RunID != first.RunID {
+		t.Fatalf("write-back commit: %+v, %v", again, err)
+	}
+	// A change of branchml.yaml is a new run.
+	if _, err := e.forge.WriteBack(ctx, forgeWB("training", "branchml.yaml", []byte(strings.Replace(configYAML, "epochs: 3", "epochs: 4", 1)))); err != nil {
+		t.Fatal(err)
+	}
+	o.Commit = e.tip("training")
+	third, err := Run(ctx, o)
+	if err != nil || third.Reused || third.RunID == first.RunID || third.Model.Version != 2 {
+		t.Fatalf("config change: %+v, %v", third, err)
+	}
+	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
+	if len(runs) != 2 {
+		t.Errorf("runs = %d, want 2", len(runs))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -100,7 +101,7 @@ func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
 		}
 	}
 	res, err := train.Run(e.Ctx, train.Options{
-		Config: e.Config, Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, DryRun: e.DryRun, Rerun: e.CLI.Bool("rerun"),
+		Config: e.Config, ConfigPath: repoPath(e), Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, DryRun: e.DryRun, Rerun: e.CLI.Bool("rerun"),
 		Forge: f, Pipelines: p, Storage: st, Snapshotter: snap, Log: e.Log,
 		Follow: follow.Options{Interval: e.CLI.Duration("poll-interval")},
 	})
@@ -108,6 +109,22 @@ func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
 		return nil, err
 	}
 	return &cli.Result{Summary: summary(res), Outputs: res, Links: links(res)}, err
+}
+
+// repoPath is --config's path inside the repository ("" when outside it).
+func repoPath(e *cli.Env) string {
+	p := e.CLI.String("config")
+	if !filepath.IsAbs(p) {
+		return filepath.ToSlash(filepath.Clean(p))
+	}
+	ws := e.Build.Workspace
+	if ws == "" {
+		ws, _ = os.Getwd()
+	}
+	if rel, err := filepath.Rel(ws, p); err == nil && filepath.IsLocal(rel) {
+		return filepath.ToSlash(rel)
+	}
+	return ""
 }
 
 func summary(r *train.Result) string {
