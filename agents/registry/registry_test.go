@@ -465,3 +465,31 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+func FuzzUnpackTar(f *testing.F) {
+	for _, hs := range [][]tar.Header{
+		{{Name: "a/b", Typeflag: tar.TypeReg, Mode: 0o644}},
+		{{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, {Name: "l/x", Typeflag: tar.TypeReg}},
+		{{Name: "../x", Typeflag: tar.TypeReg}},
+		{{Name: "y", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "l", Typeflag: tar.TypeSymlink, Linkname: "y/../evil"}, {Name: "l", Typeflag: tar.TypeReg}, {Name: "y/l2", Typeflag: tar.TypeSymlink, Linkname: "../evil2"}, {Name: "y/l2/f", Typeflag: tar.TypeReg}},
+	} {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range hs {
+			tw.WriteHeader(&h)
+		}
+		tw.Close()
+		f.Add(buf.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		root := filepath.Join(parent, "root")
+		_ = UnpackTar(bytes.NewReader(data), root)
+		entries, _ := os.ReadDir(parent)
+		for _, e := range entries {
+			if e.Name() != "root" {
+				t.Fatalf("unpack wrote %s outside the root", e.Name())
+			}
+		}
+	})
+}

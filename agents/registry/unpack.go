@@ -103,6 +103,9 @@ func UnpackTar(r io.Reader, dir string) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		return err
+	}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -119,6 +122,12 @@ func UnpackTar(r io.Reader, dir string) error {
 		if target == root {
 			continue
 		}
+		// Links already unpacked may redirect the parent: check where it really is.
+		parent, err := realParent(root, filepath.Dir(target))
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", h.Name, err)
+		}
+		target = filepath.Join(parent, filepath.Base(target))
 		mode := os.FileMode(h.Mode).Perm()
 		switch h.Typeflag {
 		case tar.TypeDir:
@@ -126,8 +135,11 @@ func UnpackTar(r io.Reader, dir string) error {
 				return err
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return err
+			// Never write through a link an earlier entry left at target.
+			if fi, err := os.Lstat(target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				if err := os.Remove(target); err != nil {
+					return err
+				}
 			}
 			f, err := os.OpenFile(target, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode|0o600)
 			if err != nil {
@@ -144,10 +156,10 @@ func UnpackTar(r io.Reader, dir string) error {
 			// Absolute links are made relative to the image root, so that
 			// nothing written later through them lands outside dir.
 			link := h.Linkname
-			resolved := filepath.Join(filepath.Dir(target), link)
+			resolved := filepath.Join(parent, link)
 			if filepath.IsAbs(link) {
 				resolved = filepath.Join(root, filepath.Clean("/"+link))
-				if link, err = filepath.Rel(filepath.Dir(target), resolved); err != nil {
+				if link, err = filepath.Rel(parent, resolved); err != nil {
 					return err
 				}
 			}
@@ -163,6 +175,22 @@ func UnpackTar(r io.Reader, dir string) error {
 			}
 		}
 	}
+}
+
+// realParent creates dir (inside root) and returns its real path with
+// symbolic links resolved, failing when that is outside root.
+func realParent(root, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", err
+	}
+	if real != root && !strings.HasPrefix(real, root+string(filepath.Separator)) {
+		return "", fmt.Errorf("path %s leaves the image root through a symbolic link", dir)
+	}
+	return real, nil
 }
 
 // within returns root/name, failing when name would leave root.
