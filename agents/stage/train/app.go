@@ -25,9 +25,10 @@ import (
 	"github.com/branchml/branchml/agents/pipelines/backends"
 	"github.com/branchml/branchml/agents/registry"
 	"github.com/branchml/branchml/agents/runner"
+	"github.com/branchml/branchml/agents/snapshot"
 	"github.com/branchml/branchml/agents/statedir"
 	"github.com/branchml/branchml/agents/storage"
-	slocal "github.com/branchml/branchml/agents/storage/local"
+	sbackends "github.com/branchml/branchml/agents/storage/backends"
 	"github.com/branchml/branchml/agents/train"
 )
 
@@ -43,11 +44,10 @@ type Wiring struct {
 
 // DefaultWiring is what App uses: forges.New, the pipelines backends
 // factory (the local one with a runner whose images come from the
-// embedded registry through the image cache at <stateDir>/images), and the
-// local storage backend. Storage types other than "local" and the
-// snapshot stage are wired by the lead (set DefaultWiring.Storage and
-// DefaultWiring.Snapshotter).
-var DefaultWiring = Wiring{Forge: NewForge, Pipelines: NewPipelines, Storage: NewStorage}
+// embedded registry through the image cache at <stateDir>/images), the
+// storage backends factory (local or trident) and the snapshot stage
+// (snapshot.TrainSnapshotter).
+var DefaultWiring = Wiring{Forge: NewForge, Pipelines: NewPipelines, Storage: NewStorage, Snapshotter: snapshot.TrainSnapshotter}
 
 // App returns the branchml-train application with DefaultWiring.
 func App() *ucli.App { return AppWith(DefaultWiring) }
@@ -187,16 +187,10 @@ func statusOf(e *cli.Env, w Wiring) (*cli.Result, error) {
 // NewForge is the forge of backends.forge.
 func NewForge(e *cli.Env) (forge.Forge, error) { return forges.New(e.Config, forges.WithLogger(e.Log)) }
 
-// NewStorage is the storage backend of backends.storage: "local" (the
-// default) keeps volumes under the state directory. Other types must be
-// wired through DefaultWiring.Storage.
+// NewStorage is the storage backend of backends.storage (storage/backends:
+// "local" under the state directory, or "trident").
 func NewStorage(e *cli.Env) (storage.Backend, error) {
-	switch t := e.Config.Backends.Storage.Type; t {
-	case "", "local":
-		return slocal.New(statedir.Dir(e.Config))
-	default:
-		return nil, fmt.Errorf("backends.storage.type %q is not wired into branchml-train; use local", t)
-	}
+	return sbackends.New(e.Config, sbackends.WithLogger(e.Log))
 }
 
 // NewPipelines is the pipelines backend of backends.pipelines through the

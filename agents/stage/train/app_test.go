@@ -29,7 +29,7 @@ training:
   - {metric: validation.auc, op: ">", baseline: baselines.always_bullish.validation.auc}
   timeout: 1m
   stallTimeout: 1m
-snapshot: {enabled: false}
+snapshot: {enabled: true}
 `
 
 // TestAppEndToEnd runs `branchml-train run` and `status` as Jenkins would,
@@ -83,12 +83,16 @@ func TestAppEndToEnd(t *testing.T) {
 			State       string            `json:"state"`
 			Model       records.ModelRef  `json:"model"`
 			PullRequest forge.PullRequest `json:"pullRequest"`
+			LineageID   string            `json:"lineageId"`
 		} `json:"outputs"`
 	}
 	raw, _ := os.ReadFile(resultFile)
 	json.Unmarshal(raw, &res)
-	if !res.OK || res.Outputs.State != "SUCCEEDED" || res.Outputs.Model.Version != 1 || res.Outputs.PullRequest.Head != "branchml/promote-djia30-v1" {
+	if !res.OK || res.Outputs.State != "SUCCEEDED" || res.Outputs.Model.Version != 1 || res.Outputs.PullRequest.Head != "branchml/promote-djia30-v1" || res.Outputs.LineageID == "" {
 		t.Errorf("result = %s", raw)
+	}
+	if lin, err := f.ReadFile(ctx, "training", records.LineageDir+"/"+res.Outputs.LineageID+".json"); err != nil || !strings.Contains(string(lin), res.Outputs.RunID) {
+		t.Errorf("lineage record %s: %v %s", res.Outputs.LineageID, err, lin)
 	}
 	if !strings.Contains(out, "run "+res.Outputs.RunID+" (djia30-c0ffee00c0ff) SUCCEEDED; KPI gate passed; pull request #1 branchml/promote-djia30-v1 → deploy-model") {
 		t.Errorf("summary = %s", out)
