@@ -155,28 +155,40 @@ func options(e *cli.Env) (deploy.Options, func(), error) {
 		return deploy.Options{Config: cfg, Workspace: ws, ModelRoot: ws, Serving: readOnly{st}, StatusFile: statusFile(dir, cfg.Deploy.Model),
 			Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, Log: e.Log, DryRun: true}, func() {}, nil
 	}
-	b, closeB, err := factory.New(e.Ctx, cfg, factory.Options{ServeCommand: e.CLI.StringSlice("serve-command"), StateDir: dir, Image: e.CLI.String("serving-image"), Log: e.Log})
+	var f forge.Forge
+	if NewForge != nil {
+		var err error
+		if f, err = NewForge(e.Ctx, cfg, e.Build); err != nil {
+			return deploy.Options{}, nil, cli.Failed("open the forge", err, "check backends.forge and its credentials")
+		}
+	}
+	serveCmd := e.CLI.StringSlice("serve-command")
+	stopImages := func() {}
+	localServing := cfg.Backends.Serving.Type == "" || cfg.Backends.Serving.Type == local.Name
+	if len(serveCmd) == 0 && len(cfg.Deploy.Serving.Command) == 0 && localServing && f != nil {
+		argv, stop, err := componentCommand(e, f)
+		if err != nil {
+			return deploy.Options{}, nil, err
+		}
+		serveCmd, stopImages = argv, stop
+	}
+	b, closeB, err := factory.New(e.Ctx, cfg, factory.Options{ServeCommand: serveCmd, StateDir: dir, Image: e.CLI.String("serving-image"), Log: e.Log})
 	if err != nil {
+		stopImages()
 		return deploy.Options{}, nil, cli.Usage("open the serving backend", err, "set deploy.serving.command (local) or deploy.serving.image and backends.serving (kubernetes)")
 	}
 	closeFn := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = closeB(ctx)
+		stopImages()
 	}
 	o := deploy.Options{Config: cfg, Workspace: ws, Serving: b, StatusFile: statusFile(dir, cfg.Deploy.Model),
 		Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, Log: e.Log, DryRun: e.DryRun}
 	if _, ok := b.(*local.Backend); ok {
 		o.ModelRoot = ws
 	}
-	if NewForge != nil && !e.DryRun {
-		f, err := NewForge(e.Ctx, cfg, e.Build)
-		if err != nil {
-			closeFn()
-			return o, nil, cli.Failed("open the forge", err, "check backends.forge and its credentials")
-		}
-		o.Forge = f
-	}
+	o.Forge = f
 	return o, closeFn, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/forge/gitremote"
+	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/serving/local"
 	stage "github.com/branchml/branchml/agents/stage/deploy"
 )
@@ -44,6 +46,12 @@ deploy:
 backends:
   stateDir: ` + state + "\n"
 	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	// The ML repository's forge: a bare git remote where the status is written back.
+	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
+		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	spec := func(v int) {
 		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
 	}
@@ -80,6 +88,15 @@ backends:
 	raw, _ := os.ReadFile(resultPath)
 	if err := json.Unmarshal(raw, &res); err != nil || res.ExitCode != 3 || res.Outputs.Status.Phase != "RolledBack" || res.Outputs.Status.StableVersion != 1 || !strings.Contains(res.Outputs.Status.Message, "success rate") {
 		t.Fatalf("result = %s", raw)
+	}
+	// The rolled-back status was written back to deploy-model.
+	raw, err = remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written records.DeployStatus
+	if err := json.Unmarshal(raw, &written); err != nil || written.Phase != "RolledBack" || written.StableVersion != 1 || written.SourceCommit != "c2" {
+		t.Fatalf("written-back status = %s", raw)
 	}
 	code, out, _ = run("status", "--workspace", ws, "-o", "json")
 	if code != 0 || !strings.Contains(out, `"phase": "RolledBack"`) || !strings.Contains(out, `"variant": "stable"`) {

@@ -1,0 +1,67 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/forge"
+	"github.com/branchml/branchml/agents/forge/forges"
+	"github.com/branchml/branchml/agents/localimages"
+	"github.com/branchml/branchml/agents/records"
+)
+
+func init() {
+	NewForge = func(_ context.Context, cfg *config.Config, _ cli.BuildContext) (forge.Forge, error) {
+		return forges.New(cfg)
+	}
+}
+
+// componentCommand resolves deploy.serving.component to a local argv: the
+// component's image pinned in the components lock on the build branch,
+// pulled and unpacked into the image cache, and its binary inside the
+// unpacked root. It returns nil when the config names no component.
+func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
+	cfg := e.Config
+	comp := cfg.Deploy.Serving.Component
+	if comp == "" {
+		return nil, func() {}, nil
+	}
+	branch := cfg.Branches[config.StageBuild]
+	raw, err := f.ReadFile(e.Ctx, branch, records.ComponentsLockPath)
+	if err != nil {
+		return nil, nil, cli.Failed("read "+records.ComponentsLockPath+" on "+branch, err,
+			"merge into "+branch+" and let branchml-build write the lock, or set deploy.serving.command")
+	}
+	var lock records.ComponentsLock
+	if err := json.Unmarshal(raw, &lock); err != nil {
+		return nil, nil, cli.Failed("parse "+records.ComponentsLockPath, err, "")
+	}
+	lc, ok := lock.Components[comp]
+	if !ok {
+		return nil, nil, cli.Usage("serving component", fmt.Errorf("%q is not in the components lock of %s", comp, branch),
+			"build the component first, or fix deploy.serving.component")
+	}
+	cache, stop, err := localimages.Cache(e.Ctx, cfg, e.Log)
+	if err != nil {
+		return nil, nil, cli.Failed("open the image cache", err, "")
+	}
+	img, err := cache.Ensure(e.Ctx, lc.Image)
+	if err != nil {
+		stop()
+		return nil, nil, cli.Failed("pull the serving image "+lc.Image, err, "check that the embedded registry (or backends.registry) serves it")
+	}
+	bin := lc.Binary
+	if bin == "" {
+		for _, c := range cfg.Components {
+			if c.Name == comp {
+				bin = c.Binary
+			}
+		}
+	}
+	e.Log.Infof("serving with component %s from %s", comp, lc.Image)
+	return []string{filepath.Join(img.RootFS, filepath.FromSlash(bin))}, stop, nil
+}
