@@ -298,7 +298,7 @@ func short(s string) string {
 func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock) ([]*plan, error) {
 	var plans []*plan
 	for _, c := range o.Config.Components {
-		src, err := changes.Hash(ctx, o.Workspace, c, changes.WithGo(o.Go))
+		src, err := changes.Hash(ctx, o.Workspace, c, changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath))
 		if err != nil {
 			return plans, cli.Usage("hash component "+c.Name, err, "fix the component's path, kind or module in branchml.yaml")
 		}

@@ -40,8 +40,9 @@ type Sources struct {
 }
 
 type options struct {
-	goBin string
-	env   []string
+	goBin   string
+	env     []string
+	exclude map[string]bool
 }
 
 // Option configures Hash.
@@ -52,6 +53,20 @@ func WithGo(path string) Option { return func(o *options) { o.goBin = path } }
 
 // WithEnv adds KEY=VALUE entries to the environment of the go command.
 func WithEnv(env ...string) Option { return func(o *options) { o.env = append(o.env, env...) } }
+
+// WithExclude leaves the given files out of every hash (absolute paths or
+// relative to the repository root): outputs the stage itself writes into
+// the workspace, such as its JUnit XML.
+func WithExclude(paths ...string) Option {
+	return func(o *options) {
+		if o.exclude == nil {
+			o.exclude = map[string]bool{}
+		}
+		for _, p := range paths {
+			o.exclude[p] = true
+		}
+	}
+}
 
 // Hash returns the sources of component c of the repository at root.
 // Kind "go": every file of every package of the component's module that the
@@ -124,6 +139,9 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 		rel, err := filepath.Rel(root, f)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue // outside the repository (a module above it): not ours to hash
+		}
+		if o.exclude[f] || o.exclude[rel] || o.exclude[filepath.ToSlash(rel)] {
+			continue
 		}
 		src.Files = append(src.Files, filepath.ToSlash(rel))
 	}

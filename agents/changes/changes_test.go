@@ -139,3 +139,22 @@ func TestHashErrors(t *testing.T) {
 		t.Errorf("err = %v, want no go.mod", err)
 	}
 }
+
+func TestExclude(t *testing.T) {
+	ctx := context.Background()
+	root := repo(t)
+	whole := config.Component{Name: "all", Path: ".", Kind: "dockerfile", Dockerfile: "components/web/Dockerfile"}
+	before, err := Hash(ctx, root, whole, WithExclude(filepath.Join(root, "build/junit.xml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, root, map[string]string{"build/junit.xml": "<testsuites/>\n"})
+	after, err := Hash(ctx, root, whole, WithExclude(filepath.Join(root, "build/junit.xml")))
+	if err != nil || after.Hash != before.Hash {
+		t.Fatalf("an excluded file changed the hash: %v", err)
+	}
+	with, _ := Hash(ctx, root, whole)
+	if with.Hash == before.Hash {
+		t.Fatal("without the exclusion the new file should change the hash")
+	}
+}
