@@ -186,7 +186,7 @@ func options(e *cli.Env) (deploy.Options, func(), error) {
 	o := deploy.Options{Config: cfg, Workspace: ws, Serving: b, StatusFile: statusFile(dir, cfg.Deploy.Model),
 		Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, Log: e.Log, DryRun: e.DryRun}
 	if _, ok := b.(*local.Backend); ok {
-		o.ModelRoot = ws
+		o.ModelRoot = modelRoot(cfg, ws)
 	}
 	o.Forge = f
 	return o, closeFn, nil

@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/deploy"
 	"github.com/branchml/branchml/agents/forge"
 	"github.com/branchml/branchml/agents/forge/forges"
 	"github.com/branchml/branchml/agents/localimages"
 	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/statedir"
+	slocal "github.com/branchml/branchml/agents/storage/local"
 )
 
 func init() {
@@ -64,4 +68,27 @@ func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
 	}
 	e.Log.Infof("serving with component %s from %s", comp, lc.Image)
 	return []string{filepath.Join(img.RootFS, filepath.FromSlash(bin))}, stop, nil
+}
+
+// modelRoot is what a relative model.path of deploy.yaml is relative to on
+// the local backends: the model volume's directory of the local storage
+// backend when deploy.yaml names a volume that exists there, else the
+// workspace.
+func modelRoot(cfg *config.Config, ws string) string {
+	spec, err := deploy.LoadSpec(filepath.Join(ws, records.DeploySpecPath))
+	if err != nil || spec.Model.Volume == "" {
+		return ws
+	}
+	if t := cfg.Backends.Storage.Type; t != "" && t != "local" {
+		return ws
+	}
+	st, err := slocal.New(statedir.Dir(cfg))
+	if err != nil {
+		return ws
+	}
+	dir := st.VolumePath(spec.Model.Volume)
+	if _, err := os.Stat(dir); err != nil {
+		return ws
+	}
+	return dir
 }

@@ -89,6 +89,9 @@ func New(stateDir string, opts ...Option) (*Backend, error) {
 func (b *Backend) Root() string { return b.root }
 
 func (b *Backend) volumeDir(name string) string { return filepath.Join(b.root, "volumes", name) }
+
+// VolumePath is the directory of volume name (it may not exist yet).
+func (b *Backend) VolumePath(name string) string { return b.volumeDir(name) }
 func (b *Backend) volMetaPath(name string) string {
 	return filepath.Join(b.root, "volmeta", name+".json")
 }
