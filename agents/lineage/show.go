@@ -59,7 +59,7 @@ func Show(w io.Writer, rec *Record) error {
 	line(false, "model snapshot", "%s", snap(rec.Model.Snapshot))
 	line(false, "model version", "%s version %d at %s", or(rec.Model.Name, "-"), rec.Model.Version, or(rec.Model.Path, "-"))
 	if len(rec.Metrics) > 0 {
-		fmt.Fprintf(&b, "    %-15s %s\n", "metrics", flat(rec.Metrics))
+		fmt.Fprintf(&b, "    %-15s %s\n", "metrics", flat(headline(rec.Metrics)))
 	}
 	if rec.StartedBy.User != "" || rec.StartedBy.BuildURL != "" {
 		fmt.Fprintf(&b, "    %-15s %s %s\n", "started by", or(rec.StartedBy.User, "-"), rec.StartedBy.BuildURL)
@@ -233,4 +233,30 @@ func dotQuote(s string) string {
 func mermaidText(s string) string {
 	s = strings.ReplaceAll(s, `"`, "#quot;")
 	return strings.ReplaceAll(s, `\n`, "<br/>")
+}
+
+// headline keeps the model's own accuracy and AUC per split when metrics
+// has the shape of the example's metrics.json (the whole file, baselines
+// included, stays in the record); other shapes are shown whole.
+func headline(m map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, split := range []string{"train", "validation", "test"} {
+		sm, ok := m[split].(map[string]any)
+		if !ok {
+			continue
+		}
+		keep := map[string]any{}
+		for _, k := range []string{"accuracy", "auc"} {
+			if v, ok := sm[k]; ok {
+				keep[k] = v
+			}
+		}
+		if len(keep) > 0 {
+			out[split] = keep
+		}
+	}
+	if len(out) == 0 {
+		return m
+	}
+	return out
 }

@@ -7,8 +7,8 @@
 package quickstart
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +19,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
+	slocal "github.com/branchml/branchml/agents/serving/local"
 	"github.com/branchml/branchml/agents/stagerun"
 )
 
@@ -52,13 +54,14 @@ type StageTime struct {
 
 // Summary is what the quickstart reports at the end.
 type Summary struct {
-	Workdir string                     `json:"workdir"`
-	Data    string                     `json:"data"`
-	Stages  []StageTime                `json:"stages"`
-	Total   time.Duration              `json:"total"`
-	Outputs map[string]any             `json:"outputs"`
-	Report  string                     `json:"report"`
-	Records map[string]json.RawMessage `json:"records,omitempty"`
+	Workdir string         `json:"workdir"`
+	Data    string         `json:"data"`
+	Stages  []StageTime    `json:"stages"`
+	Total   time.Duration  `json:"total"`
+	Outputs map[string]any `json:"outputs"`
+	Report  string         `json:"report"`
+	// Prediction is the live prediction made through the gateway.
+	Prediction *Prediction `json:"prediction,omitempty"`
 }
 
 // stageCall is one stage the flow runs.
@@ -76,6 +79,9 @@ type run struct {
 	env     map[string]string
 	sum     *Summary
 	started time.Time
+	gw      *slocal.Backend
+	// log is the quickstart's own log (Workdir/logs/quickstart.log).
+	log *logrus.Logger
 }
 
 func (r *run) progress(format string, args ...any) {
@@ -107,6 +113,21 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		return nil, err
 	}
 	r := &run{opt: opt, started: time.Now(), sum: &Summary{Workdir: opt.Workdir, Data: data, Outputs: map[string]any{}}}
+	if err := os.MkdirAll(filepath.Join(opt.Workdir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(filepath.Join(opt.Workdir, "logs", "quickstart.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	var logW io.Writer = logFile
+	if opt.LogOut != nil {
+		logW = io.MultiWriter(logFile, opt.LogOut)
+	}
+	if r.log, err = cli.NewLogger(logW, "text", "info"); err != nil {
+		return nil, err
+	}
 	r.progress("workdir %s, data %s", opt.Workdir, data)
 
 	t0 := time.Now()
@@ -127,11 +148,67 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	for k, v := range r.env {
 		os.Setenv(k, v)
 	}
+	// Whatever happens, stop the model servers the deploy stage started,
+	// unless they are to keep serving.
+	defer r.stopServing()
 	if err := r.flow(ctx); err != nil {
 		return r.sum, err
 	}
+	return r.sum, r.finish(ctx)
+}
+
+// finish makes the live prediction, prints the summary, writes the report
+// and, with --serve, keeps serving until ctx ends.
+func (r *run) finish(ctx context.Context) error {
+	cfg, err := config.Load(filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml"))
+	if err != nil {
+		return err
+	}
+	gw, url, err := r.gateway(ctx, cfg)
+	if err != nil {
+		return cli.Failed("start the serving gateway", err, "")
+	}
+	r.gw = gw
+	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
+	if err != nil {
+		return cli.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
+	}
+	r.sum.Prediction = pred
+	f, err := r.readFacts(ctx)
+	if err != nil {
+		return cli.Failed("read the records the stages wrote back", err, "")
+	}
 	r.sum.Total = time.Since(r.started)
-	return r.sum, nil
+	var text bytes.Buffer
+	r.render(&text, f, pred)
+	r.sum.Report, err = r.report(f, pred, text.String())
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(r.opt.Out, text.String())
+	fmt.Fprintf(r.opt.Out, "\nReport: %s\n", r.sum.Report)
+	if r.opt.Serve {
+		fmt.Fprintf(r.opt.Out, "Serving %s at %s/v1/models/%s until interrupted (Ctrl-C).\n", cfg.Deploy.Model, url, cfg.Deploy.Model)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// stopServing stops the gateway and every model server.
+func (r *run) stopServing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if r.gw == nil {
+		cfgPath := filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml")
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return
+		}
+		if r.gw, _, err = r.gateway(ctx, cfg); err != nil {
+			return
+		}
+	}
+	r.gw.Shutdown(ctx)
 }
 
 func (r *run) add(name string, d time.Duration, summary string) {
@@ -143,7 +220,13 @@ func (r *run) add(name string, d time.Duration, summary string) {
 // a workspace and runs the branch's agent there as branchmlAgent does.
 func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[string]any) (*stagerun.Outcome, error) {
 	t0 := time.Now()
-	commit, err := r.repo.merge(ctx, c.from, c.branch)
+	var commit string
+	var err error
+	if c.from != "" {
+		commit, err = r.repo.merge(ctx, c.from, c.branch)
+	} else {
+		commit, err = r.repo.tip(ctx, c.branch)
+	}
 	if err != nil {
 		return nil, cli.Failed("merge "+c.from+" into "+c.branch, err, "")
 	}
@@ -165,11 +248,7 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	}
 	logFile, err := os.OpenFile(filepath.Join(r.opt.Workdir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		os.MkdirAll(filepath.Join(r.opt.Workdir, "logs"), 0o755)
-		logFile, err = os.OpenFile(filepath.Join(r.opt.Workdir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	defer logFile.Close()
 	var logOut io.Writer = logFile

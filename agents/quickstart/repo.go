@@ -86,8 +86,20 @@ func (r *mlRepo) syncExample(ctx context.Context, example string) (bool, error) 
 	if _, err := git(ctx, r.Clone, "checkout", "--quiet", "-B", "ds1", "origin/ds1"); err != nil {
 		return false, err
 	}
+	tuned, _ := r.hasFile(ctx, "origin/ds1", "branchml.yaml", tuneTo)
 	if err := copyTree(example, r.Clone); err != nil {
 		return false, err
+	}
+	if tuned {
+		// Keep the data scientist's tuning commit: re-apply it over the example.
+		p := filepath.Join(r.Clone, "branchml.yaml")
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return false, err
+		}
+		if err := os.WriteFile(p, []byte(strings.Replace(string(data), tuneFrom, tuneTo, 1)), 0o644); err != nil {
+			return false, err
+		}
 	}
 	if _, err := git(ctx, r.Clone, "add", "-A"); err != nil {
 		return false, err
@@ -180,4 +192,9 @@ func copyTree(src, dst string) error {
 		}
 		return os.WriteFile(target, data, 0o644)
 	})
+}
+
+// tip returns the commit branch points at on the remote.
+func (r *mlRepo) tip(ctx context.Context, branch string) (string, error) {
+	return git(ctx, r.Remote, "rev-parse", "refs/heads/"+branch)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -87,13 +89,35 @@ func (s *stage) promote(ctx context.Context) error {
 	if m == nil {
 		return cli.Failed("promote run "+s.res.RunID, errors.New("the run record has no model reference"), "rerun with --rerun")
 	}
+	// A run whose promotion was merged already is not proposed again: the
+	// deploy branch's deploy.yaml names it.
+	if raw, err := s.o.Forge.ReadFile(ctx, deploy, records.DeploySpecPath); err == nil {
+		var cur records.DeploySpec
+		if yaml.Unmarshal(raw, &cur) == nil && cur.RunID == s.res.RunID {
+			s.log().Infof("run %s is already promoted: %s on %s deploys %s v%d", s.res.RunID, records.DeploySpecPath, deploy, m.Name, m.Version)
+			return nil
+		}
+	} else if !errors.Is(err, forge.ErrNotFound) {
+		return cli.Failed("read "+records.DeploySpecPath+" on "+deploy, err, "check the forge (backends.forge) and its credentials")
+	}
 	spec := records.DeploySpec{APIVersion: records.APIVersion, Kind: "DeploySpec", Model: *m, LineageID: s.res.LineageID, RunID: s.res.RunID, SourceCommit: s.o.Commit}
 	y, err := yaml.Marshal(spec)
 	if err != nil {
 		return cli.Failed("promote run "+s.res.RunID, err, "")
 	}
 	head := PromoteBranch(m.Name, m.Version)
-	if _, err := s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: head, From: deploy, Files: map[string][]byte{records.DeploySpecPath: y},
+	files := map[string][]byte{records.DeploySpecPath: y}
+	// The configuration travels with the model: the deploy stage reads its
+	// canary policy and backends from branchml.yaml as trained, so the
+	// deploy branch need not have been merged from the others.
+	if s.o.Config != nil && s.o.Config.File != "" {
+		cfg, err := os.ReadFile(s.o.Config.File)
+		if err != nil {
+			return cli.Failed("promote run "+s.res.RunID, err, "")
+		}
+		files[filepath.Base(s.o.Config.File)] = cfg
+	}
+	if _, err := s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: head, From: deploy, Files: files,
 		Message: fmt.Sprintf("branchml promote: %s v%d for %s", m.Name, m.Version, short(s.o.Commit))}); err != nil {
 		return cli.Failed("write "+records.DeploySpecPath+" to "+head, err, "check the forge (backends.forge) and its credentials")
 	}

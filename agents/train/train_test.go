@@ -216,6 +216,11 @@ func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
 	if spec != (records.DeploySpec{APIVersion: "branchml.dev/v1", Kind: "DeploySpec", Model: *res.Model, LineageID: lineage, RunID: res.RunID, SourceCommit: commit}) {
 		t.Errorf("deploy.yaml = %+v", spec)
 	}
+	// The configuration travels with the model into the deploy branch.
+	wantCfg, _ := os.ReadFile(e.cfg.File)
+	if got := e.read("branchml/promote-djia30-v1", "branchml.yaml"); got != string(wantCfg) {
+		t.Errorf("branchml.yaml on the promotion branch:\n%s\nwant\n%s", got, wantCfg)
+	}
 	prs, _ := e.forge.ListPullRequests(ctx, "open")
 	if len(prs) != 1 || prs[0].Head != "branchml/promote-djia30-v1" || prs[0].Base != "deploy-model" || prs[0].Title != "Promote djia30 v1 (run djia30-0123456789ab)" {
 		t.Fatalf("PRs = %+v", prs)
@@ -240,6 +245,19 @@ func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
 	prs, _ = e.forge.ListPullRequests(ctx, "")
 	if len(runs) != 1 || len(prs) != 1 {
 		t.Errorf("runs %d, PRs %d; want 1, 1", len(runs), len(prs))
+	}
+
+	// Once the promotion is merged, running again proposes nothing new.
+	if _, err := e.forge.MergePullRequest(ctx, prs[0].Number); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := Run(ctx, e.opts())
+	if err != nil {
+		t.Fatalf("run after merge: %v", err)
+	}
+	prs, _ = e.forge.ListPullRequests(ctx, "all")
+	if !merged.Reused || merged.PullRequest != nil || len(prs) != 1 || prs[0].State != "merged" {
+		t.Errorf("after merge: run %+v, PRs %+v", merged, prs)
 	}
 
 	// --rerun: a new run with the next name and model version.
