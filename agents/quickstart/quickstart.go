@@ -268,6 +268,9 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 		summary = out.Result.Summary
 	}
 	r.add(name, time.Since(t0), summary)
+	if ctx.Err() != nil {
+		return out, fmt.Errorf("%s stage interrupted: %w", name, ctx.Err())
+	}
 	if out.ExitCode != 0 {
 		return out, cli.Failed(name+" stage", out.Err(), "see "+logFile.Name())
 	}
