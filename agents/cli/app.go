@@ -463,7 +463,7 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 	}
 	app.Metadata["streams"] = streams
 	app.Writer, app.ErrWriter = streams.Out, streams.Err
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, FlagsFirst(app, args))
 	if err == nil {
 		return ExitOK
 	}
@@ -487,4 +487,67 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 // Main runs app on the process's arguments and exits with its code.
 func Main(app *ucli.App) {
 	os.Exit(Run(context.Background(), app, os.Args, StdStreams()))
+}
+
+// FlagsFirst moves the flags of the command that args name before its
+// positional arguments, so that `lineage show ID --workspace ws` works like
+// `lineage show --workspace ws ID` (urfave/cli v2 stops parsing flags at the
+// first positional argument). A "--" ends the flags; args[0] is the program.
+func FlagsFirst(app *ucli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	i := 1
+	cmds := app.Commands
+	var cmd *ucli.Command
+	for i < len(args) {
+		var next *ucli.Command
+		for _, c := range cmds {
+			if c.HasName(args[i]) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		cmd, cmds = next, next.Subcommands
+		i++
+	}
+	if cmd == nil || len(cmd.Flags) == 0 {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*ucli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, positional []string
+	rest := args[i:]
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+		if a == "--" {
+			positional = append(positional, rest[j+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if takesValue[name] && j+1 < len(rest) {
+			flags = append(flags, rest[j+1])
+			j++
+		}
+	}
+	if len(positional) == 0 {
+		return args
+	}
+	out := append(append([]string{}, args[:i]...), flags...)
+	return append(append(out, "--"), positional...)
 }

@@ -169,3 +169,33 @@ func readJSON(t *testing.T, p string, v any) {
 		t.Fatal(err)
 	}
 }
+
+func TestFlagsAfterPositionalArguments(t *testing.T) {
+	var got []string
+	var ws string
+	app := NewApp("branchml-test", "test", Command(Spec{
+		Name: "lineage",
+		Subcommands: []*ucli.Command{Command(Spec{
+			Name: "show", Stage: "test",
+			Flags: []ucli.Flag{&ucli.StringFlag{Name: "workspace"}},
+			Run: func(e *Env) (*Result, error) {
+				got, ws = e.CLI.Args().Slice(), e.CLI.String("workspace")
+				return nil, nil
+			},
+		})},
+	}))
+	for _, args := range [][]string{
+		{"lineage", "show", "lin-1", "--workspace", "ws", "--dry-run"},
+		{"lineage", "show", "--workspace=ws", "lin-1"},
+		{"lineage", "show", "--dry-run", "lin-1", "--workspace", "ws"},
+	} {
+		got, ws = nil, ""
+		code, _, errOut := runApp(t, app, args...)
+		if code != 0 || strings.Join(got, ",") != "lin-1" || ws != "ws" {
+			t.Errorf("%v: code %d args %v workspace %q %s", args, code, got, ws, errOut)
+		}
+	}
+	if got := FlagsFirst(app, []string{"b", "lineage", "show", "x", "--", "-y"}); strings.Join(got, " ") != "b lineage show -- x -y" {
+		t.Errorf("FlagsFirst = %v", got)
+	}
+}
