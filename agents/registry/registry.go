@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/retry"
 	"github.com/branchml/branchml/agents/secrets"
 )
 
@@ -206,32 +207,29 @@ func (r *Remote) remoteOpts(ctx context.Context) []remote.Option {
 
 // do runs op with the retry policy and wraps its failure in *Error.
 func (r *Remote) do(ctx context.Context, opName, ref string, op func(ctx context.Context) error) error {
-	wait := r.o.backoff
-	var last error
-	for attempt := 1; ; attempt++ {
+	p := retry.Policy{Attempts: r.o.attempts, Initial: r.o.backoff,
+		Retriable: func(err error) bool { return temporary(statusOf(err), err) },
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			r.o.log.Warnf("%s %s: attempt %d of %d failed (%v); retrying in %s", opName, ref, attempt, r.o.attempts, err, wait)
+		}}
+	err := retry.Do(ctx, p, func(_ context.Context, _ int) error {
 		actx, cancel := context.WithTimeout(ctx, r.o.attemptTimeout)
 		err := op(actx)
 		cancel()
-		if err == nil {
-			return nil
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		last = err
-		status := statusOf(err)
-		if attempt >= r.o.attempts || !temporary(status, err) || ctx.Err() != nil {
-			return &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Status: status,
-				Credentials: r.o.credSource, Attempts: attempt, Err: last}
-		}
-		r.o.log.Warnf("%s %s: attempt %d of %d failed (%v); retrying in %s", opName, ref, attempt, r.o.attempts, err, wait)
-		select {
-		case <-ctx.Done():
-			return &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Credentials: r.o.credSource, Attempts: attempt, Err: ctx.Err()}
-		case <-time.After(wait):
-		}
-		wait *= 2
+		return err
+	})
+	var re *retry.Error
+	if !errors.As(err, &re) {
+		return err
 	}
+	if re.Context != nil {
+		return &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Credentials: r.o.credSource, Attempts: re.Attempts, Err: re.Context}
+	}
+	return &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Status: statusOf(re.Err),
+		Credentials: r.o.credSource, Attempts: re.Attempts, Err: re.Err}
 }
 
 func (r *Remote) registryHost() string {
