@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/pipelines"
+	"github.com/branchml/branchml/agents/retry"
 )
 
 // MaxNameLength is the longest display name the KFP API server accepts for
@@ -31,7 +32,8 @@ import (
 const MaxNameLength = 100
 
 // RetryPolicy says how often and how patiently a call is retried after a
-// temporary failure (5xx, timeout, reset connection).
+// temporary failure (5xx, timeout, reset connection); calls run it with
+// agents/retry, without jitter.
 type RetryPolicy struct {
 	// Attempts is the total number of tries (at least 1).
 	Attempts int
@@ -193,38 +195,36 @@ func ShortName(name string) string {
 // failures (see APIError.Temporary) are retried with exponential backoff;
 // anything else returns at once. A malformed 2xx body is a *ResponseError.
 func (c *Client) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	backoff := c.o.retry.Initial
-	var err error
-	for attempt := 1; ; attempt++ {
+	p := retry.Policy{Attempts: c.o.retry.Attempts, Initial: c.o.retry.Initial, Max: c.o.retry.Max,
+		Retriable: func(err error) bool { return temporary(ctx, err) },
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			c.o.log.WithField("attempt", attempt).Warnf("KFP %s: %v; retrying in %s", op, err, wait)
+		}}
+	err := retry.Do(ctx, p, func(ctx context.Context, _ int) error {
 		actx, cancel := context.WithTimeout(ctx, c.o.requestTimeout)
-		err = fn(actx)
+		err := fn(actx)
 		cancel()
-		if err == nil {
-			return nil
-		}
 		var ae *APIError
-		if !errors.As(err, &ae) && !temporary(ctx, err) && ctx.Err() == nil && isDecodeError(err) {
-			return &ResponseError{Op: op, Err: err}
+		if err != nil && !errors.As(err, &ae) && !temporary(ctx, err) && ctx.Err() == nil && isDecodeError(err) {
+			return &ResponseError{Op: op, Err: err} // not temporary: ends the retries
 		}
-		if attempt >= c.o.retry.Attempts || !temporary(ctx, err) {
-			break
-		}
-		c.o.log.WithField("attempt", attempt).Warnf("KFP %s: %v; retrying in %s", op, err, backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return fmt.Errorf("KFP %s: %w (after %v)", op, ctx.Err(), err)
-		}
-		backoff *= 2
-		if c.o.retry.Max > 0 && backoff > c.o.retry.Max {
-			backoff = c.o.retry.Max
-		}
+		return err
+	})
+	var re *retry.Error
+	if !errors.As(err, &re) {
+		return err
+	}
+	if re.Context != nil {
+		return fmt.Errorf("KFP %s: %w (after %v)", op, re.Context, re.Err)
+	}
+	if rsp, ok := re.Err.(*ResponseError); ok {
+		return rsp
 	}
 	var ae *APIError
-	if errors.As(err, &ae) {
+	if errors.As(re.Err, &ae) {
 		return ae
 	}
-	return fmt.Errorf("KFP %s: %w", op, err)
+	return fmt.Errorf("KFP %s: %w", op, re.Err)
 }
 
 // isDecodeError reports an error that is neither from the network nor
