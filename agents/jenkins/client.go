@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/bndr/gojenkins"
+
+	"github.com/branchml/branchml/agents/retry"
 )
 
 // Defaults of the client options.
@@ -252,7 +254,7 @@ func (c *Client) WaitForBuild(ctx context.Context, id int64, waiting func(why st
 		if waiting != nil {
 			waiting(q.Why)
 		}
-		if err := sleep(ctx, c.poll); err != nil {
+		if err := retry.Sleep(ctx, c.poll); err != nil {
 			return 0, fmt.Errorf("queue item %d: %w", id, err)
 		}
 	}
@@ -330,7 +332,7 @@ func (c *Client) StreamLog(ctx context.Context, full, branch string, number int6
 		if !out.HasMoreText {
 			break
 		}
-		if err := sleep(ctx, c.poll); err != nil {
+		if err := retry.Sleep(ctx, c.poll); err != nil {
 			return nil, fmt.Errorf("console of %s #%d: %w", describe(full, branch), number, err)
 		}
 	}
@@ -340,19 +342,8 @@ func (c *Client) StreamLog(ctx context.Context, full, branch string, number int6
 		if err != nil || !st.Building {
 			return st, err
 		}
-		if err := sleep(ctx, c.poll); err != nil {
+		if err := retry.Sleep(ctx, c.poll); err != nil {
 			return nil, err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
