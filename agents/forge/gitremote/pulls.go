@@ -15,6 +15,7 @@ import (
 
 	"github.com/branchml/branchml/agents/atomicfile"
 	"github.com/branchml/branchml/agents/forge"
+	"github.com/branchml/branchml/agents/retry"
 )
 
 // PullRecord is a pull request as kept in <meta>/pulls/<number>.json:
@@ -259,28 +260,24 @@ func (f *Forge) MergePullRequest(ctx context.Context, number int) (string, error
 		return "", err
 	}
 	defer w.close()
-	var last error
-	for attempt := 1; attempt <= f.attempts; attempt++ {
-		if attempt > 1 {
-			if err := f.wait(ctx, attempt-1); err != nil {
-				return "", err
-			}
-		}
-		commit, err := f.mergeOnce(ctx, w, rec)
-		if err == nil {
-			t := now()
-			rec.State, rec.MergeCommit, rec.MergedAt, rec.UpdatedAt = "merged", commit, &t, t
-			if err := atomicfile.WriteJSON(f.pullPath(number), rec); err != nil {
-				return "", fmt.Errorf("merge pull request #%d: merged as %s but the record was not updated: %w", number, commit, err)
-			}
-			return commit, nil
-		}
-		if !errors.Is(err, errMoved) {
-			return "", err
-		}
-		last = err
+	var commit string
+	err = f.retryMoved(ctx, rec.Base, func(ctx context.Context, _ int) error {
+		var err error
+		commit, err = f.mergeOnce(ctx, w, rec)
+		return err
+	})
+	if re, ok := err.(*retry.Error); ok {
+		return "", re.Context
 	}
-	return "", &forge.ConflictError{Repo: f.remote, Branch: rec.Base, Attempts: f.attempts, Err: last}
+	if err != nil {
+		return "", err
+	}
+	t := now()
+	rec.State, rec.MergeCommit, rec.MergedAt, rec.UpdatedAt = "merged", commit, &t, t
+	if err := atomicfile.WriteJSON(f.pullPath(number), rec); err != nil {
+		return "", fmt.Errorf("merge pull request #%d: merged as %s but the record was not updated: %w", number, commit, err)
+	}
+	return commit, nil
 }
 
 func (f *Forge) mergeOnce(ctx context.Context, w *workArea, rec *PullRecord) (string, error) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,14 +14,15 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/forge"
+	"github.com/branchml/branchml/agents/retry"
 )
 
 // Defaults of the options.
 var (
 	// DefaultAttempts bounds the pushes of one WriteBack or merge.
 	DefaultAttempts = 5
-	// DefaultBackoff is the first wait between attempts; it doubles, with
-	// jitter, up to MaxBackoff.
+	// DefaultBackoff is the first wait between attempts; it doubles up to
+	// MaxBackoff, and each wait is jittered between a half and the whole.
 	DefaultBackoff = 50 * time.Millisecond
 	// MaxBackoff caps one wait between attempts.
 	MaxBackoff = 2 * time.Second
@@ -155,22 +155,26 @@ func discard() logrus.FieldLogger {
 	return l
 }
 
-// wait sleeps before attempt n+1 (n >= 1): backoff * 2^(n-1), jittered by
-// ±50 %, capped at MaxBackoff; it returns early with ctx's error.
-func (f *Forge) wait(ctx context.Context, n int) error {
-	d := f.backoff << (n - 1)
-	if d > MaxBackoff || d <= 0 {
-		d = MaxBackoff
+// retryMoved runs once until it does not lose a push race (errMoved), at
+// most f.attempts times, waiting backoff * 2^(n-1) capped at MaxBackoff and
+// jittered (a half to the whole of it) between attempts. It returns nil, the
+// first other error, a *forge.ConflictError on branch when every attempt
+// lost, or a *retry.Error whose Context is set when ctx ended between
+// attempts.
+func (f *Forge) retryMoved(ctx context.Context, branch string, once func(ctx context.Context, attempt int) error) error {
+	p := retry.Policy{Attempts: f.attempts, Initial: f.backoff, Max: MaxBackoff, Jitter: 0.5,
+		Retriable: func(err error) bool { return errors.Is(err, errMoved) }}
+	err := retry.Do(ctx, p, once)
+	var re *retry.Error
+	switch {
+	case !errors.As(err, &re):
+		return err
+	case re.Context != nil:
+		return re
+	case errors.Is(re.Err, errMoved):
+		return &forge.ConflictError{Repo: f.remote, Branch: branch, Attempts: f.attempts, Err: re.Err}
 	}
-	d = d/2 + rand.N(d+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return re.Err
 }
 
 // checkPath rejects repository paths that git would misread or that escape

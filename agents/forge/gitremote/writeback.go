@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/branchml/branchml/agents/forge"
+	"github.com/branchml/branchml/agents/retry"
 )
 
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -51,24 +52,21 @@ func (f *Forge) WriteBack(ctx context.Context, wb forge.WriteBack) (string, erro
 		return "", err
 	}
 	defer w.close()
-	var last error
-	for attempt := 1; attempt <= f.attempts; attempt++ {
-		if attempt > 1 {
-			if err := f.wait(ctx, attempt-1); err != nil {
-				return "", fmt.Errorf("write back to %s: %w (after %v)", wb.Branch, err, last)
-			}
+	var sha string
+	err = f.retryMoved(ctx, wb.Branch, func(ctx context.Context, attempt int) error {
+		var err error
+		if sha, err = f.writeOnce(ctx, w, wb, attempt); errors.Is(err, errMoved) {
+			f.log.WithField("branch", wb.Branch).WithField("attempt", attempt).Info("branch moved during write-back; re-applying on the new tip")
 		}
-		sha, err := f.writeOnce(ctx, w, wb, attempt)
-		if err == nil {
-			return sha, nil
-		}
-		if !errors.Is(err, errMoved) {
-			return "", err
-		}
-		last = err
-		f.log.WithField("branch", wb.Branch).WithField("attempt", attempt).Info("branch moved during write-back; re-applying on the new tip")
+		return err
+	})
+	if re, ok := err.(*retry.Error); ok {
+		return "", fmt.Errorf("write back to %s: %w (after %v)", wb.Branch, re.Context, re.Err)
 	}
-	return "", &forge.ConflictError{Repo: f.remote, Branch: wb.Branch, Attempts: f.attempts, Err: last}
+	if err != nil {
+		return "", err
+	}
+	return sha, nil
 }
 
 func (f *Forge) writeOnce(ctx context.Context, w *workArea, wb forge.WriteBack, attempt int) (string, error) {
