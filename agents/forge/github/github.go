@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/forge"
+	"github.com/branchml/branchml/agents/retry"
 	"github.com/branchml/branchml/agents/secrets"
 )
 
@@ -172,32 +173,26 @@ func (f *Forge) WriteBack(ctx context.Context, wb forge.WriteBack) (string, erro
 	}
 	sort.Strings(paths)
 	blobs := map[string]string{}
-	var last error
-	for attempt := 1; attempt <= f.attempts; attempt++ {
-		if attempt > 1 {
-			if err := sleep(ctx, backoff(f.backoff, attempt-1)); err != nil {
-				return "", fmt.Errorf("write back to %s: %w (after %v)", wb.Branch, err, last)
-			}
+	var sha string
+	p := retry.Policy{Attempts: f.attempts, Initial: f.backoff, Max: 5 * time.Second, Jitter: 0.5,
+		Retriable: func(err error) bool { return errors.Is(err, errMoved) }}
+	err := retry.Do(ctx, p, func(ctx context.Context, attempt int) error {
+		var err error
+		if sha, err = f.writeOnce(ctx, wb, paths, blobs); errors.Is(err, errMoved) {
+			f.log.WithField("branch", wb.Branch).WithField("attempt", attempt).Info("branch moved during write-back; re-applying on the new tip")
 		}
-		sha, err := f.writeOnce(ctx, wb, paths, blobs)
-		if err == nil {
-			return sha, nil
-		}
-		if !errors.Is(err, errMoved) {
-			return "", err
-		}
-		last = err
-		f.log.WithField("branch", wb.Branch).WithField("attempt", attempt).Info("branch moved during write-back; re-applying on the new tip")
+		return err
+	})
+	var re *retry.Error
+	switch {
+	case !errors.As(err, &re):
+		return sha, nil
+	case re.Context != nil:
+		return "", fmt.Errorf("write back to %s: %w (after %v)", wb.Branch, re.Context, re.Err)
+	case errors.Is(re.Err, errMoved):
+		return "", &forge.ConflictError{Repo: f.Repo(), Branch: wb.Branch, Attempts: f.attempts, Err: re.Err}
 	}
-	return "", &forge.ConflictError{Repo: f.Repo(), Branch: wb.Branch, Attempts: f.attempts, Err: last}
-}
-
-func backoff(d time.Duration, n int) time.Duration {
-	d <<= n - 1
-	if d <= 0 || d > 5*time.Second {
-		d = 5 * time.Second
-	}
-	return d/2 + time.Duration(time.Now().UnixNano()%int64(d/2+1))
+	return "", re.Err
 }
 
 func (f *Forge) writeOnce(ctx context.Context, wb forge.WriteBack, paths []string, blobs map[string]string) (string, error) {

@@ -2,8 +2,8 @@ package github
 
 import (
 	"context"
+	"errors"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/branchml/branchml/agents/retry"
 	"github.com/branchml/branchml/agents/secrets"
 )
 
@@ -36,39 +37,65 @@ func repeatable(r *http.Request) bool {
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	for attempt := 1; ; attempt++ {
+	var resp *http.Response // of the last attempt, returned as is when retries end
+	var rtErr error
+	p := t.policy()
+	p.OnRetry = func(attempt int, wait time.Duration, _ error) {
+		drain(resp)
+		t.log.WithField("attempt", attempt).WithField("wait", wait.String()).Infof("github: %s %s will be retried", req.Method, secrets.Redact(req.URL.Redacted()))
+	}
+	err := retry.Do(ctx, p, func(ctx context.Context, attempt int) error {
 		r := req
 		if attempt > 1 && req.Body != nil {
+			resp, rtErr = nil, errNoRewind
 			if req.GetBody == nil {
-				return nil, errNoRewind
+				return rtErr
 			}
 			body, err := req.GetBody()
 			if err != nil {
-				return nil, err
+				rtErr = err
+				return err
 			}
 			r = req.Clone(ctx)
 			r.Body = body
 		}
-		resp, err := t.base.RoundTrip(r)
-		var wait time.Duration
-		retry := false
-		if err != nil {
-			retry, wait = repeatable(req) && ctx.Err() == nil, t.backoffFor(attempt)
-		} else {
-			t.log.WithField("status", resp.StatusCode).Debugf("github: %s %s", req.Method, secrets.Redact(req.URL.Redacted()))
-			wait, retry = t.classify(req, resp, attempt)
+		resp, rtErr = t.base.RoundTrip(r)
+		if rtErr != nil {
+			if repeatable(req) && ctx.Err() == nil {
+				return retry.After(rtErr, t.backoffFor(attempt))
+			}
+			return rtErr
 		}
-		if !retry || attempt >= t.attempts || wait > t.maxWait {
-			return resp, err
+		t.log.WithField("status", resp.StatusCode).Debugf("github: %s %s", req.Method, secrets.Redact(req.URL.Redacted()))
+		if wait, ok := t.classify(req, resp, attempt); ok {
+			return retry.After(errors.New(resp.Status), wait)
 		}
-		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			resp.Body.Close()
-		}
-		t.log.WithField("attempt", attempt).WithField("wait", wait.String()).Infof("github: %s %s will be retried", req.Method, secrets.Redact(req.URL.Redacted()))
-		if err := sleep(ctx, wait); err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	var re *retry.Error
+	if errors.As(err, &re) && re.Context != nil {
+		drain(resp)
+		return nil, re.Context
+	}
+	return resp, rtErr
+}
+
+// policy is the transport's retry policy: only what classify (or a failed
+// round trip of a repeatable request) marks with retry.After is retried,
+// and a wait longer than maxWait is not waited.
+func (t *retryTransport) policy() retry.Policy {
+	return retry.Policy{Attempts: t.attempts, Initial: t.backoff, Max: t.maxWait, Jitter: 0.5,
+		Retriable: func(err error) bool {
+			var ae *retry.AfterError
+			return errors.As(err, &ae)
+		}}
+}
+
+// drain reads and closes the body of a response that will not be returned.
+func drain(resp *http.Response) {
+	if resp != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
 	}
 }
 
@@ -108,22 +135,8 @@ func (t *retryTransport) classify(req *http.Request, resp *http.Response, attemp
 	return 0, false
 }
 
-// backoffFor is backoff * 2^(attempt-1), jittered ±50 %.
+// backoffFor is backoff * 2^(attempt-1), capped at maxWait, jittered
+// between a half and the whole.
 func (t *retryTransport) backoffFor(attempt int) time.Duration {
-	d := t.backoff << (attempt - 1)
-	if d <= 0 || d > t.maxWait {
-		d = t.maxWait
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return t.policy().Backoff(attempt)
 }
