@@ -7,107 +7,65 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 )
 
-// Fault wraps the fake's handler to inject an error or a delay. Faults are
-// applied afresh to every request, so a fault that counts keeps its count
-// outside the handler it returns (as On does).
-type Fault func(next http.Handler) http.Handler
+// Fault wraps the fake's handler to inject an error or a delay; see
+// fakehttp.Fault.
+type Fault = fakehttp.Fault
 
 // On applies f only to requests whose method is method ("" = any) and whose
 // path matches the regular expression path, and only to the first times of
 // them (times <= 0: to all). Other requests go straight to the handler.
-func On(method, path string, times int, f Fault) Fault {
-	re := regexp.MustCompile(path)
-	var mu sync.Mutex // the count spans every request
-	n := 0
-	return func(next http.Handler) http.Handler {
-		faulty := f(next)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if (method == "" || r.Method == method) && re.MatchString(r.URL.Path) {
-				mu.Lock()
-				hit := times <= 0 || n < times
-				n++
-				mu.Unlock()
-				if hit {
-					faulty.ServeHTTP(w, r)
-					return
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
+func On(method, path string, times int, f Fault) Fault { return fakehttp.On(method, path, times, f) }
 
 // Fail answers code with GitHub's error document {"message": message}.
 func Fail(code int, message string) Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, code, message, docs)
-		})
-	}
+	return fakehttp.Answer(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, code, message, docs)
+	})
 }
 
 // RateLimited answers 403 with X-RateLimit-Remaining: 0 and
 // X-RateLimit-Reset resetIn from now (whole seconds, rounded up), as
 // GitHub's primary rate limit does.
 func RateLimited(resetIn time.Duration) Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := w.Header()
-			h.Set("X-RateLimit-Limit", "5000")
-			h.Set("X-RateLimit-Remaining", "0")
-			h.Set("X-RateLimit-Used", "5000")
-			h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(resetIn+time.Second-1).Unix(), 10))
-			h.Set("X-RateLimit-Resource", "core")
-			writeError(w, http.StatusForbidden, "API rate limit exceeded for user ID 1.", docs+"/overview/rate-limits-for-the-rest-api")
-		})
-	}
+	return fakehttp.Answer(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-RateLimit-Limit", "5000")
+		h.Set("X-RateLimit-Remaining", "0")
+		h.Set("X-RateLimit-Used", "5000")
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(resetIn+time.Second-1).Unix(), 10))
+		h.Set("X-RateLimit-Resource", "core")
+		writeError(w, http.StatusForbidden, "API rate limit exceeded for user ID 1.", docs+"/overview/rate-limits-for-the-rest-api")
+	})
 }
 
 // SecondaryRateLimit answers code (403 or 429) with Retry-After: seconds,
 // as GitHub's secondary rate limit does.
 func SecondaryRateLimit(code, seconds int) Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Retry-After", strconv.Itoa(seconds))
-			writeError(w, code, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-				docs+"/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits")
-		})
-	}
+	return fakehttp.Answer(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", strconv.Itoa(seconds))
+		writeError(w, code, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+			docs+"/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits")
+	})
 }
 
 // Delay waits d (or until the client goes away) before handling.
-func Delay(d time.Duration) Fault {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-time.After(d):
-				next.ServeHTTP(w, r)
-			case <-r.Context().Done():
-			}
-		})
-	}
-}
+func Delay(d time.Duration) Fault { return fakehttp.Delay(d) }
 
 // Malformed answers 200 with a truncated JSON body.
 func Malformed() Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.Write([]byte(`{"ref": "refs/heads/`))
-		})
-	}
+	return fakehttp.Malformed("application/json; charset=utf-8", `{"ref": "refs/heads/`)
 }
 
 // EchoAuthorization answers code with an error message quoting the
 // request's Authorization header: a server that leaks the token back.
 func EchoAuthorization(code int) Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, code, "rejected request with Authorization: "+r.Header.Get("Authorization"), docs)
-		})
-	}
+	return fakehttp.Answer(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, code, "rejected request with Authorization: "+r.Header.Get("Authorization"), docs)
+	})
 }
 
 // ConcurrentPush commits path=content onto branch (as someone else pushing)

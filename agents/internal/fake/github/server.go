@@ -9,15 +9,15 @@
 package github
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 )
 
 // Request is one request the fake received.
@@ -49,10 +49,10 @@ type Server struct {
 	Owner, Repo string
 	token       string
 
-	mu       sync.Mutex
-	repo     *repo
-	requests []Request
-	faults   []Fault
+	mu     sync.Mutex
+	repo   *repo
+	rec    fakehttp.Recorder
+	faults fakehttp.Injector
 }
 
 // Option configures a Server.
@@ -78,7 +78,7 @@ func New(opts ...Option) *Server {
 	root := http.NewServeMux()
 	root.Handle("/api/v3/", http.StripPrefix("/api/v3", mux))
 	root.Handle("/", mux)
-	s.Server = httptest.NewServer(s.record(s.faulted(s.auth(root))))
+	s.Server = httptest.NewServer(s.rec.Wrap(s.faults.Wrap(s.auth(root))))
 	return s
 }
 
@@ -94,87 +94,23 @@ func (s *Server) APIURL() string { return s.URL + "/" }
 
 // Inject adds faults; each wraps the handler (the last added is outermost),
 // inside request recording. See Fault and the constructors in faults.go.
-func (s *Server) Inject(faults ...Fault) {
-	s.mu.Lock()
-	s.faults = append(s.faults, faults...)
-	s.mu.Unlock()
-}
+func (s *Server) Inject(faults ...Fault) { s.faults.Inject(faults...) }
 
 // ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	s.faults = nil
-	s.mu.Unlock()
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // Requests returns a copy of every request received, in order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
+func (s *Server) Requests() []Request { return fakehttp.Convert(s.rec.Requests(), toRequest) }
 
 // Calls returns Request.String of every request received, in order.
-func (s *Server) Calls() []string {
-	var out []string
-	for _, r := range s.Requests() {
-		out = append(out, r.String())
-	}
-	return out
-}
+func (s *Server) Calls() []string { return fakehttp.Strings(s.Requests()) }
 
 // ResetRequests forgets the recorded requests.
-func (s *Server) ResetRequests() {
-	s.mu.Lock()
-	s.requests = nil
-	s.mu.Unlock()
-}
+func (s *Server) ResetRequests() { s.rec.Reset() }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (s *Server) record(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		s.mu.Lock()
-		s.requests = append(s.requests, Request{
-			Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body),
-			Authorization: r.Header.Get("Authorization"), Status: rec.status,
-		})
-		s.mu.Unlock()
-	})
-}
-
-func (s *Server) faulted(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		faults := append([]Fault(nil), s.faults...)
-		s.mu.Unlock()
-		h := next
-		for _, f := range faults {
-			h = f(h)
-		}
-		h.ServeHTTP(w, r)
-	})
+func toRequest(r fakehttp.Request) Request {
+	return Request{Method: r.Method, Path: r.Path, Query: r.RawQuery, Body: string(r.Body),
+		Authorization: r.Header.Get("Authorization"), Status: r.Status}
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {

@@ -4,52 +4,28 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"io"
 	"net/http"
-	"regexp"
 	"sort"
-	"sync"
 	"time"
+
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 )
 
-// Fault wraps the fake's handler to inject an error or a delay.
-type Fault func(next http.Handler) http.Handler
+// Fault wraps the fake's handler to inject an error or a delay; see
+// fakehttp.Fault.
+type Fault = fakehttp.Fault
 
 // On applies f only to requests whose method is method ("" = any) and whose
 // path matches the regular expression path, and only to the first times of
 // them (times <= 0: to all). Other requests go straight to the handler.
-func On(method, path string, times int, f Fault) Fault {
-	re := regexp.MustCompile(path)
-	// The count lives outside the wrapper: the server re-wraps its handler
-	// on every request.
-	var mu sync.Mutex
-	n := 0
-	return func(next http.Handler) http.Handler {
-		faulty := f(next)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if (method == "" || r.Method == method) && re.MatchString(r.URL.Path) {
-				mu.Lock()
-				hit := times <= 0 || n < times
-				n++
-				mu.Unlock()
-				if hit {
-					faulty.ServeHTTP(w, r)
-					return
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
+func On(method, path string, times int, f Fault) Fault { return fakehttp.On(method, path, times, f) }
 
 // Fail answers httpCode with a google.rpc.Status body of gRPC code and message,
 // as KFP's grpc-gateway does (e.g. 503 / 14 UNAVAILABLE, 404 / 5 NOT_FOUND).
 func Fail(httpCode, code int, message string) Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeStatus(w, httpCode, code, message)
-		})
-	}
+	return fakehttp.Answer(func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, httpCode, code, message)
+	})
 }
 
 // Unavailable answers 503 with gRPC code 14, as an API server that is
@@ -60,37 +36,14 @@ func Unavailable() Fault {
 
 // Text answers httpCode with a text/plain body, as proxies and older API
 // servers do.
-func Text(httpCode int, body string) Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(httpCode)
-			io.WriteString(w, body)
-		})
-	}
-}
+func Text(httpCode int, body string) Fault { return fakehttp.Text(httpCode, body) }
 
 // Delay waits d (or until the client goes away) before handling the request.
-func Delay(d time.Duration) Fault {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-time.After(d):
-				next.ServeHTTP(w, r)
-			case <-r.Context().Done():
-			}
-		})
-	}
-}
+func Delay(d time.Duration) Fault { return fakehttp.Delay(d) }
 
 // Malformed answers 200 with a JSON body cut in the middle.
 func Malformed() Fault {
-	return func(http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"pipelines": [{"pipeline_id": "x`)
-		})
-	}
+	return fakehttp.Malformed("application/json", `{"pipelines": [{"pipeline_id": "x`)
 }
 
 // TarGz returns files (name → content) as a gzipped tar archive, the form

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 )
 
 // Request is one request the fake received.
@@ -99,8 +101,8 @@ type Server struct {
 	experiments []*Experiment
 	runs        []*Run
 	artifacts   map[string][]byte // runID/node/artifact → content as served
-	requests    []Request
-	faults      []Fault
+	rec         fakehttp.Recorder
+	faults      fakehttp.Injector
 }
 
 // Option configures a Server.
@@ -134,46 +136,30 @@ func New(opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.Server = httptest.NewServer(s.record(s.faulted(s.auth(s.routes()))))
+	s.Server = httptest.NewServer(s.rec.Wrap(s.faults.Wrap(s.auth(s.routes()))))
 	return s
 }
 
 // Inject adds faults; each wraps the handler (the last added is outermost),
 // inside request recording. See Fault and the constructors in faults.go.
-func (s *Server) Inject(faults ...Fault) {
-	s.mu.Lock()
-	s.faults = append(s.faults, faults...)
-	s.mu.Unlock()
-}
+func (s *Server) Inject(faults ...Fault) { s.faults.Inject(faults...) }
 
 // ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	s.faults = nil
-	s.mu.Unlock()
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // Requests returns every request received so far, in order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
+func (s *Server) Requests() []Request { return fakehttp.Convert(s.rec.Requests(), toRequest) }
 
 // Calls returns Request.String of every request, in order.
-func (s *Server) Calls() []string {
-	var out []string
-	for _, r := range s.Requests() {
-		out = append(out, r.String())
-	}
-	return out
-}
+func (s *Server) Calls() []string { return fakehttp.Strings(s.Requests()) }
 
 // ResetRequests forgets the recorded requests.
-func (s *Server) ResetRequests() {
-	s.mu.Lock()
-	s.requests = nil
-	s.mu.Unlock()
+func (s *Server) ResetRequests() { s.rec.Reset() }
+
+func toRequest(r fakehttp.Request) Request {
+	q, _ := url.ParseQuery(r.RawQuery)
+	return Request{Method: r.Method, Path: r.Path, Query: q, Body: r.Body,
+		File: uploadFile(r.Header.Get("Content-Type"), r.Body), Authorization: r.Header.Get("Authorization"), Status: r.Status}
 }
 
 // Pipelines returns copies of the stored pipelines, oldest first.
@@ -300,47 +286,6 @@ func (s *Server) run(id string) *Run {
 	return nil
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush lets slow faults push headers early.
-func (w *statusRecorder) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *Server) record(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Body: body, Authorization: r.Header.Get("Authorization")}
-		req.File = uploadFile(r.Header.Get("Content-Type"), body)
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		req.Status = rec.status
-		s.mu.Lock()
-		s.requests = append(s.requests, req)
-		s.mu.Unlock()
-	})
-}
-
 // uploadFile returns the "uploadfile" part of a multipart body, or nil.
 func uploadFile(contentType string, body []byte) []byte {
 	mt, params, err := mime.ParseMediaType(contentType)
@@ -358,19 +303,6 @@ func uploadFile(contentType string, body []byte) []byte {
 			return b
 		}
 	}
-}
-
-func (s *Server) faulted(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		faults := append([]Fault(nil), s.faults...)
-		s.mu.Unlock()
-		h := next
-		for _, f := range faults {
-			h = f(h)
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
