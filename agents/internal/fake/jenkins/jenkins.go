@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 )
 
 // Version is what the fake answers in the X-Jenkins header.
@@ -42,9 +44,18 @@ type Script struct {
 
 // Request is one request the fake received.
 type Request struct {
+	// Path is the path as sent (escaped); Query the raw query.
 	Method, Path, Query, ContentType, Body string
 	// Crumb is the Jenkins-Crumb header; Cookie the Cookie header.
 	Crumb, Cookie string
+}
+
+// String is "METHOD path?query" (path as sent, escaped; no "?" without a query).
+func (r Request) String() string {
+	if r.Query != "" {
+		return r.Method + " " + r.Path + "?" + r.Query
+	}
+	return r.Method + " " + r.Path
 }
 
 type job struct {
@@ -89,7 +100,7 @@ type Server struct {
 	session  string
 	crumbGen int
 	fetches  int
-	requests []Request
+	rec      fakehttp.Recorder
 }
 
 // New starts a fake Jenkins on loopback; Close it when done.
@@ -100,7 +111,7 @@ func New() *Server { return NewWith(nil) }
 func NewWith(wrap func(http.Handler) http.Handler) *Server {
 	s := &Server{jobs: map[string]*job{}, queue: map[int64]*queueItem{}, nextQ: 100}
 	s.rotateCrumb()
-	var h http.Handler = http.HandlerFunc(s.serve)
+	h := s.rec.Wrap(http.HandlerFunc(s.serve))
 	if wrap != nil {
 		h = wrap(h)
 	}
@@ -156,24 +167,16 @@ func (s *Server) CrumbFetches() int {
 	return s.fetches
 }
 
-// Requests returns the requests received so far, in order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
+// Requests returns the requests received so far, in order (not those a
+// fault of NewWith answered).
+func (s *Server) Requests() []Request { return fakehttp.Convert(s.rec.Requests(), toRequest) }
 
-// Calls returns "METHOD path?query" of every request (path as sent, escaped).
-func (s *Server) Calls() []string {
-	var out []string
-	for _, r := range s.Requests() {
-		c := r.Method + " " + r.Path
-		if r.Query != "" {
-			c += "?" + r.Query
-		}
-		out = append(out, c)
-	}
-	return out
+// Calls returns Request.String of every request.
+func (s *Server) Calls() []string { return fakehttp.Strings(s.Requests()) }
+
+func toRequest(r fakehttp.Request) Request {
+	return Request{Method: r.Method, Path: r.EscapedPath, Query: r.RawQuery, ContentType: r.Header.Get("Content-Type"),
+		Body: string(r.Body), Crumb: r.Header.Get("Jenkins-Crumb"), Cookie: r.Header.Get("Cookie")}
 }
 
 func (s *Server) rotateCrumb() {
@@ -191,8 +194,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery,
-		ContentType: r.Header.Get("Content-Type"), Body: string(body), Crumb: r.Header.Get("Jenkins-Crumb"), Cookie: r.Header.Get("Cookie")})
 	w.Header().Set("X-Jenkins", Version)
 
 	if s.User != "" {
@@ -241,7 +242,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	full := strings.Join(names, "/")
 	action := strings.Join(segs[i:], "/")
 	if full == "" {
-		s.serveRoot(w, r, action)
+		s.serveRoot(w, r, action, body)
 		return
 	}
 	j, ok := s.jobs[full]
@@ -252,7 +253,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.serveJob(w, r, full, j, action, body)
 }
 
-func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, action string) {
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, action string, body []byte) {
 	switch {
 	case action == "api/json" && r.Method == http.MethodGet:
 		var jobs []map[string]any
@@ -265,13 +266,13 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, action string
 		writeJSON(w, map[string]any{"_class": "hudson.model.Hudson", "mode": "NORMAL",
 			"nodeDescription": "the Jenkins controller", "useCrumbs": s.CrumbRequired, "useSecurity": s.User != "", "jobs": jobs})
 	case action == "createItem" && r.Method == http.MethodPost:
-		s.createItem(w, r, "")
+		s.createItem(w, r, "", body)
 	default:
 		http.Error(w, "Not Found", http.StatusNotFound)
 	}
 }
 
-func (s *Server) createItem(w http.ResponseWriter, r *http.Request, parent string) {
+func (s *Server) createItem(w http.ResponseWriter, r *http.Request, parent string, body []byte) {
 	name := r.URL.Query().Get("name")
 	if name == "" {
 		http.Error(w, "Query parameter 'name' is required", http.StatusBadRequest)
@@ -291,7 +292,7 @@ func (s *Server) createItem(w http.ResponseWriter, r *http.Request, parent strin
 		return
 	}
 	s.jobs[full] = &job{name: name, class: "org.jenkinsci.plugins.workflow.job.WorkflowJob",
-		config: s.requests[len(s.requests)-1].Body, script: s.Created, next: 1, builds: map[int64]*build{}}
+		config: string(body), script: s.Created, next: 1, builds: map[int64]*build{}}
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -320,7 +321,7 @@ func (s *Server) serveJob(w http.ResponseWriter, r *http.Request, full string, j
 		}
 		writeJSON(w, m)
 	case action == "createItem" && post && j.folder:
-		s.createItem(w, r, full)
+		s.createItem(w, r, full, body)
 	case action == "config.xml" && get:
 		w.Header().Set("Content-Type", "application/xml")
 		io.WriteString(w, j.config)
@@ -436,7 +437,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // Fault is an error injected by Inject: requests matching Method (""
 // any) and whose escaped path contains PathContains get Status and Body
-// (Times times; 0 means always), after Delay.
+// (Times times; 0 means always), after Delay. A Fault with Status 0 only
+// delays and sets Header, then lets the request through.
 type Fault struct {
 	Method, PathContains string
 	Status               int
@@ -451,44 +453,40 @@ type Fault struct {
 // Hits is how many requests the fault answered.
 func (f *Fault) Hits() int { return int(f.hits.Load()) }
 
-// Inject wraps h so that the faults answer before it does.
+// Inject wraps h so that the faults answer before it does; of the faults a
+// request matches, the first listed answers.
 func Inject(faults ...*Fault) func(http.Handler) http.Handler {
-	var mu sync.Mutex
-	return func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			var hit *Fault
-			for _, f := range faults {
-				if (f.Method == "" || f.Method == r.Method) && strings.Contains(r.URL.EscapedPath(), f.PathContains) &&
-					(f.Times == 0 || f.Hits() < f.Times) {
-					f.hits.Add(1)
-					hit = f
-					break
-				}
-			}
-			mu.Unlock()
-			if hit == nil {
-				h.ServeHTTP(w, r)
-				return
-			}
-			if hit.Delay > 0 {
-				select {
-				case <-time.After(hit.Delay):
-				case <-r.Context().Done():
-					return
-				}
-			}
-			for k, v := range hit.Header {
+	var inj fakehttp.Injector
+	for i := len(faults) - 1; i >= 0; i-- { // the last injected is outermost
+		inj.Inject(faults[i].fault())
+	}
+	return inj.Wrap
+}
+
+func (f *Fault) fault() fakehttp.Fault {
+	match := func(r *http.Request) bool {
+		return (f.Method == "" || f.Method == r.Method) && strings.Contains(r.URL.EscapedPath(), f.PathContains)
+	}
+	return fakehttp.When(match, f.Times, func(next http.Handler) http.Handler {
+		var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for k, v := range f.Header {
 				w.Header().Set(k, v)
 			}
-			if hit.Status == 0 {
-				h.ServeHTTP(w, r)
+			if f.Status == 0 {
+				next.ServeHTTP(w, r)
 				return
 			}
-			w.WriteHeader(hit.Status)
-			io.WriteString(w, hit.Body)
+			w.WriteHeader(f.Status)
+			io.WriteString(w, f.Body)
 		})
-	}
+		if f.Delay > 0 {
+			h = fakehttp.Delay(f.Delay)(h)
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.hits.Add(1)
+			h.ServeHTTP(w, r)
+		})
+	})
 }
 
 // BasicAuth is the Authorization header value of user and token, for tests
