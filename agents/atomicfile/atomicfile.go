@@ -4,6 +4,7 @@
 package atomicfile
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -49,10 +50,14 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 }
 
 // WriteJSON atomically writes v as indented JSON with a trailing newline.
+// Strings are written as they are (no \u003c-style escaping of <, > and &).
 func WriteJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	return WriteFile(path, append(data, '\n'), 0o644)
+	return WriteFile(path, b.Bytes(), 0o644)
 }

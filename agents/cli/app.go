@@ -5,12 +5,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -125,6 +127,8 @@ func NewApp(name, usage string, cmds ...*ucli.Command) *ucli.App {
 		Commands:             append(cmds, versionCommand()),
 	}
 	app.ExitErrHandler = func(*ucli.Context, error) {} // Run decides the exit code
+	// A --set value or an argv word may hold commas ("steps=[10, 100]").
+	app.DisableSliceFlagSeparator = true
 	return app
 }
 
@@ -133,7 +137,11 @@ func versionCommand() *ucli.Command {
 		Name:  "version",
 		Usage: "print the version",
 		Run: func(e *Env) (*Result, error) {
-			return &Result{Summary: e.CLI.App.Name + " " + Version, Outputs: map[string]string{"version": Version}}, nil
+			res := &Result{Summary: e.CLI.App.Name + " " + Version}
+			if e.Output == "json" {
+				res.Outputs = map[string]string{"version": Version}
+			}
+			return res, nil
 		},
 	})
 }
@@ -190,6 +198,9 @@ func runAction(c *ucli.Context, spec Spec) (err error) {
 	if err != nil {
 		return Usage("logging flags", err, "use --log-format text|json and --log-level debug|info|warn|error")
 	}
+	if spec.ArgsUsage == "" && c.Args().Len() > 0 {
+		return Usagef("run '"+c.App.Name+" "+spec.Name+" --help'", "unexpected argument %q: '%s' takes no arguments", c.Args().First(), spec.Name)
+	}
 	output := c.String("output")
 	if output != "text" && output != "json" {
 		return Usagef("use -o text or -o json", "unknown output format %q", output)
@@ -199,6 +210,12 @@ func runAction(c *ucli.Context, spec Spec) (err error) {
 		env.Build = BuildContext{
 			Workspace: c.String("workspace"), Branch: c.String("branch"), Commit: c.String("commit"),
 			ChangeID: c.String("change-id"), BuildURL: c.String("build-url"), BuildUser: c.String("build-user"),
+		}
+		if env.Build.Commit == "" {
+			env.Build.Commit = headCommit(ctxOr(c), env.Build.Workspace)
+			if env.Build.Commit != "" {
+				log.Debugf("--commit defaults to the workspace's HEAD %s", env.Build.Commit)
+			}
 		}
 		if env.Build.ChangeID != "" && !env.DryRun {
 			log.Infof("change request %s: planning only (--dry-run)", env.Build.ChangeID)
@@ -237,6 +254,17 @@ func runAction(c *ucli.Context, spec Spec) (err error) {
 			return Usage("load configuration", cerr, fix)
 		}
 		env.Config = cfg
+		known := map[string]bool{"BRANCHML_DATA_DIR": true} // the example's data lookup
+		for _, f := range c.Command.Flags {
+			if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
+				for _, v := range ef.GetEnvVars() {
+					known[v] = true
+				}
+			}
+		}
+		for _, name := range config.UnknownEnv(os.Environ(), known) {
+			log.Warnf("%s is not a branchml setting and is ignored (typo? 'branchml config env' lists them)", name)
+		}
 	}
 	res, err = spec.Run(env)
 	if err == nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -304,17 +332,21 @@ func Details(stage string, err error) *ErrorDetails {
 
 // redacted returns res with every string masked (through a JSON round trip).
 func redacted(res *Result) any {
-	js, err := json.Marshal(res)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(res); err != nil {
 		return res
 	}
-	return json.RawMessage(secrets.Redact(string(js)))
+	return json.RawMessage(secrets.Redact(strings.TrimSpace(b.String())))
 }
 
 func printSummary(w io.Writer, format string, res *Result) {
 	if format == "json" {
-		js, _ := json.MarshalIndent(redacted(res), "", "  ")
-		fmt.Fprintln(w, string(js))
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(redacted(res))
 		return
 	}
 	if res.Summary != "" {
@@ -458,6 +490,7 @@ func NewLogger(w io.Writer, format, level string) (*logrus.Logger, error) {
 func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	secrets.RegisterKnown(os.Getenv)
 	if app.Metadata == nil {
 		app.Metadata = map[string]any{}
 	}
@@ -550,4 +583,23 @@ func FlagsFirst(app *ucli.App, args []string) []string {
 	}
 	out := append(append([]string{}, args[:i]...), flags...)
 	return append(append(out, "--"), positional...)
+}
+
+func ctxOr(c *ucli.Context) context.Context {
+	if c.Context != nil {
+		return c.Context
+	}
+	return context.Background()
+}
+
+// headCommit is the HEAD commit of the git checkout at dir ("" = the
+// working directory), or "" when dir is not a git checkout.
+func headCommit(ctx context.Context, dir string) string {
+	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", "HEAD")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }

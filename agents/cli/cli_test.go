@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -176,7 +177,7 @@ func TestFlagsAfterPositionalArguments(t *testing.T) {
 	app := NewApp("branchml-test", "test", Command(Spec{
 		Name: "lineage",
 		Subcommands: []*ucli.Command{Command(Spec{
-			Name: "show", Stage: "test",
+			Name: "show", Stage: "test", ArgsUsage: "ID",
 			Flags: []ucli.Flag{&ucli.StringFlag{Name: "workspace"}},
 			Run: func(e *Env) (*Result, error) {
 				got, ws = e.CLI.Args().Slice(), e.CLI.String("workspace")
@@ -197,5 +198,53 @@ func TestFlagsAfterPositionalArguments(t *testing.T) {
 	}
 	if got := FlagsFirst(app, []string{"b", "lineage", "show", "x", "--", "-y"}); strings.Join(got, " ") != "b lineage show -- x -y" {
 		t.Errorf("FlagsFirst = %v", got)
+	}
+}
+
+func TestUnexpectedArgumentIsUsage(t *testing.T) {
+	var s seen
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "extra-arg")
+	if code != ExitUsage || !strings.Contains(errOut, `unexpected argument "extra-arg": 'run' takes no arguments`) {
+		t.Errorf("code %d err %q", code, errOut)
+	}
+}
+
+// A secret in a known variable is masked even in errors that come before
+// any agent reads it (a bad --set value echoing it).
+func TestKnownSecretsMaskedFromTheStart(t *testing.T) {
+	secrets.Reset()
+	t.Setenv("GITHUB_TOKEN", "ghp_secretvalue123")
+	var s seen
+	app := testApp(&s, func(e *Env) (*Result, error) {
+		return nil, Usagef("", "bad value %q", "ghp_secretvalue123")
+	})
+	code, out, errOut := runApp(t, app, "run", "-o", "json")
+	if code != ExitUsage || strings.Contains(out+errOut, "ghp_secretvalue123") || !strings.Contains(errOut, `bad value "***"`) {
+		t.Errorf("code %d out %s err %s", code, out, errOut)
+	}
+}
+
+func TestSliceFlagsKeepCommas(t *testing.T) {
+	var s seen
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--step", "a,b", "--step", "[1, 2]")
+	if code != 0 || len(s.steps) != 2 || s.steps[0] != "a,b" || s.steps[1] != "[1, 2]" {
+		t.Errorf("steps = %q", s.steps)
+	}
+}
+
+func TestCommitDefaultsToWorkspaceHEAD(t *testing.T) {
+	ws := t.TempDir()
+	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = ws
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	head, _ := exec.Command("git", "-C", ws, "rev-parse", "HEAD").Output()
+	var s seen
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--workspace", ws)
+	if code != 0 || s.env.Build.Commit != strings.TrimSpace(string(head)) || len(s.env.Build.Commit) != 40 {
+		t.Errorf("commit = %q, HEAD %q", s.env.Build.Commit, head)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -232,4 +233,62 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("valid config without project or branches: %+v", cfg)
 		}
 	})
+}
+
+func TestStrictYAML(t *testing.T) {
+	for name, body := range map[string]string{
+		"duplicate key":  base + "project: other\n",
+		"extra document": base + "---\nbogus: 1\n",
+	} {
+		p := write(t, body)
+		_, err := Load(p, WithEnviron(nil))
+		got := fieldErrors(t, err)
+		if len(got) != 1 {
+			t.Fatalf("%s: %q", name, got)
+		}
+		if name == "duplicate key" && !strings.Contains(got[0], `not valid YAML`) || name == "extra document" && !strings.Contains(got[0], "more than one YAML document") {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+	// A leading document marker is fine.
+	if _, err := Load(write(t, "---\n"+base), WithEnviron(nil)); err != nil {
+		t.Error(err)
+	}
+}
+
+// Values from the environment and --set take the schema's type: strings
+// stay strings ("0123", "on"), lists and numbers are parsed.
+func TestTypedOverrides(t *testing.T) {
+	p := write(t, base)
+	cfg, err := Load(p, WithEnviron([]string{
+		"BRANCHML_PROJECT=0123",
+		"BRANCHML_TRAINING_PARAMETERS_EPOCHS=3",
+		"BRANCHML_TRAINING_PARAMETERS_HIDDEN=16",
+	}), WithSets("pipeline.name=on", "deploy.canary.steps=[5, 100]", "training.parameters.seed=7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Project != "0123" || cfg.Pipeline.Name != "on" || !reflect.DeepEqual(cfg.Deploy.Canary.Steps, []int{5, 100}) {
+		t.Errorf("project %q pipeline %q steps %v", cfg.Project, cfg.Pipeline.Name, cfg.Deploy.Canary.Steps)
+	}
+	params := map[string]any{}
+	for k, v := range cfg.Training.Parameters {
+		params[k] = fmt.Sprint(v)
+	}
+	if !reflect.DeepEqual(params, map[string]any{"epochs": "3", "hidden": "16", "seed": "7"}) {
+		t.Errorf("parameters %v", params)
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := UnknownEnv([]string{
+		"BRANCHML_BACKENDS_PIPELINE_ENDPOINT=x", // typo: PIPELINES
+		"BRANCHML_BACKENDS_PIPELINES_ENDPOINT=x",
+		"BRANCHML_DRY_RUN=1",
+		"BRANCHML_TRAINING_PARAMETERS_EPOCHS=3",
+		"HOME=/root",
+	}, map[string]bool{"BRANCHML_DRY_RUN": true})
+	if !reflect.DeepEqual(got, []string{"BRANCHML_BACKENDS_PIPELINE_ENDPOINT"}) {
+		t.Errorf("UnknownEnv = %v", got)
+	}
 }

@@ -157,7 +157,10 @@ func parseYAMLDoc(name string, raw []byte) (map[string]any, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "the file is empty; it needs at least apiVersion, project and branches"}}}
 	}
-	js, err := yaml.YAMLToJSON(raw)
+	if extraDocument(raw) {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "has more than one YAML document (a '---' line after content); keep one"}}}
+	}
+	js, err := yaml.YAMLToJSONStrict(raw)
 	if err != nil {
 		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "not valid YAML: " + err.Error()}}}
 	}
@@ -172,6 +175,26 @@ func parseYAMLDoc(name string, raw []byte) (map[string]any, error) {
 		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Value: short(v), Problem: "the document must be a mapping of keys to values"}}}
 	}
 	return m, nil
+}
+
+// extraDocument reports whether raw has a document separator after content
+// (a leading "---" is allowed).
+func extraDocument(raw []byte) bool {
+	content := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "---") && strings.TrimSpace(strings.TrimPrefix(line, "---")) == "" {
+			if content {
+				return true
+			}
+			continue
+		}
+		content = true
+	}
+	return false
 }
 
 // merge deep-merges src into dst: mappings merge key by key, everything else
@@ -249,13 +272,41 @@ func applyEnv(doc map[string]any, environ []string, origin map[string]string) er
 		}
 		path, ok := fields[name]
 		if !ok {
-			continue // agents' flag variables (BRANCHML_DRY_RUN …) and others are not config fields
+			// A runtime parameter: BRANCHML_TRAINING_PARAMETERS_BATCH_SIZE sets
+			// training.parameters.batch_size.
+			if key, isParam := strings.CutPrefix(name, paramsPrefix); isParam && key != "" {
+				path = []string{"training", "parameters", strings.ToLower(key)}
+			} else {
+				continue // agents' flag variables (BRANCHML_DRY_RUN …) are not config fields
+			}
 		}
 		if err := setPath(doc, path, val, name, origin); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// paramsPrefix starts the variables of training.parameters entries.
+const paramsPrefix = EnvPrefix + "TRAINING_PARAMETERS_"
+
+// UnknownEnv returns the BRANCHML_* variables of environ that are neither a
+// config field, a training parameter, nor one of known (the agents' flag
+// variables): most likely typos, which would otherwise do nothing.
+func UnknownEnv(environ []string, known map[string]bool) []string {
+	fields := envFields()
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] || strings.HasPrefix(name, paramsPrefix) {
+			continue
+		}
+		if _, ok := fields[name]; !ok {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func applySets(doc map[string]any, sets []string, origin map[string]string) error {
@@ -273,7 +324,9 @@ func applySets(doc map[string]any, sets []string, origin map[string]string) erro
 
 func setPath(doc map[string]any, path []string, raw, source string, origin map[string]string) error {
 	var v any
-	if err := yaml.Unmarshal([]byte(raw), &v); err != nil || v == nil {
+	if leafType(path) == "string" {
+		v = raw // "0123", "on", "no" stay strings where the schema wants one
+	} else if err := yaml.Unmarshal([]byte(raw), &v); err != nil || v == nil {
 		v = raw
 	}
 	// Keep numbers as json.Number like the file layer, so validation sees one shape.
@@ -296,6 +349,46 @@ func setPath(doc map[string]any, path []string, raw, source string, origin map[s
 	m[path[len(path)-1]] = v
 	origin[strings.Join(path, ".")] = source
 	return nil
+}
+
+// leafType is the JSON Schema type of the field at path ("string",
+// "integer", "array", …; "" when the schema does not say one type).
+func leafType(path []string) string {
+	root := schemaDoc()
+	defs, _ := root["$defs"].(map[string]any)
+	node := root
+	resolve := func(n map[string]any) map[string]any {
+		if ref, ok := n["$ref"].(string); ok {
+			if d, ok := defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any); ok {
+				return d
+			}
+		}
+		return n
+	}
+	for _, p := range path {
+		props, _ := node["properties"].(map[string]any)
+		next, ok := props[p].(map[string]any)
+		if !ok {
+			if ap, isMap := node["additionalProperties"].(map[string]any); isMap {
+				next = ap
+			} else {
+				return ""
+			}
+		}
+		node = resolve(next)
+	}
+	if t, ok := node["type"].(string); ok {
+		return t
+	}
+	if enum, ok := node["enum"].([]any); ok && len(enum) > 0 {
+		if _, isString := enum[0].(string); isString {
+			return "string"
+		}
+	}
+	if c, ok := node["const"].(string); ok && c != "" {
+		return "string"
+	}
+	return ""
 }
 
 var (

@@ -27,6 +27,12 @@ func Command() *ucli.Command {
 			&ucli.BoolFlag{Name: "verbose", Usage: "also print the agents' logs"},
 		},
 		Run: func(e *cli.Env) (*cli.Result, error) {
+			for _, f := range []string{"dry-run", "config", "set"} {
+				if e.CLI.IsSet(f) {
+					return nil, cli.Usagef("leave out --"+f+": the quickstart makes its own repository and configuration under --workdir",
+						"quickstart does not take --%s", f)
+				}
+			}
 			opt := Options{
 				Data: e.CLI.String("data"), Workdir: e.CLI.String("workdir"), Example: e.CLI.String("example"),
 				Serve: e.CLI.Bool("serve"), Rerun: e.CLI.Bool("rerun"), Out: os.Stderr, Log: e.Log,

@@ -63,7 +63,7 @@ func (r *run) pass(ctx context.Context, n string) error {
 		return err
 	}
 	extra := map[string]any{}
-	if r.opt.Rerun && n == "2" {
+	if r.opt.Rerun {
 		extra["rerun"] = true
 	}
 	out, err := r.stage(ctx, "train", stageCall{agent: "branchml-train", app: train.App, from: "kf-pipeline", branch: "training"}, extra)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/branchml/branchml/agents/atomicfile"
@@ -88,6 +89,7 @@ func (r *run) render(w io.Writer, f *facts, p *Prediction) {
 	for _, ev := range f.Deploy.History {
 		fmt.Fprintf(w, "  %s  v%d  weight %3d%%  %-16s %s\n", ev.Time.Format("15:04:05.000"), ev.Version, ev.Weight, ev.Event, ev.Message)
 	}
+	fmt.Fprintf(w, "\nTo run the agents by hand on this workdir (see README.md, Running an agent by hand):\n%s", r.exports())
 	if p != nil {
 		fmt.Fprintf(w, "\nPrediction: POST %s\n  request:  %s\n  response: %s\n  → P(%s closes higher the trading day after %s) = %.4f (it actually went %s)\n",
 			p.URL, p.Request, p.Response, p.Ticker, p.Date, p.Probability, map[int]string{0: "down", 1: "up"}[p.Actual])
@@ -139,4 +141,21 @@ func indent(s string) string {
 		lines[i] = "  " + l
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// exports is the environment the quickstart gave every agent, as shell
+// export lines, with the workspace of each branch.
+func (r *run) exports() string {
+	keys := make([]string, 0, len(r.env))
+	for k := range r.env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  export %s=%s\n", k, r.env[k])
+	}
+	fmt.Fprintf(&b, "  # workspaces: %s/<branch>, e.g. branchml-deploy status --workspace %s\n",
+		filepath.Join(r.opt.Workdir, "jenkins", "workspace"), filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model"))
+	return b.String()
 }

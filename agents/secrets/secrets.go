@@ -126,3 +126,19 @@ func Reset() {
 	values = map[string]bool{}
 	mu.Unlock()
 }
+
+// Known are the environment variables that hold secrets for some agent
+// (each may also be given as NAME_FILE). RegisterKnown masks them all at
+// process start, before any configuration error could print one.
+var Known = []string{
+	"GITHUB_TOKEN", "KFP_TOKEN", "JENKINS_API_TOKEN", "REGISTRY_PASSWORD", "KAGGLE_KEY",
+}
+
+// RegisterKnown registers the values of every Known variable (and the
+// content of its _FILE) that getenv sees; unreadable files are skipped
+// here and reported by Get when the secret is used.
+func RegisterKnown(getenv func(string) string) {
+	for _, name := range Known {
+		_, _ = GetFrom(getenv, name)
+	}
+}

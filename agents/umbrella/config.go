@@ -3,11 +3,13 @@ package umbrella
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/secrets"
 )
 
@@ -37,6 +39,23 @@ func ConfigCommand() *ucli.Command {
 					}
 					fmt.Fprint(e.Out, secrets.Redact(string(out)))
 					return nil, nil
+				},
+			}),
+			cli.Command(cli.Spec{
+				Name: "env", Usage: "list the BRANCHML_* environment variables that set config fields",
+				Stage: "config",
+				Run: func(e *cli.Env) (*cli.Result, error) {
+					vars := map[string]string{}
+					var b strings.Builder
+					for _, kv := range config.EnvVars() {
+						vars[kv[0]] = kv[1]
+						fmt.Fprintf(&b, "%-52s %s\n", kv[0], kv[1])
+					}
+					b.WriteString("BRANCHML_TRAINING_PARAMETERS_<NAME>                  training.parameters.<name> (lower-cased)")
+					if e.Output == "json" {
+						return &cli.Result{Summary: "environment variables of config fields", Outputs: vars}, nil
+					}
+					return &cli.Result{Summary: b.String()}, nil
 				},
 			}),
 			cli.Command(cli.Spec{
