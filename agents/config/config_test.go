@@ -42,7 +42,7 @@ func TestLoadExample(t *testing.T) {
 	if cfg.Pipeline.Resources["train"].Memory != "2Gi" {
 		t.Errorf("train resources = %+v", cfg.Pipeline.Resources["train"])
 	}
-	if v := *cfg.Training.KPIs[0].Value; v != 0.5 || cfg.Training.KPIs[1].Baseline != "baselines.always_bullish.validation.auc" {
+	if v := *cfg.Training.KPIs[0].Value; v != 0.5 || cfg.Training.KPIs[1].Baseline != "baselines.always_bullish.validation.log_loss" {
 		t.Errorf("kpis = %+v", cfg.Training.KPIs)
 	}
 }

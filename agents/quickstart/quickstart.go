@@ -136,7 +136,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		return nil, cli.Failed("create the local ML repository", err, "remove "+opt.Workdir+" and run again")
 	}
 	r.repo = repo
-	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s (ds1 updated: %v)", repo.Remote, changed))
+	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s; %s", repo.Remote, map[bool]string{true: "examples/djia30 committed to ds1", false: "ds1 already has examples/djia30"}[changed]))
 
 	// What Jenkins would give every agent through withEnv: the shared state
 	// of the local backends and where the data comes from.

@@ -145,7 +145,7 @@ func TestQuickstartEndToEnd(t *testing.T) {
 		t.Fatalf("rerun: %v\n%s", err, out)
 	}
 	text = out.String()
-	for _, want := range []string{"(ds1 updated: false)", "built 0 of 3 components, 3 unchanged", "unchanged", "SUCCEEDED (reused)"} {
+	for _, want := range []string{"ds1 already has examples/djia30", "built 0 of 3 components, 3 unchanged", "unchanged", "SUCCEEDED (reused)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("rerun output lacks %q:\n%s", want, text)
 		}

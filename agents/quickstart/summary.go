@@ -85,7 +85,11 @@ func (r *run) render(w io.Writer, f *facts, p *Prediction) {
 	var lb bytes.Buffer
 	lineage.Show(&lb, f.Lineage)
 	fmt.Fprintf(w, "%s\n", indent(lb.String()))
-	fmt.Fprintf(w, "Deployment of %s: %s, stable v%d at %d%% canary weight\n", f.Deploy.Model, f.Deploy.Phase, f.Deploy.StableVersion, f.Deploy.CanaryWeight)
+	if f.Deploy.CanaryWeight > 0 {
+		fmt.Fprintf(w, "Deployment of %s: %s, stable v%d, canary v%d at %d%%\n", f.Deploy.Model, f.Deploy.Phase, f.Deploy.StableVersion, f.Deploy.CanaryVersion, f.Deploy.CanaryWeight)
+	} else {
+		fmt.Fprintf(w, "Deployment of %s: %s, v%d serves 100%% of the traffic\n", f.Deploy.Model, f.Deploy.Phase, f.Deploy.StableVersion)
+	}
 	for _, ev := range f.Deploy.History {
 		fmt.Fprintf(w, "  %s  v%d  weight %3d%%  %-16s %s\n", ev.Time.Format("15:04:05.000"), ev.Version, ev.Weight, ev.Event, ev.Message)
 	}
