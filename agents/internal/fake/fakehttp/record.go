@@ -47,8 +47,8 @@ func (r *Recorder) Wrap(next http.Handler) http.Handler {
 		var body []byte
 		if req.Body != nil {
 			body, _ = io.ReadAll(req.Body)
-			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
 		rec := &Request{Method: req.Method, Path: req.URL.Path, EscapedPath: req.URL.EscapedPath(),
 			RawQuery: req.URL.RawQuery, Header: req.Header.Clone(), Body: body}
 		r.mu.Lock()

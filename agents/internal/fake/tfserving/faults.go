@@ -3,8 +3,9 @@ package tfserving
 import (
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 )
 
 // Match selects the requests a fault applies to; nil matches every request.
@@ -16,44 +17,30 @@ func PathContains(s string) Match {
 	return func(r *http.Request) bool { return strings.Contains(r.URL.Path, s) }
 }
 
-func matches(m Match, r *http.Request) bool { return m == nil || m(r) }
+// when applies f to the first n requests m matches (n < 0: all; n = 0:
+// none).
+func when(h http.Handler, m Match, n int, f fakehttp.Fault) http.Handler {
+	if n == 0 {
+		return h
+	}
+	return fakehttp.When(m, max(n, 0), f)(h)
+}
 
 // Fail answers the first n matching requests (n < 0: all) with status and
 // TF Serving's error body {"error": "..."}, then passes through to h.
 func Fail(h http.Handler, m Match, status, n int) http.Handler {
-	var seen atomic.Int64
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if matches(m, r) && (n < 0 || seen.Add(1) <= int64(n)) {
-			writeErr(w, status, "injected %d", status)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	return when(h, m, n, fakehttp.Answer(func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, status, "injected %d", status)
+	}))
 }
 
 // Delay holds matching requests for d (or until the client gives up) before h.
 func Delay(h http.Handler, m Match, d time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if matches(m, r) {
-			select {
-			case <-time.After(d):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
+	return when(h, m, -1, fakehttp.Delay(d))
 }
 
 // Malformed answers matching requests with 200 and a body that is not JSON
 // nor Prometheus text.
 func Malformed(h http.Handler, m Match) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if matches(m, r) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write([]byte(`{"model_version_status": [{"version": 1, "state"`))
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	return when(h, m, -1, fakehttp.Malformed("application/json", `{"model_version_status": [{"version": 1, "state"`))
 }

@@ -11,6 +11,7 @@ package tfserving
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
 	tfs "github.com/branchml/branchml/agents/tfserving"
 )
 
@@ -77,15 +79,18 @@ type Server struct {
 	mu       sync.Mutex
 	versions map[int64]*version
 	labels   map[string]int64
-	calls    []Call
+	rec      fakehttp.Recorder
+	handler  http.Handler
 	counters tfs.Counters
 	inflight atomic.Int64
 }
 
 // New returns a fake serving model with no versions.
 func New(model string) *Server {
-	return &Server{model: model, versions: map[int64]*version{}, labels: map[string]int64{},
+	s := &Server{model: model, versions: map[int64]*version{}, labels: map[string]int64{},
 		counters: tfs.Counters{Latency: tfs.NewHistogram(tfs.LatencyBounds)}}
+	s.handler = s.rec.Wrap(http.HandlerFunc(s.serve))
+	return s
 }
 
 // Model is the served model's name.
@@ -169,9 +174,9 @@ func (s *Server) Configure(mc tfs.ModelConfig, behaviors map[int64]Behavior) err
 
 // Calls returns the requests received so far, in order.
 func (s *Server) Calls() []Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Call(nil), s.calls...)
+	return fakehttp.Convert(s.rec.Requests(), func(r fakehttp.Request) Call {
+		return Call{Method: r.Method, Path: r.Path, Body: string(r.Body)}
+	})
 }
 
 // Counters returns the predict counters the metrics endpoint reports.
@@ -196,24 +201,12 @@ func writeErr(w http.ResponseWriter, code int, format string, args ...any) {
 	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
-// ServeHTTP answers TF Serving's REST paths.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body := ""
-	if r.Body != nil {
-		raw := make([]byte, 0, 512)
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Body.Read(buf)
-			raw = append(raw, buf[:n]...)
-			if err != nil || len(raw) > 1<<20 {
-				break
-			}
-		}
-		body = string(raw)
-	}
-	s.mu.Lock()
-	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Body: body})
-	s.mu.Unlock()
+// ServeHTTP answers TF Serving's REST paths, recording every request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20+4096))
+	body := string(raw)
 
 	if r.URL.Path == tfs.MetricsPath {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
