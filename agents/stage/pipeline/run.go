@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,7 +54,9 @@ type Outputs struct {
 	VersionName  string            `json:"versionName"`
 	SpecHash     string            `json:"specHash"`
 	Images       map[string]string `json:"images"`
-	// Commit is the write-back commit on the pipeline branch ("" on a dry run).
+	// Commit is the write-back commit on the pipeline branch ("" on a dry
+	// run, and when the branch already held the same lock and composed spec
+	// so nothing was written back).
 	Commit string `json:"commit,omitempty"`
 	// Diff is the dry run's unified diff against the previous composed spec.
 	Diff string `json:"diff,omitempty"`
@@ -81,8 +84,12 @@ type latester interface {
 // Run composes the pipeline spec with the components lock of the build
 // branch, uploads it as a pipeline version (unless one with the same hash
 // exists) and writes the pipeline lock and the composed spec back to the
-// pipeline branch. Bad input is a cli.Usage error; a failed upload a
-// cli.Failed error, and nothing is written back.
+// pipeline branch. Write-backs are idempotent: when the version existed and
+// the branch's lock names it (same pipeline, version, spec hash and images)
+// the lock is kept as it is, and the composed spec is written only when it
+// differs, so a rerun (for example the build Jenkins starts for the
+// write-back commit itself) pushes nothing. Bad input is a cli.Usage error;
+// a failed upload a cli.Failed error, and nothing is written back.
 func Run(ctx context.Context, o Options) (*cli.Result, error) {
 	if o.Log == nil {
 		l := logrus.New()
@@ -164,27 +171,91 @@ func Run(ctx context.Context, o Options) (*cli.Result, error) {
 		PipelineID: v.PipelineID, PipelineName: v.PipelineName, VersionID: v.VersionID, VersionName: v.VersionName,
 		SpecHash: composed.Hash, Images: composed.Images,
 	}
-	lockJSON, err := json.MarshalIndent(lockOut, "", "  ")
+	files, what, err := writeBackFiles(ctx, o, pipeBranch, v, lockOut, composed.YAML)
 	if err != nil {
-		return nil, cli.Failed("encode pipeline lock", err, "")
+		return nil, err
+	}
+	summary := fmt.Sprintf("pipeline %s version %s %s", v.PipelineName, v.VersionName, out.Status)
+	if len(files) == 0 {
+		// Idempotent: writing the same lock with another sourceCommit would
+		// push a commit that triggers another build of the branch, forever.
+		o.Log.Infof("pipeline %s version %s (%s): %s; %s and %s on %s are up to date, nothing written back",
+			v.PipelineName, v.VersionName, v.VersionID, out.Status, records.PipelineLockPath, ComposedPath, pipeBranch)
+		return &cli.Result{Summary: summary + "; nothing written back", Outputs: out}, nil
 	}
 	sha, err := o.Forge.WriteBack(ctx, forge.WriteBack{
-		Branch: pipeBranch,
-		Files: map[string][]byte{
-			records.PipelineLockPath: append(lockJSON, '\n'),
-			ComposedPath:             composed.YAML,
-		},
-		Message: fmt.Sprintf("branchml pipeline: version %s for %s", v.VersionName, o.Commit),
+		Branch:  pipeBranch,
+		Files:   files,
+		Message: fmt.Sprintf("branchml pipeline: %s %s for %s", what, v.VersionName, o.Commit),
 	})
 	if err != nil {
 		return nil, cli.Failed("write back to "+pipeBranch, err, "re-run the stage: the upload is idempotent and will be found")
 	}
 	out.Commit = sha
 	o.Log.Infof("pipeline %s version %s (%s): %s", v.PipelineName, v.VersionName, v.VersionID, out.Status)
-	return &cli.Result{
-		Summary: fmt.Sprintf("pipeline %s version %s %s", v.PipelineName, v.VersionName, out.Status),
-		Outputs: out,
-	}, nil
+	return &cli.Result{Summary: summary, Outputs: out}, nil
+}
+
+// writeBackFiles returns the files to write back to the pipeline branch and
+// what the commit is about. A version that was not created (its hash
+// existed) leaves a lock on the branch that names the same version, spec
+// hash and images alone: that lock's sourceCommit is the commit that created
+// the version. The composed spec is written only when it differs from the
+// branch's. Nothing to write gives no files.
+func writeBackFiles(ctx context.Context, o Options, branch string, v *pipelines.Version, lock records.PipelineLock, composed []byte) (map[string][]byte, string, error) {
+	files := map[string][]byte{}
+	writeLock := true
+	if !v.Created {
+		raw, err := o.Forge.ReadFile(ctx, branch, records.PipelineLockPath)
+		switch {
+		case err == nil:
+			var cur records.PipelineLock
+			if jerr := json.Unmarshal(raw, &cur); jerr != nil {
+				o.Log.Warnf("%s on %s is not a pipeline lock (%v): rewriting it", records.PipelineLockPath, branch, jerr)
+			} else if sameVersion(&cur, &lock) {
+				writeLock = false
+			}
+		case !errors.Is(err, forge.ErrNotFound):
+			return nil, "", cli.Failed("read "+records.PipelineLockPath+" on "+branch, err, "check the forge settings and credentials")
+		}
+	}
+	what := "version"
+	if writeLock {
+		js, err := json.MarshalIndent(lock, "", "  ")
+		if err != nil {
+			return nil, "", cli.Failed("encode pipeline lock", err, "")
+		}
+		files[records.PipelineLockPath] = append(js, '\n')
+	}
+	cur, err := o.Forge.ReadFile(ctx, branch, ComposedPath)
+	switch {
+	case err == nil && bytes.Equal(cur, composed):
+	case err == nil || errors.Is(err, forge.ErrNotFound):
+		files[ComposedPath] = composed
+		if !writeLock {
+			what = "composed spec of version"
+		}
+	default:
+		return nil, "", cli.Failed("read "+ComposedPath+" on "+branch, err, "check the forge settings and credentials")
+	}
+	return files, what, nil
+}
+
+// sameVersion reports whether two pipeline locks name the same version of
+// the same pipeline on the same backend, with the same spec hash and
+// images; the source commit does not count.
+func sameVersion(a, b *records.PipelineLock) bool {
+	if a.APIVersion != b.APIVersion || a.Kind != b.Kind || a.Backend != b.Backend || a.Endpoint != b.Endpoint ||
+		a.PipelineID != b.PipelineID || a.PipelineName != b.PipelineName || a.VersionID != b.VersionID ||
+		a.VersionName != b.VersionName || a.SpecHash != b.SpecHash || len(a.Images) != len(b.Images) {
+		return false
+	}
+	for k, v := range a.Images {
+		if w, ok := b.Images[k]; !ok || w != v {
+			return false
+		}
+	}
+	return a.SourceCommit != ""
 }
 
 func uploadFix(err error) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,9 +84,42 @@ func setup(t *testing.T, spec string, withLock bool) *env {
 }
 
 func (e *env) run(t *testing.T, dry bool) (*cli.Result, string, error) {
+	return e.runAt(t, commit, dry)
+}
+
+func (e *env) runAt(t *testing.T, c string, dry bool) (*cli.Result, string, error) {
 	var out bytes.Buffer
-	res, err := Run(context.Background(), Options{Config: e.cfg, Forge: e.forge, Backend: e.c, Workspace: e.ws, Commit: commit, DryRun: dry, Out: &out})
+	res, err := Run(context.Background(), Options{Config: e.cfg, Forge: e.forge, Backend: e.c, Workspace: e.ws, Commit: c, DryRun: dry, Out: &out})
 	return res, out.String(), err
+}
+
+// git runs git on the bare remote and returns its trimmed output.
+func (e *env) git(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", append([]string{"--git-dir", e.forge.Remote()}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("git %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// tip is the commit kf-pipeline points at.
+func (e *env) tip(t *testing.T) string { return e.git(t, "rev-parse", "refs/heads/kf-pipeline") }
+
+// commits counts the commits of kf-pipeline.
+func (e *env) commits(t *testing.T) string { return e.git(t, "rev-list", "--count", "refs/heads/kf-pipeline") }
+
+func (e *env) lock(t *testing.T) records.PipelineLock {
+	t.Helper()
+	raw, err := e.forge.ReadFile(context.Background(), "kf-pipeline", records.PipelineLockPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l records.PipelineLock
+	if err := json.Unmarshal(raw, &l); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 const small = "../../pipelinespec/testdata/small.yaml"
@@ -123,14 +157,111 @@ func TestRunTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	o2 := res2.Outputs.(*Outputs)
-	if o2.Status != "unchanged" || o2.VersionID != o.VersionID || o2.Commit != o.Commit {
+	if o2.Status != "unchanged" || o2.VersionID != o.VersionID || o2.Commit != "" || o.Commit == "" {
 		t.Errorf("second run = %+v, first %+v", o2, o)
 	}
-	if !strings.Contains(res2.Summary, "unchanged") {
+	if tip := e.tip(t); tip != o.Commit {
+		t.Errorf("second run moved kf-pipeline from %s to %s", o.Commit, tip)
+	}
+	if !strings.HasSuffix(res2.Summary, " unchanged; nothing written back") {
 		t.Errorf("summary %q", res2.Summary)
 	}
 	if len(e.kfp.Pipelines()) != 1 || len(e.kfp.Versions("")) != 1 {
 		t.Errorf("pipelines %d versions %d", len(e.kfp.Pipelines()), len(e.kfp.Versions("")))
+	}
+}
+
+// On Jenkins every write-back commit starts another build of the pipeline
+// branch; an unchanged version must write nothing back, or the builds never
+// end. The lock keeps the sourceCommit of the commit that created the
+// version.
+func TestWriteBackIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t, small, true)
+	res, _, err := e.run(t, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := res.Outputs.(*Outputs)
+	tip, count := e.tip(t), e.commits(t)
+	if first.Status != "created" || first.Commit != tip || count != "2" { // init, the pipeline lock
+		t.Fatalf("first run: %+v; tip %s, %s commits", first, tip, count)
+	}
+	composed, _ := e.forge.ReadFile(ctx, "kf-pipeline", ComposedPath)
+	// Three builds: of the write-back commit itself, then of two more commits.
+	for i, c := range []string{tip, "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a", "5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b"} {
+		res, _, err := e.runAt(t, c, false)
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		o := res.Outputs.(*Outputs)
+		if o.Status != "unchanged" || o.Commit != "" || o.VersionID != first.VersionID || o.VersionName != first.VersionName ||
+			res.Summary != "pipeline djia30-sentiment version "+first.VersionName+" unchanged; nothing written back" {
+			t.Errorf("build %d: %q %+v", i, res.Summary, o)
+		}
+		if got := e.tip(t); got != tip {
+			t.Errorf("build %d moved kf-pipeline from %s to %s", i, tip, got)
+		}
+		if got := e.commits(t); got != count {
+			t.Errorf("build %d: kf-pipeline has %s commits, want %s", i, got, count)
+		}
+		if l := e.lock(t); l.SourceCommit != commit || l.VersionID != first.VersionID {
+			t.Errorf("build %d: lock %+v, want sourceCommit %s", i, l, commit)
+		}
+	}
+	if got, _ := e.forge.ReadFile(ctx, "kf-pipeline", ComposedPath); !bytes.Equal(got, composed) {
+		t.Error("composed spec changed")
+	}
+
+	// A composed spec edited on the branch is rewritten alone; the lock stays.
+	if _, err := e.forge.WriteBack(ctx, forge.WriteBack{Branch: "kf-pipeline", Files: map[string][]byte{ComposedPath: []byte("edited\n")}, Message: "edit"}); err != nil {
+		t.Fatal(err)
+	}
+	edited := e.tip(t)
+	res, _, err = e.runAt(t, edited, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := res.Outputs.(*Outputs); o.Status != "unchanged" || o.Commit == "" || o.Commit != e.tip(t) || e.commits(t) != "4" {
+		t.Errorf("after an edit: %+v, %s commits", o, e.commits(t))
+	}
+	if got, _ := e.forge.ReadFile(ctx, "kf-pipeline", ComposedPath); !bytes.Equal(got, composed) {
+		t.Error("composed spec not restored")
+	}
+	if l := e.lock(t); l.SourceCommit != commit {
+		t.Errorf("lock rewritten: %+v", l)
+	}
+	if msg := e.git(t, "log", "-1", "--format=%s", "refs/heads/kf-pipeline"); msg != "branchml pipeline: composed spec of version "+first.VersionName+" for "+edited {
+		t.Errorf("message %q", msg)
+	}
+	tip = e.tip(t)
+	if res, _, err = e.runAt(t, tip, false); err != nil || res.Outputs.(*Outputs).Commit != "" || e.tip(t) != tip {
+		t.Errorf("after the restore: %+v %v", res, err)
+	}
+
+	// A new spec is a new version and a new lock made by its commit; going
+	// back to the first spec finds the first version but the lock names the
+	// second, so the lock is rewritten (once).
+	e.cfg.Pipeline.Resources["train"] = config.Resources{CPU: "4", Memory: "2Gi"}
+	const c2, c3 = "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c", "7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d7d"
+	res, _, err = e.runAt(t, c2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := res.Outputs.(*Outputs)
+	if l := e.lock(t); second.Status != "created" || l.SourceCommit != c2 || l.VersionID != second.VersionID || e.commits(t) != "5" {
+		t.Errorf("new spec: %+v, lock %+v", second, l)
+	}
+	e.cfg.Pipeline.Resources["train"] = config.Resources{CPU: "2", Memory: "2Gi"}
+	for i := 0; i < 2; i++ {
+		res, _, err = e.runAt(t, c3, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := res.Outputs.(*Outputs)
+		if l := e.lock(t); o.Status != "unchanged" || o.VersionID != first.VersionID || l.VersionID != first.VersionID || l.SourceCommit != c3 || e.commits(t) != "6" {
+			t.Errorf("back to the first spec (%d): %+v, lock %+v, %s commits", i, o, l, e.commits(t))
+		}
 	}
 }
 
