@@ -125,3 +125,37 @@ func (w *statusWriter) Flush() {
 		f.Flush()
 	}
 }
+
+// Fake is the request recording and fault injection of a fake server whose
+// own request type is T; embed it (as a pointer, from NewFake) to give the
+// server Inject, ClearFaults, Requests, Calls and ResetRequests.
+type Fake[T interface{ String() string }] struct {
+	rec     Recorder
+	inj     Injector
+	convert func(Request) T
+}
+
+// NewFake returns a Fake whose Requests are made with convert.
+func NewFake[T interface{ String() string }](convert func(Request) T) *Fake[T] {
+	return &Fake[T]{convert: convert}
+}
+
+// Handler returns h recording every request, with the injected faults
+// inside the recording.
+func (f *Fake[T]) Handler(h http.Handler) http.Handler { return f.rec.Wrap(f.inj.Wrap(h)) }
+
+// Inject adds faults; each wraps the handler (the last added is
+// outermost), inside request recording.
+func (f *Fake[T]) Inject(faults ...Fault) { f.inj.Inject(faults...) }
+
+// ClearFaults removes every injected fault.
+func (f *Fake[T]) ClearFaults() { f.inj.Clear() }
+
+// Requests returns every request received so far, in order.
+func (f *Fake[T]) Requests() []T { return Convert(f.rec.Requests(), f.convert) }
+
+// Calls returns the String of every request received, in order.
+func (f *Fake[T]) Calls() []string { return Strings(f.Requests()) }
+
+// ResetRequests forgets the recorded requests.
+func (f *Fake[T]) ResetRequests() { f.rec.Reset() }

@@ -46,13 +46,14 @@ func (r Request) String() string {
 // Server is the fake. Its methods are safe for concurrent use.
 type Server struct {
 	*httptest.Server
+	// Fake records the requests and injects faults (Inject, ClearFaults,
+	// Requests, Calls, ResetRequests).
+	*fakehttp.Fake[Request]
 	Owner, Repo string
 	token       string
 
-	mu     sync.Mutex
-	repo   *repo
-	rec    fakehttp.Recorder
-	faults fakehttp.Injector
+	mu   sync.Mutex
+	repo *repo
 }
 
 // Option configures a Server.
@@ -70,7 +71,7 @@ func WithRepo(owner, repo string) Option {
 // New starts a fake serving one empty repository at URL+"/" (and, as GitHub
 // Enterprise does, at URL+"/api/v3/"). Close it when done.
 func New(opts ...Option) *Server {
-	s := &Server{Owner: "acme", Repo: "ml", repo: newRepo()}
+	s := &Server{Fake: fakehttp.NewFake(toRequest), Owner: "acme", Repo: "ml", repo: newRepo()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -78,7 +79,7 @@ func New(opts ...Option) *Server {
 	root := http.NewServeMux()
 	root.Handle("/api/v3/", http.StripPrefix("/api/v3", mux))
 	root.Handle("/", mux)
-	s.Server = httptest.NewServer(s.rec.Wrap(s.faults.Wrap(s.auth(root))))
+	s.Server = httptest.NewServer(s.Handler(s.auth(root)))
 	return s
 }
 
@@ -91,22 +92,6 @@ func Start(t interface{ Cleanup(func()) }, opts ...Option) *Server {
 
 // APIURL is the base URL to give a GitHub client ("<URL>/").
 func (s *Server) APIURL() string { return s.URL + "/" }
-
-// Inject adds faults; each wraps the handler (the last added is outermost),
-// inside request recording. See Fault and the constructors in faults.go.
-func (s *Server) Inject(faults ...Fault) { s.faults.Inject(faults...) }
-
-// ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() { s.faults.Clear() }
-
-// Requests returns a copy of every request received, in order.
-func (s *Server) Requests() []Request { return fakehttp.Convert(s.rec.Requests(), toRequest) }
-
-// Calls returns Request.String of every request received, in order.
-func (s *Server) Calls() []string { return fakehttp.Strings(s.Requests()) }
-
-// ResetRequests forgets the recorded requests.
-func (s *Server) ResetRequests() { s.rec.Reset() }
 
 func toRequest(r fakehttp.Request) Request {
 	return Request{Method: r.Method, Path: r.Path, Query: r.RawQuery, Body: string(r.Body),

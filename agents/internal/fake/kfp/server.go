@@ -89,6 +89,9 @@ func (r *Run) State() string { return r.States[r.Step] }
 // Server is the fake. Its methods are safe for concurrent use.
 type Server struct {
 	*httptest.Server
+	// Fake records the requests and injects faults (Inject, ClearFaults,
+	// Requests, Calls, ResetRequests).
+	*fakehttp.Fake[Request]
 	token          string
 	legacyConflict bool
 	defaultStates  []string
@@ -101,8 +104,6 @@ type Server struct {
 	experiments []*Experiment
 	runs        []*Run
 	artifacts   map[string][]byte // runID/node/artifact → content as served
-	rec         fakehttp.Recorder
-	faults      fakehttp.Injector
 }
 
 // Option configures a Server.
@@ -129,6 +130,7 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // New starts a fake on loopback; close it with Close.
 func New(opts ...Option) *Server {
 	s := &Server{
+		Fake:          fakehttp.NewFake(toRequest),
 		defaultStates: []string{"PENDING", "RUNNING", "SUCCEEDED"},
 		now:           func() time.Time { return time.Now().UTC().Truncate(time.Second) },
 		artifacts:     map[string][]byte{},
@@ -136,25 +138,9 @@ func New(opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.Server = httptest.NewServer(s.rec.Wrap(s.faults.Wrap(s.auth(s.routes()))))
+	s.Server = httptest.NewServer(s.Handler(s.auth(s.routes())))
 	return s
 }
-
-// Inject adds faults; each wraps the handler (the last added is outermost),
-// inside request recording. See Fault and the constructors in faults.go.
-func (s *Server) Inject(faults ...Fault) { s.faults.Inject(faults...) }
-
-// ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() { s.faults.Clear() }
-
-// Requests returns every request received so far, in order.
-func (s *Server) Requests() []Request { return fakehttp.Convert(s.rec.Requests(), toRequest) }
-
-// Calls returns Request.String of every request, in order.
-func (s *Server) Calls() []string { return fakehttp.Strings(s.Requests()) }
-
-// ResetRequests forgets the recorded requests.
-func (s *Server) ResetRequests() { s.rec.Reset() }
 
 func toRequest(r fakehttp.Request) Request {
 	q, _ := url.ParseQuery(r.RawQuery)
