@@ -31,8 +31,9 @@ import (
 
 // Input is what the training stage knows after a run: the run record it
 // wrote back, the pipeline lock and components lock it ran with, and the
-// build context of the Jenkins build (Build.Commit is the PR head on PR
-// builds; when empty, Run.SourceCommit is used).
+// build context of the Jenkins build. The lineage's commit is the run's
+// Run.SourceCommit (the commit it was trained for, also when a later build
+// reuses the run); Build.Commit only when the record has none.
 type Input struct {
 	Run        records.RunRecord
 	Pipeline   records.PipelineLock
@@ -67,7 +68,8 @@ func SnapshotName(volume, lineageID string) string { return volume + "-" + linea
 // backend is a storage.Annotator, under storage.AnnotationLineage) and
 // writes it to records.LineageDir/<id>.json on the train branch in one
 // commit. Running it twice for the same commit and run creates nothing
-// twice. Errors are *cli.Error: Usage for bad input (a run that did not
+// twice: when the train branch holds the record already, it is returned as
+// it is, and neither a snapshot is taken nor a commit made. Errors are *cli.Error: Usage for bad input (a run that did not
 // succeed, no commit), Failed for backend failures (wrapping
 // *storage.ObjectError).
 func Run(ctx context.Context, o Options) (*lineage.Record, error) {
@@ -88,6 +90,25 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 		o.Log.Infof("would snapshot volume %s as %s and %s as %s, and write %s", rec.Data.Volume, rec.Data.Snapshot,
 			rec.Model.Snapshot.Volume, rec.Model.Snapshot.Snapshot, lineage.Path(rec.ID))
 		return rec, nil
+	}
+	branch := o.Config.Branches[config.StageTrain]
+	if branch == "" {
+		branch = "training"
+	}
+	if o.Forge != nil {
+		// Recorded already (a rerun of the stage for the same run): the
+		// snapshots were ready before the record was written. Taking them
+		// again would snapshot the volumes as they are now, and rewriting
+		// the record would push a commit that starts another build.
+		done, err := recorded(ctx, o.Forge, branch, rec)
+		if err != nil {
+			return nil, err
+		}
+		if done != nil {
+			o.Log.Infof("lineage %s of run %s is recorded on %s already (snapshots %s, %s): nothing to do",
+				done.ID, done.Run.ID, branch, done.Data.Snapshot, done.Model.Snapshot.Snapshot)
+			return done, nil
+		}
 	}
 	labels, ann := Labels(rec)
 	for _, ref := range []*lineage.SnapshotRef{&rec.Data, &rec.Model.Snapshot} {
@@ -116,10 +137,6 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 		o.Log.Warnf("no forge: lineage %s was not written back", rec.ID)
 		return rec, nil
 	}
-	branch := o.Config.Branches[config.StageTrain]
-	if branch == "" {
-		branch = "training"
-	}
 	sha, err := o.Forge.WriteBack(ctx, forge.WriteBack{
 		Branch:  branch,
 		Files:   map[string][]byte{lineage.Path(rec.ID): raw},
@@ -130,6 +147,23 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 	}
 	o.Log.Infof("lineage %s written to %s at %s", rec.ID, branch, sha)
 	return rec, nil
+}
+
+// recorded returns the lineage record of rec's ID on branch when there is
+// a valid one for the same run; nil when there is none.
+func recorded(ctx context.Context, f forge.Forge, branch string, rec *lineage.Record) (*lineage.Record, error) {
+	raw, err := f.ReadFile(ctx, branch, lineage.Path(rec.ID))
+	if errors.Is(err, forge.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, cli.Failed("read "+lineage.Path(rec.ID)+" on "+branch, err, "check the forge (backends.forge) and its credentials")
+	}
+	done, err := lineage.Parse(raw)
+	if err != nil || done.ID != rec.ID || done.Run.ID != rec.Run.ID {
+		return nil, nil // not a record of this run: it is rewritten
+	}
+	return done, nil
 }
 
 func role(ref *lineage.SnapshotRef, rec *lineage.Record) string {
@@ -186,9 +220,11 @@ func Labels(rec *lineage.Record) (labels, annotations map[string]string) {
 // Plan builds the lineage record of in without touching any backend: IDs,
 // snapshot names, the chain; handles and snapshot times are left empty.
 func Plan(cfg *config.Config, in Input, st storage.Backend, now time.Time) (*lineage.Record, error) {
-	commit := in.Build.Commit
+	// The run's own commit first: a run reused by a later build (of a
+	// write-back commit, say) keeps its lineage ID.
+	commit := in.Run.SourceCommit
 	if commit == "" {
-		commit = in.Run.SourceCommit
+		commit = in.Build.Commit
 	}
 	switch {
 	case commit == "":

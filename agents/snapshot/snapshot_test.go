@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,6 +145,65 @@ func TestRunSnapshotsRecordsAndWritesBack(t *testing.T) {
 	if list, _ := w.st.ListSnapshots(ctx, "djia30-data"); len(list) != 1 {
 		t.Fatalf("%d data snapshots after two runs, want 1", len(list))
 	}
+}
+
+// A rerun for a recorded run (a later build reusing it, from another
+// commit, at another time) takes no snapshot and commits nothing: the
+// record on the training branch is returned as it is, with its ID made
+// from the run's own commit.
+func TestRunAgainForARecordedRunChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	opts := Options{Config: w.cfg, Storage: w.st, Forge: w.forge, Input: testInput(), Log: quiet(), Now: func() time.Time { return t0.Add(6 * time.Minute) }}
+	rec, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := lineage.ID(commit, "run-5d1c2a")
+	written, _ := w.forge.ReadFile(ctx, "training", lineage.Path(id))
+	tip, count := git(t, w.remote, "rev-parse", "refs/heads/training"), git(t, w.remote, "rev-list", "--count", "refs/heads/training")
+	for i, build := range []string{commit, "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"} {
+		opts.Input.Build.Commit = build // the build of a write-back commit reusing the run
+		opts.Input.Build.BuildURL = "https://jenkins.example.com/job/djia30/" + strconv.Itoa(43+i) + "/"
+		opts.Now = func() time.Time { return t0.Add(time.Duration(10+i) * time.Minute) }
+		again, err := Run(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.ID != id || again.Data.Handle != rec.Data.Handle || !again.CreatedAt.Equal(rec.CreatedAt) || again.Source.Commit != commit {
+			t.Errorf("build %d: record %+v", i, again)
+		}
+		if got := git(t, w.remote, "rev-parse", "refs/heads/training"); got != tip {
+			t.Errorf("build %d moved training", i)
+		}
+		if got := git(t, w.remote, "rev-list", "--count", "refs/heads/training"); got != count {
+			t.Errorf("build %d: %s commits on training, want %s", i, got, count)
+		}
+		for _, v := range []string{"djia30-data", "djia30-model"} {
+			if list, _ := w.st.ListSnapshots(ctx, v); len(list) != 1 {
+				t.Errorf("build %d: %d snapshots of %s, want 1", i, len(list), v)
+			}
+		}
+	}
+	if got, _ := w.forge.ReadFile(ctx, "training", lineage.Path(id)); string(got) != string(written) {
+		t.Error("lineage record rewritten")
+	}
+	// Without the run's commit, the build's is used.
+	in := testInput()
+	in.Run.SourceCommit, in.Build.Commit = "", "3333333333333333333333333333333333333333"
+	plan, err := Plan(w.cfg, in, w.st, t0)
+	if err != nil || plan.ID != lineage.ID(in.Build.Commit, "run-5d1c2a") {
+		t.Errorf("plan = %+v, %v", plan, err)
+	}
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", append([]string{"--git-dir", dir}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("git %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func TestRunRefusesBadInputAndPlansDryRun(t *testing.T) {

@@ -64,7 +64,8 @@ type Options struct {
 	// DryRun plans only: validate, read the pipeline lock, print the run it
 	// would start with its parameters; nothing is created or written.
 	DryRun bool
-	// Rerun starts a new run even when this commit already has one.
+	// Rerun starts a new run even when this commit already has one. A
+	// CANCELED or CANCELING run is never reused, also without Rerun.
 	Rerun bool
 	// ConfigPath is branchml.yaml's path in the repository (default
 	// "branchml.yaml"). When the latest run was made for another commit
@@ -98,7 +99,9 @@ type Result struct {
 	PipelineID  string         `json:"pipelineId"`
 	VersionID   string         `json:"versionId"`
 	Parameters  map[string]any `json:"parameters"`
-	// Reused is true when the run existed already for this commit.
+	// Reused is true when the run existed already for this commit (or one
+	// that changes nothing training reads); a reused, finished run writes
+	// nothing back and is not snapshotted again.
 	Reused bool              `json:"reused,omitempty"`
 	Model  *records.ModelRef `json:"model,omitempty"`
 	// DataVolume and ModelVolume are the provisioned (or planned) volumes.

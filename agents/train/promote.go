@@ -28,8 +28,21 @@ func (s *stage) snapshot(ctx context.Context) error {
 		s.log().Warnf("snapshot.enabled is true but no snapshot stage is wired; volumes not snapshotted")
 		return nil
 	}
+	if s.res.Reused && s.rec.LineageID != "" {
+		// The lineage is written after the snapshots are ready, and the record
+		// names it only after that: this run is snapshotted already.
+		s.res.LineageID = s.rec.LineageID
+		s.log().Infof("run %s is snapshotted already: lineage %s", s.res.RunID, s.rec.LineageID)
+		return nil
+	}
+	// The run's own commit (and build), also for a reused run: the lineage ID
+	// is derived from commit and run, so it is the same ID on every attempt.
+	buildURL := s.rec.BuildURL
+	if buildURL == "" {
+		buildURL = s.o.BuildURL
+	}
 	out, err := s.o.Snapshotter.Snapshot(ctx, SnapshotRequest{Config: s.cfg, Record: s.rec, DataVolume: s.res.DataVolume,
-		ModelVolume: s.res.ModelVolume, SourceCommit: s.o.Commit, BuildURL: s.o.BuildURL})
+		ModelVolume: s.res.ModelVolume, SourceCommit: s.sourceCommit(), BuildURL: buildURL})
 	if err != nil {
 		var ce *cli.Error
 		if errors.As(err, &ce) {
@@ -100,7 +113,7 @@ func (s *stage) promote(ctx context.Context) error {
 	} else if !errors.Is(err, forge.ErrNotFound) {
 		return cli.Failed("read "+records.DeploySpecPath+" on "+deploy, err, "check the forge (backends.forge) and its credentials")
 	}
-	spec := records.DeploySpec{APIVersion: records.APIVersion, Kind: "DeploySpec", Model: *m, LineageID: s.res.LineageID, RunID: s.res.RunID, SourceCommit: s.o.Commit}
+	spec := records.DeploySpec{APIVersion: records.APIVersion, Kind: "DeploySpec", Model: *m, LineageID: s.res.LineageID, RunID: s.res.RunID, SourceCommit: s.sourceCommit()}
 	y, err := yaml.Marshal(spec)
 	if err != nil {
 		return cli.Failed("promote run "+s.res.RunID, err, "")
@@ -118,7 +131,7 @@ func (s *stage) promote(ctx context.Context) error {
 		files[filepath.Base(s.o.Config.File)] = cfg
 	}
 	if _, err := s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: head, From: deploy, Files: files,
-		Message: fmt.Sprintf("branchml promote: %s v%d for %s", m.Name, m.Version, short(s.o.Commit))}); err != nil {
+		Message: fmt.Sprintf("branchml promote: %s v%d for %s", m.Name, m.Version, short(s.sourceCommit()))}); err != nil {
 		return cli.Failed("write "+records.DeploySpecPath+" to "+head, err, "check the forge (backends.forge) and its credentials")
 	}
 	pr, err := s.o.Forge.EnsurePullRequest(ctx, forge.PullRequest{Head: head, Base: deploy,
@@ -136,20 +149,23 @@ func (s *stage) promote(ctx context.Context) error {
 }
 
 // prBody is the promotion PR's body: what is promoted, the metrics table,
-// the KPI checks and the lineage ID. It is deterministic, so updating the PR
-// for the same run changes nothing.
+// the KPI checks and the lineage ID. It is deterministic (the run's commit
+// and build, not this one's), so updating the PR for the same run changes
+// nothing.
 func (s *stage) prBody() string {
 	m := s.res.Model
 	var b strings.Builder
 	fmt.Fprintf(&b, "Promote model **%s** version **%d** to `%s`.\n\n", m.Name, m.Version, s.cfg.Branches[config.StageDeploy])
-	fmt.Fprintf(&b, "- training commit: `%s`\n- run: `%s` (%s)\n", s.o.Commit, s.res.RunID, s.res.DisplayName)
+	fmt.Fprintf(&b, "- training commit: `%s`\n- run: `%s` (%s)\n", s.sourceCommit(), s.res.RunID, s.res.DisplayName)
 	lineage := s.res.LineageID
 	if lineage == "" {
 		lineage = "none (snapshots off)"
 	}
 	fmt.Fprintf(&b, "- lineage ID: `%s`\n", lineage)
 	fmt.Fprintf(&b, "- model: volume `%s`, base path `%s`, version `%d`\n", m.Volume, m.Path, m.Version)
-	if s.o.BuildURL != "" {
+	if u := s.rec.BuildURL; u != "" {
+		fmt.Fprintf(&b, "- build: %s\n", u)
+	} else if s.o.BuildURL != "" {
 		fmt.Fprintf(&b, "- build: %s\n", s.o.BuildURL)
 	}
 	b.WriteString("\n### Metrics\n\n")

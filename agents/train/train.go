@@ -35,8 +35,11 @@ type stage struct {
 	cfg  *config.Config
 	lock *records.PipelineLock
 	prev *records.RunRecord
-	res  *Result
-	rec  *records.RunRecord
+	// written is the run record as on the training branch (the training
+	// lock read at the start, then each record written back).
+	written []byte
+	res     *Result
+	rec     *records.RunRecord
 }
 
 // Run runs the training stage; see Options for its inputs. It returns the
@@ -105,8 +108,9 @@ func (s *stage) run(ctx context.Context) (*Result, error) {
 	s.res = &Result{DryRun: s.o.DryRun, Experiment: s.cfg.Training.Experiment, PipelineID: s.lock.PipelineID, VersionID: s.lock.VersionID,
 		DataVolume: s.cfg.Training.Data.Volume, ModelVolume: s.cfg.Training.Model.Volume}
 	var run *pipelines.Run
-	if p := s.prev; p != nil && p.RunID != "" && !s.o.Rerun && (p.SourceCommit == s.o.Commit || s.sameInputs(ctx)) {
+	if p := s.reusable(ctx); p != nil {
 		s.res.Reused, s.res.RunID, s.res.DisplayName, s.res.Parameters, s.res.Model = true, p.RunID, p.DisplayName, p.Parameters, p.Model
+		s.res.LineageID = p.LineageID
 		s.rec = p
 		if s.o.DryRun {
 			s.log().Infof("plan: run %s (%s, state %s) of commit %s would be reused (pass --rerun for a new run)", p.RunID, p.DisplayName, p.State, short(p.SourceCommit))
@@ -116,8 +120,7 @@ func (s *stage) run(ctx context.Context) (*Result, error) {
 		s.log().Infof("reusing run %s (%s, state %s) of commit %s (pass --rerun for a new run)", p.RunID, p.DisplayName, p.State, short(p.SourceCommit))
 		if pipelines.Terminal(p.State) && p.State != pipelines.StateSucceeded {
 			s.res.State = p.State
-			return s.res, cli.Failed(fmt.Sprintf("run %s for commit %s", p.RunID, short(p.SourceCommit)), fmt.Errorf("ended %s", p.State),
-				"fix the cause (see the run's task logs) and merge again, or start a new run with --rerun")
+			return s.res, s.failedRun(nil)
 		}
 		if !pipelines.Terminal(p.State) {
 			r, err := s.follow(ctx, p.RunID)
@@ -207,8 +210,67 @@ func (s *stage) readPrevious(ctx context.Context) error {
 		s.log().Warnf("ignoring %s on %s: %v", records.TrainingLockPath, branch, err)
 		return nil
 	}
-	s.prev = &rec
+	s.prev, s.written = &rec, raw
 	return nil
+}
+
+// reusable returns the latest run record when its run is reused: not with
+// --rerun; the run was made for this commit, or for one that holds the
+// same branchml.yaml with the same pipeline version; and it was not
+// cancelled. A cancelled (or cancelling) run, interrupted by SIGINT/SIGTERM
+// or cancelled in the backend, never finished: it is replaced by a new run.
+func (s *stage) reusable(ctx context.Context) *records.RunRecord {
+	p := s.prev
+	if p == nil || p.RunID == "" || s.o.Rerun || (p.SourceCommit != s.o.Commit && !s.sameInputs(ctx)) {
+		return nil
+	}
+	if !cancelled(p.State) {
+		return p
+	}
+	verb := "starting"
+	if s.o.DryRun {
+		verb = "would start"
+	}
+	s.log().Warnf("run %s (%s) of commit %s was %s before it finished: not reused, %s a new run", p.RunID, p.DisplayName, short(p.SourceCommit), p.State, verb)
+	if p.State == pipelines.StateCanceling && !s.o.DryRun {
+		s.finishCancel(ctx, p.RunID)
+	}
+	return nil
+}
+
+// finishCancel asks the backend again to cancel a run recorded as
+// CANCELING when it is still going (the process that cancelled it may have
+// been killed first), so it does not run alongside its replacement.
+func (s *stage) finishCancel(ctx context.Context, id string) {
+	r, err := s.o.Pipelines.GetRun(ctx, id)
+	if err != nil {
+		if !errors.Is(err, pipelines.ErrNotFound) {
+			s.log().Warnf("run %s: %v", id, err)
+		}
+		return
+	}
+	if pipelines.Terminal(r.State) {
+		return
+	}
+	if err := s.o.Pipelines.CancelRun(ctx, id); err != nil {
+		s.log().Warnf("cancel run %s (still %s): %v", id, r.State, err)
+		return
+	}
+	s.log().Infof("run %s was still %s: cancelled it again", id, r.State)
+}
+
+func cancelled(state string) bool {
+	return state == pipelines.StateCanceled || state == pipelines.StateCanceling
+}
+
+// sourceCommit is the commit the run in hand was made for: a reused run
+// keeps its own (lineage IDs, the promotion and commit messages name it),
+// a new run is this commit's.
+func (s *stage) sourceCommit() string {
+	if s.rec != nil && s.rec.SourceCommit != "" {
+		return s.rec.SourceCommit
+	}
+	return s.o.Commit
 }
 
 // sameInputs reports whether the latest run's commit and this one hold the
@@ -236,14 +298,17 @@ func (s *stage) sameInputs(ctx context.Context) bool {
 
 var rerunSuffix = regexp.MustCompile(`-r([0-9]+)$`)
 
-// displayName is "<project>-<commit12>", with "-r<N>" for the N-th rerun.
+// displayName is "<project>-<commit12>", with "-r<N>" for the N-th new run
+// of the same commit (--rerun, or the replacement of a cancelled run): when
+// the latest run has this commit's name, the next suffix keeps names unique.
 func (s *stage) displayName() string {
 	base := s.cfg.Project + "-" + short(s.o.Commit)
-	if !s.o.Rerun || s.prev == nil || s.prev.SourceCommit != s.o.Commit {
+	p := s.prev
+	if p == nil || (p.DisplayName != base && !strings.HasPrefix(p.DisplayName, base+"-r")) {
 		return base
 	}
 	n := 1
-	if m := rerunSuffix.FindStringSubmatch(s.prev.DisplayName); m != nil {
+	if m := rerunSuffix.FindStringSubmatch(strings.TrimPrefix(p.DisplayName, base)); m != nil {
 		k, _ := strconv.Atoi(m[1])
 		n = k + 1
 	}
@@ -400,39 +465,81 @@ func (s *stage) fetchMetrics(ctx context.Context) error {
 	return nil
 }
 
-// failedRun prints the failed tasks' log tails and returns the error.
+// failedRun prints the failed tasks' errors and log tails (from run, or
+// from the record of a reused run) and returns the error: it names the
+// failing tasks, or says that the run was cancelled.
 func (s *stage) failedRun(run *pipelines.Run) error {
-	var failed []string
+	tasks, runErr := s.rec.Tasks, ""
 	if run != nil {
-		for _, t := range run.Tasks {
-			if t.State != pipelines.StateFailed {
-				continue
+		tasks, runErr = run.Tasks, run.Error
+	}
+	what := "run " + s.res.RunID
+	if s.res.Reused {
+		what += " of commit " + short(s.rec.SourceCommit)
+	}
+	if cancelled(s.res.State) {
+		why := fmt.Errorf("ended %s: the run was cancelled before it finished", s.res.State)
+		return cli.Failed(what, why, "run the stage again: a cancelled run is not reused, a new one is started")
+	}
+	var failed []string
+	logged := false
+	for _, t := range tasks {
+		if t.State != pipelines.StateFailed {
+			continue
+		}
+		failed = append(failed, t.Name)
+		msg := fmt.Sprintf("task %s failed", t.Name)
+		if t.Error != "" {
+			msg += ": " + t.Error
+		}
+		s.log().Errorf("%s", msg)
+		if tail := strings.TrimRight(t.LogTail, "\n"); tail != "" {
+			lines := strings.Split(tail, "\n")
+			s.log().Errorf("--- the last %d lines of the log of task %s ---", len(lines), t.Name)
+			for _, line := range lines {
+				s.log().Errorf("%s | %s", t.Name, line)
 			}
-			failed = append(failed, t.Name)
-			msg := fmt.Sprintf("task %s failed", t.Name)
-			if t.Error != "" {
-				msg += ": " + t.Error
-			}
-			s.log().Errorf("%s", msg)
-			if t.LogTail != "" {
-				s.log().Errorf("--- end of the log of task %s ---", t.Name)
-				for _, line := range strings.Split(t.LogTail, "\n") {
-					s.log().Errorf("%s | %s", t.Name, line)
-				}
-			}
+			s.log().Errorf("--- end of the log of task %s ---", t.Name)
+			logged = true
 		}
 	}
-	why := fmt.Errorf("ended %s", s.res.State)
-	if run != nil && run.Error != "" {
-		why = fmt.Errorf("ended %s: %s", s.res.State, run.Error)
-	} else if len(failed) > 0 {
-		why = fmt.Errorf("ended %s (failed: %s)", s.res.State, strings.Join(failed, ", "))
+	why := "ended " + s.res.State
+	if runErr != "" {
+		why += ": " + runErr
 	}
-	return cli.Failed("run "+s.res.RunID, why, "fix the failing task (its log is above) and merge again, or retry with --rerun")
+	if n := len(failed); n > 0 && !mentionsAll(runErr, failed) {
+		why += fmt.Sprintf(" (failed: %s)", strings.Join(failed, ", "))
+	}
+	var fix string
+	switch {
+	case len(failed) == 0:
+		fix = "look at the run's error and its task logs in the pipelines backend, fix the cause and merge again, or retry with --rerun"
+	case len(failed) == 1 && logged:
+		fix = "fix task " + failed[0] + " (its log is above) and merge again, or retry with --rerun"
+	case len(failed) == 1:
+		fix = "fix task " + failed[0] + " (see its log in the pipelines backend) and merge again, or retry with --rerun"
+	case logged:
+		fix = "fix tasks " + strings.Join(failed, ", ") + " (their logs are above) and merge again, or retry with --rerun"
+	default:
+		fix = "fix tasks " + strings.Join(failed, ", ") + " (see their logs in the pipelines backend) and merge again, or retry with --rerun"
+	}
+	return cli.Failed(what, errors.New(why), fix)
+}
+
+// mentionsAll reports whether msg names every task of names.
+func mentionsAll(msg string, names []string) bool {
+	for _, n := range names {
+		if !strings.Contains(msg, "task "+n+" ") {
+			return false
+		}
+	}
+	return true
 }
 
 // writeRecord writes the run record to RunsDir/<id>.json and the training
-// lock in one commit on the training branch (no commit when unchanged).
+// lock in one commit on the training branch. Nothing is written when the
+// training lock holds the record already (a reused, finished run): the
+// training branch does not move, so no further build is triggered.
 func (s *stage) writeRecord(ctx context.Context) error {
 	if s.rec == nil || s.o.DryRun {
 		return nil
@@ -443,13 +550,17 @@ func (s *stage) writeRecord(ctx context.Context) error {
 		return cli.Failed("write the run record", err, "")
 	}
 	js = append(js, '\n')
+	if bytes.Equal(js, s.written) {
+		return nil
+	}
 	branch := s.cfg.Branches[config.StageTrain]
 	_, err = s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: branch,
 		Files:   map[string][]byte{records.RunsDir + "/" + s.rec.RunID + ".json": js, records.TrainingLockPath: js},
-		Message: fmt.Sprintf("branchml train: run %s %s for %s", s.rec.RunID, s.rec.State, short(s.o.Commit))})
+		Message: fmt.Sprintf("branchml train: run %s %s for %s", s.rec.RunID, s.rec.State, short(s.sourceCommit()))})
 	if err != nil {
 		return cli.Failed("write the run record to "+branch, err, "check the forge (backends.forge) and its credentials")
 	}
+	s.written = js
 	return nil
 }
 

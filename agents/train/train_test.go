@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,11 +21,13 @@ import (
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/follow"
 	"github.com/branchml/branchml/agents/forge/gitremote"
+	"github.com/branchml/branchml/agents/lineage"
 	"github.com/branchml/branchml/agents/pipelines"
 	plocal "github.com/branchml/branchml/agents/pipelines/local"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/runner"
 	"github.com/branchml/branchml/agents/runner/runnertest"
+	"github.com/branchml/branchml/agents/storage"
 	slocal "github.com/branchml/branchml/agents/storage/local"
 )
 
@@ -48,20 +52,33 @@ backends:
   pipelines: {type: local}
 `
 
+// snapshotter is the snapshot stage as far as train sees it: the lineage ID
+// is derived from commit and run (lineage.ID), and the volumes are
+// snapshotted in the storage backend under "<volume>-<lineage ID>".
 type snapshotter struct {
-	mu   sync.Mutex
-	reqs []SnapshotRequest
-	err  error
+	mu    sync.Mutex
+	reqs  []SnapshotRequest
+	err   error
+	store *slocal.Backend
 }
 
-func (s *snapshotter) Snapshot(_ context.Context, r SnapshotRequest) (*SnapshotResult, error) {
+func (s *snapshotter) Snapshot(ctx context.Context, r SnapshotRequest) (*SnapshotResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = append(s.reqs, r)
 	if s.err != nil {
 		return nil, s.err
 	}
-	return &SnapshotResult{LineageID: "lin-" + r.Record.RunID[:8]}, nil
+	id := lineage.ID(r.SourceCommit, r.Record.RunID)
+	var names []string
+	for _, v := range []string{r.DataVolume, r.ModelVolume} {
+		snap, err := s.store.Snapshot(ctx, v, storage.SnapshotSpec{Name: v + "-" + id})
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, snap.Name)
+	}
+	return &SnapshotResult{LineageID: id, Snapshots: names}, nil
 }
 
 type syncBuffer struct {
@@ -128,7 +145,7 @@ func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, dir: dir, cfg: cfg, forge: f, pipes: pipes, store: store, snap: &snapshotter{}, log: &syncBuffer{}}
+	return &env{t: t, dir: dir, cfg: cfg, forge: f, pipes: pipes, store: store, snap: &snapshotter{store: store}, log: &syncBuffer{}}
 }
 
 func (e *env) opts() Options {
@@ -156,6 +173,43 @@ func (e *env) tip(branch string) string {
 		}
 	}
 	return ""
+}
+
+// git runs git on the bare remote and returns its trimmed output.
+func (e *env) git(args ...string) string {
+	e.t.Helper()
+	out, err := exec.Command("git", append([]string{"--git-dir", e.forge.Remote()}, args...)...).Output()
+	if err != nil {
+		e.t.Fatalf("git %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commits counts the commits of branch.
+func (e *env) commits(branch string) string {
+	return e.git("rev-list", "--count", "refs/heads/"+branch)
+}
+
+// snapshots counts the snapshots of the data and model volumes.
+func (e *env) snapshots() int {
+	n := 0
+	for _, v := range []string{"djia30-data", "djia30-model"} {
+		list, err := e.store.ListSnapshots(context.Background(), v)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			e.t.Fatal(err)
+		}
+		n += len(list)
+	}
+	return n
+}
+
+func (e *env) record() records.RunRecord {
+	e.t.Helper()
+	var rec records.RunRecord
+	if err := json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec); err != nil {
+		e.t.Fatal(err)
+	}
+	return rec
 }
 
 func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
@@ -193,7 +247,7 @@ func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
 	if res.Model == nil || *res.Model != (records.ModelRef{Name: "djia30", Version: 1, Volume: "djia30-model", Path: "djia30"}) {
 		t.Errorf("model = %+v", res.Model)
 	}
-	lineage := "lin-" + res.RunID[:8]
+	lineage := lineage.ID(commit, res.RunID)
 	if res.LineageID != lineage || len(e.snap.reqs) != 1 || e.snap.reqs[0].DataVolume != "djia30-data" || e.snap.reqs[0].ModelVolume != "djia30-model" || e.snap.reqs[0].Record.State != "SUCCEEDED" {
 		t.Errorf("snapshot = %+v %+v", res.LineageID, e.snap.reqs)
 	}
@@ -275,11 +329,19 @@ func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
 func TestFailedRunIsRecordedAndExits1(t *testing.T) {
 	e := setup(t, true, configYAML)
 	res, err := Run(context.Background(), e.opts())
-	if cli.CodeOf(err) != cli.ExitFailed || err.Error() != "run "+res.RunID+": ended FAILED: task train failed: exited with code 3" {
+	var ce *cli.Error
+	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || err.Error() != "run "+res.RunID+": ended FAILED: task train failed: exited with code 3" ||
+		ce.Fix != "fix task train (its log is above) and merge again, or retry with --rerun" {
 		t.Fatalf("err = %v (code %d)", err, cli.CodeOf(err))
 	}
-	if !strings.Contains(e.log.String(), "level=error msg=\"--- end of the log of task train ---\"\nlevel=error msg=\"train | line one\"\nlevel=error msg=\"train | boom: something broke\"\n") {
-		t.Errorf("log tail not printed:\n%s", e.log)
+	// The task's log lines sit between its header and its end marker.
+	const logged = "level=error msg=\"task train failed: exited with code 3\"\n" +
+		"level=error msg=\"--- the last 2 lines of the log of task train ---\"\n" +
+		"level=error msg=\"train | line one\"\n" +
+		"level=error msg=\"train | boom: something broke\"\n" +
+		"level=error msg=\"--- end of the log of task train ---\"\n"
+	if !strings.HasSuffix(e.log.String(), logged) {
+		t.Errorf("log tail not printed between its header and its end:\n%s", e.log)
 	}
 	var rec records.RunRecord
 	json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec)
@@ -293,10 +355,20 @@ func TestFailedRunIsRecordedAndExits1(t *testing.T) {
 	if len(prs) != 0 {
 		t.Errorf("PRs = %+v", prs)
 	}
-	// Again without --rerun: no new run, the same failure.
+	// Again without --rerun: no new run, the same failure, named; the log
+	// of the failed task again from the record; nothing written back.
+	tip, n := e.tip("training"), e.commits("training")
+	e.log = &syncBuffer{}
 	_, err = Run(context.Background(), e.opts())
-	if cli.CodeOf(err) != cli.ExitFailed || !strings.Contains(err.Error(), "ended FAILED") {
-		t.Errorf("second = %v", err)
+	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || err.Error() != "run "+res.RunID+" of commit 0123456789ab: ended FAILED (failed: train)" ||
+		ce.Fix != "fix task train (its log is above) and merge again, or retry with --rerun" {
+		t.Errorf("second = %v (fix %q)", err, ce.Fix)
+	}
+	if !strings.HasSuffix(e.log.String(), logged) {
+		t.Errorf("second run: log tail:\n%s", e.log)
+	}
+	if e.tip("training") != tip || e.commits("training") != n {
+		t.Errorf("second run wrote to training")
 	}
 	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
 	if len(runs) != 1 {
@@ -465,5 +537,266 @@ func TestCommitsThatChangeNothingTrainingReadsReuseTheRun(t *testing.T) {
 	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
 	if len(runs) != 2 {
 		t.Errorf("runs = %d, want 2", len(runs))
+	}
+}
+
+// Every write-back to the training branch starts another Jenkins build of
+// it, which reuses the run: such builds must not move the branch, take
+// snapshots, make a new lineage ID or touch the promotion.
+func TestReusedRunWritesNothingBack(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	if _, err := e.forge.WriteBack(ctx, forgeWB("training", "branchml.yaml", []byte(configYAML))); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts()
+	o.Commit = e.tip("training")
+	src := o.Commit
+	first, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("first: %v\n%s", err, e.log)
+	}
+	lin := lineage.ID(src, first.RunID)
+	rec := e.record()
+	if first.LineageID != lin || rec.LineageID != lin || rec.SourceCommit != src || e.snapshots() != 2 || len(e.snap.reqs) != 1 {
+		t.Fatalf("first: lineage %s record %+v, %d snapshots, %d calls", first.LineageID, rec, e.snapshots(), len(e.snap.reqs))
+	}
+	head := PromoteBranch("djia30", 1)
+	promoTip, promoCommits := e.tip(head), e.commits(head)
+	prs, _ := e.forge.ListPullRequests(ctx, "")
+	if len(prs) != 1 {
+		t.Fatalf("PRs = %+v", prs)
+	}
+	body := prs[0].Body
+	lockJSON := e.read("training", records.TrainingLockPath)
+	tip, n := e.tip("training"), e.commits("training")
+
+	check := func(name string, res *Result, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, e.log)
+		}
+		if !res.Reused || res.RunID != first.RunID || res.LineageID != lin || res.State != pipelines.StateSucceeded {
+			t.Errorf("%s: %+v", name, res)
+		}
+		if got := e.tip("training"); got != tip {
+			t.Errorf("%s moved training from %s to %s: %s", name, tip, got, e.git("log", "-1", "--format=%s", "refs/heads/training"))
+		}
+		if got := e.commits("training"); got != n {
+			t.Errorf("%s: training has %s commits, want %s", name, got, n)
+		}
+		if got := e.read("training", records.TrainingLockPath); got != lockJSON {
+			t.Errorf("%s changed the record:\n%s\nwas\n%s", name, got, lockJSON)
+		}
+		if e.snapshots() != 2 || len(e.snap.reqs) != 1 {
+			t.Errorf("%s: %d snapshots, %d snapshot calls; want 2, 1", name, e.snapshots(), len(e.snap.reqs))
+		}
+		if e.tip(head) != promoTip || e.commits(head) != promoCommits {
+			t.Errorf("%s moved the promotion branch", name)
+		}
+		prs, _ := e.forge.ListPullRequests(ctx, "")
+		if len(prs) != 1 || prs[0].Body != body {
+			t.Errorf("%s: PRs %+v", name, prs)
+		}
+	}
+	// The same commit, then the write-back commit (the build Jenkins
+	// starts for it) three times.
+	o.Commit = src
+	res, err := Run(ctx, o)
+	check("same commit", res, err)
+	o.Commit = tip
+	for i := 0; i < 3; i++ {
+		res, err := Run(ctx, o)
+		check(fmt.Sprintf("write-back commit build %d", i+1), res, err)
+	}
+	var spec records.DeploySpec
+	if err := yaml.Unmarshal([]byte(e.read(head, records.DeploySpecPath)), &spec); err != nil || spec.SourceCommit != src || spec.LineageID != lin {
+		t.Errorf("deploy.yaml = %+v, %v", spec, err)
+	}
+	// Once the promotion is merged, the same.
+	if _, err := e.forge.MergePullRequest(ctx, prs[0].Number); err != nil {
+		t.Fatal(err)
+	}
+	promoTip = e.tip(head)
+	res, err = Run(ctx, o)
+	check("after the merge", res, err)
+	runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
+	if len(runs) != 1 {
+		t.Errorf("runs = %d", len(runs))
+	}
+}
+
+// A stage that failed after the run (here: the snapshot) is retried by a
+// build of its own write-back commit: the snapshot is taken with the run's
+// commit, so the lineage ID is the one the first attempt would have had.
+func TestRetriedSnapshotUsesTheRunsCommit(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	if _, err := e.forge.WriteBack(ctx, forgeWB("training", "branchml.yaml", []byte(configYAML))); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts()
+	o.Commit = e.tip("training")
+	src := o.Commit
+	e.snap.err = errors.New("VolumeSnapshot default/djia30-data-x: not ready in 5m")
+	first, err := Run(ctx, o)
+	if cli.CodeOf(err) != cli.ExitFailed {
+		t.Fatalf("first: %v", err)
+	}
+	e.snap.err = nil
+	o.Commit = e.tip("training")
+	if o.Commit == src {
+		t.Fatal("no write-back commit")
+	}
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	lin := lineage.ID(src, first.RunID)
+	if !res.Reused || res.LineageID != lin || len(e.snap.reqs) != 2 || e.snap.reqs[1].SourceCommit != src || e.snapshots() != 2 {
+		t.Errorf("retry: %+v; requests %+v; %d snapshots", res, e.snap.reqs, e.snapshots())
+	}
+	if rec := e.record(); rec.LineageID != lin || rec.SourceCommit != src {
+		t.Errorf("record = %+v", rec)
+	}
+	if msg := e.git("log", "-1", "--format=%s", "refs/heads/training"); msg != "branchml train: run "+res.RunID+" SUCCEEDED for "+src[:12] {
+		t.Errorf("message %q", msg)
+	}
+}
+
+// An interrupted run (CANCELING as the aborted stage recorded it, or
+// CANCELED) is never reused: the next attempt starts a new run, named with
+// the next rerun suffix, and later attempts reuse that one.
+func TestCancelledRunIsReplaced(t *testing.T) {
+	for _, state := range []string{pipelines.StateCanceling, pipelines.StateCanceled} {
+		t.Run(state, func(t *testing.T) {
+			e := setup(t, false, configYAML)
+			ctx := context.Background()
+			trainLock := e.read("kf-pipeline", records.PipelineLockPath)
+			v, err := e.pipes.UploadVersion(ctx, pipelines.Upload{PipelineName: "sleepy", VersionName: "v1", Spec: []byte(sleepySpec)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lock, _ := json.Marshal(records.PipelineLock{Backend: "local", PipelineID: v.PipelineID, VersionID: v.VersionID})
+			if _, err := e.forge.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, lock)); err != nil {
+				t.Fatal(err)
+			}
+			actx, abort := context.WithCancel(ctx)
+			go func() {
+				for !strings.Contains(e.logString(), "tasks done, running train") {
+					time.Sleep(10 * time.Millisecond)
+				}
+				abort()
+			}()
+			aborted, err := Run(actx, e.opts())
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("aborted: %+v, %v", aborted, err)
+			}
+			e.pipes.Wait(aborted.RunID)
+			if state == pipelines.StateCanceled {
+				rec := e.record()
+				rec.State = pipelines.StateCanceled
+				js, _ := json.MarshalIndent(rec, "", "  ")
+				if _, err := e.forge.WriteBack(ctx, forgeWB("training", records.TrainingLockPath, append(js, '\n'))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rec := e.record(); rec.State != state || rec.DisplayName != "djia30-0123456789ab" {
+				t.Fatalf("record = %+v", rec)
+			}
+			if _, err := e.forge.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, []byte(trainLock))); err != nil {
+				t.Fatal(err)
+			}
+
+			res, err := Run(ctx, e.opts())
+			if err != nil {
+				t.Fatalf("after the abort: %v\n%s", err, e.log)
+			}
+			if res.Reused || res.RunID == aborted.RunID || res.DisplayName != "djia30-0123456789ab-r1" || res.State != pipelines.StateSucceeded ||
+				res.Model.Version != 2 || res.LineageID != lineage.ID(commit, res.RunID) {
+				t.Errorf("after the abort: %+v", res)
+			}
+			want := "level=warning msg=\"run " + aborted.RunID + " (djia30-0123456789ab) of commit 0123456789ab was " + state +
+				" before it finished: not reused, starting a new run\""
+			if !strings.Contains(e.log.String(), want) {
+				t.Errorf("log lacks %s:\n%s", want, e.log)
+			}
+			if rec := e.record(); rec.RunID != res.RunID || rec.State != pipelines.StateSucceeded || rec.DisplayName != "djia30-0123456789ab-r1" {
+				t.Errorf("record = %+v", rec)
+			}
+			// Later attempts reuse the new run and write nothing.
+			tip, n := e.tip("training"), e.commits("training")
+			again, err := Run(ctx, e.opts())
+			if err != nil || !again.Reused || again.RunID != res.RunID || e.tip("training") != tip || e.commits("training") != n {
+				t.Errorf("again: %+v, %v", again, err)
+			}
+			runs, _ := os.ReadDir(filepath.Join(e.dir, "state", "runs"))
+			if len(runs) != 2 {
+				t.Errorf("runs = %d, want 2", len(runs))
+			}
+		})
+	}
+}
+
+// A run recorded as CANCELING that still runs (the stage that cancelled it
+// was killed first) is cancelled again before its replacement starts.
+func TestCancelingRunStillRunningIsCancelled(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	v, err := e.pipes.UploadVersion(ctx, pipelines.Upload{PipelineName: "sleepy", VersionName: "v1", Spec: []byte(sleepySpec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleepy, err := e.pipes.CreateRun(ctx, pipelines.RunRequest{Experiment: "djia30", DisplayName: "djia30-0123456789ab", PipelineID: v.PipelineID, VersionID: v.VersionID,
+		Parameters: map[string]any{"data_path": "/d", "model_base_path": "/m", "model_version": 1, "epochs": 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := records.RunRecord{APIVersion: records.APIVersion, Kind: "RunRecord", SourceCommit: commit, Backend: "local", RunID: sleepy.ID,
+		DisplayName: "djia30-0123456789ab", State: pipelines.StateCanceling, Model: &records.ModelRef{Name: "djia30", Version: 1}}
+	js, _ := json.Marshal(rec)
+	if _, err := e.forge.WriteBack(ctx, forgeWB("training", records.TrainingLockPath, js)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, e.opts())
+	if err != nil || res.DisplayName != "djia30-0123456789ab-r1" || res.RunID == sleepy.ID {
+		t.Fatalf("Run = %+v, %v\n%s", res, err, e.log)
+	}
+	e.pipes.Wait(sleepy.ID)
+	if r, _ := e.pipes.GetRun(ctx, sleepy.ID); r.State != pipelines.StateCanceled {
+		t.Errorf("the CANCELING run is %s, want CANCELED", r.State)
+	}
+}
+
+// A run cancelled in the backend while the stage follows it fails with a
+// message that says so (not "fix the failing task").
+func TestRunCancelledInTheBackendSaysSo(t *testing.T) {
+	e := setup(t, false, configYAML)
+	ctx := context.Background()
+	v, err := e.pipes.UploadVersion(ctx, pipelines.Upload{PipelineName: "sleepy", VersionName: "v1", Spec: []byte(sleepySpec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := json.Marshal(records.PipelineLock{Backend: "local", PipelineID: v.PipelineID, VersionID: v.VersionID})
+	if _, err := e.forge.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, lock)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for !strings.Contains(e.logString(), "tasks done, running train") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		var rec records.RunRecord // written before the run is followed
+		raw, _ := e.forge.ReadFile(ctx, "training", records.TrainingLockPath)
+		json.Unmarshal(raw, &rec)
+		e.pipes.CancelRun(ctx, rec.RunID) // someone presses Terminate in the UI
+	}()
+	res, err := Run(ctx, e.opts())
+	var ce *cli.Error
+	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || err.Error() != "run "+res.RunID+": ended CANCELED: the run was cancelled before it finished" ||
+		ce.Fix != "run the stage again: a cancelled run is not reused, a new one is started" {
+		t.Fatalf("err = %v (%+v)", err, ce)
+	}
+	if rec := e.record(); rec.State != pipelines.StateCanceled {
+		t.Errorf("record = %+v", rec)
 	}
 }

@@ -107,7 +107,9 @@ func (e *env) git(t *testing.T, args ...string) string {
 func (e *env) tip(t *testing.T) string { return e.git(t, "rev-parse", "refs/heads/kf-pipeline") }
 
 // commits counts the commits of kf-pipeline.
-func (e *env) commits(t *testing.T) string { return e.git(t, "rev-list", "--count", "refs/heads/kf-pipeline") }
+func (e *env) commits(t *testing.T) string {
+	return e.git(t, "rev-list", "--count", "refs/heads/kf-pipeline")
+}
 
 func (e *env) lock(t *testing.T) records.PipelineLock {
 	t.Helper()

@@ -52,10 +52,11 @@ func AppWith(w Wiring) *ucli.App {
 		Name: "run", Usage: "run the train stage: provision volumes, run the pipeline, follow it, record it, snapshot, KPI gate, promotion PR",
 		Stage: "train", NeedsConfig: true, BuildFlags: true,
 		Description: "Starts a run of the pipeline version recorded on the pipeline branch (.branchml/pipeline.lock.json)\n" +
-			"and waits for it. A commit that already has a run reuses it unless --rerun is given.\n" +
+			"and waits for it. A commit that already has a run reuses it unless --rerun is given; a reused, finished run\n" +
+			"writes nothing back and takes no snapshots again. A cancelled run is never reused: a new one is started.\n" +
 			"Exit codes: 0 done, 1 run failed, 2 bad config, 3 KPIs not met, 130 interrupted (the run is cancelled).",
 		Flags: []ucli.Flag{
-			&ucli.BoolFlag{Name: "rerun", Usage: "start a new run even when this commit already has one"},
+			&ucli.BoolFlag{Name: "rerun", Usage: "start a new run even when this commit already has one (a cancelled run is replaced without it)"},
 			&ucli.DurationFlag{Name: "poll-interval", Value: 5 * time.Second, Usage: "how often the run's state is polled"},
 		},
 		Run: func(e *cli.Env) (*cli.Result, error) { return runStage(e, w) },
