@@ -56,7 +56,11 @@ func (f *memForge) ReadFile(_ context.Context, ref, path string) ([]byte, error)
 	}
 	return nil, fmt.Errorf("%s:%s: %w", ref, path, forge.ErrNotFound)
 }
-func (f *memForge) WriteBack(_ context.Context, wb forge.WriteBack) (string, error) {
+func (f *memForge) WriteBack(ctx context.Context, wb forge.WriteBack) (string, error) {
+	if err := ctx.Err(); err != nil {
+		// As a real forge: a push with a done context does not happen.
+		return "", err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.files == nil {
@@ -98,6 +102,8 @@ func writeSpec(t *testing.T, ws string, version int64) {
 
 type env struct {
 	ws, root string
+	stateDir string
+	log      *logrus.Logger
 	b        *local.Backend
 	f        *memForge
 	opts     deploy.Options
@@ -118,7 +124,18 @@ func setup(t *testing.T) *env {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
 	log.SetLevel(logrus.WarnLevel)
-	b, err := local.New("djia30", []string{fakeBin}, local.WithStateDir(t.TempDir()), local.WithLogger(log))
+	f := &memForge{}
+	e := &env{ws: ws, root: root, stateDir: t.TempDir(), log: log, f: f,
+		opts: deploy.Options{Config: cfg(), Workspace: ws, ModelRoot: root, Forge: f, Log: log}}
+	e.startBackend(t)
+	return e
+}
+
+// startBackend starts a local backend on the env's state directory (it
+// adopts the servers that still run).
+func (e *env) startBackend(t *testing.T) {
+	t.Helper()
+	b, err := local.New("djia30", []string{fakeBin}, local.WithStateDir(e.stateDir), local.WithLogger(e.log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +143,21 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	f := &memForge{}
-	return &env{ws: ws, root: root, b: b, f: f, opts: deploy.Options{Config: cfg(), Workspace: ws, ModelRoot: root, Serving: b, Forge: f, Log: log}}
+	e.b, e.opts.Serving = b, b
+	e.opts.StatusFile = filepath.Join(local.StateDir(e.stateDir, "djia30"), "deploy-status.json")
+}
+
+// stopAll stops every model server and the gateway, as the quickstart does
+// at its end, and starts a new backend that finds nothing serving.
+func (e *env) stopAll(t *testing.T) {
+	t.Helper()
+	if err := e.b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.startBackend(t)
+	if st, _ := e.b.State(context.Background()); len(st.Variants) != 0 {
+		t.Fatalf("after stopping every server: %+v", st)
+	}
 }
 
 func (e *env) run(t *testing.T, version int64, commit string) (*deploy.Result, error) {

@@ -84,7 +84,13 @@ func RunAB(ctx context.Context, b serving.Backend, candidate records.ModelRef, p
 	for {
 		select {
 		case <-ctx.Done():
-			_ = b.Abort(context.WithoutCancel(ctx))
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			msg := fmt.Sprintf("A/B interrupted (%v): candidate v%d removed, stable v%d serves", ctx.Err(), candidate.Version, rep.Stable.Version)
+			if err := b.Abort(actx); err != nil {
+				msg = fmt.Sprintf("A/B interrupted (%v); removing candidate v%d failed: %v", ctx.Err(), candidate.Version, err)
+			}
+			cancel()
+			ev(EventInterrupted, msg, 0)
 			return rep, ctx.Err()
 		case <-o.clock.After(p.Interval):
 		}

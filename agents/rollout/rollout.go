@@ -21,6 +21,9 @@ const (
 	PhaseSucceeded   = "Succeeded"
 	PhaseRolledBack  = "RolledBack"
 	PhaseFailed      = "Failed"
+	// PhaseInterrupted is a rollout cancelled (SIGINT/SIGTERM, deadline)
+	// before it ended: the canary was removed, stable serves alone.
+	PhaseInterrupted = "Interrupted"
 )
 
 // Events of the history, as records.DeployEvent.Event.
@@ -30,6 +33,10 @@ const (
 	EventPromoted       = "promoted"
 	EventRolledBack     = "rolled-back"
 	EventFailed         = "failed"
+	EventInterrupted    = "interrupted"
+	// EventRestored is the recorded stable version started again because
+	// nothing served (after an interruption or a stop of every server).
+	EventRestored = "restored"
 )
 
 // ErrRolledBack is returned (wrapped with the reason) when the canary was
@@ -133,19 +140,26 @@ func (r *Rollout) Status() Status {
 
 // Run starts the rollout and ticks it every interval until it is promoted
 // (nil), rolled back (ErrRolledBack wrapped with the reason) or failed (an
-// *Error). Cancelling ctx aborts the canary so that stable serves alone.
+// *Error). Cancelling ctx aborts the canary so that stable serves alone;
+// the status then is PhaseInterrupted and the error wraps ctx.Err().
 func (r *Rollout) Run(ctx context.Context) (Status, error) {
 	if err := r.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return r.interrupt(ctx.Err())
+		}
 		return r.Status(), err
 	}
 	for r.st.Phase == PhaseProgressing {
 		select {
 		case <-ctx.Done():
-			r.abortDetached(fmt.Sprintf("interrupted at %d%%: %v", r.st.Weight, ctx.Err()))
-			return r.Status(), ctx.Err()
+			return r.interrupt(ctx.Err())
 		case <-r.clock.After(r.p.Interval):
 		}
 		err := r.Tick(ctx)
+		if ctx.Err() != nil && (r.st.Phase == PhaseProgressing || r.st.Phase == PhaseFailed) {
+			// Whatever failed, it failed because ctx ended: not a verdict.
+			return r.interrupt(ctx.Err())
+		}
 		var re *Error
 		if errors.As(err, &re) && re.Retriable && r.st.Phase == PhaseProgressing {
 			r.log.Warnf("rollout tick: %v (retrying next interval)", err)
@@ -156,6 +170,32 @@ func (r *Rollout) Run(ctx context.Context) (Status, error) {
 		}
 	}
 	return r.Status(), nil
+}
+
+// interrupt removes the canary with a fresh context (ctx is done), records
+// the interruption and returns cause.
+func (r *Rollout) interrupt(cause error) (Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	at := r.st.Weight
+	msg := fmt.Sprintf("interrupted at %d%% (%v): canary v%d removed", at, cause, r.st.Canary.Version)
+	if err := r.b.Abort(ctx); err != nil {
+		r.log.Errorf("abort canary (interrupted): %v", err)
+		msg = fmt.Sprintf("interrupted at %d%% (%v); removing canary v%d failed: %v", at, cause, r.st.Canary.Version, err)
+	} else {
+		r.st.Weight = 0
+	}
+	if st, err := r.b.State(ctx); err == nil {
+		if s := st.Get(serving.Stable); s != nil {
+			r.st.Stable = s.Model
+			msg += fmt.Sprintf(", stable v%d serves", s.Model.Version)
+		} else {
+			msg += ", nothing serves"
+		}
+	}
+	r.st.Phase, r.st.Reason = PhaseInterrupted, msg
+	r.event(EventInterrupted, msg)
+	return r.Status(), fmt.Errorf("canary %s v%d: %w", r.st.Canary.Name, r.st.Canary.Version, cause)
 }
 
 // Start deploys the candidate as canary (waiting for AVAILABLE), runs the
@@ -197,6 +237,10 @@ func (r *Rollout) Tick(ctx context.Context) error {
 		return nil
 	}
 	a, err := r.analyse(ctx)
+	if ctx.Err() != nil {
+		// The interval was cut short: judge nothing (Run records the interruption).
+		return ctx.Err()
+	}
 	if err != nil {
 		if !serving.IsTemporary(err) {
 			r.abortDetached("metrics unreadable")

@@ -365,3 +365,41 @@ func TestAB(t *testing.T) {
 		t.Fatalf("calls = %q", f.calls)
 	}
 }
+
+// Cancelling ctx (SIGINT) mid-rollout removes the canary, ends in
+// PhaseInterrupted with an "interrupted" event and no verdict on the cut
+// interval, and returns an error wrapping context.Canceled.
+func TestRunInterrupted(t *testing.T) {
+	f := newFake(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := &fakeClock{now: time.Unix(0, 0)}
+	afters := 0
+	clk.onAfter = func() {
+		f.serve(100)
+		if afters++; afters == 2 {
+			cancel()
+		}
+	}
+	r, _ := rollout.New(f, v2, policy(), rollout.WithClock(clk))
+	st, err := r.Run(ctx)
+	if !errors.Is(err, context.Canceled) || st.Phase != rollout.PhaseInterrupted || st.Weight != 0 || st.Failures != 0 {
+		t.Fatalf("Run = %+v, %v", st, err)
+	}
+	if want := "interrupted at 25% (context canceled): canary v2 removed, stable v1 serves"; st.Reason != want {
+		t.Fatalf("reason = %q, want %q", st.Reason, want)
+	}
+	var kinds []string
+	for _, ev := range st.History {
+		kinds = append(kinds, ev.Event)
+	}
+	if got := strings.Join(kinds, ","); got != "step,step,interrupted" {
+		t.Fatalf("events = %s", got)
+	}
+	if f.calls[len(f.calls)-1] != "abort" {
+		t.Fatalf("calls = %q", f.calls)
+	}
+	if s, _ := f.State(context.Background()); s.Get(serving.Canary) != nil || s.CanaryWeight != 0 {
+		t.Fatalf("state = %+v", s)
+	}
+}

@@ -305,7 +305,7 @@ func (b *Backend) Abort(ctx context.Context) error {
 func (b *Backend) State(context.Context) (serving.State, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := serving.State{Backend: Name, Model: b.model, Endpoint: b.url, CanaryWeight: b.weight}
+	st := serving.State{Backend: Name, Model: b.model, Endpoint: b.url, CanaryWeight: b.weight, Variants: []serving.VariantState{}}
 	for _, v := range []serving.Variant{serving.Stable, serving.Canary} {
 		if p := b.procs[v]; p != nil {
 			st.Variants = append(st.Variants, serving.VariantState{Variant: v, Model: p.Model, Endpoint: p.URL, Replicas: 1, PID: p.PID})
@@ -351,7 +351,7 @@ func (b *Backend) Predict(ctx context.Context, v serving.Variant, body []byte) (
 // process is gone are left out.
 func ReadState(stateDir, model string) (serving.State, error) {
 	dir := StateDir(stateDir, model)
-	st := serving.State{Backend: Name, Model: model}
+	st := serving.State{Backend: Name, Model: model, Variants: []serving.VariantState{}}
 	if gf, err := readGatewayFile(filepath.Join(dir, "gateway.json")); err == nil && alive(gf.PID) {
 		st.Endpoint, st.CanaryWeight = gf.URL, gf.CanaryWeight
 	}

@@ -62,7 +62,7 @@ func runCmd() *ucli.Command {
 			if rep, ok := stopLoad(); ok {
 				e.Log.Infof("load: %d sent, %d failed", rep.Sent, rep.Failed)
 			}
-			out := result(res)
+			out := result(e, res, o.DryRun)
 			if err != nil {
 				return out, classify("deploy "+o.Config.Deploy.Model, err)
 			}
@@ -95,7 +95,7 @@ func statusCmd() *ucli.Command {
 				if r, err := deploy.Status(e.Ctx, o); err == nil {
 					res.Status = r.Status
 				}
-				return result(res), nil
+				return result(e, res, true), nil
 			}
 			o, closeFn, err := options(e)
 			if err != nil {
@@ -106,7 +106,7 @@ func statusCmd() *ucli.Command {
 			if err != nil {
 				return nil, cli.Failed("read deploy status", err, "")
 			}
-			return result(res), nil
+			return result(e, res, true), nil
 		},
 	})
 }
@@ -116,6 +116,10 @@ func rollbackCmd() *ucli.Command {
 		Name: "rollback", Usage: "abort a canary, or bring back an earlier version at 100%", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
 		Flags: append(backendFlags(), &ucli.Int64Flag{Name: "to", Usage: "the model `VERSION` to bring back (default: the one before the current stable)"}),
 		Run: func(e *cli.Env) (*cli.Result, error) {
+			if to := e.CLI.Int64("to"); e.CLI.IsSet("to") && to <= 0 {
+				return nil, cli.Usagef("pass --to VERSION (a positive integer, e.g. --to 1), or leave --to out to bring back the version before the current stable",
+					"--to %d: a model version is a positive integer", to)
+			}
 			o, closeFn, err := options(e)
 			if err != nil {
 				return nil, err
@@ -123,9 +127,9 @@ func rollbackCmd() *ucli.Command {
 			defer closeFn()
 			res, err := deploy.Rollback(e.Ctx, o, e.CLI.Int64("to"))
 			if err != nil {
-				return result(res), classify("roll back "+o.Config.Deploy.Model, err)
+				return result(e, res, true), classify("roll back "+o.Config.Deploy.Model, err)
 			}
-			return result(res), nil
+			return result(e, res, true), nil
 		},
 	})
 }
@@ -217,36 +221,51 @@ func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), er
 	return func() (loadgen.Report, bool) { cancel(); return <-done, true }, nil
 }
 
-// classify maps deploy errors to exit codes: rolled back 3, bad spec 2, else 1.
+// classify maps deploy errors to exit codes: interrupted 130, rolled
+// back 3, bad spec or usage 2, else 1.
 func classify(what string, err error) error {
 	var se *deploy.SpecError
+	var ue *deploy.UsageError
+	var re *deploy.RestoreError
 	switch {
+	case errors.Is(err, context.Canceled):
+		return cli.Failed(what, err, "interrupted: a canary in progress was removed and the deploy status records the interruption; run the stage again (it restores the recorded stable first)")
+	case errors.Is(err, context.DeadlineExceeded):
+		return cli.Failed(what, err, "out of time: a canary in progress was removed and the deploy status records it; raise --timeout and run the stage again")
 	case errors.Is(err, deploy.ErrRolledBack):
 		return cli.Gate(what, err, "the canary was rolled back and the stable version serves; fix the model (see the status history) and merge a new deploy.yaml")
+	case errors.As(err, &ue):
+		return cli.Usage(what, err, ue.Fix)
 	case errors.As(err, &se):
 		return cli.Usage(what, err, "fix deploy.yaml or branchml.yaml as the message says")
+	case errors.As(err, &re):
+		return cli.Failed(what, err, fmt.Sprintf("nothing serves and the recorded stable v%d did not start (see the server log named above); make version %d available under %s again, or bring back another version with 'branchml-deploy rollback --to VERSION'", re.Model.Version, re.Model.Version, re.Model.Path))
 	case serving.IsTemporary(err):
 		return cli.Failed(what, err, "a temporary failure: run the stage again")
 	}
 	return cli.Failed(what, err, "see the log above; stable keeps serving")
 }
 
-func result(res *deploy.Result) *cli.Result {
+// result is the command's result: a readable summary (the headline only
+// for a run, which Jenkins puts in the build description; every detail
+// with full) and, for -o json and the --result file, the whole
+// deploy.Result as outputs. On a text stdout without --result the outputs
+// are left out: the summary says it all.
+func result(e *cli.Env, res *deploy.Result, full bool) *cli.Result {
 	if res == nil {
 		return nil
 	}
-	summary := fmt.Sprintf("%s: %s", res.Status.Model, res.Status.Phase)
-	if res.Status.Phase == "" {
-		summary = "no deploy status yet"
+	if res.Serving.Variants == nil {
+		res.Serving.Variants = []serving.VariantState{}
 	}
-	if s := res.Serving.Get(serving.Stable); s != nil {
-		summary += fmt.Sprintf("; stable v%d", s.Model.Version)
+	out := &cli.Result{Summary: res.Headline()}
+	if full || res.DryRun {
+		out.Summary = res.Text()
 	}
-	if c := res.Serving.Get(serving.Canary); c != nil {
-		summary += fmt.Sprintf(", canary v%d at %d%%", c.Model.Version, res.Serving.CanaryWeight)
+	if e.Output == "json" || e.CLI.String("result") != "" {
+		out.Outputs = res
+	} else {
+		out.Outputs = struct{}{} // print the summary, also on failure, and no key dump
 	}
-	if res.Status.Message != "" {
-		summary += " (" + res.Status.Message + ")"
-	}
-	return &cli.Result{Summary: summary, Outputs: res}
+	return out
 }
