@@ -352,7 +352,9 @@ func printSummary(w io.Writer, format string, res *Result) {
 	if res.Summary != "" {
 		fmt.Fprintln(w, secrets.Redact(res.Summary))
 	}
-	if res.Outputs == nil {
+	// A multi-line summary is the command's own readable text; the outputs
+	// stay in the result file and -o json.
+	if res.Outputs == nil || strings.Contains(strings.TrimSpace(res.Summary), "\n") {
 		return
 	}
 	js, err := json.Marshal(res.Outputs)

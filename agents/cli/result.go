@@ -7,7 +7,9 @@ const ResultAPIVersion = "branchml.dev/v1"
 
 // Result is the one JSON object every agent command writes to --result and,
 // with -o json, to stdout. Outputs holds the stage's own fields (IDs,
-// digests, metrics, verdict) and is marshalled as given.
+// digests, metrics, verdict) and is marshalled as given. With -o text the
+// Summary is printed, followed by the Outputs flattened to "key: value"
+// lines unless the Summary has several lines (then it is the full text).
 type Result struct {
 	APIVersion string    `json:"apiVersion"`
 	Kind       string    `json:"kind"` // "Result"
