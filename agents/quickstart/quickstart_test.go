@@ -138,7 +138,23 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	}
 
 	// 3. Again on the same workdir: nothing rebuilt, no new pipeline
-	// version, no new run, no new pull request.
+	// version, no new run, no new pull request, no commit on any branch, no
+	// new snapshot.
+	tips := func() string {
+		s, err := git(context.Background(), filepath.Join(work, "remote.git"), "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	snapshots := func() int {
+		ents, _ := os.ReadDir(filepath.Join(work, "state", "snapshots"))
+		return len(ents)
+	}
+	tipsBefore, snapsBefore := tips(), snapshots()
+	if snapsBefore != 4 {
+		t.Errorf("snapshots = %d, want 4 (data and model of two runs)", snapsBefore)
+	}
 	out = &syncWriter{}
 	sum, err = Run(context.Background(), Options{Workdir: work, Out: out})
 	if err != nil {
@@ -156,6 +172,12 @@ func TestQuickstartEndToEnd(t *testing.T) {
 	f, err := gitremote.New(filepath.Join(work, "remote.git"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := tips(); got != tipsBefore {
+		t.Errorf("branches moved on the rerun:\nbefore %s\nafter  %s", tipsBefore, got)
+	}
+	if got := snapshots(); got != snapsBefore {
+		t.Errorf("snapshots %d after the rerun, %d before", got, snapsBefore)
 	}
 	prs, _ := f.ListPullRequests(context.Background(), "all")
 	if len(prs) != 2 {
