@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/branchml/branchml/agents/atomicfile"
+	"github.com/branchml/branchml/agents/filelock"
 	"github.com/branchml/branchml/agents/forge"
 	"github.com/branchml/branchml/agents/retry"
 )
@@ -60,7 +61,7 @@ func (f *Forge) commentsPath(n int) string {
 	return filepath.Join(f.pullsDir(), strconv.Itoa(n)+".comments.json")
 }
 func (f *Forge) lock(ctx context.Context) (func(), error) {
-	return lockFile(ctx, filepath.Join(f.meta, ".lock"))
+	return filelock.Lock(ctx, filepath.Join(f.meta, ".lock"))
 }
 
 // pullURL is where a record can be read.

@@ -26,10 +26,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/branchml/branchml/agents/atomicfile"
+	"github.com/branchml/branchml/agents/filelock"
 	"github.com/branchml/branchml/agents/storage"
 )
 
@@ -103,26 +103,11 @@ func (b *Backend) blobPath(hexsum string) string {
 
 // lock takes the state directory's exclusive lock; the returned func releases it.
 func (b *Backend) lock(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(b.root, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := filelock.Lock(ctx, filepath.Join(b.root, ".lock"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("wait for the lock of %s: %w", b.root, err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("wait for the lock of %s: %w", b.root, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return unlock, nil
 }
 
 // volumeMeta is volmeta/<name>.json.

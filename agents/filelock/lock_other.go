@@ -1,6 +1,6 @@
 //go:build !unix
 
-package gitremote
+package filelock
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// lockFile creates path+".d" exclusively, polling until ctx ends; a lock
+// Lock creates path+".d" exclusively, polling until ctx ends; a lock
 // older than a minute is taken to be left by a crash and removed.
-func lockFile(ctx context.Context, path string) (func(), error) {
+func Lock(ctx context.Context, path string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}

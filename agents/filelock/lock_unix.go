@@ -1,6 +1,6 @@
 //go:build unix
 
-package gitremote
+package filelock
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock(2) on path, polling until ctx ends. The
+// Lock takes an exclusive flock(2) on path, polling until ctx ends. The
 // kernel drops the lock when the process dies, so a crash leaves no stale lock.
-func lockFile(ctx context.Context, path string) (func(), error) {
+func Lock(ctx context.Context, path string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
