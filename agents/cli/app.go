@@ -446,7 +446,7 @@ func applyParams(c *ucli.Context) error {
 		}
 		for _, s := range vals {
 			if err := c.Set(k, s); err != nil {
-				return fmt.Errorf("%s: %q: %w", path, k, err)
+				return fmt.Errorf("%s: %q: %q is not %s", path, k, s, kindOf(c.Command.Flags, k))
 			}
 		}
 	}
@@ -604,4 +604,26 @@ func headCommit(ctx context.Context, dir string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// kindOf describes the value flag name takes, for error messages.
+func kindOf(flags []ucli.Flag, name string) string {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n != name {
+				continue
+			}
+			switch f.(type) {
+			case *ucli.BoolFlag:
+				return "a boolean (true or false)"
+			case *ucli.DurationFlag:
+				return `a duration such as "30s" or "5m"`
+			case *ucli.IntFlag, *ucli.Int64Flag, *ucli.UintFlag, *ucli.Uint64Flag:
+				return "a whole number"
+			case *ucli.Float64Flag:
+				return "a number"
+			}
+		}
+	}
+	return "a valid value"
 }

@@ -248,3 +248,18 @@ func TestCommitDefaultsToWorkspaceHEAD(t *testing.T) {
 		t.Errorf("commit = %q, HEAD %q", s.env.Build.Commit, head)
 	}
 }
+
+func TestParamsWrongTypeNamesTheType(t *testing.T) {
+	params := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(params, []byte(`{"timeout": 5, "dry-run": "yes"}`), 0o644)
+	var s seen
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--params", params)
+	if code != ExitUsage || !strings.Contains(errOut, `"dry-run": "yes" is not a boolean (true or false)`) {
+		t.Errorf("code %d err %q", code, errOut)
+	}
+	os.WriteFile(params, []byte(`{"timeout": 5}`), 0o644)
+	code, _, errOut = runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--params", params)
+	if code != ExitUsage || !strings.Contains(errOut, `"timeout": "5" is not a duration such as "30s" or "5m"`) {
+		t.Errorf("code %d err %q", code, errOut)
+	}
+}
