@@ -192,6 +192,45 @@ func filterMatch(filter string, fields map[string]string) (match, ok bool) {
 }
 
 // page cuts items by page_size (default 20) and page_token (an offset).
+// list answers a v2beta1 List call: the items that keep selects and the
+// filter matches (on the fields given), in order ("sort_by=... desc"
+// reverses), paged, under key with total_size and next_page_token.
+func list[T any](w http.ResponseWriter, r *http.Request, key string, all []T, keep func(T) bool, fields func(T) map[string]string, toJSON func(T) map[string]any) {
+	var match []T
+	for _, x := range all {
+		if !keep(x) {
+			continue
+		}
+		ok, valid := filterMatch(r.URL.Query().Get("filter"), fields(x))
+		if !valid {
+			badFilter(w)
+			return
+		}
+		if ok {
+			match = append(match, x)
+		}
+	}
+	if strings.HasSuffix(r.URL.Query().Get("sort_by"), " desc") {
+		for i, j := 0, len(match)-1; i < j; i, j = i+1, j-1 {
+			match[i], match[j] = match[j], match[i]
+		}
+	}
+	pg, next, ok := page(r, match)
+	if !ok {
+		badFilter(w)
+		return
+	}
+	items := []map[string]any{}
+	for _, x := range pg {
+		items = append(items, toJSON(x))
+	}
+	resp := map[string]any{key: items, "total_size": len(match)}
+	if next != "" {
+		resp["next_page_token"] = next
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
 func page[T any](r *http.Request, items []T) ([]T, string, bool) {
 	q := r.URL.Query()
 	size := 20
@@ -340,34 +379,10 @@ func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ns := r.URL.Query().Get("namespace")
-	var match []*Pipeline
-	for _, p := range s.pipelines {
-		if ns != "" && p.Namespace != ns {
-			continue
-		}
-		ok, valid := filterMatch(r.URL.Query().Get("filter"), map[string]string{"display_name": p.Name, "pipeline_id": p.ID, "description": p.Description})
-		if !valid {
-			badFilter(w)
-			return
-		}
-		if ok {
-			match = append(match, p)
-		}
-	}
-	pg, next, ok := page(r, match)
-	if !ok {
-		badFilter(w)
-		return
-	}
-	items := []map[string]any{}
-	for _, p := range pg {
-		items = append(items, pipelineJSON(p))
-	}
-	resp := map[string]any{"pipelines": items, "total_size": len(match)}
-	if next != "" {
-		resp["next_page_token"] = next
-	}
-	writeJSON(w, http.StatusOK, resp)
+	list(w, r, "pipelines", s.pipelines, func(p *Pipeline) bool { return ns == "" || p.Namespace == ns },
+		func(p *Pipeline) map[string]string {
+			return map[string]string{"display_name": p.Name, "pipeline_id": p.ID, "description": p.Description}
+		}, pipelineJSON)
 }
 
 func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) {
@@ -389,39 +404,10 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, codeNotFound, "Not found error: pipeline "+id+" not found")
 		return
 	}
-	var match []*Version
-	for _, v := range s.versions {
-		if v.PipelineID != id {
-			continue
-		}
-		ok, valid := filterMatch(r.URL.Query().Get("filter"), map[string]string{"display_name": v.Name, "pipeline_version_id": v.ID, "description": v.Description})
-		if !valid {
-			badFilter(w)
-			return
-		}
-		if ok {
-			match = append(match, v)
-		}
-	}
-	if strings.HasSuffix(r.URL.Query().Get("sort_by"), " desc") {
-		for i, j := 0, len(match)-1; i < j; i, j = i+1, j-1 {
-			match[i], match[j] = match[j], match[i]
-		}
-	}
-	pg, next, ok := page(r, match)
-	if !ok {
-		badFilter(w)
-		return
-	}
-	items := []map[string]any{}
-	for _, v := range pg {
-		items = append(items, versionJSON(v))
-	}
-	resp := map[string]any{"pipeline_versions": items, "total_size": len(match)}
-	if next != "" {
-		resp["next_page_token"] = next
-	}
-	writeJSON(w, http.StatusOK, resp)
+	list(w, r, "pipeline_versions", s.versions, func(v *Version) bool { return v.PipelineID == id },
+		func(v *Version) map[string]string {
+			return map[string]string{"display_name": v.Name, "pipeline_version_id": v.ID, "description": v.Description}
+		}, versionJSON)
 }
 
 func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
@@ -465,34 +451,11 @@ func (s *Server) listExperiments(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ns := r.URL.Query().Get("namespace")
-	var match []*Experiment
-	for _, e := range s.experiments {
-		if ns != "" && e.Namespace != ns {
-			continue
-		}
-		ok, valid := filterMatch(r.URL.Query().Get("filter"), map[string]string{"display_name": e.Name, "experiment_id": e.ID})
-		if !valid {
-			badFilter(w)
-			return
-		}
-		if ok {
-			match = append(match, e)
-		}
-	}
-	pg, next, ok := page(r, match)
-	if !ok {
-		badFilter(w)
-		return
-	}
-	items := []map[string]any{}
-	for _, e := range pg {
-		items = append(items, experimentJSON(e))
-	}
-	resp := map[string]any{"experiments": items, "total_size": len(match)}
-	if next != "" {
-		resp["next_page_token"] = next
-	}
-	writeJSON(w, http.StatusOK, resp)
+	list(w, r, "experiments", s.experiments, func(e *Experiment) bool { return ns == "" || e.Namespace == ns },
+		func(e *Experiment) map[string]string {
+			return map[string]string{"display_name": e.Name, "experiment_id": e.ID}
+		},
+		experimentJSON)
 }
 
 func (s *Server) getExperiment(w http.ResponseWriter, r *http.Request) {
@@ -618,34 +581,10 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	exp := r.URL.Query().Get("experiment_id")
-	var match []*Run
-	for _, run := range s.runs {
-		if exp != "" && run.ExperimentID != exp {
-			continue
-		}
-		ok, valid := filterMatch(r.URL.Query().Get("filter"), map[string]string{"display_name": run.Name, "run_id": run.ID, "state": run.State()})
-		if !valid {
-			badFilter(w)
-			return
-		}
-		if ok {
-			match = append(match, run)
-		}
-	}
-	pg, next, ok := page(r, match)
-	if !ok {
-		badFilter(w)
-		return
-	}
-	items := []map[string]any{}
-	for _, run := range pg {
-		items = append(items, runJSON(run))
-	}
-	resp := map[string]any{"runs": items, "total_size": len(match)}
-	if next != "" {
-		resp["next_page_token"] = next
-	}
-	writeJSON(w, http.StatusOK, resp)
+	list(w, r, "runs", s.runs, func(run *Run) bool { return exp == "" || run.ExperimentID == exp },
+		func(run *Run) map[string]string {
+			return map[string]string{"display_name": run.Name, "run_id": run.ID, "state": run.State()}
+		}, runJSON)
 }
 
 func (s *Server) readArtifact(w http.ResponseWriter, r *http.Request) {
