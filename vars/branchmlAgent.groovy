@@ -99,7 +99,7 @@ def call(Map args = [:]) {
     String failure = rc == 0 ? null : failureMessage(binary, command, rc, details)
     if (notify) {
         branchmlNotify(context: "branchml/${stage}", status: rc == 0 ? 'SUCCESS' : 'FAILURE', commit: commit,
-            description: rc == 0 ? (result?.summary ?: "${stage} done") : "${details?.what ?: stage}: ${details?.why ?: "exit ${rc}"}")
+            description: rc == 0 ? (firstLine(result?.summary) ?: "${stage} done") : "${details?.what ?: stage}: ${details?.why ?: "exit ${rc}"}")
     }
     if (rc == 3) {
         unstable(failure)
@@ -235,6 +235,12 @@ private static String failureMessage(String binary, String command, int rc, Map 
         return "${head}; it wrote no error details, see the log above"
     }
     return "${head}: ${details.what}: ${details.why}" + (details.fix ? "\nfix: ${details.fix}" : '')
+}
+
+/** A commit status is one line: the first line of a multi-line summary (branchml-deploy's status text). */
+@NonCPS
+private static String firstLine(Object text) {
+    return text == null ? null : text.toString().trim().readLines().find { it.trim() }?.trim()
 }
 
 @NonCPS

@@ -169,8 +169,11 @@ func Command(spec Spec) *ucli.Command {
 		flags = append(flags, BuildFlags()...)
 	}
 	cmd.Flags = flags
+	// A required flag may come from --params, which is read in the action:
+	// check it there, after the params file, instead of in urfave/cli.
+	required := deferRequired(flags)
 	cmd.Action = func(c *ucli.Context) error {
-		if err := runAction(c, spec); err != nil {
+		if err := runAction(c, spec, required); err != nil {
 			return actionError{err}
 		}
 		return nil
@@ -188,16 +191,33 @@ func streamsOf(c *ucli.Context) Streams {
 	return StdStreams()
 }
 
-func runAction(c *ucli.Context, spec Spec) (err error) {
+func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 	started := time.Now().UTC()
 	streams := streamsOf(c)
+	// Until the flags are known good: a text logger, so that a bad --params
+	// still ends in the result and error-details files the caller reads.
+	log, _ := NewLogger(streams.Err, "text", "info")
+	env := &Env{Log: log, Out: streams.Out, Output: "text", CLI: c}
+	var res *Result
+	defer func() {
+		if r := recover(); r != nil {
+			err = Failed("internal error", fmt.Errorf("%v", r), "report this as a bug with the log above")
+		}
+		finish(env, spec, c, started, res, err)
+	}()
 	if err := applyParams(c); err != nil {
 		return Usage("read --params", err, "give a JSON object whose keys are flag names of '"+spec.Name+"'")
 	}
-	log, err := NewLogger(streams.Err, c.String("log-format"), c.String("log-level"))
-	if err != nil {
+	env.DryRun = c.Bool("dry-run")
+	for _, name := range required {
+		if !c.IsSet(name) {
+			return Usagef("pass --"+name+" (or give \""+name+"\" in --params)", "required flag %q not set", name)
+		}
+	}
+	if log, err = NewLogger(streams.Err, c.String("log-format"), c.String("log-level")); err != nil {
 		return Usage("logging flags", err, "use --log-format text|json and --log-level debug|info|warn|error")
 	}
+	env.Log = log
 	if spec.ArgsUsage == "" && c.Args().Len() > 0 {
 		return Usagef("run '"+c.App.Name+" "+spec.Name+" --help'", "unexpected argument %q: '%s' takes no arguments", c.Args().First(), spec.Name)
 	}
@@ -205,7 +225,7 @@ func runAction(c *ucli.Context, spec Spec) (err error) {
 	if output != "text" && output != "json" {
 		return Usagef("use -o text or -o json", "unknown output format %q", output)
 	}
-	env := &Env{Log: log, Out: streams.Out, Output: output, DryRun: c.Bool("dry-run"), CLI: c}
+	env.Output = output
 	if spec.BuildFlags {
 		env.Build = BuildContext{
 			Workspace: c.String("workspace"), Branch: c.String("branch"), Commit: c.String("commit"),
@@ -233,13 +253,6 @@ func runAction(c *ucli.Context, spec Spec) (err error) {
 	}
 	env.Ctx = ctx
 
-	var res *Result
-	defer func() {
-		if r := recover(); r != nil {
-			err = Failed("internal error", fmt.Errorf("%v", r), "report this as a bug with the log above")
-		}
-		finish(env, spec, c, started, res, err)
-	}()
 	if spec.NeedsConfig {
 		path := c.String("config")
 		if env.Build.Workspace != "" && !filepath.IsAbs(path) {
@@ -398,8 +411,62 @@ func flatten(prefix string, v any, out map[string]string) {
 	}
 }
 
+// deferRequired clears the Required mark of flags (urfave/cli checks it
+// before the action, so before --params is read) and returns their names.
+func deferRequired(flags []ucli.Flag) []string {
+	var names []string
+	for _, f := range flags {
+		switch t := f.(type) {
+		case *ucli.StringFlag:
+			if t.Required {
+				t.Required = false
+				names = append(names, t.Name)
+			}
+		case *ucli.StringSliceFlag:
+			if t.Required {
+				t.Required = false
+				names = append(names, t.Name)
+			}
+		case *ucli.IntFlag:
+			if t.Required {
+				t.Required = false
+				names = append(names, t.Name)
+			}
+		}
+	}
+	return names
+}
+
+// onCommandLine reports whether one of names was given on the command line
+// (not from its environment variable). Run keeps the arguments in the app's
+// metadata; without them it falls back to c.IsSet, which counts the
+// environment too.
+func onCommandLine(c *ucli.Context, names []string) bool {
+	argv, ok := c.App.Metadata["argv"].([]string)
+	if !ok {
+		return c.IsSet(names[0])
+	}
+	for _, a := range argv {
+		if a == "--" {
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		for _, name := range names {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // applyParams reads --params and sets every flag it names that the command
-// line did not set.
+// line did not set. A value in the params file wins over the flag's
+// environment variable (Jenkins sets BRANCH_NAME=PR-7 on a change request,
+// while the step passes the target branch in the file).
 func applyParams(c *ucli.Context) error {
 	path := c.String("params")
 	if path == "" {
@@ -428,7 +495,7 @@ func applyParams(c *ucli.Context) error {
 		if !known[k] {
 			return fmt.Errorf("%s: %q is not a flag of this command", path, k)
 		}
-		if k == "params" || c.IsSet(k) {
+		if k == "params" || onCommandLine(c, flagNames(c.Command.Flags, k)) {
 			continue
 		}
 		var vals []string
@@ -497,6 +564,7 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 		app.Metadata = map[string]any{}
 	}
 	app.Metadata["streams"] = streams
+	app.Metadata["argv"] = args[min(len(args), 1):]
 	app.Writer, app.ErrWriter = streams.Out, streams.Err
 	err := app.RunContext(ctx, FlagsFirst(app, args))
 	if err == nil {
@@ -604,6 +672,18 @@ func headCommit(ctx context.Context, dir string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// flagNames are the name and aliases of flag name.
+func flagNames(flags []ucli.Flag, name string) []string {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f.Names()
+			}
+		}
+	}
+	return []string{name}
 }
 
 // kindOf describes the value flag name takes, for error messages.

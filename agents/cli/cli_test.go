@@ -263,3 +263,71 @@ func TestParamsWrongTypeNamesTheType(t *testing.T) {
 		t.Errorf("code %d err %q", code, errOut)
 	}
 }
+
+// The Jenkins step passes the target branch of a change request in --params
+// while Jenkins exports BRANCH_NAME=PR-7: the file wins over the environment,
+// the command line over both.
+func TestParamsWinOverEnvironmentCommandLineWinsOverParams(t *testing.T) {
+	t.Setenv("BRANCH_NAME", "PR-7")
+	t.Setenv("CHANGE_ID", "7")
+	params := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(params, []byte(`{"branch":"training","change-id":"7","name":"from-file"}`), 0o644)
+	var s seen
+	app := func() *ucli.App { return testApp(&s, func(*Env) (*Result, error) { return nil, nil }) }
+	if code, _, errOut := runApp(t, app(), "run", "--params", params); code != 0 || s.env.Build.Branch != "training" || s.env.Build.ChangeID != "7" || !s.env.DryRun {
+		t.Fatalf("code %d branch %q change %q dry %v: %s", code, s.env.Build.Branch, s.env.Build.ChangeID, s.env.DryRun, errOut)
+	}
+	if code, _, _ := runApp(t, app(), "run", "--params", params, "--branch=main", "--name", "flag"); code != 0 || s.env.Build.Branch != "main" || s.name != "flag" {
+		t.Fatalf("code %d branch %q name %q", code, s.env.Build.Branch, s.name)
+	}
+	t.Setenv("BRANCH_NAME", "")
+	os.Unsetenv("BRANCH_NAME")
+	if code, _, _ := runApp(t, app(), "run", "--params", params); code != 0 || s.env.Build.Branch != "training" {
+		t.Fatalf("without BRANCH_NAME: code %d branch %q", code, s.env.Build.Branch)
+	}
+}
+
+// `branchml config stages` marks --branch required; the step gives it only
+// in --params, so the check happens after the file is read.
+func TestRequiredFlagMayComeFromParams(t *testing.T) {
+	dir := t.TempDir()
+	params := filepath.Join(dir, "p.json")
+	os.WriteFile(params, []byte(`{"target":"training"}`), 0o644)
+	var got string
+	app := func() *ucli.App {
+		return NewApp("branchml-test", "test", Command(Spec{
+			Name: "stages", Stage: "config",
+			Flags: []ucli.Flag{&ucli.StringFlag{Name: "target", Required: true, EnvVars: []string{"BRANCHML_TEST_TARGET"}}},
+			Run:   func(e *Env) (*Result, error) { got = e.CLI.String("target"); return nil, nil },
+		}))
+	}
+	if code, _, errOut := runApp(t, app(), "stages", "--params", params); code != 0 || got != "training" {
+		t.Fatalf("code %d target %q: %s", code, got, errOut)
+	}
+	res, det := filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
+	code, _, errOut := runApp(t, app(), "stages", "--result", res, "--error-details", det)
+	var d ErrorDetails
+	readJSON(t, det, &d)
+	if code != ExitUsage || !strings.Contains(errOut, `required flag "target" not set`) || d.ExitCode != ExitUsage {
+		t.Errorf("code %d err %q details %+v", code, errOut, d)
+	}
+}
+
+// A --params file the command rejects still ends in the result and
+// error-details files, where the Jenkins step reads what went wrong.
+func TestBadParamsWriteResultAndErrorDetails(t *testing.T) {
+	dir := t.TempDir()
+	params, res, det := filepath.Join(dir, "p.json"), filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
+	os.WriteFile(params, []byte(`{"experimnt":"x"}`), 0o644)
+	var s seen
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run",
+		"--params", params, "--result", res, "--error-details", det)
+	var r Result
+	var d ErrorDetails
+	readJSON(t, res, &r)
+	readJSON(t, det, &d)
+	if code != ExitUsage || r.OK || r.ExitCode != ExitUsage || r.Stage != "test" || d.What != "read --params" ||
+		!strings.Contains(d.Why, `"experimnt" is not a flag of this command`) || d.Fix == "" {
+		t.Errorf("code %d result %+v details %+v", code, r, d)
+	}
+}

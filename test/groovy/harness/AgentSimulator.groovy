@@ -23,6 +23,8 @@ class AgentSimulator {
     boolean onPath = true
     /** binary -> exit code to fail with (and write error details). */
     Map<String, Integer> failures = [:]
+    /** binary -> the summary its result JSON carries on success (default: "<stage> done for <commit>"). */
+    Map<String, String> summaries = [:]
     /** Recorded agent invocations: [binary, command, params (parsed), env]. */
     final List<Map> runs = []
     final PipelineHarness h
@@ -60,7 +62,7 @@ class AgentSimulator {
             result.summary = "branch ${params.branch} runs ${stages.size()} stage(s)".toString()
             result.outputs = [branch: params.branch, stages: stages]
         } else if (rc == 0) {
-            result.summary = "${stage} ${params['dry-run'] ? 'planned' : 'done'} for ${params.commit}".toString()
+            result.summary = summaries[binary] ?: "${stage} ${params['dry-run'] ? 'planned' : 'done'} for ${params.commit}".toString()
             result.outputs = [commit: params.commit]
             result.links = [[name: 'pipeline version', url: 'https://kfp.example.com/#/pipelines/details/p1/version/v1']]
             result.reports = [[name: 'tests', path: "build/${stage}-junit.xml".toString(), kind: 'junit'],

@@ -62,4 +62,18 @@ class BranchmlAgentTest extends StepTestBase {
         assertEquals('branchml-train run' + TAIL, sh.script)
         assertEquals(evil, agents.runs[0].params.experiment)
     }
+
+    @Test
+    void aMultiLineSummaryGivesAOneLineCommitStatus() {
+        // branchml-deploy's summary is its readable status text (agents/cli: a
+        // multi-line summary is printed alone); a commit status is one line.
+        agents.summaries['branchml-deploy'] = 'djia30: plan (dry run, nothing changed); recorded Succeeded; not serving\n' +
+            'serving: nothing (no model server runs)\nrecorded status: Succeeded, stable v2'
+        h.env.BRANCH_NAME = 'deploy-model'
+        h.callStep('branchmlDeploy', [dryRun: true])
+        assertEquals(['planning deploy', 'djia30: plan (dry run, nothing changed); recorded Succeeded; not serving'],
+            h.callsOf('githubNotify').collect { it.args.description })
+        assertTrue(h.currentBuild.description.startsWith('deploy (plan): ' + agents.summaries['branchml-deploy'] + '\n'))
+        assertEquals(true, agents.runs[0].params['dry-run'])
+    }
 }
