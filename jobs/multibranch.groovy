@@ -4,11 +4,23 @@
 // Every job discovers the stage branches, the ds* development branches and
 // pull requests from origin; regular branches build when a push (a merge)
 // lands, pull requests build to plan; nothing builds on the first indexing,
-// so re-seeding never rebuilds every branch.
+// so re-seeding never rebuilds every branch, and a push made only of the
+// agents' own write-back commits (branchml@localhost) does not build again.
+//
+// Jenkins plugins this script needs: job-dsl, workflow-multibranch,
+// github-branch-source, basic-branch-build-strategies (buildAllBranches,
+// buildAnyBranches, buildRegularBranches, buildChangeRequests,
+// skipInitialBuildOnFirstBranchIndexing) and ignore-committer-strategy
+// (ignoreCommitterStrategy).
 
 List repos = evaluate(readFileFromWorkspace('jobs/repos.groovy')) as List
 
 List defaultBranches = ['build-components', 'kf-pipeline', 'training', 'deploy-model']
+
+// The e-mail of the agents' write-back commits (agents/README.md, "Files each
+// stage writes back"); the ignore-committer-strategy plugin skips builds of
+// pushes made only of its commits.
+String branchmlAuthor = 'branchml@localhost'
 
 repos.each { Map repo ->
     ['name', 'owner', 'repository'].each { key ->
@@ -50,13 +62,30 @@ repos.each { Map repo ->
                     }
                 }
                 buildStrategies {
-                    // All of: (a regular branch or a pull request) and not the
-                    // first indexing of the job.
+                    // All of: not the first indexing of the job, and either a
+                    // pull request or a regular branch whose new commits are
+                    // not all write-backs of the agents. Every stage pushes
+                    // to its own branch as branchml <branchml@localhost>; that
+                    // push must not build the branch again (the rebuild would
+                    // write nothing). A merge by a person still builds: one
+                    // commit by another author is enough. Pull requests are
+                    // not filtered: the promotion PRs the train stage opens
+                    // are branchml's own and still get their plan build.
+                    // Needs the plugins basic-branch-build-strategies and
+                    // ignore-committer-strategy.
                     buildAllBranches {
                         strategies {
                             buildAnyBranches {
                                 strategies {
-                                    buildRegularBranches()
+                                    buildAllBranches {
+                                        strategies {
+                                            buildRegularBranches()
+                                            ignoreCommitterStrategy {
+                                                ignoredAuthors(branchmlAuthor)
+                                                allowBuildIfNotExcludedAuthor(true)
+                                            }
+                                        }
+                                    }
                                     buildChangeRequests {
                                         ignoreTargetOnlyChanges(true)
                                         ignoreUntrustedChanges(true)

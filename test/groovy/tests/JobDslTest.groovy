@@ -7,6 +7,7 @@ import org.junit.Test
 
 import static org.junit.Assert.assertEquals
 import static org.junit.Assert.assertNotNull
+import static org.junit.Assert.assertTrue
 
 /**
  * jobs/multibranch.groovy against the recording Job DSL: a golden test of the
@@ -53,12 +54,30 @@ class JobDslTest {
 
         DslNode all = job.find('branchSource/buildStrategies/buildAllBranches/strategies')
         assertEquals(['buildAnyBranches', 'skipInitialBuildOnFirstBranchIndexing'], all.children.collect { it.name })
-        assertEquals(['buildRegularBranches', 'buildChangeRequests'],
+        assertEquals(['buildAllBranches', 'buildChangeRequests'],
             all.find('buildAnyBranches/strategies').children.collect { it.name })
 
         assertEquals('Jenkinsfile', job.find('factory/workflowBranchProjectFactory').value('scriptPath'))
         assertEquals('1d', job.find('triggers/periodicFolderTrigger').value('interval'))
         assertEquals(30, job.find('orphanedItemStrategy/discardOldItems').value('daysToKeep'))
+    }
+
+    @Test
+    void writeBacksOfTheAgentsDoNotBuildTheirBranchAgain() {
+        DslNode any = seed().children[1].find('branchSource/buildStrategies/buildAllBranches/strategies/buildAnyBranches/strategies')
+        // Regular branches: only when a pushed commit is not the agents' own
+        // (agents/README.md: write-backs are authored by branchml <branchml@localhost>).
+        DslNode regular = any.find('buildAllBranches/strategies')
+        assertEquals(['buildRegularBranches', 'ignoreCommitterStrategy'], regular.children.collect { it.name })
+        DslNode ignore = regular.find('ignoreCommitterStrategy')
+        assertEquals('branchml@localhost', ignore.value('ignoredAuthors'))
+        assertEquals(true, ignore.value('allowBuildIfNotExcludedAuthor'))
+        // Pull requests (also branchml's own promotion PRs) always get their plan build.
+        DslNode prs = any.find('buildChangeRequests')
+        assertEquals(true, prs.value('ignoreTargetOnlyChanges'))
+        assertEquals(true, prs.value('ignoreUntrustedChanges'))
+        String readme = new File(ROOT, 'agents/README.md').text
+        assertTrue(readme.contains('authored by `branchml <branchml@localhost>`'))
     }
 
     @Test
