@@ -170,7 +170,7 @@ func (e *env) run(t *testing.T, version int64, commit string) (*deploy.Result, e
 		cancel() // nothing serves yet: no load before the first deploy
 	}
 	go func() {
-		rep, _ := loadgen.Run(ctx, loadgen.Options{URL: e.b.URL() + "/v1/models/djia30:predict", Body: []byte(`{"instances":[[1]]}`), Concurrency: 2, Rate: 300})
+		rep, _ := loadgen.Run(ctx, loadgen.Options{URL: e.b.URL() + "/v1/models/djia30:predict", Body: []byte(`{"instances":[[1]]}`), Concurrency: 2, Rate: 800})
 		done <- rep
 	}()
 	res, err := deploy.Run(context.Background(), o)

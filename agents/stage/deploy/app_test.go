@@ -43,7 +43,7 @@ project: djia30
 branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
 deploy:
   model: djia30
-  canary: {steps: [20, 100], interval: 100ms, threshold: 1, minRequests: 3, successRate: 99, maxLatencyP99: 1s}
+  canary: {steps: [20, 100], interval: 300ms, threshold: 1, minRequests: 3, successRate: 99, maxLatencyP99: 1s}
 backends:
   stateDir: ` + state + "\n"
 	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
@@ -151,7 +151,7 @@ project: djia30
 branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
 deploy:
   model: djia30
-  canary: {steps: [10, 50, 100], interval: 150ms, threshold: 2, minRequests: 3, successRate: 99, maxLatencyP99: 1s}
+  canary: {steps: [10, 50, 100], interval: 150ms, threshold: 2, minRequests: 1, successRate: 99, maxLatencyP99: 1s}
 backends:
   stateDir: ` + state + "\n"
 	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
