@@ -317,9 +317,8 @@ func finish(env *Env, spec Spec, c *ucli.Context, started time.Time, res *Result
 			}
 		}
 	}
-	if err == nil || res.Outputs != nil {
-		printSummary(env.Out, env.Output, res)
-	} else if env.Output == "json" {
+	// A bare failure is said once, on stderr, by Run; -o json always gets the result.
+	if err == nil || res.Outputs != nil || env.Output == "json" {
 		printSummary(env.Out, env.Output, res)
 	}
 }

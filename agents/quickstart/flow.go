@@ -114,11 +114,10 @@ func (r *run) mergePromotion(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// hasFile reports whether path at ref contains s.
+// hasFile reports whether path at ref of the clone contains s. The clone's
+// origin/* refs are current: the quickstart fetches before it reads and its
+// pushes move them.
 func (m *mlRepo) hasFile(ctx context.Context, ref, path, s string) (bool, error) {
-	if _, err := git(ctx, m.Clone, "fetch", "--quiet", "origin"); err != nil {
-		return false, err
-	}
 	out, err := git(ctx, m.Clone, "show", ref+":"+path)
 	if err != nil {
 		return false, nil

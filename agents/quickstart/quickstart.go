@@ -222,13 +222,15 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	t0 := time.Now()
 	var commit string
 	var err error
+	what := "read the tip of " + c.branch
 	if c.from != "" {
+		what = "merge " + c.from + " into " + c.branch
 		commit, err = r.repo.merge(ctx, c.from, c.branch)
 	} else {
 		commit, err = r.repo.tip(ctx, c.branch)
 	}
 	if err != nil {
-		return nil, cli.Failed("merge "+c.from+" into "+c.branch, err, "")
+		return nil, cli.Failed(what, err, "")
 	}
 	ws := filepath.Join(r.opt.Workdir, "jenkins", "workspace", c.branch)
 	if err := os.MkdirAll(filepath.Dir(ws), 0o755); err != nil {

@@ -2,9 +2,11 @@ package tfserving
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -78,15 +80,8 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	for k := range m.counts {
 		ck = append(ck, k)
 	}
-	sort.Slice(ck, func(i, j int) bool {
-		a, c := ck[i], ck[j]
-		if a.model != c.model {
-			return a.model < c.model
-		}
-		if a.version != c.version {
-			return a.version < c.version
-		}
-		return a.status < c.status
+	slices.SortFunc(ck, func(a, c countKey) int {
+		return cmp.Or(cmp.Compare(a.model, c.model), cmp.Compare(a.version, c.version), cmp.Compare(a.status, c.status))
 	})
 	for _, k := range ck {
 		fmt.Fprintf(&b, "%s{model_name=%s,model_version=%s,status=%s} %d\n", MetricRequestCount, q(k.model), q(k.version), q(k.status), m.counts[k])
@@ -96,15 +91,8 @@ func (m *Metrics) WriteText(w io.Writer) error {
 	for k := range m.latency {
 		lk = append(lk, k)
 	}
-	sort.Slice(lk, func(i, j int) bool {
-		a, c := lk[i], lk[j]
-		if a.model != c.model {
-			return a.model < c.model
-		}
-		if a.version != c.version {
-			return a.version < c.version
-		}
-		return a.api < c.api
+	slices.SortFunc(lk, func(a, c latKey) int {
+		return cmp.Or(cmp.Compare(a.model, c.model), cmp.Compare(a.version, c.version), cmp.Compare(a.api, c.api))
 	})
 	for _, k := range lk {
 		h := m.latency[k]
