@@ -1,7 +1,3 @@
-// Package cli holds the conventions every branchml binary shares: common
-// flags, the --params JSON file, logging with secrets masked, the result and
-// error-details JSON, exit codes, timeouts and signal handling. Commands are
-// built with Command and run with Run; only Main exits the process.
 package cli
 
 import (
@@ -23,9 +19,9 @@ import (
 	"github.com/sirupsen/logrus"
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/branchml/branchml/agents/atomicfile"
 	"github.com/branchml/branchml/agents/config"
-	"github.com/branchml/branchml/agents/secrets"
+	"github.com/branchml/branchml/agents/internal/atomicfile"
+	"github.com/branchml/branchml/agents/internal/secrets"
 )
 
 // Version is the branchml version, set at link time with

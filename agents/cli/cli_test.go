@@ -13,7 +13,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/branchml/branchml/agents/secrets"
+	"github.com/branchml/branchml/agents/internal/secrets"
 )
 
 type seen struct {

@@ -1,13 +1,9 @@
-// Package records defines the files the stages write back to their branches
-// and read from each other: the components lock, the pipeline lock, run
-// records, the deploy spec and the deploy status. Each is JSON (deploy.yaml is
-// YAML) with apiVersion "branchml.dev/v1" and a kind.
 package records
 
 import (
 	"time"
 
-	"github.com/branchml/branchml/agents/pipelines"
+	"github.com/branchml/branchml/agents/backends/pipelines"
 )
 
 // APIVersion of every record.

@@ -1,9 +1,8 @@
-// Command branchml-build runs the build stage of branchml; see agents/README.md.
 package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
-	"github.com/branchml/branchml/agents/stage/build"
+	"github.com/branchml/branchml/agents/cli/buildcmd"
 )
 
-func main() { cli.Main(build.App()) }
+func main() { cli.Main(buildcmd.App()) }

@@ -1,9 +1,8 @@
-// Command branchml-deploy runs the deploy stage of branchml; see agents/README.md.
 package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
-	"github.com/branchml/branchml/agents/stage/deploy"
+	"github.com/branchml/branchml/agents/cli/deploycmd"
 )
 
-func main() { cli.Main(deploy.App()) }
+func main() { cli.Main(deploycmd.App()) }

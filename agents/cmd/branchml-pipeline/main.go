@@ -1,9 +1,8 @@
-// Command branchml-pipeline runs the pipeline stage of branchml; see agents/README.md.
 package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
-	"github.com/branchml/branchml/agents/stage/pipeline"
+	"github.com/branchml/branchml/agents/cli/pipelinecmd"
 )
 
-func main() { cli.Main(pipeline.App()) }
+func main() { cli.Main(pipelinecmd.App()) }

@@ -1,9 +1,8 @@
-// Command branchml-snapshot runs the snapshot stage of branchml; see agents/README.md.
 package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
-	"github.com/branchml/branchml/agents/stage/snapshot"
+	"github.com/branchml/branchml/agents/cli/snapshotcmd"
 )
 
-func main() { cli.Main(snapshot.App()) }
+func main() { cli.Main(snapshotcmd.App()) }

@@ -1,9 +1,8 @@
-// Command branchml-train runs the train stage of branchml; see agents/README.md.
 package main
 
 import (
 	"github.com/branchml/branchml/agents/cli"
-	"github.com/branchml/branchml/agents/stage/train"
+	"github.com/branchml/branchml/agents/cli/traincmd"
 )
 
-func main() { cli.Main(train.App()) }
+func main() { cli.Main(traincmd.App()) }

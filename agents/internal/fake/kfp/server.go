@@ -1,8 +1,3 @@
-// Package kfp is a fake Kubeflow Pipelines API server (v2beta1 REST) for
-// tests: pipelines, pipeline versions (multipart upload), runs with scripted
-// state sequences and experiments, with response shapes after the v2beta1
-// swagger of kubeflow/pipelines (backend/api/v2beta1/swagger), every
-// request recorded, and faults injected by wrapping the handler.
 package kfp
 
 import (

@@ -1,11 +1,3 @@
-// Package tfserving is a shared fake of TensorFlow Serving's REST API for
-// tests: model status (GET /v1/models/{name}[/versions/{v}|/labels/{l}]),
-// metadata, predict and the Prometheus endpoint
-// (/monitoring/prometheus/metrics with :tensorflow:serving:request_count and
-// :tensorflow:serving:request_latency), following TF Serving's REST API
-// documentation. Faults are injected by wrapping the handler (Fail, Delay,
-// Malformed). cmd/fake-tfserving runs it as a process with
-// tensorflow_model_server's flags.
 package tfserving
 
 import (
@@ -22,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	tfs "github.com/branchml/branchml/agents/backends/serving/tfserving"
 	"github.com/branchml/branchml/agents/internal/fake/fakehttp"
-	tfs "github.com/branchml/branchml/agents/tfserving"
 )
 
 // Behavior is how one model version answers predict requests.

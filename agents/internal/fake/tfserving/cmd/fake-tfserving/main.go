@@ -1,10 +1,3 @@
-// Command fake-tfserving is a TF-Serving-compatible test server: it takes
-// tensorflow_model_server's flags (--rest_api_port, --model_name,
-// --model_base_path, --model_config_file, --file_system_poll_wait_seconds),
-// serves every numeric version directory of the base path (or the versions
-// and labels of the model config file) through the shared fake, prints
-// "listening on 127.0.0.1:PORT" to stderr and stops gracefully on SIGTERM.
-// A version directory may hold behavior.json ({"delay":"50ms","failEvery":2}).
 package main
 
 import (
@@ -20,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	tfs "github.com/branchml/branchml/agents/backends/serving/tfserving"
 	fake "github.com/branchml/branchml/agents/internal/fake/tfserving"
-	tfs "github.com/branchml/branchml/agents/tfserving"
 )
 
 func main() {

@@ -1,0 +1,323 @@
+package gitremote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/internal/atomicfile"
+	"github.com/branchml/branchml/agents/internal/filelock"
+	"github.com/branchml/branchml/agents/internal/retry"
+)
+
+// PullRecord is a pull request as kept in <meta>/pulls/<number>.json:
+// forge.PullRequest plus times and, once merged, the merge commit.
+type PullRecord struct {
+	forge.PullRequest
+	CreatedAt   time.Time  `json:"createdAt"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+	MergeCommit string     `json:"mergeCommit,omitempty"`
+	MergedAt    *time.Time `json:"mergedAt,omitempty"`
+}
+
+// CommentRecord is one comment in <meta>/pulls/<number>.comments.json.
+type CommentRecord struct {
+	// ID counts from 1 per pull request.
+	ID        int       `json:"id"`
+	Author    string    `json:"author"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// MergeConflictError is a pull request whose head does not merge cleanly
+// into its base.
+type MergeConflictError struct {
+	Number     int
+	Head, Base string
+	// Files are the conflicting paths.
+	Files []string
+}
+
+func (e *MergeConflictError) Error() string {
+	return fmt.Sprintf("merge pull request #%d (%s into %s): conflicts in %s; merge %s into %s by hand, resolve them and push",
+		e.Number, e.Head, e.Base, strings.Join(e.Files, ", "), e.Base, e.Head)
+}
+
+// now is the clock of the records (UTC, second precision).
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+func (f *Forge) pullsDir() string      { return filepath.Join(f.meta, "pulls") }
+func (f *Forge) pullPath(n int) string { return filepath.Join(f.pullsDir(), strconv.Itoa(n)+".json") }
+func (f *Forge) commentsPath(n int) string {
+	return filepath.Join(f.pullsDir(), strconv.Itoa(n)+".comments.json")
+}
+func (f *Forge) lock(ctx context.Context) (func(), error) {
+	return filelock.Lock(ctx, filepath.Join(f.meta, ".lock"))
+}
+
+// pullURL is where a record can be read.
+func (f *Forge) pullURL(n int) string { return "file://" + filepath.ToSlash(f.pullPath(n)) }
+
+// readJSON reads path into v; a missing file wraps fs.ErrNotExist.
+func readJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	return nil
+}
+
+// pulls reads every pull request record, by number.
+func (f *Forge) pulls() ([]PullRecord, error) {
+	entries, err := os.ReadDir(f.pullsDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []PullRecord
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".json"))
+		if err != nil || !strings.HasSuffix(e.Name(), ".json") || n <= 0 {
+			continue // comments, temporary files
+		}
+		var pr PullRecord
+		if err := readJSON(f.pullPath(n), &pr); err != nil {
+			return nil, err
+		}
+		out = append(out, pr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	return out, nil
+}
+
+func (f *Forge) pull(n int) (*PullRecord, error) {
+	var pr PullRecord
+	if err := readJSON(f.pullPath(n), &pr); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("pull request #%d in %s: %w", n, f.meta, forge.ErrNotFound)
+		}
+		return nil, err
+	}
+	return &pr, nil
+}
+
+// EnsurePullRequest opens a pull request record from pr.Head into pr.Base,
+// or updates title and body of the open one with the same head and base
+// (same number). Both branches must exist on the remote. Numbers are
+// allocated under a lock file, so concurrent processes never collide.
+func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*forge.PullRequest, error) {
+	if err := checkRef("head branch", pr.Head); err != nil {
+		return nil, err
+	}
+	if err := checkRef("base branch", pr.Base); err != nil {
+		return nil, err
+	}
+	if pr.Head == pr.Base {
+		return nil, fmt.Errorf("pull request from %s into itself: head and base must differ", pr.Head)
+	}
+	if strings.TrimSpace(pr.Title) == "" {
+		return nil, fmt.Errorf("pull request from %s into %s: empty title", pr.Head, pr.Base)
+	}
+	for _, b := range []string{pr.Head, pr.Base} {
+		tip, err := f.remoteTip(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		if tip == "" {
+			return nil, fmt.Errorf("pull request from %s into %s: branch %s does not exist in %s: %w", pr.Head, pr.Base, b, f.remote, forge.ErrNotFound)
+		}
+	}
+	unlock, err := f.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	all, err := f.pulls()
+	if err != nil {
+		return nil, err
+	}
+	t := now()
+	max := 0
+	for _, rec := range all {
+		max = rec.Number
+		if rec.State == "open" && rec.Head == pr.Head && rec.Base == pr.Base {
+			if rec.Title != pr.Title || rec.Body != pr.Body {
+				rec.Title, rec.Body, rec.UpdatedAt = pr.Title, pr.Body, t
+				if err := atomicfile.WriteJSON(f.pullPath(rec.Number), rec); err != nil {
+					return nil, fmt.Errorf("update pull request #%d: %w", rec.Number, err)
+				}
+			}
+			out := rec.PullRequest
+			return &out, nil
+		}
+	}
+	rec := PullRecord{
+		PullRequest: forge.PullRequest{Number: max + 1, Head: pr.Head, Base: pr.Base, Title: pr.Title, Body: pr.Body, State: "open"},
+		CreatedAt:   t, UpdatedAt: t,
+	}
+	rec.URL = f.pullURL(rec.Number)
+	if err := atomicfile.WriteJSON(f.pullPath(rec.Number), rec); err != nil {
+		return nil, fmt.Errorf("create pull request #%d: %w", rec.Number, err)
+	}
+	out := rec.PullRequest
+	return &out, nil
+}
+
+// ListPullRequests returns the pull request records in state "open",
+// "closed", "merged", or every one for "" or "all", by number.
+func (f *Forge) ListPullRequests(ctx context.Context, state string) ([]PullRecord, error) {
+	switch state {
+	case "", "all", "open", "closed", "merged":
+	default:
+		return nil, fmt.Errorf("pull request state %q: use open, closed, merged or all", state)
+	}
+	all, err := f.pulls()
+	if err != nil {
+		return nil, err
+	}
+	var out []PullRecord
+	for _, pr := range all {
+		if state == "" || state == "all" || pr.State == state {
+			out = append(out, pr)
+		}
+	}
+	return out, nil
+}
+
+// Comment appends body to the comments of pull request number; it wraps
+// forge.ErrNotFound when there is no such pull request.
+func (f *Forge) Comment(ctx context.Context, number int, body string) error {
+	if strings.TrimSpace(body) == "" {
+		return fmt.Errorf("comment on pull request #%d: empty body", number)
+	}
+	unlock, err := f.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := f.pull(number); err != nil {
+		return err
+	}
+	cs, err := f.Comments(ctx, number)
+	if err != nil {
+		return err
+	}
+	cs = append(cs, CommentRecord{ID: len(cs) + 1, Author: forge.AuthorName, Body: body, CreatedAt: now()})
+	if err := atomicfile.WriteJSON(f.commentsPath(number), cs); err != nil {
+		return fmt.Errorf("comment on pull request #%d: %w", number, err)
+	}
+	return nil
+}
+
+// Comments returns the comments of pull request number, oldest first.
+func (f *Forge) Comments(ctx context.Context, number int) ([]CommentRecord, error) {
+	var cs []CommentRecord
+	if err := readJSON(f.commentsPath(number), &cs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return cs, nil
+}
+
+// MergePullRequest merges the open pull request number as a user would in a
+// web UI: a merge commit of head into base (parents: base tip, head tip)
+// with message "Merge pull request #<n> from <head>\n\n<title>", pushed to
+// base (re-done when base moves, bounded); the record becomes "merged". It
+// returns the merge commit: the recorded one for a merged pull request, the
+// base tip when head is already contained in base. Conflicts give a
+// *MergeConflictError naming the files; a closed pull request is an error.
+func (f *Forge) MergePullRequest(ctx context.Context, number int) (string, error) {
+	unlock, err := f.lock(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	rec, err := f.pull(number)
+	if err != nil {
+		return "", err
+	}
+	switch rec.State {
+	case "merged":
+		return rec.MergeCommit, nil
+	case "open":
+	default:
+		return "", fmt.Errorf("merge pull request #%d: it is %s; open a new one", number, rec.State)
+	}
+	w, err := f.newWorkArea(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer w.close()
+	var commit string
+	err = f.retryMoved(ctx, rec.Base, func(ctx context.Context, _ int) error {
+		var err error
+		commit, err = f.mergeOnce(ctx, w, rec)
+		return err
+	})
+	if re, ok := err.(*retry.Error); ok {
+		return "", re.Context
+	}
+	if err != nil {
+		return "", err
+	}
+	t := now()
+	rec.State, rec.MergeCommit, rec.MergedAt, rec.UpdatedAt = "merged", commit, &t, t
+	if err := atomicfile.WriteJSON(f.pullPath(number), rec); err != nil {
+		return "", fmt.Errorf("merge pull request #%d: merged as %s but the record was not updated: %w", number, commit, err)
+	}
+	return commit, nil
+}
+
+func (f *Forge) mergeOnce(ctx context.Context, w *workArea, rec *PullRecord) (string, error) {
+	if err := w.fetch(ctx); err != nil {
+		return "", err
+	}
+	tips := map[string]string{}
+	for _, b := range []string{rec.Base, rec.Head} {
+		tip, err := w.resolve(ctx, "refs/remotes/origin/"+b)
+		if err != nil {
+			return "", err
+		}
+		if tip == "" {
+			return "", fmt.Errorf("merge pull request #%d: branch %s does not exist in %s: %w", rec.Number, b, f.remote, forge.ErrNotFound)
+		}
+		tips[b] = tip
+	}
+	base, head := tips[rec.Base], tips[rec.Head]
+	if _, err := w.git(ctx, nil, "merge-base", "--is-ancestor", head, base); err == nil {
+		return base, nil // nothing to merge
+	} else if exitCode(err) != 1 {
+		return "", err
+	}
+	out, err := w.git(ctx, nil, "merge-tree", "--write-tree", "--name-only", "--no-messages", base, head)
+	if err != nil {
+		if exitCode(err) == 1 {
+			lines := strings.Split(out, "\n")
+			return "", &MergeConflictError{Number: rec.Number, Head: rec.Head, Base: rec.Base, Files: lines[1:]}
+		}
+		return "", fmt.Errorf("merge pull request #%d (needs git >= 2.38): %w", rec.Number, err)
+	}
+	tree := strings.SplitN(out, "\n", 2)[0]
+	msg := fmt.Sprintf("Merge pull request #%d from %s\n\n%s\n", rec.Number, rec.Head, rec.Title)
+	commit, err := w.git(ctx, []byte(msg), "commit-tree", "--no-gpg-sign", tree, "-p", base, "-p", head, "-F", "-")
+	if err != nil {
+		return "", err
+	}
+	if err := f.push(ctx, w, commit, rec.Base, base); err != nil {
+		return "", err
+	}
+	return commit, nil
+}

@@ -1,0 +1,7 @@
+// Package kfp implements pipelines.Backend on the Kubeflow Pipelines API
+// server's v2beta1 REST API through its generated go_http_client.
+//
+// As an implementation of the pipelines backend it imports only packages of
+// that concern (agents/backends/pipelines/...), agents/records,
+// agents/config and helpers; never a stage, a command or another concern.
+package kfp

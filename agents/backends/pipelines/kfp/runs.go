@@ -1,0 +1,304 @@
+package kfp
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/kubeflow/pipelines/backend/api/v2beta1/go_http_client/experiment_client/experiment_service"
+	"github.com/kubeflow/pipelines/backend/api/v2beta1/go_http_client/experiment_model"
+	"github.com/kubeflow/pipelines/backend/api/v2beta1/go_http_client/run_client/run_service"
+	"github.com/kubeflow/pipelines/backend/api/v2beta1/go_http_client/run_model"
+
+	"github.com/branchml/branchml/agents/backends/pipelines"
+)
+
+// EnsureExperiment finds the experiment called name in the client's
+// namespace or creates it (a duplicate-name answer is looked up again) and
+// returns its ID.
+func (c *Client) EnsureExperiment(ctx context.Context, name string) (string, error) {
+	name = pipelines.ShortName(name)
+	find := func() (string, error) {
+		id := ""
+		err := c.call(ctx, "list experiments", func(ctx context.Context) error {
+			p := experiment_service.NewListExperimentsParamsWithContext(ctx)
+			f := eqFilter("display_name", name)
+			p.Filter = &f
+			if c.o.namespace != "" {
+				p.Namespace = &c.o.namespace
+			}
+			res, err := c.experiments.ListExperiments(p)
+			if err != nil {
+				return err
+			}
+			for _, e := range res.Payload.Experiments {
+				if e != nil && e.DisplayName == name {
+					id = e.ExperimentID
+				}
+			}
+			return nil
+		})
+		return id, err
+	}
+	id, err := find()
+	if err != nil || id != "" {
+		return id, err
+	}
+	err = c.call(ctx, "create experiment", func(ctx context.Context) error {
+		p := experiment_service.NewCreateExperimentParamsWithContext(ctx)
+		p.Body = &experiment_model.V2beta1Experiment{DisplayName: name, Namespace: c.o.namespace}
+		res, err := c.experiments.CreateExperiment(p)
+		if err != nil {
+			return err
+		}
+		id = res.Payload.ExperimentID
+		return nil
+	})
+	var ae *APIError
+	if errors.As(err, &ae) && ae.AlreadyExists() {
+		id, err = find()
+		if err == nil && id == "" {
+			err = fmt.Errorf("experiment %q: the server says it exists but lists none by that name: %w", name, ae)
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("ensure experiment %q: %w", name, err)
+	}
+	return id, nil
+}
+
+// findRun returns the run called name in experiment exp of version vid, or nil.
+func (c *Client) findRun(ctx context.Context, exp, name, vid string) (*run_model.V2beta1Run, error) {
+	var found *run_model.V2beta1Run
+	err := c.call(ctx, "list runs", func(ctx context.Context) error {
+		found = nil
+		p := run_service.NewListRunsParamsWithContext(ctx)
+		p.ExperimentID = &exp
+		f := eqFilter("display_name", name)
+		p.Filter = &f
+		res, err := c.runs.ListRuns(p, c.auth)
+		if err != nil {
+			return err
+		}
+		for _, r := range res.Payload.Runs {
+			if r != nil && r.DisplayName == name && (r.PipelineVersionReference == nil || r.PipelineVersionReference.PipelineVersionID == vid) {
+				found = r
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// CreateRun starts a run of r.VersionID in experiment r.Experiment
+// (created when absent). It is idempotent by display name: when the
+// experiment already has a run of that name and version, that run is
+// returned; a create that timed out is looked up before it is retried.
+func (c *Client) CreateRun(ctx context.Context, r pipelines.RunRequest) (*pipelines.Run, error) {
+	name := pipelines.ShortName(r.DisplayName)
+	if name == "" || r.VersionID == "" || r.Experiment == "" {
+		return nil, errors.New("create run: display name, experiment and version ID are required")
+	}
+	exp, err := c.EnsureExperiment(ctx, r.Experiment)
+	if err != nil {
+		return nil, err
+	}
+	if existing, err := c.findRun(ctx, exp, name, r.VersionID); err != nil || existing != nil {
+		if err != nil {
+			return nil, fmt.Errorf("create run %q: %w", name, err)
+		}
+		return c.toRun(existing), nil
+	}
+	var created *run_model.V2beta1Run
+	attempt := 0
+	err = c.call(ctx, "create run", func(actx context.Context) error {
+		attempt++
+		if attempt > 1 { // the previous try may have reached the server
+			if existing, err := c.findRun(ctx, exp, name, r.VersionID); err != nil || existing != nil {
+				created = existing
+				return err
+			}
+		}
+		p := run_service.NewCreateRunParamsWithContext(actx)
+		p.Body = &run_model.V2beta1Run{
+			DisplayName:              name,
+			ExperimentID:             exp,
+			PipelineVersionReference: &run_model.V2beta1PipelineVersionReference{PipelineID: r.PipelineID, PipelineVersionID: r.VersionID},
+			RuntimeConfig:            &run_model.V2beta1RuntimeConfig{Parameters: r.Parameters},
+		}
+		res, err := c.runs.CreateRun(p, c.auth)
+		if err != nil {
+			return err
+		}
+		created = res.Payload
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create run %q of version %s: %w", name, r.VersionID, err)
+	}
+	return c.toRun(created), nil
+}
+
+func (c *Client) getRun(ctx context.Context, id string) (*run_model.V2beta1Run, error) {
+	var run *run_model.V2beta1Run
+	err := c.call(ctx, "get run", func(ctx context.Context) error {
+		p := run_service.NewGetRunParamsWithContext(ctx)
+		p.RunID = id
+		res, err := c.runs.GetRun(p, c.auth)
+		if err != nil {
+			return err
+		}
+		run = res.Payload
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get run %s: %w", id, err)
+	}
+	return run, nil
+}
+
+// GetRun returns the run's current state and tasks; the error matches
+// pipelines.ErrNotFound for an unknown run.
+func (c *Client) GetRun(ctx context.Context, id string) (*pipelines.Run, error) {
+	run, err := c.getRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return c.toRun(run), nil
+}
+
+// CancelRun terminates the run (it goes CANCELING, then CANCELED).
+func (c *Client) CancelRun(ctx context.Context, id string) error {
+	err := c.call(ctx, "terminate run", func(ctx context.Context) error {
+		p := run_service.NewTerminateRunParamsWithContext(ctx)
+		p.RunID = id
+		_, err := c.runs.TerminateRun(p, c.auth)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cancel run %s: %w", id, err)
+	}
+	return nil
+}
+
+// Artifact reads output artifact of task of run runID through ReadArtifact
+// (the task's node is its pod name in run_details). The API server answers
+// the artifact as a gzipped tar archive: file picks the entry ("" = the only
+// file; for a directory artifact a path inside it); a non-archive answer is
+// returned as is.
+func (c *Client) Artifact(ctx context.Context, runID, task, artifact, file string) ([]byte, error) {
+	run, err := c.getRun(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	node := ""
+	if run.RunDetails != nil {
+		for _, t := range run.RunDetails.TaskDetails {
+			if t != nil && t.DisplayName == task {
+				node = t.PodName
+				if node == "" {
+					node = t.TaskID
+				}
+			}
+		}
+	}
+	if node == "" {
+		return nil, fmt.Errorf("artifact %s of task %s of run %s: the run has no such task: %w", artifact, task, runID, pipelines.ErrNotFound)
+	}
+	var data []byte
+	err = c.call(ctx, "read artifact", func(ctx context.Context) error {
+		p := run_service.NewReadArtifactParamsWithContext(ctx)
+		p.RunID, p.NodeID, p.ArtifactName = runID, node, artifact
+		res, err := c.runs.ReadArtifact(p, c.auth)
+		if err != nil {
+			return err
+		}
+		data = res.Payload.Data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("artifact %s of task %s of run %s: %w", artifact, task, runID, err)
+	}
+	out, err := untar(data, file)
+	if err != nil {
+		return nil, fmt.Errorf("artifact %s of task %s of run %s: %w", artifact, task, runID, err)
+	}
+	return out, nil
+}
+
+// untar picks file from a gzipped tar archive (data as is when it is not one).
+func untar(data []byte, file string) ([]byte, error) {
+	gz, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return data, nil
+	}
+	tr := tar.NewReader(gz)
+	var only []byte
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		name := strings.TrimPrefix(path.Clean(h.Name), "./")
+		b, err := io.ReadAll(io.LimitReader(tr, 256<<20))
+		if err != nil {
+			return nil, err
+		}
+		n++
+		only = b
+		if file != "" && (name == file || strings.HasSuffix(name, "/"+file)) {
+			return b, nil
+		}
+	}
+	if file == "" && n == 1 {
+		return only, nil
+	}
+	if file == "" {
+		return nil, fmt.Errorf("the archive holds %d files: name one", n)
+	}
+	return nil, fmt.Errorf("no file %q in the archive: %w", file, pipelines.ErrNotFound)
+}
+
+func (c *Client) toRun(r *run_model.V2beta1Run) *pipelines.Run {
+	out := &pipelines.Run{
+		ID: r.RunID, DisplayName: r.DisplayName, ExperimentID: r.ExperimentID, State: string(r.State),
+		CreatedAt: time.Time(r.CreatedAt), FinishedAt: time.Time(r.FinishedAt),
+	}
+	if out.State == "" {
+		out.State = pipelines.StatePending
+	}
+	if r.Error != nil {
+		out.Error = r.Error.Message
+	}
+	if r.RunDetails != nil {
+		for _, t := range r.RunDetails.TaskDetails {
+			if t == nil {
+				continue
+			}
+			task := pipelines.Task{Name: t.DisplayName, State: string(t.State)}
+			if t.Error != nil {
+				task.Error = t.Error.Message
+			}
+			out.Tasks = append(out.Tasks, task)
+		}
+	}
+	u := *c.endpoint
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/"
+	u.Fragment = "/runs/details/" + r.RunID
+	out.URL = u.String()
+	return out
+}

@@ -1,0 +1,65 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/branchml/branchml/agents/backends/pipelines"
+	"github.com/branchml/branchml/agents/backends/pipelines/local/runner/runnertest"
+)
+
+// chainSpec is a chain of n trivial tasks (each runs `tool true`).
+func chainSpec(n int) string {
+	var b strings.Builder
+	b.WriteString("pipelineInfo: {name: chain}\nroot:\n  dag:\n    tasks:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "      t%03d: {componentRef: {name: comp-true}", i)
+		if i > 0 {
+			fmt.Fprintf(&b, ", dependentTasks: [t%03d]", i-1)
+		}
+		b.WriteString("}\n")
+	}
+	b.WriteString("components:\n  comp-true: {executorLabel: exec-true}\ndeploymentSpec:\n  executors:\n    exec-true: {container: {image: \"r/t@sha256:00\", command: [/ko-app/tool], args: [\"true\"]}}\n")
+	return b.String()
+}
+
+// BenchmarkRunnerOverhead compares a chain of N trivial tasks through the
+// runner with N direct executions of the same binary; the reported
+// overhead-ms/task is the difference per task (target: under 50 ms).
+func BenchmarkRunnerOverhead(b *testing.B) {
+	const n = 20
+	images := runnertest.NewDirImages(b)
+	bin := filepath.Join(images.Root, "ko-app", "tool")
+	spec := chainSpec(n)
+	r := New(images, WithParallelism(1))
+	var direct, dag time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		for j := 0; j < n; j++ {
+			if err := exec.Command(bin, "true").Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		direct += time.Since(start)
+		dir := filepath.Join(b.TempDir(), "run")
+		if err := Prepare(dir, []byte(spec), Request{ID: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		st, err := r.Exec(context.Background(), dir)
+		dag += time.Since(start)
+		if err != nil || st.State != pipelines.StateSucceeded {
+			b.Fatalf("%v %+v", err, st)
+		}
+		os.RemoveAll(dir)
+	}
+	per := float64(dag-direct) / float64(b.N*n) / float64(time.Millisecond)
+	b.ReportMetric(per, "overhead-ms/task")
+	b.ReportMetric(float64(direct)/float64(b.N*n)/float64(time.Millisecond), "direct-ms/task")
+}

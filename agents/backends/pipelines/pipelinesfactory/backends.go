@@ -1,0 +1,102 @@
+package pipelinesfactory
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/branchml/branchml/agents/backends/pipelines"
+	"github.com/branchml/branchml/agents/backends/pipelines/kfp"
+	"github.com/branchml/branchml/agents/backends/pipelines/local"
+	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/secrets"
+	"github.com/branchml/branchml/agents/internal/statedir"
+)
+
+// Type names of backends.pipelines.type.
+const (
+	TypeKFP   = "kfp"
+	TypeLocal = "local"
+)
+
+// TokenEnv is the environment variable (or TokenEnv+"_FILE") holding the
+// KFP bearer token.
+const TokenEnv = "KFP_TOKEN"
+
+type options struct {
+	getenv     func(string) string
+	httpClient *http.Client
+	log        logrus.FieldLogger
+	runner     *runner.Runner
+	kfpOpts    []kfp.Option
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithGetenv reads the environment (KFP_TOKEN, state directory) through
+// getenv instead of os.Getenv (for tests).
+func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
+
+// WithHTTPClient gives the KFP client its http.Client (then the TLS
+// settings of the config must be on it: New rejects both).
+func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.httpClient = hc } }
+
+// WithLogger logs the backend's retries and decisions.
+func WithLogger(log logrus.FieldLogger) Option { return func(o *options) { o.log = log } }
+
+// WithRunner is the runner of the local backend (required for "local").
+func WithRunner(r *runner.Runner) Option { return func(o *options) { o.runner = r } }
+
+// WithKFPOptions adds options of the KFP client (retry policy, timeouts).
+func WithKFPOptions(opts ...kfp.Option) Option {
+	return func(o *options) { o.kfpOpts = append(o.kfpOpts, opts...) }
+}
+
+// New returns the backend of cfg.Backends.Pipelines. For "kfp" it needs
+// an endpoint and reads the token from KFP_TOKEN or KFP_TOKEN_FILE (none:
+// no Authorization header); for "local" a runner (WithRunner), and it
+// keeps its data under the state directory's "pipelines" folder. An
+// unknown type is an error naming the allowed ones.
+func New(cfg *config.Config, opts ...Option) (pipelines.Backend, error) {
+	o := options{getenv: os.Getenv}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	pb := cfg.Backends.Pipelines
+	switch pb.Type {
+	case TypeKFP:
+		if pb.Endpoint == "" {
+			return nil, fmt.Errorf("backends.pipelines.endpoint: empty; set the KFP API server URL, e.g. https://kfp.example.com")
+		}
+		token, err := secrets.GetFrom(o.getenv, TokenEnv)
+		if err != nil {
+			return nil, err
+		}
+		kopts := []kfp.Option{kfp.WithNamespace(pb.Namespace), kfp.WithToken(token)}
+		if o.httpClient != nil {
+			kopts = append(kopts, kfp.WithHTTPClient(o.httpClient))
+		}
+		if pb.CAFile != "" || pb.InsecureSkipVerify {
+			kopts = append(kopts, kfp.WithTLS(pb.CAFile, pb.InsecureSkipVerify))
+		}
+		if o.log != nil {
+			kopts = append(kopts, kfp.WithLogger(o.log))
+		}
+		c, err := kfp.New(pb.Endpoint, append(kopts, o.kfpOpts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("backends.pipelines: %w", err)
+		}
+		return c, nil
+	case TypeLocal:
+		if o.runner == nil {
+			return nil, fmt.Errorf("backends.pipelines type local: no runner given (backends.WithRunner)")
+		}
+		return local.New(statedir.DirFrom(o.getenv, cfg)+"/pipelines", o.runner)
+	default:
+		return nil, fmt.Errorf("backends.pipelines.type %q: unknown; use %q or %q", pb.Type, TypeKFP, TypeLocal)
+	}
+}

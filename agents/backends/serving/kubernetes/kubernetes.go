@@ -1,0 +1,423 @@
+package kubernetes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/branchml/branchml/agents/backends/serving"
+	"github.com/branchml/branchml/agents/backends/serving/tfserving"
+	"github.com/branchml/branchml/agents/records"
+)
+
+// Name of this backend in config.Backends.Serving.Type.
+const Name = "kubernetes"
+
+// Labels and annotations set on every object.
+const (
+	LabelApp        = "app"
+	LabelVariant    = "branchml.dev/variant"
+	LabelVersion    = "branchml.dev/model-version"
+	LabelManagedBy  = "app.kubernetes.io/managed-by"
+	AnnotationModel = "branchml.dev/model"
+	// RESTPort is TF Serving's REST port in the pods.
+	RESTPort = 8501
+	// ModelMount and ConfigMount are where the volume and the ConfigMap are mounted.
+	ModelMount  = "/models"
+	ConfigMount = "/config"
+)
+
+var _ serving.Backend = (*Backend)(nil)
+
+// Router splits traffic between the variants.
+type Router interface {
+	// Route sends canaryWeight percent of the traffic to the canary.
+	Route(ctx context.Context, b *Backend, canaryWeight int) error
+}
+
+// ReplicaRouter splits by replica ratio: canary = ceil(R*w/100) replicas,
+// stable the rest (R = total replicas).
+type ReplicaRouter struct{}
+
+var _ Router = ReplicaRouter{}
+
+// Split returns the stable and canary replica counts for weight w of total.
+func Split(total, w int) (stable, canary int) {
+	canary = (total*w + 99) / 100
+	if w > 0 && canary == 0 {
+		canary = 1
+	}
+	return total - canary, canary
+}
+
+// Route scales the two Deployments.
+func (ReplicaRouter) Route(ctx context.Context, b *Backend, w int) error {
+	s, c := Split(b.replicas, w)
+	if err := b.scale(ctx, serving.Canary, int32(c)); err != nil {
+		return err
+	}
+	return b.scale(ctx, serving.Stable, int32(s))
+}
+
+type options struct {
+	endpoint func(serving.Variant) string
+	router   Router
+	poll     time.Duration
+	timeout  time.Duration
+	replicas int
+}
+
+// Option configures a Backend.
+type Option func(*options)
+
+// WithEndpoint sets how a variant's REST endpoint is reached (default: its
+// Service's cluster DNS name, http://<model>-<variant>.<ns>.svc:8501).
+func WithEndpoint(f func(serving.Variant) string) Option { return func(o *options) { o.endpoint = f } }
+
+// WithRouter replaces the ReplicaRouter.
+func WithRouter(r Router) Option { return func(o *options) { o.router = r } }
+
+// WithReplicas sets the total replicas (default 2).
+func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
+
+// WithPoll sets the AVAILABLE poll interval and its timeout.
+func WithPoll(every, timeout time.Duration) Option {
+	return func(o *options) { o.poll, o.timeout = every, timeout }
+}
+
+// Backend serves one model on Kubernetes.
+type Backend struct {
+	cs                       k8s.Interface
+	ns, model, image, volume string
+	replicas                 int
+	o                        options
+}
+
+// New returns a backend for model in namespace ns with image, mounting PVC
+// volume read-only.
+func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Backend, error) {
+	o := options{router: ReplicaRouter{}, poll: 2 * time.Second, timeout: 10 * time.Minute, replicas: 2}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case cs == nil:
+		return nil, errors.New("kubernetes serving: no client")
+	case model == "" || image == "" || volume == "":
+		return nil, fmt.Errorf("kubernetes serving: model %q, image %q and volume %q must all be set (deploy.model, deploy.serving.image or component, training.model.volume)", model, image, volume)
+	case o.replicas < 1:
+		return nil, fmt.Errorf("kubernetes serving: deploy.serving.replicas %d must be at least 1", o.replicas)
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	b := &Backend{cs: cs, ns: ns, model: model, image: image, volume: volume, replicas: o.replicas, o: o}
+	if b.o.endpoint == nil {
+		b.o.endpoint = func(v serving.Variant) string {
+			return fmt.Sprintf("http://%s.%s.svc:%d", b.name(v), ns, RESTPort)
+		}
+	}
+	return b, nil
+}
+
+func (b *Backend) name(v serving.Variant) string { return b.model + "-" + string(v) }
+
+// ConfigMapName is the ConfigMap holding the model configs.
+func (b *Backend) ConfigMapName() string { return b.model + "-serving" }
+
+func (b *Backend) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	retriable := apierrors.IsConflict(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || serving.IsTemporary(err)
+	return &serving.Error{Op: fmt.Sprintf("%s (namespace %s, model %s)", op, b.ns, b.model), Err: err, Retriable: retriable}
+}
+
+func (b *Backend) labels(v serving.Variant) map[string]string {
+	l := map[string]string{LabelApp: b.model, LabelManagedBy: "branchml"}
+	if v != "" {
+		l[LabelVariant] = string(v)
+	}
+	return l
+}
+
+// ensureShared creates the Service and ConfigMap when missing.
+func (b *Backend) ensureShared(ctx context.Context) error {
+	svcs := []*corev1.Service{b.service("", b.model), b.service(serving.Stable, b.name(serving.Stable)), b.service(serving.Canary, b.name(serving.Canary))}
+	for _, s := range svcs {
+		if _, err := b.cs.CoreV1().Services(b.ns).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return b.wrap("create service "+s.Name, err)
+		}
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: b.ConfigMapName(), Namespace: b.ns, Labels: b.labels("")},
+		Data: map[string]string{"monitoring.config": "prometheus_config {\n  enable: true\n  path: \"/monitoring/prometheus/metrics\"\n}\n"}}
+	if _, err := b.cs.CoreV1().ConfigMaps(b.ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return b.wrap("create configmap "+cm.Name, err)
+	}
+	return nil
+}
+
+// service selects on the app label only when v is "" (both variants get
+// traffic), else on the variant too (for probing one variant).
+func (b *Backend) service(v serving.Variant, name string) *corev1.Service {
+	sel := map[string]string{LabelApp: b.model}
+	if v != "" {
+		sel[LabelVariant] = string(v)
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.ns, Labels: b.labels(v)},
+		Spec:       corev1.ServiceSpec{Selector: sel, Ports: []corev1.ServicePort{{Name: "http", Port: RESTPort, TargetPort: intstr.FromInt32(RESTPort)}}},
+	}
+}
+
+// setConfig writes variant v's model config key.
+func (b *Backend) setConfig(ctx context.Context, v serving.Variant, m records.ModelRef, versions []int64, labels map[string]int64) error {
+	cms := b.cs.CoreV1().ConfigMaps(b.ns)
+	cm, err := cms.Get(ctx, b.ConfigMapName(), metav1.GetOptions{})
+	if err != nil {
+		return b.wrap("get configmap "+b.ConfigMapName(), err)
+	}
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[string(v)+".config"] = tfserving.FormatModelConfig(tfserving.ModelConfig{Name: b.model, BasePath: b.basePath(m), Versions: versions, Labels: labels})
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	return b.wrap("update configmap "+b.ConfigMapName(), err)
+}
+
+func (b *Backend) basePath(m records.ModelRef) string {
+	return path.Join(ModelMount, path.Clean("/"+m.Path))
+}
+
+func (b *Backend) deployment(v serving.Variant, m records.ModelRef, replicas int32) *appsv1.Deployment {
+	lbl := b.labels(v)
+	podLabels := map[string]string{}
+	for k, x := range lbl {
+		podLabels[k] = x
+	}
+	podLabels[LabelVersion] = strconv.FormatInt(m.Version, 10)
+	ref, _ := json.Marshal(m)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: b.name(v), Namespace: b.ns, Labels: podLabels, Annotations: map[string]string{AnnotationModel: string(ref)}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name:  "tfserving",
+						Image: b.image,
+						Args: []string{
+							"--rest_api_port=" + strconv.Itoa(RESTPort),
+							"--model_config_file=" + ConfigMount + "/" + string(v) + ".config",
+							"--model_config_file_poll_wait_seconds=10",
+							"--monitoring_config_file=" + ConfigMount + "/monitoring.config",
+						},
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: RESTPort}},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+							Path: "/v1/models/" + b.model, Port: intstr.FromInt32(RESTPort)}}, PeriodSeconds: 5},
+						VolumeMounts: []corev1.VolumeMount{{Name: "model", MountPath: ModelMount, ReadOnly: true}, {Name: "config", MountPath: ConfigMount, ReadOnly: true}},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "model", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: b.volume, ReadOnly: true}}},
+						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: b.ConfigMapName()}}}},
+					},
+				},
+			},
+		},
+	}
+}
+
+// Deploy makes variant v serve m: the config lists m.Version (and, while
+// it loads, the version v served before, which keeps its label); once
+// m.Version reports AVAILABLE at v's endpoint the label moves to it and
+// the old version is dropped.
+func (b *Backend) Deploy(ctx context.Context, v serving.Variant, m records.ModelRef) error {
+	if err := b.ensureShared(ctx); err != nil {
+		return err
+	}
+	deps := b.cs.AppsV1().Deployments(b.ns)
+	cur, err := deps.Get(ctx, b.name(v), metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return b.wrap("get deployment "+b.name(v), err)
+	}
+	var old *records.ModelRef
+	if err == nil {
+		if om, ok := modelOf(cur); ok {
+			if om.Version == m.Version && om.Path == m.Path && cur.Spec.Replicas != nil && *cur.Spec.Replicas > 0 {
+				return nil
+			}
+			old = &om
+		}
+	}
+	versions, labels := []int64{m.Version}, map[string]int64{}
+	if old != nil && old.Path == m.Path && old.Version != m.Version && cur.Spec.Replicas != nil && *cur.Spec.Replicas > 0 {
+		versions = append(versions, old.Version)
+		labels[string(v)] = old.Version
+	}
+	if err := b.setConfig(ctx, v, m, versions, labels); err != nil {
+		return err
+	}
+	want := b.deployment(v, m, 1)
+	if cur == nil || apierrors.IsNotFound(err) {
+		if _, err := deps.Create(ctx, want, metav1.CreateOptions{}); err != nil {
+			return b.wrap("create deployment "+want.Name, err)
+		}
+	} else {
+		if cur.Spec.Replicas != nil && *cur.Spec.Replicas > 1 {
+			want.Spec.Replicas = cur.Spec.Replicas
+		}
+		want.ResourceVersion = cur.ResourceVersion
+		if _, err := deps.Update(ctx, want, metav1.UpdateOptions{}); err != nil {
+			return b.wrap("update deployment "+want.Name, err)
+		}
+	}
+	c, err := tfserving.New(b.o.endpoint(v), tfserving.WithTimeout(5*time.Second))
+	if err != nil {
+		return b.wrap("endpoint of "+string(v), err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, b.o.timeout)
+	defer cancel()
+	if err := c.WaitAvailable(wctx, b.model, m.Version, b.o.poll); err != nil {
+		return b.wrap(fmt.Sprintf("wait for %s v%d AVAILABLE", v, m.Version), err)
+	}
+	// Only now: TF Serving refuses a label on a version that is not loaded.
+	return b.setConfig(ctx, v, m, []int64{m.Version}, map[string]int64{string(v): m.Version})
+}
+
+func modelOf(d *appsv1.Deployment) (records.ModelRef, bool) {
+	var m records.ModelRef
+	if d == nil || d.Annotations[AnnotationModel] == "" {
+		return m, false
+	}
+	return m, json.Unmarshal([]byte(d.Annotations[AnnotationModel]), &m) == nil
+}
+
+func (b *Backend) scale(ctx context.Context, v serving.Variant, n int32) error {
+	deps := b.cs.AppsV1().Deployments(b.ns)
+	d, err := deps.Get(ctx, b.name(v), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && n == 0 {
+		return nil
+	}
+	if err != nil {
+		return b.wrap("get deployment "+b.name(v), err)
+	}
+	if d.Spec.Replicas != nil && *d.Spec.Replicas == n {
+		return nil
+	}
+	d.Spec.Replicas = &n
+	_, err = deps.Update(ctx, d, metav1.UpdateOptions{})
+	return b.wrap(fmt.Sprintf("scale %s to %d", d.Name, n), err)
+}
+
+// Route splits traffic through the Router.
+func (b *Backend) Route(ctx context.Context, canaryWeight int) error {
+	if canaryWeight < 0 || canaryWeight > 100 {
+		return &serving.Error{Op: "route", Err: fmt.Errorf("canary weight %d outside 0..100", canaryWeight)}
+	}
+	return b.o.router.Route(ctx, b, canaryWeight)
+}
+
+// Promote deploys the canary's model to stable (label moved after
+// AVAILABLE), scales stable to all replicas, then removes the canary.
+func (b *Backend) Promote(ctx context.Context) error {
+	d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, b.name(serving.Canary), metav1.GetOptions{})
+	if err != nil {
+		return b.wrap("get canary deployment", err)
+	}
+	m, ok := modelOf(d)
+	if !ok {
+		return b.wrap("promote", errors.New("canary deployment has no "+AnnotationModel+" annotation"))
+	}
+	if err := b.Deploy(ctx, serving.Stable, m); err != nil {
+		return err
+	}
+	if err := b.scale(ctx, serving.Stable, int32(b.replicas)); err != nil {
+		return err
+	}
+	return b.removeCanary(ctx)
+}
+
+// Abort scales stable to all replicas and removes the canary.
+func (b *Backend) Abort(ctx context.Context) error {
+	if err := b.scale(ctx, serving.Stable, int32(b.replicas)); err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {
+		return err
+	}
+	return b.removeCanary(ctx)
+}
+
+func (b *Backend) removeCanary(ctx context.Context) error {
+	err := b.cs.AppsV1().Deployments(b.ns).Delete(ctx, b.name(serving.Canary), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return b.wrap("delete canary deployment", err)
+	}
+	cms := b.cs.CoreV1().ConfigMaps(b.ns)
+	cm, err := cms.Get(ctx, b.ConfigMapName(), metav1.GetOptions{})
+	if err == nil && cm.Data[string(serving.Canary)+".config"] != "" {
+		delete(cm.Data, string(serving.Canary)+".config")
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		return b.wrap("update configmap", err)
+	}
+	return nil
+}
+
+// State reads both Deployments; the weight is the canary's replica share.
+func (b *Backend) State(ctx context.Context) (serving.State, error) {
+	st := serving.State{Backend: Name, Model: b.model, Endpoint: fmt.Sprintf("http://%s.%s.svc:%d", b.model, b.ns, RESTPort)}
+	total, canary := 0, 0
+	for _, v := range []serving.Variant{serving.Stable, serving.Canary} {
+		d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, b.name(v), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return st, b.wrap("get deployment "+b.name(v), err)
+		}
+		m, _ := modelOf(d)
+		n := 0
+		if d.Spec.Replicas != nil {
+			n = int(*d.Spec.Replicas)
+		}
+		total += n
+		if v == serving.Canary {
+			canary = n
+		}
+		st.Variants = append(st.Variants, serving.VariantState{Variant: v, Model: m, Endpoint: b.o.endpoint(v), Replicas: n})
+	}
+	if total > 0 {
+		st.CanaryWeight = 100 * canary / total
+	}
+	return st, nil
+}
+
+// Counters scrapes variant v's Prometheus endpoint.
+func (b *Backend) Counters(ctx context.Context, v serving.Variant) (tfserving.Counters, error) {
+	c, err := tfserving.New(b.o.endpoint(v), tfserving.WithTimeout(5*time.Second))
+	if err != nil {
+		return tfserving.Counters{}, err
+	}
+	m, err := c.Metrics(ctx, b.model)
+	return m, b.wrap("metrics of "+string(v), err)
+}
+
+// Predict sends body to variant v by its version label.
+func (b *Backend) Predict(ctx context.Context, v serving.Variant, body []byte) (*tfserving.PredictResponse, error) {
+	c, err := tfserving.New(b.o.endpoint(v), tfserving.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return c.Predict(ctx, b.model, tfserving.Selector{Label: string(v)}, body)
+}

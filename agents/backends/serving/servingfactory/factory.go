@@ -1,0 +1,108 @@
+package servingfactory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/branchml/branchml/agents/backends/serving"
+	"github.com/branchml/branchml/agents/backends/serving/kubernetes"
+	"github.com/branchml/branchml/agents/backends/serving/local"
+	"github.com/branchml/branchml/agents/config"
+)
+
+// Options are what the backends need beyond the configuration.
+type Options struct {
+	// ServeCommand is the local serving argv (default deploy.serving.command);
+	// the lead resolves deploy.serving.component to a local binary and passes it here.
+	ServeCommand []string
+	// StateDir overrides backends.stateDir.
+	StateDir string
+	// Image is the serving image for Kubernetes when deploy.serving.image is
+	// empty (the component's pinned image from the components lock).
+	Image string
+	// Kube is the client; nil builds one from backends.serving.kubeconfig
+	// (or in-cluster / $KUBECONFIG).
+	Kube k8s.Interface
+	Log  logrus.FieldLogger
+}
+
+// StateDir returns the local state directory: backends.stateDir, else
+// $XDG_STATE_HOME/branchml, else ~/.local/state/branchml.
+func StateDir(cfg *config.Config) string {
+	if cfg.Backends.StateDir != "" {
+		return cfg.Path(cfg.Backends.StateDir)
+	}
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "branchml")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "branchml")
+}
+
+// New returns the configured backend, started, and a close function (the
+// local backend's gateway stops on close; its servers keep running).
+func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, func(context.Context) error, error) {
+	switch t := cfg.Backends.Serving.Type; t {
+	case "", local.Name:
+		cmd := o.ServeCommand
+		if len(cmd) == 0 {
+			cmd = cfg.Deploy.Serving.Command
+		}
+		if len(cmd) == 0 {
+			return nil, nil, errors.New("no serving command for the local backend: set deploy.serving.command, or pass --serve-command (the serving component's binary)")
+		}
+		dir := o.StateDir
+		if dir == "" {
+			dir = StateDir(cfg)
+		}
+		opts := []local.Option{local.WithStateDir(dir), local.WithAddr(cfg.Backends.Serving.Addr)}
+		if o.Log != nil {
+			opts = append(opts, local.WithLogger(o.Log))
+		}
+		b, err := local.New(cfg.Deploy.Model, cmd, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := b.Start(ctx); err != nil {
+			return nil, nil, err
+		}
+		return b, b.Close, nil
+	case kubernetes.Name:
+		cs := o.Kube
+		if cs == nil {
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			if kc := cfg.Backends.Serving.Kubeconfig; kc != "" {
+				rules.ExplicitPath = cfg.Path(kc)
+			}
+			rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+			if err != nil {
+				return nil, nil, fmt.Errorf("kubernetes client config: %w", err)
+			}
+			if cs, err = k8s.NewForConfig(rc); err != nil {
+				return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+			}
+		}
+		image := cfg.Deploy.Serving.Image
+		if image == "" {
+			image = o.Image
+		}
+		replicas := cfg.Deploy.Serving.Replicas
+		if replicas == 0 {
+			replicas = 2
+		}
+		b, err := kubernetes.New(cs, cfg.Backends.Serving.Namespace, cfg.Deploy.Model, image, cfg.Training.Model.Volume, kubernetes.WithReplicas(replicas))
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func(context.Context) error { return nil }, nil
+	default:
+		return nil, nil, fmt.Errorf("backends.serving.type %q: use local or kubernetes", t)
+	}
+}

@@ -1,0 +1,129 @@
+package buildcmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/branchml/branchml/agents/backends/forge/gitremote"
+	"github.com/branchml/branchml/agents/backends/registry"
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/records"
+)
+
+const yaml = `apiVersion: branchml.dev/v1
+project: tiny
+branches:
+  build: build-components
+  pipeline: kf-pipeline
+  train: training
+  deploy: deploy-model
+components:
+  - name: hello
+    path: components/hello
+    kind: go
+    image: tiny/hello
+pipeline:
+  spec: pipeline.yaml
+backends:
+  stateDir: state
+  forge: {type: local, remote: remote.git}
+  registry: {type: local}
+`
+
+func setup(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"branchml.yaml":            yaml,
+		"go.mod":                   "module example.com/tiny\n\ngo 1.22\n",
+		"components/hello/main.go": "package main\n\nfunc main() { println(\"hi\") }\n",
+	}
+	for p, c := range files {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte(c), 0o644)
+	}
+	if _, err := gitremote.Init(context.Background(), filepath.Join(root, "remote.git"), map[string][]byte{"README.md": []byte("x\n")}, []string{"main", "build-components"}); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func runApp(t *testing.T, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := cli.Run(context.Background(), App(), append([]string{"branchml-build"}, args...), cli.Streams{Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestRunCommand(t *testing.T) {
+	root := setup(t)
+	resultFile := filepath.Join(t.TempDir(), "result.json")
+	// Dry run first: a plan, nothing written.
+	code, out, logs := runApp(t, "run", "--workspace", root, "--dry-run", "-o", "json")
+	if code != 0 {
+		t.Fatalf("dry run exit %d\n%s", code, logs)
+	}
+	var dry cli.Result
+	if err := json.Unmarshal([]byte(out), &dry); err != nil {
+		t.Fatal(err)
+	}
+	if dry.Summary != "would build 1 of 1 components, 0 unchanged" || !dry.DryRun {
+		t.Fatalf("dry run result %+v", dry)
+	}
+	if !strings.Contains(logs, "hello: would build: new component: not in the lock") {
+		t.Fatalf("dry-run log lacks the reason:\n%s", logs)
+	}
+	f, _ := gitremote.New(filepath.Join(root, "remote.git"))
+	if _, err := f.ReadFile(context.Background(), "build-components", records.ComponentsLockPath); err == nil {
+		t.Fatal("dry run wrote the lock")
+	}
+
+	code, _, logs = runApp(t, "run", "--workspace", root, "--commit", "abcdef0123456789", "--result", resultFile)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, logs)
+	}
+	raw, _ := os.ReadFile(resultFile)
+	var res struct {
+		Summary string  `json:"summary"`
+		Outputs Outputs `json:"outputs"`
+		Reports []cli.Report
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatal(err)
+	}
+	addr := registry.RecordedAddr(filepath.Join(root, "state", "registry"))
+	h := res.Outputs.Components["hello"]
+	if res.Summary != "built 1 of 1 components, 0 unchanged" || h.Action != "built" || h.Image != addr+"/tiny/hello@"+h.Digest || res.Outputs.LockCommit == "" {
+		t.Fatalf("result %s", raw)
+	}
+	if len(res.Reports) != 1 || res.Reports[0].Path != "build/junit.xml" || res.Reports[0].Kind != "junit" {
+		t.Fatalf("reports %+v", res.Reports)
+	}
+	lock, err := f.ReadFile(context.Background(), "build-components", records.ComponentsLockPath)
+	if err != nil || !strings.Contains(string(lock), `"image": "`+h.Image+`"`) {
+		t.Fatalf("lock %s %v", lock, err)
+	}
+
+	// Again: nothing to do.
+	code, out, _ = runApp(t, "run", "--workspace", root, "--commit", "abcdef0123456789")
+	if code != 0 || !strings.HasPrefix(out, "built 0 of 1 components, 1 unchanged\n") {
+		t.Fatalf("second run exit %d:\n%s", code, out)
+	}
+}
+
+func TestRunCommandErrors(t *testing.T) {
+	root := setup(t)
+	code, _, logs := runApp(t, "run", "--workspace", root)
+	if code != cli.ExitUsage || !strings.Contains(logs, "the source commit is not known") || !strings.Contains(logs, "fix: pass --commit") {
+		t.Fatalf("no commit: exit %d\n%s", code, logs)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
+	code, _, logs = runApp(t, "run", "--workspace", root, "--commit", "abc")
+	if code != cli.ExitUsage || !strings.Contains(logs, `SOURCE_DATE_EPOCH="yesterday" is not a number of seconds`) {
+		t.Fatalf("bad epoch: exit %d\n%s", code, logs)
+	}
+}

@@ -1,0 +1,288 @@
+package deploycmd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/branchml/branchml/agents/backends/forge/gitremote"
+	"github.com/branchml/branchml/agents/backends/serving/local"
+	"github.com/branchml/branchml/agents/cli"
+	stage "github.com/branchml/branchml/agents/cli/deploycmd"
+	"github.com/branchml/branchml/agents/records"
+)
+
+func build(t *testing.T) string {
+	bin := filepath.Join(t.TempDir(), "fake-tfserving")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/branchml/branchml/agents/internal/fake/tfserving/cmd/fake-tfserving").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCLIRunStatusGate(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	for v, beh := range map[int]string{1: "", 3: `{"failEvery":2}`} {
+		d := filepath.Join(ws, "models", "djia30", fmt.Sprint(v))
+		os.MkdirAll(d, 0o755)
+		if beh != "" {
+			os.WriteFile(filepath.Join(d, "behavior.json"), []byte(beh), 0o644)
+		}
+	}
+	cfg := `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+deploy:
+  model: djia30
+  canary: {steps: [20, 100], interval: 300ms, threshold: 1, minRequests: 3, successRate: 99, maxLatencyP99: 1s}
+backends:
+  stateDir: ` + state + "\n"
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	// The ML repository's forge: a bare git remote where the status is written back.
+	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
+		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(v int) {
+		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
+	}
+	t.Cleanup(func() {
+		st, _ := local.ReadState(state, "djia30")
+		for _, v := range st.Variants {
+			exec.Command("kill", fmt.Sprint(v.PID)).Run()
+		}
+	})
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	spec(1)
+	if code, out, errs := run("run", "--workspace", ws, "--commit", "c1", "--serve-command", bin); code != 0 {
+		t.Fatalf("run v1 = %d\n%s\n%s", code, out, errs)
+	}
+	spec(3)
+	resultPath := filepath.Join(ws, "result.json")
+	code, out, errs := run("run", "--workspace", ws, "--commit", "c2", "--serve-command", bin, "--load", "300", "--load-body", `{"instances":[[1]]}`, "--result", resultPath, "--error-details", filepath.Join(ws, "err.json"))
+	if code != 3 {
+		t.Fatalf("run bad v3 = %d, want 3\n%s\n%s", code, out, errs)
+	}
+	var res struct {
+		ExitCode int `json:"exitCode"`
+		Outputs  struct {
+			Status struct {
+				Phase, Message string
+				StableVersion  int64
+			} `json:"status"`
+		} `json:"outputs"`
+	}
+	raw, _ := os.ReadFile(resultPath)
+	if err := json.Unmarshal(raw, &res); err != nil || res.ExitCode != 3 || res.Outputs.Status.Phase != "RolledBack" || res.Outputs.Status.StableVersion != 1 || !strings.Contains(res.Outputs.Status.Message, "success rate") {
+		t.Fatalf("result = %s", raw)
+	}
+	// The rolled-back status was written back to deploy-model.
+	raw, err = remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written records.DeployStatus
+	if err := json.Unmarshal(raw, &written); err != nil || written.Phase != "RolledBack" || written.StableVersion != 1 || written.SourceCommit != "c2" {
+		t.Fatalf("written-back status = %s", raw)
+	}
+	code, out, _ = run("status", "--workspace", ws, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"phase": "RolledBack"`) || !strings.Contains(out, `"variant": "stable"`) {
+		t.Fatalf("status = %d\n%s", code, out)
+	}
+	code, out, _ = run("status", "--workspace", ws)
+	if code != 0 || !strings.HasPrefix(out, "djia30: RolledBack; stable v1 (1 failed analyses") || !strings.Contains(out, "\nserving (local):\n  stable djia30 v1 at 100% (pid ") ||
+		!strings.Contains(out, "  rolled-back      1 failed analyses") || strings.Contains(out, "status.") || strings.Contains(out, "null") {
+		t.Fatalf("status text = %d\n%s", code, out)
+	}
+	t.Logf("status:\n%s", out)
+	os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 0}\n"), 0o644)
+	if code, _, errs := run("run", "--workspace", ws, "--serve-command", bin); code != 2 || !strings.Contains(errs, "model.version 0") {
+		t.Fatalf("bad spec = %d\n%s", code, errs)
+	}
+}
+
+// killAll stops every model server of the state directory, as the
+// quickstart does at its end (or a Ctrl-C of the whole process group).
+func killAll(t *testing.T, state string) {
+	t.Helper()
+	st, _ := local.ReadState(state, "djia30")
+	for _, v := range st.Variants {
+		exec.Command("kill", fmt.Sprint(v.PID)).Run()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := local.ReadState(state, "djia30")
+		if len(st.Variants) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("servers still run: %+v", st.Variants)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The QA session: v1 serves, the v2 canary is interrupted (exit 130), every
+// server stops; status, rollback --dry-run and the next run must work from
+// the recorded status, and the text output must be readable.
+func TestCLIInterruptStopRestoreStatusRollback(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	for _, v := range []int{1, 2} {
+		os.MkdirAll(filepath.Join(ws, "models", "djia30", fmt.Sprint(v)), 0o755)
+	}
+	cfg := `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+deploy:
+  model: djia30
+  canary: {steps: [10, 50, 100], interval: 150ms, threshold: 2, minRequests: 1, successRate: 99, maxLatencyP99: 1s}
+backends:
+  stateDir: ` + state + "\n"
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
+		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(v int) {
+		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
+	}
+	t.Cleanup(func() { killAll(t, state) })
+	runCtx := func(ctx context.Context, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(ctx, stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	run := func(args ...string) (int, string, string) { return runCtx(context.Background(), args...) }
+	written := func() (records.DeployStatus, string) {
+		t.Helper()
+		raw, err := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st records.DeployStatus
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st, string(raw)
+	}
+	events := func(st records.DeployStatus) string {
+		var k []string
+		for _, ev := range st.History {
+			k = append(k, ev.Event)
+		}
+		return strings.Join(k, ",")
+	}
+	load := []string{"--load", "300", "--load-body", `{"instances":[[1]]}`}
+
+	spec(1)
+	if code, out, errs := run("run", "--workspace", ws, "--commit", "c1", "--serve-command", bin); code != 0 {
+		t.Fatalf("run v1 = %d\n%s\n%s", code, out, errs)
+	}
+
+	// 1. SIGINT while the v2 canary takes 50%: exit 130, the interruption
+	// is written back with the canary's steps.
+	spec(2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if st, _ := local.ReadState(state, "djia30"); st.CanaryWeight >= 50 {
+				cancel()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	resultPath := filepath.Join(ws, "result.json")
+	code, out, errs := runCtx(ctx, append([]string{"run", "--workspace", ws, "--commit", "c2", "--serve-command", bin, "--result", resultPath}, load...)...)
+	if code != 130 {
+		t.Fatalf("interrupted run = %d, want 130\n%s\n%s", code, out, errs)
+	}
+	var res struct {
+		ExitCode int `json:"exitCode"`
+		Outputs  struct {
+			Status records.DeployStatus `json:"status"`
+		} `json:"outputs"`
+	}
+	raw, _ := os.ReadFile(resultPath)
+	if err := json.Unmarshal(raw, &res); err != nil || res.ExitCode != 130 || res.Outputs.Status.Phase != "Interrupted" {
+		t.Fatalf("result = %s", raw)
+	}
+	if st, _ := written(); st.Phase != "Interrupted" || st.StableVersion != 1 || st.CanaryWeight != 0 || events(st) != "promoted,step,step,interrupted" || st.SourceCommit != "c2" {
+		t.Fatalf("written-back status after the interrupt = %+v", st)
+	}
+
+	// 2. Every server stops. status says so, in lines people read.
+	killAll(t, state)
+	code, out, errs = run("status", "--workspace", ws)
+	if code != 0 || !strings.HasPrefix(out, "djia30: Interrupted (recorded), not serving: no model server runs; the status records stable v1\n") ||
+		!strings.Contains(out, "\nserving: nothing (no model server runs)\n") || !strings.Contains(out, "\nhistory (4 events, oldest first):\n") {
+		t.Fatalf("status = %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("status:\n%s", out)
+	for _, bad := range []string{"null", "0001-01-01", "status.history", "plan:", "{"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("status text has %q:\n%s", bad, out)
+		}
+	}
+	if code, out, _ = run("status", "--workspace", ws, "-o", "json"); code != 0 || !strings.Contains(out, `"variants": []`) || strings.Contains(out, "null") {
+		t.Fatalf("status -o json = %d\n%s", code, out)
+	}
+
+	// 3. rollback --dry-run plans from the recorded status; --to must be positive.
+	if code, out, errs = run("rollback", "--workspace", ws, "--dry-run"); code != 2 || !strings.Contains(errs, "no version earlier than v1") || !strings.Contains(errs, "--to VERSION") || strings.Contains(errs, "deploy.yaml or branchml.yaml") {
+		t.Fatalf("rollback --dry-run (only v1 ever served) = %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run("rollback", "--workspace", ws, "--dry-run", "--to", "1")
+	if code != 0 || !strings.HasPrefix(out, "djia30: plan (dry run, nothing changed); recorded Interrupted; not serving\n") || !strings.Contains(out, "\nwould:\n  - start djia30 v1, the recorded stable, at 100% (nothing serves)\n") {
+		t.Fatalf("rollback --dry-run --to 1 = %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("rollback --dry-run --to 1:\n%s", out)
+	for _, to := range []string{"-1", "0"} {
+		if code, out, errs := run("rollback", "--workspace", ws, "--serve-command", bin, "--to", to); code != 2 || !strings.Contains(errs, "--to "+to) {
+			t.Fatalf("rollback --to %s = %d\n%s\n%s", to, code, out, errs)
+		}
+	}
+	if st, _ := local.ReadState(state, "djia30"); len(st.Variants) != 0 {
+		t.Fatalf("a refused or planned rollback started %+v", st.Variants)
+	}
+
+	// 4. The next run restores v1, then rolls v2 out by canary.
+	if code, out, errs = run(append([]string{"run", "--workspace", ws, "--commit", "c3", "--serve-command", bin}, load...)...); code != 0 {
+		t.Fatalf("run after the stop = %d\n%s\n%s", code, out, errs)
+	}
+	st, before := written()
+	if st.Phase != "Succeeded" || st.StableVersion != 2 || events(st) != "promoted,step,step,interrupted,restored,step,step,step,promoted" {
+		t.Fatalf("status after the run = %+v", st)
+	}
+
+	// 5. Every server stops again; the unchanged branch runs again (its tip
+	// is the write-back): v2 serves again, nothing is written back.
+	killAll(t, state)
+	if code, out, errs = run("run", "--workspace", ws, "--commit", "writeback-of-c3", "--serve-command", bin); code != 0 {
+		t.Fatalf("rerun = %d\n%s\n%s", code, out, errs)
+	}
+	if s, _ := local.ReadState(state, "djia30"); s.Get("stable") == nil || s.Get("stable").Model.Version != 2 {
+		t.Fatalf("after the rerun: %+v", s)
+	}
+	if _, after := written(); after != before {
+		t.Fatalf("the rerun wrote the status back:\n%s", after)
+	}
+}

@@ -1,0 +1,94 @@
+package deploycmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
+	"github.com/branchml/branchml/agents/backends/registry/localimages"
+	slocal "github.com/branchml/branchml/agents/backends/storage/local"
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/statedir"
+	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/stages/deploy"
+)
+
+func init() {
+	NewForge = func(_ context.Context, cfg *config.Config, _ cli.BuildContext) (forge.Forge, error) {
+		return forgefactory.New(cfg)
+	}
+}
+
+// componentCommand resolves deploy.serving.component to a local argv: the
+// component's image pinned in the components lock on the build branch,
+// pulled and unpacked into the image cache, and its binary inside the
+// unpacked root. It returns nil when the config names no component.
+func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
+	cfg := e.Config
+	comp := cfg.Deploy.Serving.Component
+	if comp == "" {
+		return nil, func() {}, nil
+	}
+	branch := cfg.Branches[config.StageBuild]
+	raw, err := f.ReadFile(e.Ctx, branch, records.ComponentsLockPath)
+	if err != nil {
+		return nil, nil, cli.Failed("read "+records.ComponentsLockPath+" on "+branch, err,
+			"merge into "+branch+" and let branchml-build write the lock, or set deploy.serving.command")
+	}
+	var lock records.ComponentsLock
+	if err := json.Unmarshal(raw, &lock); err != nil {
+		return nil, nil, cli.Failed("parse "+records.ComponentsLockPath, err, "")
+	}
+	lc, ok := lock.Components[comp]
+	if !ok {
+		return nil, nil, cli.Usage("serving component", fmt.Errorf("%q is not in the components lock of %s", comp, branch),
+			"build the component first, or fix deploy.serving.component")
+	}
+	cache, stop, err := localimages.Cache(e.Ctx, cfg, e.Log)
+	if err != nil {
+		return nil, nil, cli.Failed("open the image cache", err, "")
+	}
+	img, err := cache.Ensure(e.Ctx, lc.Image)
+	if err != nil {
+		stop()
+		return nil, nil, cli.Failed("pull the serving image "+lc.Image, err, "check that the embedded registry (or backends.registry) serves it")
+	}
+	bin := lc.Binary
+	if bin == "" {
+		for _, c := range cfg.Components {
+			if c.Name == comp {
+				bin = c.Binary
+			}
+		}
+	}
+	e.Log.Infof("serving with component %s from %s", comp, lc.Image)
+	return []string{filepath.Join(img.RootFS, filepath.FromSlash(bin))}, stop, nil
+}
+
+// modelRoot is what a relative model.path of deploy.yaml is relative to on
+// the local backends: the model volume's directory of the local storage
+// backend when deploy.yaml names a volume that exists there, else the
+// workspace.
+func modelRoot(cfg *config.Config, ws string) string {
+	spec, err := deploy.LoadSpec(filepath.Join(ws, records.DeploySpecPath))
+	if err != nil || spec.Model.Volume == "" {
+		return ws
+	}
+	if t := cfg.Backends.Storage.Type; t != "" && t != "local" {
+		return ws
+	}
+	st, err := slocal.New(statedir.Dir(cfg))
+	if err != nil {
+		return ws
+	}
+	dir := st.VolumePath(spec.Model.Volume)
+	if _, err := os.Stat(dir); err != nil {
+		return ws
+	}
+	return dir
+}

@@ -1,0 +1,145 @@
+package quickstart
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/branchml/branchml/agents/backends/pipelines/local"
+	slocal "github.com/branchml/branchml/agents/backends/serving/local"
+	"github.com/branchml/branchml/agents/backends/serving/tfserving"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/records"
+)
+
+// predictTicker is the ticker whose last test day the prediction is for.
+const predictTicker = "AAPL"
+
+// Prediction is the live prediction the quickstart makes through the gateway.
+type Prediction struct {
+	Ticker  string          `json:"ticker"`
+	Date    string          `json:"date"`
+	URL     string          `json:"url"`
+	Request json.RawMessage `json:"request"`
+	// Response is TF Serving's answer: {"predictions": [[p]]}.
+	Response json.RawMessage `json:"response"`
+	// Probability is P(next close > this close); Actual the real next-day direction.
+	Probability float64 `json:"probability"`
+	Actual      int     `json:"actual"`
+	Version     string  `json:"servedBy,omitempty"`
+}
+
+// datasetSchema is the part of prepare-data's schema.json the quickstart
+// needs: the features in model input order with their normalization.
+type datasetSchema struct {
+	Features []struct {
+		Name  string  `json:"name"`
+		Index int     `json:"index"`
+		Mean  float64 `json:"mean"`
+		Std   float64 `json:"std"`
+	} `json:"features"`
+}
+
+// sampleRequest builds a TF Serving predict body from the latest training
+// run's test split: the last day of predictTicker, its features turned back
+// into raw values (the server normalizes them itself).
+func (r *run) sampleRequest(ctx context.Context) (body []byte, date string, actual int, err error) {
+	raw, err := r.repo.show(ctx, "refs/heads/training", records.TrainingLockPath)
+	if err != nil || raw == "" {
+		return nil, "", 0, fmt.Errorf("no %s on training yet: %v", records.TrainingLockPath, err)
+	}
+	var rec records.RunRecord
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+		return nil, "", 0, err
+	}
+	store, err := local.New(filepath.Join(r.env["BRANCHML_BACKENDS_STATE_DIR"], "pipelines"), nil)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer store.Close()
+	schemaRaw, err := store.Artifact(ctx, rec.RunID, "prepare-data", "dataset", "schema.json")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	var schema datasetSchema
+	if err := json.Unmarshal(schemaRaw, &schema); err != nil {
+		return nil, "", 0, fmt.Errorf("schema.json: %w", err)
+	}
+	testCSV, err := store.Artifact(ctx, rec.RunID, "prepare-data", "dataset", "test.csv")
+	if err != nil {
+		return nil, "", 0, err
+	}
+	rows, err := csv.NewReader(bytes.NewReader(testCSV)).ReadAll()
+	if err != nil || len(rows) < 2 {
+		return nil, "", 0, fmt.Errorf("test.csv: %v", err)
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	var last []string
+	for _, row := range rows[1:] {
+		if row[col["ticker"]] == predictTicker {
+			last = row
+		}
+	}
+	if last == nil {
+		return nil, "", 0, fmt.Errorf("test.csv has no %s rows", predictTicker)
+	}
+	features := make([]float64, len(schema.Features))
+	for _, f := range schema.Features {
+		z, err := strconv.ParseFloat(last[col[f.Name]], 64)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("test.csv %s: %w", f.Name, err)
+		}
+		features[f.Index] = z*f.Std + f.Mean
+	}
+	actual, _ = strconv.Atoi(last[col["label"]])
+	body, err = json.Marshal(map[string]any{"instances": [][]float64{features}})
+	return body, last[col["date"]], actual, err
+}
+
+// predictBody is the request body the deploy stage's load uses.
+func (r *run) predictBody(ctx context.Context) (string, error) {
+	body, _, _, err := r.sampleRequest(ctx)
+	return string(body), err
+}
+
+// gateway adopts the model servers the deploy stage left running and serves
+// the TF Serving REST API in front of them.
+func (r *run) gateway(ctx context.Context, cfg *config.Config) (*slocal.Backend, string, error) {
+	b, err := slocal.New(cfg.Deploy.Model, nil, slocal.WithStateDir(r.env["BRANCHML_BACKENDS_STATE_DIR"]), slocal.WithAddr("127.0.0.1:0"), slocal.WithLogger(r.log))
+	if err != nil {
+		return nil, "", err
+	}
+	url, err := b.Start(ctx)
+	return b, url, err
+}
+
+// predict sends one predict request through the gateway.
+func (r *run) predict(ctx context.Context, url, model string) (*Prediction, error) {
+	body, date, actual, err := r.sampleRequest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := tfserving.New(url, tfserving.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Predict(ctx, model, tfserving.Selector{}, body)
+	if err != nil {
+		return nil, err
+	}
+	var preds [][]float64
+	if err := json.Unmarshal(resp.Predictions, &preds); err != nil || len(preds) != 1 || len(preds[0]) != 1 {
+		return nil, fmt.Errorf("unexpected predictions %s", resp.Predictions)
+	}
+	answer, _ := json.Marshal(resp)
+	return &Prediction{Ticker: predictTicker, Date: date, URL: url + "/v1/models/" + model + ":predict",
+		Request: body, Response: answer, Probability: preds[0][0], Actual: actual}, nil
+}

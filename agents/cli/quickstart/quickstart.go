@@ -1,0 +1,274 @@
+package quickstart
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	ucli "github.com/urfave/cli/v2"
+
+	slocal "github.com/branchml/branchml/agents/backends/serving/local"
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/stagerun"
+	"github.com/branchml/branchml/agents/config"
+)
+
+// Options of one quickstart.
+type Options struct {
+	// Data is a folder of Kaggle per-ticker CSVs or the merged CSV; "" finds
+	// ../shared/data/djia30.
+	Data string
+	// Workdir holds the ML repository, the Jenkins-like workspaces, the
+	// backends' state and the report; default ".work/quickstart".
+	Workdir string
+	// Example is examples/djia30 of the branchml checkout ("" finds it).
+	Example string
+	// Serve keeps the model served until ctx is cancelled.
+	Serve bool
+	// Rerun starts a new training run even when this commit has one.
+	Rerun bool
+	// Out receives the progress lines and the summary; Log the stages' logs.
+	Out io.Writer
+	Log *logrus.Logger
+	// LogOut receives the agents' own log lines (default: Workdir/logs/<stage>.log).
+	LogOut io.Writer
+}
+
+// StageTime is how long one stage took.
+type StageTime struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration"`
+	Summary  string        `json:"summary"`
+}
+
+// Summary is what the quickstart reports at the end.
+type Summary struct {
+	Workdir string         `json:"workdir"`
+	Data    string         `json:"data"`
+	Stages  []StageTime    `json:"stages"`
+	Total   time.Duration  `json:"total"`
+	Outputs map[string]any `json:"outputs"`
+	Report  string         `json:"report"`
+	// Prediction is the live prediction made through the gateway.
+	Prediction *Prediction `json:"prediction,omitempty"`
+}
+
+// stageCall is one stage the flow runs.
+type stageCall struct {
+	agent string
+	app   func() *ucli.App
+	// branch receives the merge from "from" before the stage runs.
+	from, branch string
+}
+
+// run is the state of one quickstart.
+type run struct {
+	opt     Options
+	repo    *mlRepo
+	env     map[string]string
+	sum     *Summary
+	started time.Time
+	gw      *slocal.Backend
+	// log is the quickstart's own log (Workdir/logs/quickstart.log).
+	log *logrus.Logger
+}
+
+func (r *run) progress(format string, args ...any) {
+	fmt.Fprintf(r.opt.Out, "[%6.1fs] %s\n", time.Since(r.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Run plays the flow and returns its summary.
+func Run(ctx context.Context, opt Options) (*Summary, error) {
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	cwd, _ := os.Getwd()
+	exe, _ := os.Executable()
+	example, err := findExample(opt.Example, cwd, filepath.Dir(exe))
+	if err != nil {
+		return nil, cli.Usage("find the example", err, "run 'branchml quickstart' from the branchml checkout")
+	}
+	data, err := findData(opt.Data, cwd, filepath.Dir(exe), example)
+	if err != nil {
+		return nil, cli.Usage("find the data", err, "pass --data DIR")
+	}
+	if opt.Workdir == "" {
+		opt.Workdir = filepath.Join(filepath.Dir(filepath.Dir(example)), ".work", "quickstart")
+	}
+	if opt.Workdir, err = filepath.Abs(opt.Workdir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opt.Workdir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &run{opt: opt, started: time.Now(), sum: &Summary{Workdir: opt.Workdir, Data: data, Outputs: map[string]any{}}}
+	if err := os.MkdirAll(filepath.Join(opt.Workdir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(filepath.Join(opt.Workdir, "logs", "quickstart.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	var logW io.Writer = logFile
+	if opt.LogOut != nil {
+		logW = io.MultiWriter(logFile, opt.LogOut)
+	}
+	if r.log, err = cli.NewLogger(logW, "text", "info"); err != nil {
+		return nil, err
+	}
+	r.progress("workdir %s, data %s", opt.Workdir, data)
+
+	t0 := time.Now()
+	repo, changed, err := ensureRepo(ctx, opt.Workdir, example)
+	if err != nil {
+		return nil, cli.Failed("create the local ML repository", err, "remove "+opt.Workdir+" and run again")
+	}
+	r.repo = repo
+	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s; %s", repo.Remote, map[bool]string{true: "examples/djia30 committed to ds1", false: "ds1 already has examples/djia30"}[changed]))
+
+	// What Jenkins would give every agent through withEnv: the shared state
+	// of the local backends and where the data comes from.
+	r.env = map[string]string{
+		"BRANCHML_BACKENDS_STATE_DIR":    filepath.Join(opt.Workdir, "state"),
+		"BRANCHML_BACKENDS_FORGE_REMOTE": repo.Remote,
+		"BRANCHML_TRAINING_DATA_SOURCE":  data,
+	}
+	for k, v := range r.env {
+		os.Setenv(k, v)
+	}
+	// Whatever happens, stop the model servers the deploy stage started,
+	// unless they are to keep serving.
+	defer r.stopServing()
+	if err := r.flow(ctx); err != nil {
+		return r.sum, err
+	}
+	return r.sum, r.finish(ctx)
+}
+
+// finish makes the live prediction, prints the summary, writes the report
+// and, with --serve, keeps serving until ctx ends.
+func (r *run) finish(ctx context.Context) error {
+	cfg, err := config.Load(filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml"))
+	if err != nil {
+		return err
+	}
+	gw, url, err := r.gateway(ctx, cfg)
+	if err != nil {
+		return cli.Failed("start the serving gateway", err, "")
+	}
+	r.gw = gw
+	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
+	if err != nil {
+		return cli.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
+	}
+	r.sum.Prediction = pred
+	f, err := r.readFacts(ctx)
+	if err != nil {
+		return cli.Failed("read the records the stages wrote back", err, "")
+	}
+	r.sum.Total = time.Since(r.started)
+	var text bytes.Buffer
+	r.render(&text, f, pred)
+	r.sum.Report, err = r.report(f, pred, text.String())
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(r.opt.Out, text.String())
+	fmt.Fprintf(r.opt.Out, "\nReport: %s\n", r.sum.Report)
+	if r.opt.Serve {
+		fmt.Fprintf(r.opt.Out, "Serving %s at %s/v1/models/%s until interrupted (Ctrl-C).\n", cfg.Deploy.Model, url, cfg.Deploy.Model)
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// stopServing stops the gateway and every model server.
+func (r *run) stopServing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if r.gw == nil {
+		cfgPath := filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml")
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return
+		}
+		if r.gw, _, err = r.gateway(ctx, cfg); err != nil {
+			return
+		}
+	}
+	r.gw.Shutdown(ctx)
+}
+
+func (r *run) add(name string, d time.Duration, summary string) {
+	r.sum.Stages = append(r.sum.Stages, StageTime{Name: name, Duration: d, Summary: summary})
+	r.progress("%-10s %6.1fs  %s", name, d.Seconds(), summary)
+}
+
+// stage merges call.from into call.branch, checks the merge commit out into
+// a workspace and runs the branch's agent there as branchmlAgent does.
+func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[string]any) (*stagerun.Outcome, error) {
+	t0 := time.Now()
+	var commit string
+	var err error
+	what := "read the tip of " + c.branch
+	if c.from != "" {
+		what = "merge " + c.from + " into " + c.branch
+		commit, err = r.repo.merge(ctx, c.from, c.branch)
+	} else {
+		commit, err = r.repo.tip(ctx, c.branch)
+	}
+	if err != nil {
+		return nil, cli.Failed(what, err, "")
+	}
+	ws := filepath.Join(r.opt.Workdir, "jenkins", "workspace", c.branch)
+	if err := os.MkdirAll(filepath.Dir(ws), 0o755); err != nil {
+		return nil, err
+	}
+	if err := r.repo.workspace(ctx, ws, c.branch, commit); err != nil {
+		return nil, cli.Failed("check out "+c.branch, err, "")
+	}
+	params := map[string]any{
+		"workspace": ws,
+		"branch":    c.branch,
+		"commit":    commit,
+		"build-url": "file://" + filepath.Join(r.opt.Workdir, "jenkins", "builds", c.branch),
+	}
+	for k, v := range extra {
+		params[k] = v
+	}
+	logFile, err := os.OpenFile(filepath.Join(r.opt.Workdir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	var logOut io.Writer = logFile
+	if r.opt.LogOut != nil {
+		logOut = io.MultiWriter(logFile, r.opt.LogOut)
+	}
+	out, err := stagerun.Run(ctx, stagerun.Call{
+		Agent: c.agent, App: c.app, Command: []string{"run"}, Params: params,
+		Dir:     filepath.Join(r.opt.Workdir, "jenkins", "results", c.branch),
+		Streams: cli.Streams{Out: io.Discard, Err: logOut},
+	})
+	if err != nil {
+		return nil, err
+	}
+	summary := ""
+	if out.Result != nil {
+		summary = out.Result.Summary
+	}
+	r.add(name, time.Since(t0), summary)
+	if ctx.Err() != nil {
+		return out, fmt.Errorf("%s stage interrupted: %w", name, ctx.Err())
+	}
+	if out.ExitCode != 0 {
+		return out, cli.Failed(name+" stage", out.Err(), "see "+logFile.Name())
+	}
+	return out, nil
+}

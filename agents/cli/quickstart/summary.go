@@ -1,0 +1,165 @@
+package quickstart
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/branchml/branchml/agents/internal/atomicfile"
+	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
+	"github.com/branchml/branchml/agents/stages/train/kpi"
+)
+
+// facts are the records the stages wrote back, read from the branches.
+type facts struct {
+	Pipeline records.PipelineLock
+	Run      records.RunRecord
+	Lineage  *lineage.Record
+	Lineages []*lineage.Record
+	Deploy   records.DeployStatus
+}
+
+func (r *run) readFacts(ctx context.Context) (*facts, error) {
+	f := &facts{}
+	for _, x := range []struct {
+		ref, path string
+		v         any
+	}{
+		{"refs/heads/kf-pipeline", records.PipelineLockPath, &f.Pipeline},
+		{"refs/heads/training", records.TrainingLockPath, &f.Run},
+		{"refs/heads/deploy-model", records.DeployStatusPath, &f.Deploy},
+	} {
+		raw, err := r.repo.show(ctx, x.ref, x.path)
+		if err != nil {
+			return nil, err
+		}
+		if raw == "" {
+			return nil, fmt.Errorf("%s has no %s", strings.TrimPrefix(x.ref, "refs/heads/"), x.path)
+		}
+		if err := json.Unmarshal([]byte(raw), x.v); err != nil {
+			return nil, fmt.Errorf("%s: %w", x.path, err)
+		}
+	}
+	list, err := git(ctx, r.repo.Remote, "ls-tree", "--name-only", "refs/heads/training", records.LineageDir+"/")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range strings.Fields(list) {
+		raw, err := r.repo.show(ctx, "refs/heads/training", p)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := lineage.Parse([]byte(raw))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		f.Lineages = append(f.Lineages, rec)
+		if rec.ID == f.Run.LineageID {
+			f.Lineage = rec
+		}
+	}
+	if f.Lineage == nil {
+		return nil, fmt.Errorf("training has no lineage record %s", f.Run.LineageID)
+	}
+	return f, nil
+}
+
+// render writes the end-of-run summary as text.
+func (r *run) render(w io.Writer, f *facts, p *Prediction) {
+	fmt.Fprintf(w, "\n== branchml quickstart: summary\n\nTime per stage:\n")
+	for _, s := range r.sum.Stages {
+		fmt.Fprintf(w, "  %-10s %6.1fs  %s\n", s.Name, s.Duration.Seconds(), s.Summary)
+	}
+	fmt.Fprintf(w, "  %-10s %6.1fs\n\n", "total", r.sum.Total.Seconds())
+	fmt.Fprintf(w, "Pipeline: %s (ID %s), version %s (ID %s), spec %s\n", f.Pipeline.PipelineName, f.Pipeline.PipelineID, f.Pipeline.VersionName, f.Pipeline.VersionID, f.Pipeline.SpecHash)
+	fmt.Fprintf(w, "Run:      %s %s, experiment %s, model %s v%d, KPI gate %s\n\n", f.Run.RunID, f.Run.State, f.Run.Experiment, f.Run.Model.Name, f.Run.Model.Version, f.Run.Gate)
+	fmt.Fprintf(w, "Metrics beside the baselines:\n%s\n", indent(kpi.Table(f.Run.Metrics)))
+	fmt.Fprintf(w, "Lineage:\n")
+	var lb bytes.Buffer
+	lineage.Show(&lb, f.Lineage)
+	fmt.Fprintf(w, "%s\n", indent(lb.String()))
+	if f.Deploy.CanaryWeight > 0 {
+		fmt.Fprintf(w, "Deployment of %s: %s, stable v%d, canary v%d at %d%%\n", f.Deploy.Model, f.Deploy.Phase, f.Deploy.StableVersion, f.Deploy.CanaryVersion, f.Deploy.CanaryWeight)
+	} else {
+		fmt.Fprintf(w, "Deployment of %s: %s, v%d serves 100%% of the traffic\n", f.Deploy.Model, f.Deploy.Phase, f.Deploy.StableVersion)
+	}
+	for _, ev := range f.Deploy.History {
+		fmt.Fprintf(w, "  %s  v%d  weight %3d%%  %-16s %s\n", ev.Time.Format("15:04:05.000"), ev.Version, ev.Weight, ev.Event, ev.Message)
+	}
+	fmt.Fprintf(w, "\nTo run the agents by hand on this workdir (see README.md, Running an agent by hand):\n%s", r.exports())
+	if p != nil {
+		fmt.Fprintf(w, "\nPrediction: POST %s\n  request:  %s\n  response: %s\n  → P(%s closes higher the trading day after %s) = %.4f (it actually went %s)\n",
+			p.URL, p.Request, p.Response, p.Ticker, p.Date, p.Probability, map[int]string{0: "down", 1: "up"}[p.Actual])
+	}
+}
+
+// report writes the Markdown report with the training curves and the
+// lineage graph (Mermaid) into <workdir>/report/.
+func (r *run) report(f *facts, p *Prediction, text string) (string, error) {
+	dir := filepath.Join(r.opt.Workdir, "report")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("# branchml quickstart report\n\n")
+	fmt.Fprintf(&b, "Data: `%s`. Workdir: `%s`.\n\n", r.sum.Data, r.opt.Workdir)
+	b.WriteString("## Stages\n\n| stage | seconds | summary |\n|---|---:|---|\n")
+	for _, s := range r.sum.Stages {
+		fmt.Fprintf(&b, "| %s | %.1f | %s |\n", s.Name, s.Duration.Seconds(), strings.ReplaceAll(s.Summary, "|", "\\|"))
+	}
+	fmt.Fprintf(&b, "| **total** | %.1f | |\n\n", r.sum.Total.Seconds())
+	fmt.Fprintf(&b, "## Model %s v%d\n\nRun `%s` (%s) of pipeline version `%s`.\n\n", f.Run.Model.Name, f.Run.Model.Version, f.Run.RunID, f.Run.State, f.Pipeline.VersionName)
+	b.WriteString(kpi.Table(f.Run.Metrics) + "\n")
+	curves := filepath.Join(r.env["BRANCHML_BACKENDS_STATE_DIR"], "volumes", f.Run.Model.Volume, f.Run.Model.Path, fmt.Sprint(f.Run.Model.Version), "training_curves.png")
+	if png, err := os.ReadFile(curves); err == nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, "training_curves.png"), png, 0o644); err == nil {
+			b.WriteString("![training curves](training_curves.png)\n\n")
+		}
+	}
+	b.WriteString("## Lineage\n\n```\n")
+	lineage.Show(&b, f.Lineage)
+	b.WriteString("```\n\n```mermaid\n")
+	lineage.Graph(&b, f.Lineages, "mermaid")
+	b.WriteString("```\n\n## Deployment\n\n| time | version | weight | event | message |\n|---|---:|---:|---|---|\n")
+	for _, ev := range f.Deploy.History {
+		fmt.Fprintf(&b, "| %s | %d | %d%% | %s | %s |\n", ev.Time.Format("15:04:05.000"), ev.Version, ev.Weight, ev.Event, ev.Message)
+	}
+	if p != nil {
+		fmt.Fprintf(&b, "\n## Prediction\n\n`POST %s`\n\n```json\n%s\n```\n\n```json\n%s\n```\n", p.URL, p.Request, p.Response)
+	}
+	b.WriteString("\n## Console summary\n\n```\n" + text + "```\n")
+	path := filepath.Join(dir, "report.md")
+	return path, atomicfile.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// exports is the environment the quickstart gave every agent, as shell
+// export lines, with the workspace of each branch.
+func (r *run) exports() string {
+	keys := make([]string, 0, len(r.env))
+	for k := range r.env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  export %s=%s\n", k, r.env[k])
+	}
+	fmt.Fprintf(&b, "  # workspaces: %s/<branch>, e.g. branchml-deploy status --workspace %s\n",
+		filepath.Join(r.opt.Workdir, "jenkins", "workspace"), filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model"))
+	return b.String()
+}

@@ -1,0 +1,226 @@
+package traincmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
+	"github.com/branchml/branchml/agents/backends/pipelines"
+	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
+	"github.com/branchml/branchml/agents/backends/pipelines/pipelinesfactory"
+	"github.com/branchml/branchml/agents/backends/registry/localimages"
+	"github.com/branchml/branchml/agents/backends/storage"
+	sbackends "github.com/branchml/branchml/agents/backends/storage/storagefactory"
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/stages/snapshot"
+	"github.com/branchml/branchml/agents/stages/train"
+	"github.com/branchml/branchml/agents/stages/train/follow"
+)
+
+// Wiring builds the backends of the stage from the loaded configuration.
+// Each func returns a cleanup (may be nil). Snapshotter may be nil: then
+// snapshots are skipped with a warning.
+type Wiring struct {
+	Forge       func(e *cli.Env) (forge.Forge, error)
+	Pipelines   func(e *cli.Env) (pipelines.Backend, func(), error)
+	Storage     func(e *cli.Env) (storage.Backend, error)
+	Snapshotter func(e *cli.Env, st storage.Backend, f forge.Forge) (train.Snapshotter, error)
+}
+
+// DefaultWiring is what App uses: forgefactory.New, the pipelines backends
+// factory (the local one with a runner whose images come from the
+// embedded registry through the image cache at <stateDir>/images), the
+// storage backends factory (local or trident) and the snapshot stage
+// (snapshot.TrainSnapshotter).
+var DefaultWiring = Wiring{Forge: NewForge, Pipelines: NewPipelines, Storage: NewStorage, Snapshotter: snapshot.TrainSnapshotter}
+
+// App returns the branchml-train application with DefaultWiring.
+func App() *ucli.App { return AppWith(DefaultWiring) }
+
+// AppWith returns the branchml-train application with w.
+func AppWith(w Wiring) *ucli.App {
+	run := cli.Command(cli.Spec{
+		Name: "run", Usage: "run the train stage: provision volumes, run the pipeline, follow it, record it, snapshot, KPI gate, promotion PR",
+		Stage: "train", NeedsConfig: true, BuildFlags: true,
+		Description: "Starts a run of the pipeline version recorded on the pipeline branch (.branchml/pipeline.lock.json)\n" +
+			"and waits for it. A commit that already has a run reuses it unless --rerun is given; a reused, finished run\n" +
+			"writes nothing back and takes no snapshots again. A cancelled run is never reused: a new one is started.\n" +
+			"Exit codes: 0 done, 1 run failed, 2 bad config, 3 KPIs not met, 130 interrupted (the run is cancelled).",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "rerun", Usage: "start a new run even when this commit already has one (a cancelled run is replaced without it)"},
+			&ucli.DurationFlag{Name: "poll-interval", Value: 5 * time.Second, Usage: "how often the run's state is polled"},
+		},
+		Run: func(e *cli.Env) (*cli.Result, error) { return runStage(e, w) },
+	})
+	status := cli.Command(cli.Spec{
+		Name: "status", Usage: "show a run's state and tasks", ArgsUsage: "RUN_ID", Stage: "train", NeedsConfig: true,
+		Run: func(e *cli.Env) (*cli.Result, error) { return statusOf(e, w) },
+	})
+	return cli.NewApp("branchml-train", "the train stage of branchml", run, status)
+}
+
+func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
+	f, err := w.Forge(e)
+	if err != nil {
+		return nil, cli.Usage("forge backend", err, "check backends.forge in branchml.yaml and its credentials")
+	}
+	var (
+		p  pipelines.Backend
+		st storage.Backend
+	)
+	if !e.DryRun { // a plan touches neither the pipelines backend nor storage
+		var closeP func()
+		if p, closeP, err = w.Pipelines(e); err != nil {
+			return nil, cli.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
+		}
+		if closeP != nil {
+			defer closeP()
+		}
+		if st, err = w.Storage(e); err != nil {
+			return nil, cli.Usage("storage backend", err, "check backends.storage in branchml.yaml")
+		}
+	}
+	var snap train.Snapshotter
+	if w.Snapshotter != nil && !e.DryRun {
+		if snap, err = w.Snapshotter(e, st, f); err != nil {
+			return nil, cli.Usage("snapshot stage", err, "check snapshot and backends.storage in branchml.yaml")
+		}
+	}
+	res, err := train.Run(e.Ctx, train.Options{
+		Config: e.Config, ConfigPath: repoPath(e), Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, DryRun: e.DryRun, Rerun: e.CLI.Bool("rerun"),
+		Forge: f, Pipelines: p, Storage: st, Snapshotter: snap, Log: e.Log,
+		Follow: follow.Options{Interval: e.CLI.Duration("poll-interval")},
+	})
+	if res == nil {
+		return nil, err
+	}
+	return &cli.Result{Summary: summary(res), Outputs: res, Links: links(res)}, err
+}
+
+// repoPath is --config's path inside the repository ("" when outside it).
+func repoPath(e *cli.Env) string {
+	p := e.CLI.String("config")
+	if !filepath.IsAbs(p) {
+		return filepath.ToSlash(filepath.Clean(p))
+	}
+	ws := e.Build.Workspace
+	if ws == "" {
+		ws, _ = os.Getwd()
+	}
+	if rel, err := filepath.Rel(ws, p); err == nil && filepath.IsLocal(rel) {
+		return filepath.ToSlash(rel)
+	}
+	return ""
+}
+
+func summary(r *train.Result) string {
+	if r.DryRun {
+		if r.Reused {
+			return fmt.Sprintf("plan: reuse run %s (%s)", r.RunID, r.DisplayName)
+		}
+		return fmt.Sprintf("plan: start run %s of pipeline version %s", r.DisplayName, r.VersionID)
+	}
+	s := fmt.Sprintf("run %s (%s) %s", r.RunID, r.DisplayName, r.State)
+	if r.Reused {
+		s += " (reused)"
+	}
+	if r.Gate != nil {
+		s += "; KPI gate " + r.Gate.Verdict
+	}
+	if r.PullRequest != nil {
+		s += fmt.Sprintf("; pull request #%d %s → %s", r.PullRequest.Number, r.PullRequest.Head, r.PullRequest.Base)
+	}
+	return s
+}
+
+func links(r *train.Result) []cli.Link {
+	var l []cli.Link
+	if r.RunURL != "" {
+		l = append(l, cli.Link{Name: "run", URL: r.RunURL})
+	}
+	if r.PullRequest != nil && r.PullRequest.URL != "" {
+		l = append(l, cli.Link{Name: "promotion pull request", URL: r.PullRequest.URL})
+	}
+	return l
+}
+
+func statusOf(e *cli.Env, w Wiring) (*cli.Result, error) {
+	if e.CLI.NArg() != 1 {
+		return nil, cli.Usagef("give one run ID: branchml-train status RUN_ID", "status needs a run ID, got %d arguments", e.CLI.NArg())
+	}
+	id := e.CLI.Args().First()
+	p, closeP, err := w.Pipelines(e)
+	if err != nil {
+		return nil, cli.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
+	}
+	if closeP != nil {
+		defer closeP()
+	}
+	run, err := p.GetRun(e.Ctx, id)
+	if errors.Is(err, pipelines.ErrNotFound) {
+		return nil, cli.Failed("run "+id, err, "check the ID (it is in .branchml/training.lock.json on the training branch) and backends.pipelines")
+	}
+	if err != nil {
+		return nil, cli.Failed("run "+id, err, "")
+	}
+	var tasks []string
+	for _, t := range run.Tasks {
+		tasks = append(tasks, t.Name+"="+t.State)
+	}
+	return &cli.Result{Summary: fmt.Sprintf("run %s (%s): %s [%s]", run.ID, run.DisplayName, run.State, strings.Join(tasks, " ")), Outputs: run}, nil
+}
+
+// NewForge is the forge of backends.forge.
+func NewForge(e *cli.Env) (forge.Forge, error) {
+	return forgefactory.New(e.Config, forgefactory.WithLogger(e.Log))
+}
+
+// NewStorage is the storage backend of backends.storage (storage/backends:
+// "local" under the state directory, or "trident").
+func NewStorage(e *cli.Env) (storage.Backend, error) {
+	return sbackends.New(e.Config, sbackends.WithLogger(e.Log))
+}
+
+// NewPipelines is the pipelines backend of backends.pipelines through the
+// pipelines/backends factory; for "local" it makes the runner: images are
+// unpacked into <stateDir>/images, references recorded with an earlier
+// address of the embedded registry are rewritten to its current one (the
+// registry is started in this process when nothing serves it), and
+// backends.pipelines.parallelism bounds concurrent tasks. The cleanup
+// waits for runs this process executes and stops a registry it started.
+func NewPipelines(e *cli.Env) (pipelines.Backend, func(), error) {
+	cfg := e.Config
+	var opts []pipelinesfactory.Option
+	opts = append(opts, pipelinesfactory.WithLogger(e.Log))
+	var stopRegistry func()
+	if cfg.Backends.Pipelines.Type == "" || cfg.Backends.Pipelines.Type == pipelinesfactory.TypeLocal {
+		cache, stop, err := localimages.Cache(e.Ctx, cfg, e.Log)
+		if err != nil {
+			return nil, nil, err
+		}
+		stopRegistry = stop
+		opts = append(opts, pipelinesfactory.WithRunner(runner.New(cache, runner.WithParallelism(cfg.Backends.Pipelines.Parallelism))))
+	}
+	b, err := pipelinesfactory.New(cfg, opts...)
+	if err != nil {
+		if stopRegistry != nil {
+			stopRegistry()
+		}
+		return nil, nil, err
+	}
+	return b, func() {
+		if c, ok := b.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		if stopRegistry != nil {
+			stopRegistry()
+		}
+	}, nil
+}

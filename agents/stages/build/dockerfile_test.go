@@ -1,0 +1,61 @@
+package build
+
+import (
+	"context"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/stages/build/imagebuild"
+)
+
+// stubBuilder stands in for an external Dockerfile builder (buildah, kaniko):
+// it records what it was asked to build and returns a fixed image.
+type stubBuilder struct{ got []imagebuild.DockerfileBuild }
+
+func (s *stubBuilder) Name() string { return "stub" }
+
+func (s *stubBuilder) Build(_ context.Context, b imagebuild.DockerfileBuild) (v1.Image, error) {
+	s.got = append(s.got, b)
+	cf, _ := empty.Image.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.Config.Labels = b.Labels
+	return mutate.ConfigFile(empty.Image, cf)
+}
+
+func TestDockerfileComponent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	writeFiles(t, e.root, map[string]string{"components/web/Dockerfile": "FROM scratch\nCOPY index.html /\n", "components/web/index.html": "<p>hi</p>\n"})
+	e.cfg.Components = []config.Component{{Name: "web", Path: "components/web", Kind: "dockerfile", Image: "ml/web", Test: []string{"test", "-f", "index.html"}}}
+	stub := &stubBuilder{}
+	o := e.opts(t, "1111111111111111111111111111111111111111")
+	o.Builder = stub
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if actions(res) != "web=built" || res.Components[0].Tests != "passed" || len(stub.got) != 1 {
+		t.Fatalf("result %s %+v, %d builds", actions(res), res.Components, len(stub.got))
+	}
+	b := stub.got[0]
+	wantLabels := map[string]string{imagebuild.LabelRevision: "1111111111111111111111111111111111111111", imagebuild.LabelSource: "file:///ml.git"}
+	if b.Name != "web" || b.Context != filepath.Join(e.root, "components/web") || !reflect.DeepEqual(b.Labels, wantLabels) || b.Dir == "" {
+		t.Fatalf("builder got %+v", b)
+	}
+	lock := e.lockFile(t)
+	if !strings.Contains(lock, `"repository": "ml/web"`) || strings.Contains(lock, `"binary"`) {
+		t.Fatalf("lock:\n%s", lock)
+	}
+	// Unchanged: skipped without calling the builder.
+	if res, err := Run(ctx, e.opts(t, "2222222222222222222222222222222222222222")); err != nil || actions(res) != "web=skipped" || len(stub.got) != 1 {
+		t.Fatalf("second run: %v %v, %d builds", err, res, len(stub.got))
+	}
+}

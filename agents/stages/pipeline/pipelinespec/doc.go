@@ -1,0 +1,10 @@
+// Package pipelinespec composes, validates and hashes KFP v2 IR pipeline
+// specs (the YAML the KFP compiler writes: a PipelineSpec document,
+// optionally followed by a PlatformSpec document): it pins container images
+// to the digests of the components lock and sets per-task resources.
+//
+// As part of the pipeline stage it imports its own stage's packages, backend
+// interface packages (never an implementation or a factory: its command
+// passes the backends in), agents/cli, agents/records, agents/config and
+// helpers; never another stage or a command.
+package pipelinespec

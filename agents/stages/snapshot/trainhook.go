@@ -1,0 +1,88 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/storage"
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/stages/train"
+)
+
+var _ train.Snapshotter = (*TrainHook)(nil)
+
+// TrainHook is the snapshot stage as branchml-train's train.Snapshotter:
+// it reads the pipeline lock (branches.pipeline) and components lock
+// (branches.build) from the forge and calls Run.
+type TrainHook struct {
+	Storage storage.Backend
+	Forge   forge.Forge
+	Log     logrus.FieldLogger
+	// Build is the build context of the train stage (user, branch, change ID).
+	Build cli.BuildContext
+	Now   func() time.Time
+}
+
+// TrainSnapshotter has the shape of stage/train's Wiring.Snapshotter: set
+// train's DefaultWiring.Snapshotter = snapshot.TrainSnapshotter.
+func TrainSnapshotter(e *cli.Env, st storage.Backend, f forge.Forge) (train.Snapshotter, error) {
+	return &TrainHook{Storage: st, Forge: f, Log: e.Log, Build: e.Build}, nil
+}
+
+// Snapshot snapshots the run's volumes and records its lineage.
+func (h *TrainHook) Snapshot(ctx context.Context, req train.SnapshotRequest) (*train.SnapshotResult, error) {
+	if req.Record == nil || req.Config == nil {
+		return nil, cli.Usage("snapshot", errors.New("no run record or configuration"), "")
+	}
+	log := h.Log
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	in := Input{Run: *req.Record, Build: h.Build}
+	in.Build.Commit = req.SourceCommit
+	if req.BuildURL != "" {
+		in.Build.BuildURL = req.BuildURL
+	}
+	if req.DataVolume != "" {
+		in.Run.DataVolume = req.DataVolume
+	}
+	if req.ModelVolume != "" {
+		m := records.ModelRef{}
+		if in.Run.Model != nil {
+			m = *in.Run.Model
+		}
+		m.Volume = req.ModelVolume
+		in.Run.Model = &m
+	}
+	if h.Forge != nil {
+		readLock(ctx, h.Forge, log, req.Config.Branches[config.StagePipeline], records.PipelineLockPath, &in.Pipeline)
+		readLock(ctx, h.Forge, log, req.Config.Branches[config.StageBuild], records.ComponentsLockPath, &in.Components)
+	}
+	rec, err := Run(ctx, Options{Config: req.Config, Storage: h.Storage, Forge: h.Forge, Input: in, Log: log, Now: h.Now})
+	if err != nil {
+		return nil, err
+	}
+	return &train.SnapshotResult{LineageID: rec.ID, Snapshots: []string{rec.Data.Snapshot, rec.Model.Snapshot.Snapshot}}, nil
+}
+
+// readLock reads a JSON lock from branch; a missing one leaves v empty (the
+// lineage then lacks that link) with a warning.
+func readLock(ctx context.Context, f forge.Forge, log logrus.FieldLogger, branch, path string, v any) {
+	if branch == "" {
+		return
+	}
+	raw, err := f.ReadFile(ctx, branch, path)
+	if err == nil {
+		err = json.Unmarshal(raw, v)
+	}
+	if err != nil {
+		log.Warnf("lineage: cannot read %s on %s: %v", path, branch, err)
+	}
+}

@@ -1,0 +1,572 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/pipelines"
+	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/stages/train/follow"
+)
+
+// The task and output artifact whose file is metrics.json.
+const (
+	MetricsTask     = "train"
+	MetricsArtifact = "metrics"
+	MetricsFile     = "metrics.json"
+)
+
+// WriteBackTimeout bounds the write-back made after an abort.
+var WriteBackTimeout = 30 * time.Second
+
+type stage struct {
+	o    Options
+	cfg  *config.Config
+	lock *records.PipelineLock
+	prev *records.RunRecord
+	// written is the run record as on the training branch (the training
+	// lock read at the start, then each record written back).
+	written []byte
+	res     *Result
+	rec     *records.RunRecord
+}
+
+// Run runs the training stage; see Options for its inputs. It returns the
+// Result also with an error when there is something to report (a failed
+// run, a failed gate). Errors are *cli.Error: Usage (exit 2) for bad
+// options or configuration, Failed (exit 1) for a failed run or remote
+// error, Gate (exit 3) when the KPIs are not met — after the run record is
+// written back. An abort (ctx cancelled) cancels the run and returns an
+// error wrapping context.Canceled.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	s := &stage{o: o, cfg: o.Config}
+	return s.run(ctx)
+}
+
+func (o *Options) check() error {
+	if o.Config == nil {
+		return cli.Usagef("load branchml.yaml first", "train: no configuration")
+	}
+	if o.Commit == "" {
+		return cli.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "train: the source commit is not known")
+	}
+	if o.Forge == nil || ((o.Pipelines == nil || o.Storage == nil) && !o.DryRun) {
+		return cli.Usagef("wire a forge, a pipelines backend and a storage backend", "train: missing backend")
+	}
+	for _, k := range []string{config.StagePipeline, config.StageTrain} {
+		if o.Config.Branches[k] == "" {
+			return cli.Usagef(fmt.Sprintf("map the %q stage to its branch under branches: in branchml.yaml", k), "branches.%s is not set", k)
+		}
+	}
+	t := o.Config.Training
+	if t.Data.Parameter == "" || t.Model.Parameter == "" || t.Model.VersionParameter == "" {
+		return cli.Usagef("set training.data.parameter, training.model.parameter and training.model.versionParameter", "training parameters for data path, model base path and model version must be named")
+	}
+	for _, p := range []string{t.Data.Parameter, t.Model.Parameter, t.Model.VersionParameter} {
+		if _, ok := t.Parameters[p]; ok {
+			return cli.Usagef("remove it from training.parameters; the stage sets it", "training.parameters.%s is set by the stage itself", p)
+		}
+	}
+	if o.Log == nil {
+		o.Log = discardLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+func (s *stage) log() interface {
+	Infof(string, ...any)
+	Warnf(string, ...any)
+	Errorf(string, ...any)
+} {
+	return s.o.Log
+}
+
+func (s *stage) run(ctx context.Context) (*Result, error) {
+	if err := s.readLock(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.readPrevious(ctx); err != nil {
+		return nil, err
+	}
+	s.res = &Result{DryRun: s.o.DryRun, Experiment: s.cfg.Training.Experiment, PipelineID: s.lock.PipelineID, VersionID: s.lock.VersionID,
+		DataVolume: s.cfg.Training.Data.Volume, ModelVolume: s.cfg.Training.Model.Volume}
+	var run *pipelines.Run
+	if p := s.reusable(ctx); p != nil {
+		s.res.Reused, s.res.RunID, s.res.DisplayName, s.res.Parameters, s.res.Model = true, p.RunID, p.DisplayName, p.Parameters, p.Model
+		s.res.LineageID = p.LineageID
+		s.rec = p
+		if s.o.DryRun {
+			s.log().Infof("plan: run %s (%s, state %s) of commit %s would be reused (pass --rerun for a new run)", p.RunID, p.DisplayName, p.State, short(p.SourceCommit))
+			s.res.State = p.State
+			return s.res, nil
+		}
+		s.log().Infof("reusing run %s (%s, state %s) of commit %s (pass --rerun for a new run)", p.RunID, p.DisplayName, p.State, short(p.SourceCommit))
+		if pipelines.Terminal(p.State) && p.State != pipelines.StateSucceeded {
+			s.res.State = p.State
+			return s.res, s.failedRun(nil)
+		}
+		if !pipelines.Terminal(p.State) {
+			r, err := s.follow(ctx, p.RunID)
+			if err != nil {
+				return s.res, err
+			}
+			run = r
+		}
+	} else {
+		r, err := s.start(ctx)
+		if err != nil || s.o.DryRun {
+			return s.res, err
+		}
+		r, err = s.follow(ctx, r.ID)
+		if err != nil {
+			return s.res, err
+		}
+		run = r
+	}
+	if run != nil {
+		if err := s.collect(ctx, run); err != nil {
+			return s.res, err
+		}
+	} else {
+		s.res.State, s.res.Metrics = s.rec.State, s.rec.Metrics
+	}
+	if s.res.Metrics == nil && s.res.State == pipelines.StateSucceeded {
+		if err := s.fetchMetrics(ctx); err != nil {
+			s.log().Warnf("run %s: %v", s.res.RunID, err)
+		}
+		s.rec.Metrics = s.res.Metrics
+	}
+	if err := s.writeRecord(ctx); err != nil {
+		return s.res, err
+	}
+	if s.res.State != pipelines.StateSucceeded {
+		return s.res, s.failedRun(run)
+	}
+	if err := s.snapshot(ctx); err != nil {
+		return s.res, err
+	}
+	return s.res, s.gateAndPromote(ctx)
+}
+
+// readLock reads the pipeline lock from the pipeline branch.
+func (s *stage) readLock(ctx context.Context) error {
+	branch := s.cfg.Branches[config.StagePipeline]
+	raw, err := s.o.Forge.ReadFile(ctx, branch, records.PipelineLockPath)
+	if errors.Is(err, forge.ErrNotFound) {
+		return cli.Failed("find the pipeline version", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err),
+			"merge into "+branch+" first so that the pipeline stage uploads a version and records it")
+	}
+	if err != nil {
+		return cli.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "")
+	}
+	var lock records.PipelineLock
+	if err := json.Unmarshal(raw, &lock); err != nil {
+		return cli.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "fix or re-create the file by merging into "+branch)
+	}
+	if lock.VersionID == "" || lock.PipelineID == "" {
+		return cli.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s names no pipeline version", records.PipelineLockPath, branch), "merge into "+branch+" again")
+	}
+	want := s.cfg.Backends.Pipelines.Type
+	if want == "" {
+		want = "local"
+	}
+	if lock.Backend != "" && lock.Backend != want {
+		return cli.Usagef("merge into "+branch+" again so the version is uploaded to the "+want+" backend, or set backends.pipelines.type: "+lock.Backend,
+			"the pipeline version was uploaded to the %s backend but backends.pipelines.type is %s", lock.Backend, want)
+	}
+	s.lock = &lock
+	return nil
+}
+
+// readPrevious reads the latest run record of the training branch.
+func (s *stage) readPrevious(ctx context.Context) error {
+	branch := s.cfg.Branches[config.StageTrain]
+	raw, err := s.o.Forge.ReadFile(ctx, branch, records.TrainingLockPath)
+	if errors.Is(err, forge.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return cli.Failed("read the training lock", fmt.Errorf("%s on branch %s: %w", records.TrainingLockPath, branch, err), "")
+	}
+	var rec records.RunRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		s.log().Warnf("ignoring %s on %s: %v", records.TrainingLockPath, branch, err)
+		return nil
+	}
+	s.prev, s.written = &rec, raw
+	return nil
+}
+
+// reusable returns the latest run record when its run is reused: not with
+// --rerun; the run was made for this commit, or for one that holds the
+// same branchml.yaml with the same pipeline version; and it was not
+// cancelled. A cancelled (or cancelling) run, interrupted by SIGINT/SIGTERM
+// or cancelled in the backend, never finished: it is replaced by a new run.
+func (s *stage) reusable(ctx context.Context) *records.RunRecord {
+	p := s.prev
+	if p == nil || p.RunID == "" || s.o.Rerun || (p.SourceCommit != s.o.Commit && !s.sameInputs(ctx)) {
+		return nil
+	}
+	if !cancelled(p.State) {
+		return p
+	}
+	verb := "starting"
+	if s.o.DryRun {
+		verb = "would start"
+	}
+	s.log().Warnf("run %s (%s) of commit %s was %s before it finished: not reused, %s a new run", p.RunID, p.DisplayName, short(p.SourceCommit), p.State, verb)
+	if p.State == pipelines.StateCanceling && !s.o.DryRun {
+		s.finishCancel(ctx, p.RunID)
+	}
+	return nil
+}
+
+// finishCancel asks the backend again to cancel a run recorded as
+// CANCELING when it is still going (the process that cancelled it may have
+// been killed first), so it does not run alongside its replacement.
+func (s *stage) finishCancel(ctx context.Context, id string) {
+	r, err := s.o.Pipelines.GetRun(ctx, id)
+	if err != nil {
+		if !errors.Is(err, pipelines.ErrNotFound) {
+			s.log().Warnf("run %s: %v", id, err)
+		}
+		return
+	}
+	if pipelines.Terminal(r.State) {
+		return
+	}
+	if err := s.o.Pipelines.CancelRun(ctx, id); err != nil {
+		s.log().Warnf("cancel run %s (still %s): %v", id, r.State, err)
+		return
+	}
+	s.log().Infof("run %s was still %s: cancelled it again", id, r.State)
+}
+
+func cancelled(state string) bool {
+	return state == pipelines.StateCanceled || state == pipelines.StateCanceling
+}
+
+// sourceCommit is the commit the run in hand was made for: a reused run
+// keeps its own (lineage IDs, the promotion and commit messages name it),
+// a new run is this commit's.
+func (s *stage) sourceCommit() string {
+	if s.rec != nil && s.rec.SourceCommit != "" {
+		return s.rec.SourceCommit
+	}
+	return s.o.Commit
+}
+
+// sameInputs reports whether the latest run's commit and this one hold the
+// same branchml.yaml and the run used the pipeline version locked now.
+func (s *stage) sameInputs(ctx context.Context) bool {
+	p := s.prev
+	if p.SourceCommit == "" || p.VersionID != s.lock.VersionID {
+		return false
+	}
+	path := s.o.ConfigPath
+	if path == "" {
+		path = "branchml.yaml"
+	}
+	now, err := s.o.Forge.ReadFile(ctx, s.o.Commit, path)
+	if err != nil {
+		return false
+	}
+	then, err := s.o.Forge.ReadFile(ctx, p.SourceCommit, path)
+	if err != nil || !bytes.Equal(now, then) {
+		return false
+	}
+	s.log().Infof("commit %s changes nothing training reads since %s (same %s, same pipeline version)", short(s.o.Commit), short(p.SourceCommit), path)
+	return true
+}
+
+var rerunSuffix = regexp.MustCompile(`-r([0-9]+)$`)
+
+// displayName is "<project>-<commit12>", with "-r<N>" for the N-th new run
+// of the same commit (--rerun, or the replacement of a cancelled run): when
+// the latest run has this commit's name, the next suffix keeps names unique.
+func (s *stage) displayName() string {
+	base := s.cfg.Project + "-" + short(s.o.Commit)
+	p := s.prev
+	if p == nil || (p.DisplayName != base && !strings.HasPrefix(p.DisplayName, base+"-r")) {
+		return base
+	}
+	n := 1
+	if m := rerunSuffix.FindStringSubmatch(strings.TrimPrefix(p.DisplayName, base)); m != nil {
+		k, _ := strconv.Atoi(m[1])
+		n = k + 1
+	}
+	return fmt.Sprintf("%s-r%d", base, n)
+}
+
+// start provisions the volumes, computes the parameters and creates the
+// run (or, dry, prints the plan).
+func (s *stage) start(ctx context.Context) (*pipelines.Run, error) {
+	s.res.DisplayName = s.displayName()
+	vols, err := s.volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	version := s.nextVersion(vols)
+	params := map[string]any{}
+	for k, v := range s.cfg.Training.Parameters {
+		params[k] = v
+	}
+	params[s.cfg.Training.Data.Parameter] = vols.dataPath
+	params[s.cfg.Training.Model.Parameter] = vols.modelBase
+	params[s.cfg.Training.Model.VersionParameter] = version
+	s.res.Parameters = params
+	s.res.Model = &records.ModelRef{Name: s.cfg.Deploy.Model, Version: version, Volume: s.cfg.Training.Model.Volume, Path: s.cfg.Deploy.Model}
+	if s.o.DryRun {
+		s.log().Infof("plan: start run %q of pipeline %s version %s (%s) in experiment %q with parameters %s",
+			s.res.DisplayName, s.lock.PipelineName, s.lock.VersionName, s.lock.VersionID, s.res.Experiment, paramString(params))
+		return nil, nil
+	}
+	run, err := s.o.Pipelines.CreateRun(ctx, pipelines.RunRequest{Experiment: s.res.Experiment, DisplayName: s.res.DisplayName,
+		PipelineID: s.lock.PipelineID, VersionID: s.lock.VersionID, Parameters: params})
+	if err != nil {
+		return nil, cli.Failed("start run "+s.res.DisplayName, err, "check the pipelines backend (backends.pipelines) and the pipeline version in "+records.PipelineLockPath)
+	}
+	s.res.RunID, s.res.State, s.res.RunURL = run.ID, run.State, run.URL
+	s.log().Infof("run %s (%s) started: %s", run.ID, s.res.DisplayName, run.URL)
+	s.rec = &records.RunRecord{APIVersion: records.APIVersion, Kind: "RunRecord", SourceCommit: s.o.Commit, Backend: s.lock.Backend,
+		RunID: run.ID, DisplayName: s.res.DisplayName, Experiment: s.res.Experiment, PipelineID: s.lock.PipelineID, VersionID: s.lock.VersionID,
+		State: run.State, Parameters: params, Model: s.res.Model, DataVolume: s.res.DataVolume, StartedAt: run.CreatedAt.UTC(), BuildURL: s.o.BuildURL}
+	if s.rec.Backend == "" {
+		s.rec.Backend = s.cfg.Backends.Pipelines.Type
+	}
+	if s.rec.StartedAt.IsZero() {
+		s.rec.StartedAt = s.o.Now().UTC()
+	}
+	if err := s.writeRecord(ctx); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+func paramString(p map[string]any) string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		enc.Encode(p[k])
+		parts[i] = k + "=" + strings.TrimSpace(buf.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+// follow follows the run; on an abort, a deadline or a stall it writes the
+// record with the last observed state before returning the error.
+func (s *stage) follow(ctx context.Context, id string) (*pipelines.Run, error) {
+	fo := s.o.Follow
+	if fo.Timeout == 0 {
+		fo.Timeout = s.cfg.Training.Timeout.Duration
+	}
+	if fo.StallTimeout == 0 {
+		fo.StallTimeout = s.cfg.Training.StallTimeout.Duration
+	}
+	if fo.Log == nil {
+		fo.Log = s.o.Log
+	}
+	run, err := follow.Follow(ctx, s.o.Pipelines, id, fo)
+	if err == nil {
+		return run, nil
+	}
+	if run != nil {
+		s.observe(run)
+	}
+	if s.rec != nil && s.rec.State != "" && !pipelines.Terminal(s.rec.State) {
+		s.rec.State = pipelines.StateCanceling
+		s.res.State = s.rec.State
+	}
+	wctx, stop := context.WithTimeout(context.Background(), WriteBackTimeout)
+	defer stop()
+	if werr := s.writeRecord(wctx); werr != nil {
+		s.log().Errorf("%v", werr)
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil, cli.Failed("follow run "+id, err, "")
+	}
+	var se *follow.StalledError
+	if errors.As(err, &se) {
+		return nil, cli.Failed("follow run "+id, err, "look at the run's task logs; raise training.stallTimeout if the pipeline is just slow to report")
+	}
+	var de *follow.DeadlineError
+	if errors.As(err, &de) {
+		return nil, cli.Failed("follow run "+id, err, "raise training.timeout, or make the pipeline faster")
+	}
+	return nil, cli.Failed("follow run "+id, err, "check the pipelines backend; run 'branchml-train status "+id+"' to look at the run")
+}
+
+// observe copies a run's state into the result and the record.
+func (s *stage) observe(run *pipelines.Run) {
+	s.res.State = run.State
+	if run.URL != "" {
+		s.res.RunURL = run.URL
+	}
+	if s.rec == nil {
+		return
+	}
+	s.rec.State, s.rec.Tasks = run.State, run.Tasks
+	if !run.FinishedAt.IsZero() {
+		s.rec.FinishedAt = run.FinishedAt.UTC()
+	}
+}
+
+// collect records a finished run and fetches its metrics.
+func (s *stage) collect(ctx context.Context, run *pipelines.Run) error {
+	s.observe(run)
+	if run.State != pipelines.StateSucceeded {
+		return nil
+	}
+	if err := s.fetchMetrics(ctx); err != nil {
+		s.log().Warnf("run %s: %v", run.ID, err)
+	}
+	s.rec.Metrics = s.res.Metrics
+	return nil
+}
+
+func (s *stage) fetchMetrics(ctx context.Context) error {
+	raw, err := s.o.Pipelines.Artifact(ctx, s.res.RunID, MetricsTask, MetricsArtifact, "")
+	if err != nil {
+		var err2 error
+		raw, err2 = s.o.Pipelines.Artifact(ctx, s.res.RunID, MetricsTask, MetricsArtifact, MetricsFile)
+		if err2 != nil {
+			return fmt.Errorf("no %s from task %s artifact %s: %w", MetricsFile, MetricsTask, MetricsArtifact, err)
+		}
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("%s of task %s is not a JSON object: %w", MetricsFile, MetricsTask, err)
+	}
+	s.res.Metrics = m
+	return nil
+}
+
+// failedRun prints the failed tasks' errors and log tails (from run, or
+// from the record of a reused run) and returns the error: it names the
+// failing tasks, or says that the run was cancelled.
+func (s *stage) failedRun(run *pipelines.Run) error {
+	tasks, runErr := s.rec.Tasks, ""
+	if run != nil {
+		tasks, runErr = run.Tasks, run.Error
+	}
+	what := "run " + s.res.RunID
+	if s.res.Reused {
+		what += " of commit " + short(s.rec.SourceCommit)
+	}
+	if cancelled(s.res.State) {
+		why := fmt.Errorf("ended %s: the run was cancelled before it finished", s.res.State)
+		return cli.Failed(what, why, "run the stage again: a cancelled run is not reused, a new one is started")
+	}
+	var failed []string
+	logged := false
+	for _, t := range tasks {
+		if t.State != pipelines.StateFailed {
+			continue
+		}
+		failed = append(failed, t.Name)
+		msg := fmt.Sprintf("task %s failed", t.Name)
+		if t.Error != "" {
+			msg += ": " + t.Error
+		}
+		s.log().Errorf("%s", msg)
+		if tail := strings.TrimRight(t.LogTail, "\n"); tail != "" {
+			lines := strings.Split(tail, "\n")
+			s.log().Errorf("--- the last %d lines of the log of task %s ---", len(lines), t.Name)
+			for _, line := range lines {
+				s.log().Errorf("%s | %s", t.Name, line)
+			}
+			s.log().Errorf("--- end of the log of task %s ---", t.Name)
+			logged = true
+		}
+	}
+	why := "ended " + s.res.State
+	if runErr != "" {
+		why += ": " + runErr
+	}
+	if n := len(failed); n > 0 && !mentionsAll(runErr, failed) {
+		why += fmt.Sprintf(" (failed: %s)", strings.Join(failed, ", "))
+	}
+	var fix string
+	switch {
+	case len(failed) == 0:
+		fix = "look at the run's error and its task logs in the pipelines backend, fix the cause and merge again, or retry with --rerun"
+	case len(failed) == 1 && logged:
+		fix = "fix task " + failed[0] + " (its log is above) and merge again, or retry with --rerun"
+	case len(failed) == 1:
+		fix = "fix task " + failed[0] + " (see its log in the pipelines backend) and merge again, or retry with --rerun"
+	case logged:
+		fix = "fix tasks " + strings.Join(failed, ", ") + " (their logs are above) and merge again, or retry with --rerun"
+	default:
+		fix = "fix tasks " + strings.Join(failed, ", ") + " (see their logs in the pipelines backend) and merge again, or retry with --rerun"
+	}
+	return cli.Failed(what, errors.New(why), fix)
+}
+
+// mentionsAll reports whether msg names every task of names.
+func mentionsAll(msg string, names []string) bool {
+	for _, n := range names {
+		if !strings.Contains(msg, "task "+n+" ") {
+			return false
+		}
+	}
+	return true
+}
+
+// writeRecord writes the run record to RunsDir/<id>.json and the training
+// lock in one commit on the training branch. Nothing is written when the
+// training lock holds the record already (a reused, finished run): the
+// training branch does not move, so no further build is triggered.
+func (s *stage) writeRecord(ctx context.Context) error {
+	if s.rec == nil || s.o.DryRun {
+		return nil
+	}
+	s.res.Record = s.rec
+	js, err := json.MarshalIndent(s.rec, "", "  ")
+	if err != nil {
+		return cli.Failed("write the run record", err, "")
+	}
+	js = append(js, '\n')
+	if bytes.Equal(js, s.written) {
+		return nil
+	}
+	branch := s.cfg.Branches[config.StageTrain]
+	_, err = s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: branch,
+		Files:   map[string][]byte{records.RunsDir + "/" + s.rec.RunID + ".json": js, records.TrainingLockPath: js},
+		Message: fmt.Sprintf("branchml train: run %s %s for %s", s.rec.RunID, s.rec.State, short(s.sourceCommit()))})
+	if err != nil {
+		return cli.Failed("write the run record to "+branch, err, "check the forge (backends.forge) and its credentials")
+	}
+	s.written = js
+	return nil
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
