@@ -20,6 +20,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/atomicfile"
 	"github.com/branchml/branchml/agents/internal/secrets"
 )
@@ -37,18 +38,6 @@ type Streams struct {
 // StdStreams are the process's own streams.
 func StdStreams() Streams { return Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr} }
 
-// BuildContext is what Jenkins knows about the build that runs a stage.
-type BuildContext struct {
-	// Workspace is the checked-out ML repository ("" = current directory).
-	Workspace string `json:"workspace,omitempty"`
-	Branch    string `json:"branch,omitempty"`
-	// Commit is the source commit; on PR builds the PR head, not Jenkins' merge commit.
-	Commit    string `json:"commit,omitempty"`
-	ChangeID  string `json:"changeId,omitempty"`
-	BuildURL  string `json:"buildUrl,omitempty"`
-	BuildUser string `json:"buildUser,omitempty"`
-}
-
 // Env is what a command's run function gets.
 type Env struct {
 	Ctx context.Context
@@ -61,7 +50,7 @@ type Env struct {
 	DryRun bool
 	// Output is "text" or "json".
 	Output string
-	Build  BuildContext
+	Build  agent.BuildContext
 	// CLI gives access to the command's own flags and arguments.
 	CLI *ucli.Context
 }
@@ -79,7 +68,7 @@ type Spec struct {
 	// --build-url, --build-user; a set --change-id forces --dry-run.
 	BuildFlags bool
 	// Run does the work. A nil Result with a nil error is a plain success.
-	Run func(*Env) (*Result, error)
+	Run func(*Env) (*agent.Result, error)
 	// Subcommands, for a command that is only a group (Run nil).
 	Subcommands []*ucli.Command
 }
@@ -132,8 +121,8 @@ func versionCommand() *ucli.Command {
 	return Command(Spec{
 		Name:  "version",
 		Usage: "print the version",
-		Run: func(e *Env) (*Result, error) {
-			res := &Result{Summary: e.CLI.App.Name + " " + Version}
+		Run: func(e *Env) (*agent.Result, error) {
+			res := &agent.Result{Summary: e.CLI.App.Name + " " + Version}
 			if e.Output == "json" {
 				res.Outputs = map[string]string{"version": Version}
 			}
@@ -194,36 +183,36 @@ func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 	// still ends in the result and error-details files the caller reads.
 	log, _ := NewLogger(streams.Err, "text", "info")
 	env := &Env{Log: log, Out: streams.Out, Output: "text", CLI: c}
-	var res *Result
+	var res *agent.Result
 	defer func() {
 		if r := recover(); r != nil {
-			err = Failed("internal error", fmt.Errorf("%v", r), "report this as a bug with the log above")
+			err = agent.Failed("internal error", fmt.Errorf("%v", r), "report this as a bug with the log above")
 		}
 		finish(env, spec, c, started, res, err)
 	}()
 	if err := applyParams(c); err != nil {
-		return Usage("read --params", err, "give a JSON object whose keys are flag names of '"+spec.Name+"'")
+		return agent.Usage("read --params", err, "give a JSON object whose keys are flag names of '"+spec.Name+"'")
 	}
 	env.DryRun = c.Bool("dry-run")
 	for _, name := range required {
 		if !c.IsSet(name) {
-			return Usagef("pass --"+name+" (or give \""+name+"\" in --params)", "required flag %q not set", name)
+			return agent.Usagef("pass --"+name+" (or give \""+name+"\" in --params)", "required flag %q not set", name)
 		}
 	}
 	if log, err = NewLogger(streams.Err, c.String("log-format"), c.String("log-level")); err != nil {
-		return Usage("logging flags", err, "use --log-format text|json and --log-level debug|info|warn|error")
+		return agent.Usage("logging flags", err, "use --log-format text|json and --log-level debug|info|warn|error")
 	}
 	env.Log = log
 	if spec.ArgsUsage == "" && c.Args().Len() > 0 {
-		return Usagef("run '"+c.App.Name+" "+spec.Name+" --help'", "unexpected argument %q: '%s' takes no arguments", c.Args().First(), spec.Name)
+		return agent.Usagef("run '"+c.App.Name+" "+spec.Name+" --help'", "unexpected argument %q: '%s' takes no arguments", c.Args().First(), spec.Name)
 	}
 	output := c.String("output")
 	if output != "text" && output != "json" {
-		return Usagef("use -o text or -o json", "unknown output format %q", output)
+		return agent.Usagef("use -o text or -o json", "unknown output format %q", output)
 	}
 	env.Output = output
 	if spec.BuildFlags {
-		env.Build = BuildContext{
+		env.Build = agent.BuildContext{
 			Workspace: c.String("workspace"), Branch: c.String("branch"), Commit: c.String("commit"),
 			ChangeID: c.String("change-id"), BuildURL: c.String("build-url"), BuildUser: c.String("build-user"),
 		}
@@ -260,7 +249,7 @@ func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 			if errors.Is(cerr, os.ErrNotExist) {
 				fix = "run in the ML repository's root, or pass --config (or --workspace)"
 			}
-			return Usage("load configuration", cerr, fix)
+			return agent.Usage("load configuration", cerr, fix)
 		}
 		env.Config = cfg
 		known := map[string]bool{"BRANCHML_DATA_DIR": true} // the example's data lookup
@@ -277,25 +266,25 @@ func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 	}
 	res, err = spec.Run(env)
 	if err == nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = Failed("timeout", ctx.Err(), "raise --timeout")
+		err = agent.Failed("timeout", ctx.Err(), "raise --timeout")
 	}
 	return err
 }
 
 // finish prints the summary, writes the result and error-details files.
-func finish(env *Env, spec Spec, c *ucli.Context, started time.Time, res *Result, err error) {
+func finish(env *Env, spec Spec, c *ucli.Context, started time.Time, res *agent.Result, err error) {
 	if res == nil {
-		res = &Result{}
+		res = &agent.Result{}
 	}
-	res.APIVersion, res.Kind, res.Stage = ResultAPIVersion, "Result", spec.Stage
+	res.APIVersion, res.Kind, res.Stage = agent.ResultAPIVersion, "Result", spec.Stage
 	if res.Stage == "" {
 		res.Stage = spec.Name
 	}
 	res.DryRun = env.DryRun
 	res.StartedAt, res.FinishedAt = started, time.Now().UTC()
-	res.ExitCode = CodeOf(err)
+	res.ExitCode = agent.CodeOf(err)
 	if errors.Is(err, context.Canceled) {
-		res.ExitCode = ExitInterrupted
+		res.ExitCode = agent.ExitInterrupted
 	}
 	res.OK = err == nil
 	if err != nil && res.Summary == "" {
@@ -308,7 +297,7 @@ func finish(env *Env, spec Spec, c *ucli.Context, started time.Time, res *Result
 	}
 	if err != nil {
 		if p := c.String("error-details"); p != "" {
-			if werr := atomicfile.WriteJSON(p, Details(spec.Stage, err)); werr != nil {
+			if werr := atomicfile.WriteJSON(p, agent.Details(spec.Stage, err)); werr != nil {
 				env.Log.Errorf("write error details %s: %v", p, werr)
 			}
 		}
@@ -319,27 +308,8 @@ func finish(env *Env, spec Spec, c *ucli.Context, started time.Time, res *Result
 	}
 }
 
-// Details builds the error-details of err, secrets masked.
-func Details(stage string, err error) *ErrorDetails {
-	d := &ErrorDetails{APIVersion: ResultAPIVersion, Kind: "ErrorDetails", Stage: stage, ExitCode: CodeOf(err)}
-	var e *Error
-	if errors.As(err, &e) {
-		d.What, d.Fix = e.What, e.Fix
-		if e.Err != nil {
-			d.Why = e.Err.Error()
-		}
-	} else {
-		d.Why = err.Error()
-	}
-	if errors.Is(err, context.Canceled) {
-		d.ExitCode = ExitInterrupted
-	}
-	d.What, d.Why, d.Fix = secrets.Redact(d.What), secrets.Redact(d.Why), secrets.Redact(d.Fix)
-	return d
-}
-
 // redacted returns res with every string masked (through a JSON round trip).
-func redacted(res *Result) any {
+func redacted(res *agent.Result) any {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -349,7 +319,7 @@ func redacted(res *Result) any {
 	return json.RawMessage(secrets.Redact(strings.TrimSpace(b.String())))
 }
 
-func printSummary(w io.Writer, format string, res *Result) {
+func printSummary(w io.Writer, format string, res *agent.Result) {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
@@ -563,19 +533,19 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 	app.Writer, app.ErrWriter = streams.Out, streams.Err
 	err := app.RunContext(ctx, FlagsFirst(app, args))
 	if err == nil {
-		return ExitOK
+		return agent.ExitOK
 	}
 	var ae actionError
 	if !errors.As(err, &ae) {
 		fmt.Fprintf(streams.Err, "%s: error: %s\n  fix: run '%s --help'\n", app.Name, secrets.Redact(err.Error()), strings.Join(args[:min(len(args), 2)], " "))
-		return ExitUsage
+		return agent.ExitUsage
 	}
-	code := CodeOf(ae.err)
+	code := agent.CodeOf(ae.err)
 	if errors.Is(ae.err, context.Canceled) {
-		code = ExitInterrupted
+		code = agent.ExitInterrupted
 	}
 	fmt.Fprintf(streams.Err, "%s: error: %s\n", app.Name, secrets.Redact(ae.err.Error()))
-	var e *Error
+	var e *agent.Error
 	if errors.As(ae.err, &e) && e.Fix != "" {
 		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(e.Fix))
 	}

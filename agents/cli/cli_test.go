@@ -13,6 +13,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/secrets"
 )
 
@@ -23,7 +24,7 @@ type seen struct {
 	steps []string
 }
 
-func testApp(s *seen, run func(*Env) (*Result, error)) *ucli.App {
+func testApp(s *seen, run func(*Env) (*agent.Result, error)) *ucli.App {
 	return NewApp("branchml-test", "test", Command(Spec{
 		Name: "run", Stage: "test", BuildFlags: true,
 		Flags: []ucli.Flag{
@@ -31,7 +32,7 @@ func testApp(s *seen, run func(*Env) (*Result, error)) *ucli.App {
 			&ucli.IntFlag{Name: "count"},
 			&ucli.StringSliceFlag{Name: "step"},
 		},
-		Run: func(e *Env) (*Result, error) {
+		Run: func(e *Env) (*agent.Result, error) {
 			s.env, s.name, s.count, s.steps = e, e.CLI.String("name"), e.CLI.Int("count"), e.CLI.StringSlice("step")
 			return run(e)
 		},
@@ -50,7 +51,7 @@ func TestParamsFileAndFlagsWin(t *testing.T) {
 	params := filepath.Join(dir, "p.json")
 	os.WriteFile(params, []byte(`{"name":"from-file","count":3,"step":["a","b"],"commit":"abc123","dry-run":true}`), 0o644)
 	var s seen
-	app := testApp(&s, func(*Env) (*Result, error) { return &Result{Summary: "ok"}, nil })
+	app := testApp(&s, func(*Env) (*agent.Result, error) { return &agent.Result{Summary: "ok"}, nil })
 	code, out, _ := runApp(t, app, "run", "--params", params, "--name", "from-flag")
 	if code != 0 || out != "ok\n" {
 		t.Fatalf("code %d out %q", code, out)
@@ -64,15 +65,15 @@ func TestParamsUnknownKeyIsUsage(t *testing.T) {
 	params := filepath.Join(t.TempDir(), "p.json")
 	os.WriteFile(params, []byte(`{"nmae":"x"}`), 0o644)
 	var s seen
-	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--params", params)
-	if code != ExitUsage || !strings.Contains(errOut, `"nmae" is not a flag of this command`) {
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--params", params)
+	if code != agent.ExitUsage || !strings.Contains(errOut, `"nmae" is not a flag of this command`) {
 		t.Errorf("code %d err %q", code, errOut)
 	}
 }
 
 func TestChangeIDForcesDryRun(t *testing.T) {
 	var s seen
-	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--change-id", "7")
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--change-id", "7")
 	if code != 0 || !s.env.DryRun || s.env.Build.ChangeID != "7" {
 		t.Errorf("code %d dry %v", code, s.env.DryRun)
 	}
@@ -84,9 +85,9 @@ func TestExitCodesAndErrorDetails(t *testing.T) {
 		code int
 		what string
 	}{
-		{Failed("push djia30/train", errors.New("503"), "retry later"), 1, "push djia30/train"},
-		{Usagef("pass --commit", "no commit"), 2, ""},
-		{Gate("kpi gate", errors.New("validation.auc 0.49 <= 0.5"), "improve the model"), 3, "kpi gate"},
+		{agent.Failed("push djia30/train", errors.New("503"), "retry later"), 1, "push djia30/train"},
+		{agent.Usagef("pass --commit", "no commit"), 2, ""},
+		{agent.Gate("kpi gate", errors.New("validation.auc 0.49 <= 0.5"), "improve the model"), 3, "kpi gate"},
 		{context.Canceled, 130, ""},
 		{errors.New("plain"), 1, ""},
 	}
@@ -94,12 +95,12 @@ func TestExitCodesAndErrorDetails(t *testing.T) {
 		dir := t.TempDir()
 		var s seen
 		res, det := filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
-		code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, c.err }), "run", "--result", res, "--error-details", det)
+		code, _, _ := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, c.err }), "run", "--result", res, "--error-details", det)
 		if code != c.code {
 			t.Errorf("%v: code %d want %d", c.err, code, c.code)
 		}
-		var r Result
-		var d ErrorDetails
+		var r agent.Result
+		var d agent.ErrorDetails
 		readJSON(t, res, &r)
 		readJSON(t, det, &d)
 		if r.OK || r.ExitCode != c.code || r.Stage != "test" || d.ExitCode != c.code || d.What != c.what || d.Kind != "ErrorDetails" {
@@ -110,8 +111,8 @@ func TestExitCodesAndErrorDetails(t *testing.T) {
 
 func TestBadFlagIsUsage(t *testing.T) {
 	var s seen
-	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--no-such-flag")
-	if code != ExitUsage || !strings.Contains(errOut, "flag provided but not defined") {
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--no-such-flag")
+	if code != agent.ExitUsage || !strings.Contains(errOut, "flag provided but not defined") {
 		t.Errorf("code %d err %q", code, errOut)
 	}
 }
@@ -121,11 +122,11 @@ func TestSecretsMaskedInResultErrorAndLogs(t *testing.T) {
 	t.Setenv("KFP_TOKEN", "kfp-very-secret-token")
 	dir := t.TempDir()
 	var s seen
-	app := testApp(&s, func(e *Env) (*Result, error) {
+	app := testApp(&s, func(e *Env) (*agent.Result, error) {
 		tok, _ := secrets.Require("KFP_TOKEN")
 		e.Log.Debugf("using token %s", tok)
 		e.Log.WithField("token", tok).Info("calling")
-		return &Result{Summary: "token " + tok}, Failed("upload", errors.New("401 for token "+tok), "check "+tok)
+		return &agent.Result{Summary: "token " + tok}, agent.Failed("upload", errors.New("401 for token "+tok), "check "+tok)
 	})
 	res, det := filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
 	code, out, errOut := runApp(t, app, "run", "--log-level", "debug", "--log-format", "json", "-o", "json", "--result", res, "--error-details", det)
@@ -143,10 +144,10 @@ func TestSecretsMaskedInResultErrorAndLogs(t *testing.T) {
 
 func TestJSONOutput(t *testing.T) {
 	var s seen
-	code, out, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) {
-		return &Result{Summary: "done", Outputs: map[string]any{"id": "r-1"}}, nil
+	code, out, _ := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) {
+		return &agent.Result{Summary: "done", Outputs: map[string]any{"id": "r-1"}}, nil
 	}), "run", "-o", "json")
-	var r Result
+	var r agent.Result
 	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 {
 		t.Fatalf("%v %q", err, out)
 	}
@@ -179,7 +180,7 @@ func TestFlagsAfterPositionalArguments(t *testing.T) {
 		Subcommands: []*ucli.Command{Command(Spec{
 			Name: "show", Stage: "test", ArgsUsage: "ID",
 			Flags: []ucli.Flag{&ucli.StringFlag{Name: "workspace"}},
-			Run: func(e *Env) (*Result, error) {
+			Run: func(e *Env) (*agent.Result, error) {
 				got, ws = e.CLI.Args().Slice(), e.CLI.String("workspace")
 				return nil, nil
 			},
@@ -203,8 +204,8 @@ func TestFlagsAfterPositionalArguments(t *testing.T) {
 
 func TestUnexpectedArgumentIsUsage(t *testing.T) {
 	var s seen
-	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "extra-arg")
-	if code != ExitUsage || !strings.Contains(errOut, `unexpected argument "extra-arg": 'run' takes no arguments`) {
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "extra-arg")
+	if code != agent.ExitUsage || !strings.Contains(errOut, `unexpected argument "extra-arg": 'run' takes no arguments`) {
 		t.Errorf("code %d err %q", code, errOut)
 	}
 }
@@ -215,18 +216,18 @@ func TestKnownSecretsMaskedFromTheStart(t *testing.T) {
 	secrets.Reset()
 	t.Setenv("GITHUB_TOKEN", "ghp_secretvalue123")
 	var s seen
-	app := testApp(&s, func(e *Env) (*Result, error) {
-		return nil, Usagef("", "bad value %q", "ghp_secretvalue123")
+	app := testApp(&s, func(e *Env) (*agent.Result, error) {
+		return nil, agent.Usagef("", "bad value %q", "ghp_secretvalue123")
 	})
 	code, out, errOut := runApp(t, app, "run", "-o", "json")
-	if code != ExitUsage || strings.Contains(out+errOut, "ghp_secretvalue123") || !strings.Contains(errOut, `bad value "***"`) {
+	if code != agent.ExitUsage || strings.Contains(out+errOut, "ghp_secretvalue123") || !strings.Contains(errOut, `bad value "***"`) {
 		t.Errorf("code %d out %s err %s", code, out, errOut)
 	}
 }
 
 func TestSliceFlagsKeepCommas(t *testing.T) {
 	var s seen
-	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--step", "a,b", "--step", "[1, 2]")
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--step", "a,b", "--step", "[1, 2]")
 	if code != 0 || len(s.steps) != 2 || s.steps[0] != "a,b" || s.steps[1] != "[1, 2]" {
 		t.Errorf("steps = %q", s.steps)
 	}
@@ -243,7 +244,7 @@ func TestCommitDefaultsToWorkspaceHEAD(t *testing.T) {
 	}
 	head, _ := exec.Command("git", "-C", ws, "rev-parse", "HEAD").Output()
 	var s seen
-	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--workspace", ws)
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--workspace", ws)
 	if code != 0 || s.env.Build.Commit != strings.TrimSpace(string(head)) || len(s.env.Build.Commit) != 40 {
 		t.Errorf("commit = %q, HEAD %q", s.env.Build.Commit, head)
 	}
@@ -253,13 +254,13 @@ func TestParamsWrongTypeNamesTheType(t *testing.T) {
 	params := filepath.Join(t.TempDir(), "p.json")
 	os.WriteFile(params, []byte(`{"timeout": 5, "dry-run": "yes"}`), 0o644)
 	var s seen
-	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--params", params)
-	if code != ExitUsage || !strings.Contains(errOut, `"dry-run": "yes" is not a boolean (true or false)`) {
+	code, _, errOut := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--params", params)
+	if code != agent.ExitUsage || !strings.Contains(errOut, `"dry-run": "yes" is not a boolean (true or false)`) {
 		t.Errorf("code %d err %q", code, errOut)
 	}
 	os.WriteFile(params, []byte(`{"timeout": 5}`), 0o644)
-	code, _, errOut = runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run", "--params", params)
-	if code != ExitUsage || !strings.Contains(errOut, `"timeout": "5" is not a duration such as "30s" or "5m"`) {
+	code, _, errOut = runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run", "--params", params)
+	if code != agent.ExitUsage || !strings.Contains(errOut, `"timeout": "5" is not a duration such as "30s" or "5m"`) {
 		t.Errorf("code %d err %q", code, errOut)
 	}
 }
@@ -273,7 +274,7 @@ func TestParamsWinOverEnvironmentCommandLineWinsOverParams(t *testing.T) {
 	params := filepath.Join(t.TempDir(), "p.json")
 	os.WriteFile(params, []byte(`{"branch":"training","change-id":"7","name":"from-file"}`), 0o644)
 	var s seen
-	app := func() *ucli.App { return testApp(&s, func(*Env) (*Result, error) { return nil, nil }) }
+	app := func() *ucli.App { return testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }) }
 	if code, _, errOut := runApp(t, app(), "run", "--params", params); code != 0 || s.env.Build.Branch != "training" || s.env.Build.ChangeID != "7" || !s.env.DryRun {
 		t.Fatalf("code %d branch %q change %q dry %v: %s", code, s.env.Build.Branch, s.env.Build.ChangeID, s.env.DryRun, errOut)
 	}
@@ -298,7 +299,7 @@ func TestRequiredFlagMayComeFromParams(t *testing.T) {
 		return NewApp("branchml-test", "test", Command(Spec{
 			Name: "stages", Stage: "config",
 			Flags: []ucli.Flag{&ucli.StringFlag{Name: "target", Required: true, EnvVars: []string{"BRANCHML_TEST_TARGET"}}},
-			Run:   func(e *Env) (*Result, error) { got = e.CLI.String("target"); return nil, nil },
+			Run:   func(e *Env) (*agent.Result, error) { got = e.CLI.String("target"); return nil, nil },
 		}))
 	}
 	if code, _, errOut := runApp(t, app(), "stages", "--params", params); code != 0 || got != "training" {
@@ -306,9 +307,9 @@ func TestRequiredFlagMayComeFromParams(t *testing.T) {
 	}
 	res, det := filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
 	code, _, errOut := runApp(t, app(), "stages", "--result", res, "--error-details", det)
-	var d ErrorDetails
+	var d agent.ErrorDetails
 	readJSON(t, det, &d)
-	if code != ExitUsage || !strings.Contains(errOut, `required flag "target" not set`) || d.ExitCode != ExitUsage {
+	if code != agent.ExitUsage || !strings.Contains(errOut, `required flag "target" not set`) || d.ExitCode != agent.ExitUsage {
 		t.Errorf("code %d err %q details %+v", code, errOut, d)
 	}
 }
@@ -320,13 +321,13 @@ func TestBadParamsWriteResultAndErrorDetails(t *testing.T) {
 	params, res, det := filepath.Join(dir, "p.json"), filepath.Join(dir, "r.json"), filepath.Join(dir, "e.json")
 	os.WriteFile(params, []byte(`{"experimnt":"x"}`), 0o644)
 	var s seen
-	code, _, _ := runApp(t, testApp(&s, func(*Env) (*Result, error) { return nil, nil }), "run",
+	code, _, _ := runApp(t, testApp(&s, func(*Env) (*agent.Result, error) { return nil, nil }), "run",
 		"--params", params, "--result", res, "--error-details", det)
-	var r Result
-	var d ErrorDetails
+	var r agent.Result
+	var d agent.ErrorDetails
 	readJSON(t, res, &r)
 	readJSON(t, det, &d)
-	if code != ExitUsage || r.OK || r.ExitCode != ExitUsage || r.Stage != "test" || d.What != "read --params" ||
+	if code != agent.ExitUsage || r.OK || r.ExitCode != agent.ExitUsage || r.Stage != "test" || d.What != "read --params" ||
 		!strings.Contains(d.Why, `"experimnt" is not a flag of this command`) || d.Fix == "" {
 		t.Errorf("code %d result %+v details %+v", code, r, d)
 	}

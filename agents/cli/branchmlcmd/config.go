@@ -10,6 +10,7 @@ import (
 
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/secrets"
 )
 
@@ -22,16 +23,16 @@ func ConfigCommand() *ucli.Command {
 			cli.Command(cli.Spec{
 				Name: "validate", Usage: "validate the configuration against the schema (exit 2 when invalid)",
 				Stage: "config", NeedsConfig: true,
-				Run: func(e *cli.Env) (*cli.Result, error) {
-					return &cli.Result{Summary: fmt.Sprintf("%s: valid (project %s)", e.Config.File, e.Config.Project)}, nil
+				Run: func(e *cli.Env) (*agent.Result, error) {
+					return &agent.Result{Summary: fmt.Sprintf("%s: valid (project %s)", e.Config.File, e.Config.Project)}, nil
 				},
 			}),
 			cli.Command(cli.Spec{
 				Name: "show", Usage: "print the effective configuration after layering (defaults < file < BRANCHML_* < --set)",
 				Stage: "config", NeedsConfig: true,
-				Run: func(e *cli.Env) (*cli.Result, error) {
+				Run: func(e *cli.Env) (*agent.Result, error) {
 					if e.Output == "json" {
-						return &cli.Result{Summary: "effective configuration", Outputs: e.Config}, nil
+						return &agent.Result{Summary: "effective configuration", Outputs: e.Config}, nil
 					}
 					out, err := yaml.Marshal(e.Config)
 					if err != nil {
@@ -44,7 +45,7 @@ func ConfigCommand() *ucli.Command {
 			cli.Command(cli.Spec{
 				Name: "env", Usage: "list the BRANCHML_* environment variables that set config fields",
 				Stage: "config",
-				Run: func(e *cli.Env) (*cli.Result, error) {
+				Run: func(e *cli.Env) (*agent.Result, error) {
 					vars := map[string]string{}
 					var b strings.Builder
 					for _, kv := range config.EnvVars() {
@@ -53,25 +54,25 @@ func ConfigCommand() *ucli.Command {
 					}
 					b.WriteString("BRANCHML_TRAINING_PARAMETERS_<NAME>                  training.parameters.<name> (lower-cased)")
 					if e.Output == "json" {
-						return &cli.Result{Summary: "environment variables of config fields", Outputs: vars}, nil
+						return &agent.Result{Summary: "environment variables of config fields", Outputs: vars}, nil
 					}
-					return &cli.Result{Summary: b.String()}, nil
+					return &agent.Result{Summary: b.String()}, nil
 				},
 			}),
 			cli.Command(cli.Spec{
 				Name: "stages", Usage: "print the stages a merge into --branch runs, in order",
 				Stage: "config", NeedsConfig: true,
 				Flags: []ucli.Flag{&ucli.StringFlag{Name: "branch", Required: true, EnvVars: []string{"BRANCH_NAME"}, Usage: "the branch `NAME`"}},
-				Run: func(e *cli.Env) (*cli.Result, error) {
+				Run: func(e *cli.Env) (*agent.Result, error) {
 					b := e.CLI.String("branch")
 					if b == "" {
-						return nil, cli.Usage("stages", errors.New("--branch is empty"), "pass --branch NAME")
+						return nil, agent.Usage("stages", errors.New("--branch is empty"), "pass --branch NAME")
 					}
 					stages := e.Config.StagesForBranch(b)
 					if stages == nil {
 						stages = []string{}
 					}
-					return &cli.Result{Summary: fmt.Sprintf("branch %s runs %d stage(s)", b, len(stages)),
+					return &agent.Result{Summary: fmt.Sprintf("branch %s runs %d stage(s)", b, len(stages)),
 						Outputs: map[string]any{"branch": b, "stages": stages}}, nil
 				},
 			}),

@@ -12,6 +12,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/statedir"
 	buildstage "github.com/branchml/branchml/agents/stages/build"
 )
@@ -48,7 +49,7 @@ type Outputs struct {
 	LockChanged bool                                  `json:"lockChanged"`
 }
 
-func run(e *cli.Env) (*cli.Result, error) {
+func run(e *cli.Env) (*agent.Result, error) {
 	cfg := e.Config
 	epoch, err := sourceDateEpoch(os.Getenv("SOURCE_DATE_EPOCH"))
 	if err != nil {
@@ -56,11 +57,11 @@ func run(e *cli.Env) (*cli.Result, error) {
 	}
 	f, err := forgefactory.New(cfg, forgefactory.WithLogger(e.Log))
 	if err != nil {
-		return nil, cli.Usage("open the forge", err, "fix backends.forge in branchml.yaml (for local: create the remote, e.g. with branchml quickstart)")
+		return nil, agent.Usage("open the forge", err, "fix backends.forge in branchml.yaml (for local: create the remote, e.g. with branchml quickstart)")
 	}
 	reg, closeReg, err := registry.Open(e.Ctx, cfg.Backends.Registry, statedir.Dir(cfg), registry.WithLogger(e.Log))
 	if err != nil {
-		return nil, cli.Usage("open the registry", err, "fix backends.registry in branchml.yaml")
+		return nil, agent.Usage("open the registry", err, "fix backends.registry in branchml.yaml")
 	}
 	defer closeReg()
 	workspace := e.Build.Workspace
@@ -84,13 +85,13 @@ func run(e *cli.Env) (*cli.Result, error) {
 	for _, c := range res.Components {
 		out.Components[c.Name] = c
 	}
-	result := &cli.Result{Summary: res.Summary(e.DryRun), Outputs: out}
+	result := &agent.Result{Summary: res.Summary(e.DryRun), Outputs: out}
 	if res.JUnit != "" {
 		p := res.JUnit
 		if rel, rerr := filepath.Rel(workspace, p); rerr == nil && filepath.IsLocal(rel) {
 			p = rel
 		}
-		result.Reports = append(result.Reports, cli.Report{Name: "component tests", Path: filepath.ToSlash(p), Kind: "junit"})
+		result.Reports = append(result.Reports, agent.Report{Name: "component tests", Path: filepath.ToSlash(p), Kind: "junit"})
 	}
 	if err != nil {
 		result.Summary = ""
@@ -121,7 +122,7 @@ func sourceDateEpoch(v string) (time.Time, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return time.Time{}, cli.Usagef("set SOURCE_DATE_EPOCH to whole seconds since 1970, e.g. $(git log -1 --format=%ct)", "SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
+		return time.Time{}, agent.Usagef("set SOURCE_DATE_EPOCH to whole seconds since 1970, e.g. $(git log -1 --format=%ct)", "SOURCE_DATE_EPOCH=%q is not a number of seconds", v)
 	}
 	return time.Unix(n, 0).UTC(), nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 )
 
@@ -67,7 +68,7 @@ func TestRunCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("dry run exit %d\n%s", code, logs)
 	}
-	var dry cli.Result
+	var dry agent.Result
 	if err := json.Unmarshal([]byte(out), &dry); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestRunCommand(t *testing.T) {
 	var res struct {
 		Summary string  `json:"summary"`
 		Outputs Outputs `json:"outputs"`
-		Reports []cli.Report
+		Reports []agent.Report
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
 		t.Fatal(err)
@@ -118,12 +119,12 @@ func TestRunCommand(t *testing.T) {
 func TestRunCommandErrors(t *testing.T) {
 	root := setup(t)
 	code, _, logs := runApp(t, "run", "--workspace", root)
-	if code != cli.ExitUsage || !strings.Contains(logs, "the source commit is not known") || !strings.Contains(logs, "fix: pass --commit") {
+	if code != agent.ExitUsage || !strings.Contains(logs, "the source commit is not known") || !strings.Contains(logs, "fix: pass --commit") {
 		t.Fatalf("no commit: exit %d\n%s", code, logs)
 	}
 	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
 	code, _, logs = runApp(t, "run", "--workspace", root, "--commit", "abc")
-	if code != cli.ExitUsage || !strings.Contains(logs, `SOURCE_DATE_EPOCH="yesterday" is not a number of seconds`) {
+	if code != agent.ExitUsage || !strings.Contains(logs, `SOURCE_DATE_EPOCH="yesterday" is not a number of seconds`) {
 		t.Fatalf("bad epoch: exit %d\n%s", code, logs)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/deploy"
 	"github.com/branchml/branchml/agents/stages/deploy/loadgen"
 )
@@ -23,7 +24,7 @@ import (
 // NewForge opens the forge of the ML repository for the status write-back;
 // nil (the default until the forge package wires it) writes nothing back
 // and keeps the status in the state directory only.
-var NewForge func(ctx context.Context, cfg *config.Config, build cli.BuildContext) (forge.Forge, error)
+var NewForge func(ctx context.Context, cfg *config.Config, build agent.BuildContext) (forge.Forge, error)
 
 func backendFlags() []ucli.Flag {
 	return []ucli.Flag{
@@ -46,7 +47,7 @@ func runCmd() *ucli.Command {
 			&ucli.Float64Flag{Name: "load", Usage: "local backend: send `RATE` predicts/s through the gateway during the rollout (the first smoke request, or --load-body)"},
 			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load"},
 		),
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			o, closeFn, err := options(e)
 			if err != nil {
 				return nil, err
@@ -79,14 +80,14 @@ func statusCmd() *ucli.Command {
 	return cli.Command(cli.Spec{
 		Name: "status", Usage: "what serves which version at which weight, with history", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
 		Flags: backendFlags(),
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			cfg := e.Config
 			if t := cfg.Backends.Serving.Type; t == "" || t == local.Name {
 				// Read the state files; start nothing.
 				dir := stateDir(e)
 				st, err := local.ReadState(dir, cfg.Deploy.Model)
 				if err != nil {
-					return nil, cli.Failed("read local serving state", err, "")
+					return nil, agent.Failed("read local serving state", err, "")
 				}
 				res := &deploy.Result{Serving: st}
 				o := deploy.Options{Config: cfg, Serving: readOnly{st}, StatusFile: statusFile(dir, cfg.Deploy.Model), Log: e.Log}
@@ -102,7 +103,7 @@ func statusCmd() *ucli.Command {
 			defer closeFn()
 			res, err := deploy.Status(e.Ctx, o)
 			if err != nil {
-				return nil, cli.Failed("read deploy status", err, "")
+				return nil, agent.Failed("read deploy status", err, "")
 			}
 			return result(e, res, true), nil
 		},
@@ -113,9 +114,9 @@ func rollbackCmd() *ucli.Command {
 	return cli.Command(cli.Spec{
 		Name: "rollback", Usage: "abort a canary, or bring back an earlier version at 100%", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
 		Flags: append(backendFlags(), &ucli.Int64Flag{Name: "to", Usage: "the model `VERSION` to bring back (default: the one before the current stable)"}),
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			if to := e.CLI.Int64("to"); e.CLI.IsSet("to") && to <= 0 {
-				return nil, cli.Usagef("pass --to VERSION (a positive integer, e.g. --to 1), or leave --to out to bring back the version before the current stable",
+				return nil, agent.Usagef("pass --to VERSION (a positive integer, e.g. --to 1), or leave --to out to bring back the version before the current stable",
 					"--to %d: a model version is a positive integer", to)
 			}
 			o, closeFn, err := options(e)
@@ -161,7 +162,7 @@ func options(e *cli.Env) (deploy.Options, func(), error) {
 	if NewForge != nil {
 		var err error
 		if f, err = NewForge(e.Ctx, cfg, e.Build); err != nil {
-			return deploy.Options{}, nil, cli.Failed("open the forge", err, "check backends.forge and its credentials")
+			return deploy.Options{}, nil, agent.Failed("open the forge", err, "check backends.forge and its credentials")
 		}
 	}
 	serveCmd := e.CLI.StringSlice("serve-command")
@@ -177,7 +178,7 @@ func options(e *cli.Env) (deploy.Options, func(), error) {
 	b, closeB, err := servingfactory.New(e.Ctx, cfg, servingfactory.Options{ServeCommand: serveCmd, StateDir: dir, Image: e.CLI.String("serving-image"), Log: e.Log})
 	if err != nil {
 		stopImages()
-		return deploy.Options{}, nil, cli.Usage("open the serving backend", err, "set deploy.serving.command (local) or deploy.serving.image and backends.serving (kubernetes)")
+		return deploy.Options{}, nil, agent.Usage("open the serving backend", err, "set deploy.serving.command (local) or deploy.serving.image and backends.serving (kubernetes)")
 	}
 	closeFn := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -208,7 +209,7 @@ func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), er
 		}
 	}
 	if len(body) == 0 || !json.Valid(body) {
-		return nil, cli.Usagef("give --load-body '{\"instances\": [...]}' or a deploy.canary.smoke request", "--load needs a predict body")
+		return nil, agent.Usagef("give --load-body '{\"instances\": [...]}' or a deploy.canary.smoke request", "--load needs a predict body")
 	}
 	ctx, cancel := context.WithCancel(e.Ctx)
 	done := make(chan loadgen.Report, 1)
@@ -227,21 +228,21 @@ func classify(what string, err error) error {
 	var re *deploy.RestoreError
 	switch {
 	case errors.Is(err, context.Canceled):
-		return cli.Failed(what, err, "interrupted: a canary in progress was removed and the deploy status records the interruption; run the stage again (it restores the recorded stable first)")
+		return agent.Failed(what, err, "interrupted: a canary in progress was removed and the deploy status records the interruption; run the stage again (it restores the recorded stable first)")
 	case errors.Is(err, context.DeadlineExceeded):
-		return cli.Failed(what, err, "out of time: a canary in progress was removed and the deploy status records it; raise --timeout and run the stage again")
+		return agent.Failed(what, err, "out of time: a canary in progress was removed and the deploy status records it; raise --timeout and run the stage again")
 	case errors.Is(err, deploy.ErrRolledBack):
-		return cli.Gate(what, err, "the canary was rolled back and the stable version serves; fix the model (see the status history) and merge a new deploy.yaml")
+		return agent.Gate(what, err, "the canary was rolled back and the stable version serves; fix the model (see the status history) and merge a new deploy.yaml")
 	case errors.As(err, &ue):
-		return cli.Usage(what, err, ue.Fix)
+		return agent.Usage(what, err, ue.Fix)
 	case errors.As(err, &se):
-		return cli.Usage(what, err, "fix deploy.yaml or branchml.yaml as the message says")
+		return agent.Usage(what, err, "fix deploy.yaml or branchml.yaml as the message says")
 	case errors.As(err, &re):
-		return cli.Failed(what, err, fmt.Sprintf("nothing serves and the recorded stable v%d did not start (see the server log named above); make version %d available under %s again, or bring back another version with 'branchml-deploy rollback --to VERSION'", re.Model.Version, re.Model.Version, re.Model.Path))
+		return agent.Failed(what, err, fmt.Sprintf("nothing serves and the recorded stable v%d did not start (see the server log named above); make version %d available under %s again, or bring back another version with 'branchml-deploy rollback --to VERSION'", re.Model.Version, re.Model.Version, re.Model.Path))
 	case serving.IsTemporary(err):
-		return cli.Failed(what, err, "a temporary failure: run the stage again")
+		return agent.Failed(what, err, "a temporary failure: run the stage again")
 	}
-	return cli.Failed(what, err, "see the log above; stable keeps serving")
+	return agent.Failed(what, err, "see the log above; stable keeps serving")
 }
 
 // result is the command's result: a readable summary (the headline only
@@ -249,14 +250,14 @@ func classify(what string, err error) error {
 // with full) and, for -o json and the --result file, the whole
 // deploy.Result as outputs. On a text stdout without --result the outputs
 // are left out: the summary says it all.
-func result(e *cli.Env, res *deploy.Result, full bool) *cli.Result {
+func result(e *cli.Env, res *deploy.Result, full bool) *agent.Result {
 	if res == nil {
 		return nil
 	}
 	if res.Serving.Variants == nil {
 		res.Serving.Variants = []serving.VariantState{}
 	}
-	out := &cli.Result{Summary: res.Headline()}
+	out := &agent.Result{Summary: res.Headline()}
 	if full || res.DryRun {
 		out.Summary = res.Text()
 	}

@@ -13,13 +13,14 @@ import (
 	slocal "github.com/branchml/branchml/agents/backends/storage/local"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/statedir"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/deploy"
 )
 
 func init() {
-	NewForge = func(_ context.Context, cfg *config.Config, _ cli.BuildContext) (forge.Forge, error) {
+	NewForge = func(_ context.Context, cfg *config.Config, _ agent.BuildContext) (forge.Forge, error) {
 		return forgefactory.New(cfg)
 	}
 }
@@ -37,26 +38,26 @@ func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
 	branch := cfg.Branches[config.StageBuild]
 	raw, err := f.ReadFile(e.Ctx, branch, records.ComponentsLockPath)
 	if err != nil {
-		return nil, nil, cli.Failed("read "+records.ComponentsLockPath+" on "+branch, err,
+		return nil, nil, agent.Failed("read "+records.ComponentsLockPath+" on "+branch, err,
 			"merge into "+branch+" and let branchml-build write the lock, or set deploy.serving.command")
 	}
 	var lock records.ComponentsLock
 	if err := json.Unmarshal(raw, &lock); err != nil {
-		return nil, nil, cli.Failed("parse "+records.ComponentsLockPath, err, "")
+		return nil, nil, agent.Failed("parse "+records.ComponentsLockPath, err, "")
 	}
 	lc, ok := lock.Components[comp]
 	if !ok {
-		return nil, nil, cli.Usage("serving component", fmt.Errorf("%q is not in the components lock of %s", comp, branch),
+		return nil, nil, agent.Usage("serving component", fmt.Errorf("%q is not in the components lock of %s", comp, branch),
 			"build the component first, or fix deploy.serving.component")
 	}
 	cache, stop, err := localimages.Cache(e.Ctx, cfg, e.Log)
 	if err != nil {
-		return nil, nil, cli.Failed("open the image cache", err, "")
+		return nil, nil, agent.Failed("open the image cache", err, "")
 	}
 	img, err := cache.Ensure(e.Ctx, lc.Image)
 	if err != nil {
 		stop()
-		return nil, nil, cli.Failed("pull the serving image "+lc.Image, err, "check that the embedded registry (or backends.registry) serves it")
+		return nil, nil, agent.Failed("pull the serving image "+lc.Image, err, "check that the embedded registry (or backends.registry) serves it")
 	}
 	bin := lc.Binary
 	if bin == "" {

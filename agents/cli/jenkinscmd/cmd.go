@@ -14,6 +14,7 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/jenkins"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/secrets"
 )
 
@@ -46,23 +47,23 @@ func jobFlags(jobUsage string) []ucli.Flag {
 func client(e *cli.Env) (*jenkins.Client, error) {
 	u := e.CLI.String("url")
 	if u == "" {
-		return nil, cli.Usagef("set JENKINS_URL or pass --url https://ci.example.com/", "no Jenkins URL")
+		return nil, agent.Usagef("set JENKINS_URL or pass --url https://ci.example.com/", "no Jenkins URL")
 	}
 	user := os.Getenv("JENKINS_USER")
 	token, err := secrets.Get("JENKINS_API_TOKEN")
 	if err != nil {
-		return nil, cli.Usage("read the Jenkins API token", err, "point JENKINS_API_TOKEN_FILE at a readable file")
+		return nil, agent.Usage("read the Jenkins API token", err, "point JENKINS_API_TOKEN_FILE at a readable file")
 	}
 	if user != "" && token == "" {
-		return nil, cli.Usagef("set JENKINS_API_TOKEN (or JENKINS_API_TOKEN_FILE) to an API token of "+user,
+		return nil, agent.Usagef("set JENKINS_API_TOKEN (or JENKINS_API_TOKEN_FILE) to an API token of "+user,
 			"JENKINS_USER is set but no API token")
 	}
 	if user == "" && token != "" {
-		return nil, cli.Usagef("set JENKINS_USER to the token's user", "an API token without JENKINS_USER")
+		return nil, agent.Usagef("set JENKINS_USER to the token's user", "an API token without JENKINS_USER")
 	}
 	c, err := jenkins.New(u, jenkins.WithAuth(user, token), jenkins.WithPollInterval(e.CLI.Duration("poll-interval")))
 	if err != nil {
-		return nil, cli.Usage("Jenkins client", err, "pass --url http(s)://host[/prefix]")
+		return nil, agent.Usage("Jenkins client", err, "pass --url http(s)://host[/prefix]")
 	}
 	return c, nil
 }
@@ -81,18 +82,18 @@ func classify(what string, err error) error {
 	if errors.As(err, &ae) {
 		switch ae.Status {
 		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
-			return cli.Usage(what, err, ae.Fix())
+			return agent.Usage(what, err, ae.Fix())
 		}
-		return cli.Failed(what, err, ae.Fix())
+		return agent.Failed(what, err, ae.Fix())
 	}
 	var ce *jenkins.CancelledError
 	if errors.As(err, &ce) {
-		return cli.Failed(what, err, "someone cancelled the queued build in Jenkins; trigger it again")
+		return agent.Failed(what, err, "someone cancelled the queued build in Jenkins; trigger it again")
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return cli.Failed(what, err, "raise --timeout, or look at the Jenkins queue")
+		return agent.Failed(what, err, "raise --timeout, or look at the Jenkins queue")
 	}
-	return cli.Failed(what, err, "check that JENKINS_URL answers")
+	return agent.Failed(what, err, "check that JENKINS_URL answers")
 }
 
 // resultError maps a finished build's result to the exit codes: UNSTABLE is
@@ -102,9 +103,9 @@ func resultError(st *jenkins.BuildStatus) error {
 	case "SUCCESS", "":
 		return nil
 	case "UNSTABLE":
-		return cli.Gate("build "+st.URL, &jenkins.BuildFailedError{URL: st.URL, Result: st.Result}, "see the console: a gate was not met or a rollout rolled back")
+		return agent.Gate("build "+st.URL, &jenkins.BuildFailedError{URL: st.URL, Result: st.Result}, "see the console: a gate was not met or a rollout rolled back")
 	}
-	return cli.Failed("build "+st.URL, &jenkins.BuildFailedError{URL: st.URL, Result: st.Result}, "see the console with 'branchml jenkins logs'")
+	return agent.Failed("build "+st.URL, &jenkins.BuildFailedError{URL: st.URL, Result: st.Result}, "see the console with 'branchml jenkins logs'")
 }
 
 // follow waits for queue item id's build, streams its console to w and
@@ -140,12 +141,12 @@ func seedCommand() *ucli.Command {
 	)
 	return cli.Command(cli.Spec{
 		Name: "seed", Usage: "create or update the seed job (config.xml) and run it", Stage: "jenkins", Flags: flags,
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			job := e.CLI.String("job")
 			xml, err := jenkins.SeedJob{Repo: e.CLI.String("library-repo"), Branch: e.CLI.String("library-branch"),
 				CredentialsID: e.CLI.String("credentials-id")}.ConfigXML()
 			if err != nil {
-				return nil, cli.Usage("seed job", err, "pass --library-repo or set BRANCHML_LIBRARY_REPO")
+				return nil, agent.Usage("seed job", err, "pass --library-repo or set BRANCHML_LIBRARY_REPO")
 			}
 			c, err := client(e)
 			if err != nil {
@@ -167,11 +168,11 @@ func seedCommand() *ucli.Command {
 				if build {
 					summary += " and run it"
 				}
-				return &cli.Result{Summary: summary, Outputs: out}, nil
+				return &agent.Result{Summary: summary, Outputs: out}, nil
 			}
 			summary := fmt.Sprintf("seed job %s %s", job, action)
 			if !build {
-				return &cli.Result{Summary: summary, Outputs: out}, nil
+				return &agent.Result{Summary: summary, Outputs: out}, nil
 			}
 			id, err := c.Trigger(e.Ctx, job, "", nil)
 			if err != nil {
@@ -180,15 +181,15 @@ func seedCommand() *ucli.Command {
 			out["queueId"] = id
 			summary += fmt.Sprintf("; queued as item %d", id)
 			if !e.CLI.Bool("wait") {
-				return &cli.Result{Summary: summary, Outputs: out}, nil
+				return &agent.Result{Summary: summary, Outputs: out}, nil
 			}
 			st, err := follow(e, c, job, "", id, consoleWriter(e))
 			if err != nil {
 				return nil, err
 			}
 			out["number"], out["url"], out["result"] = st.Number, st.URL, st.Result
-			res := &cli.Result{Summary: fmt.Sprintf("%s; build #%d %s", summary, st.Number, st.Result), Outputs: out,
-				Links: []cli.Link{{Name: "seed build", URL: st.URL}}}
+			res := &agent.Result{Summary: fmt.Sprintf("%s; build #%d %s", summary, st.Number, st.Result), Outputs: out,
+				Links: []agent.Link{{Name: "seed build", URL: st.URL}}}
 			return res, resultError(st)
 		},
 	})
@@ -212,18 +213,18 @@ func triggerCommand() *ucli.Command {
 	)
 	return cli.Command(cli.Spec{
 		Name: "trigger", Usage: "trigger a build of a branch of a multibranch job", Stage: "jenkins", Flags: flags,
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			job, branch := e.CLI.String("job"), e.CLI.String("branch")
 			params := map[string]string{}
 			for _, kv := range e.CLI.StringSlice("param") {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
-					return nil, cli.Usagef("give --param KEY=VALUE", "bad --param %q", kv)
+					return nil, agent.Usagef("give --param KEY=VALUE", "bad --param %q", kv)
 				}
 				params[k] = v
 			}
 			if _, err := jenkins.ItemPath(job, branch); err != nil {
-				return nil, cli.Usage("job path", err, "pass --job folder/job and --branch NAME")
+				return nil, agent.Usage("job path", err, "pass --job folder/job and --branch NAME")
 			}
 			c, err := client(e)
 			if err != nil {
@@ -231,7 +232,7 @@ func triggerCommand() *ucli.Command {
 			}
 			out := map[string]any{"job": job, "branch": branch}
 			if e.DryRun {
-				return &cli.Result{Summary: fmt.Sprintf("would trigger %s", target(job, branch)), Outputs: out}, nil
+				return &agent.Result{Summary: fmt.Sprintf("would trigger %s", target(job, branch)), Outputs: out}, nil
 			}
 			id, err := c.Trigger(e.Ctx, job, branch, params)
 			if err != nil {
@@ -239,15 +240,15 @@ func triggerCommand() *ucli.Command {
 			}
 			out["queueId"] = id
 			if !e.CLI.Bool("wait") {
-				return &cli.Result{Summary: fmt.Sprintf("queued %s as item %d", target(job, branch), id), Outputs: out}, nil
+				return &agent.Result{Summary: fmt.Sprintf("queued %s as item %d", target(job, branch), id), Outputs: out}, nil
 			}
 			st, err := follow(e, c, job, branch, id, consoleWriter(e))
 			if err != nil {
 				return nil, err
 			}
 			out["number"], out["url"], out["result"] = st.Number, st.URL, st.Result
-			return &cli.Result{Summary: fmt.Sprintf("%s build #%d %s", target(job, branch), st.Number, st.Result), Outputs: out,
-				Links: []cli.Link{{Name: "build", URL: st.URL}}}, resultError(st)
+			return &agent.Result{Summary: fmt.Sprintf("%s build #%d %s", target(job, branch), st.Number, st.Result), Outputs: out,
+				Links: []agent.Link{{Name: "build", URL: st.URL}}}, resultError(st)
 		},
 	})
 }
@@ -268,7 +269,7 @@ func statusCommand() *ucli.Command {
 	flags = append(flags, numberFlag())
 	return cli.Command(cli.Spec{
 		Name: "status", Usage: "show a build's state and result", Stage: "jenkins", Flags: flags,
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			job, branch := e.CLI.String("job"), e.CLI.String("branch")
 			c, err := client(e)
 			if err != nil {
@@ -282,8 +283,8 @@ func statusCommand() *ucli.Command {
 			if st.Building {
 				state = "BUILDING"
 			}
-			return &cli.Result{Summary: fmt.Sprintf("%s #%d %s", target(job, branch), st.Number, state), Outputs: st,
-				Links: []cli.Link{{Name: "build", URL: st.URL}}}, nil
+			return &agent.Result{Summary: fmt.Sprintf("%s #%d %s", target(job, branch), st.Number, state), Outputs: st,
+				Links: []agent.Link{{Name: "build", URL: st.URL}}}, nil
 		},
 	})
 }
@@ -293,7 +294,7 @@ func logsCommand() *ucli.Command {
 	flags = append(flags, numberFlag())
 	return cli.Command(cli.Spec{
 		Name: "logs", Usage: "stream a build's console until it ends; exit with its result", Stage: "jenkins", Flags: flags,
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			job, branch := e.CLI.String("job"), e.CLI.String("branch")
 			c, err := client(e)
 			if err != nil {
@@ -305,8 +306,8 @@ func logsCommand() *ucli.Command {
 				return nil, classify("console of "+target(job, branch), err)
 			}
 			e.Log.Debugf("followed the console for %s", time.Since(started).Round(time.Millisecond))
-			return &cli.Result{Summary: fmt.Sprintf("%s #%d %s", target(job, branch), st.Number, st.Result), Outputs: st,
-				Links: []cli.Link{{Name: "build", URL: st.URL}}}, resultError(st)
+			return &agent.Result{Summary: fmt.Sprintf("%s #%d %s", target(job, branch), st.Number, st.Result), Outputs: st,
+				Links: []agent.Link{{Name: "build", URL: st.URL}}}, resultError(st)
 		},
 	})
 }

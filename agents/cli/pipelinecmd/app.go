@@ -7,6 +7,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/backends/pipelines/pipelinesfactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/pipeline"
 )
 
@@ -20,14 +21,14 @@ func App() *ucli.App {
 			".branchml/pipeline.lock.json and .branchml/pipeline.composed.yaml to the pipeline branch. " +
 			"With --dry-run it prints the diff against the newest version and changes nothing. " +
 			"The KFP token comes from KFP_TOKEN or KFP_TOKEN_FILE.",
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			f, err := forgefactory.New(e.Config, forgefactory.WithLogger(e.Log))
 			if err != nil {
-				return nil, cli.Usage("open the forge", err, "check backends.forge in branchml.yaml")
+				return nil, agent.Usage("open the forge", err, "check backends.forge in branchml.yaml")
 			}
 			b, err := pipelinesfactory.New(e.Config, pipelinesfactory.WithLogger(e.Log), pipelinesfactory.WithRunner(runner.New(nil)))
 			if err != nil {
-				return nil, cli.Usage("open the pipelines backend", err, "check backends.pipelines in branchml.yaml and KFP_TOKEN")
+				return nil, agent.Usage("open the pipelines backend", err, "check backends.pipelines in branchml.yaml and KFP_TOKEN")
 			}
 			out := e.Out // the diff; with -o json it is only in outputs.diff
 			if e.Output == "json" {

@@ -6,6 +6,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 )
 
 // Command is `branchml quickstart`.
@@ -26,10 +27,10 @@ func Command() *ucli.Command {
 			&ucli.BoolFlag{Name: "rerun", Usage: "start a new training run even if this commit has one"},
 			&ucli.BoolFlag{Name: "verbose", Usage: "also print the agents' logs"},
 		},
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			for _, f := range []string{"dry-run", "config", "set"} {
 				if e.CLI.IsSet(f) {
-					return nil, cli.Usagef("leave out --"+f+": the quickstart makes its own repository and configuration under --workdir",
+					return nil, agent.Usagef("leave out --"+f+": the quickstart makes its own repository and configuration under --workdir",
 						"quickstart does not take --%s", f)
 				}
 			}
@@ -47,7 +48,7 @@ func Command() *ucli.Command {
 			if err != nil {
 				return nil, err
 			}
-			res := &cli.Result{Summary: "quickstart done in " + sum.Total.Round(100e6).String()}
+			res := &agent.Result{Summary: "quickstart done in " + sum.Total.Round(100e6).String()}
 			if e.Output == "json" {
 				// The text summary was printed already; JSON gets the whole record.
 				res.Outputs = sum

@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/buildcmd"
 	"github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/cli/pipelinecmd"
 	"github.com/branchml/branchml/agents/cli/traincmd"
+	"github.com/branchml/branchml/agents/internal/agent"
 )
 
 // The data scientist's second change: a smaller network, merged after the
@@ -46,7 +46,7 @@ func (r *run) flow(ctx context.Context) error {
 			return err
 		}
 		if err := r.repo.edit(ctx, "ds1", "branchml.yaml", tuneFrom, tuneTo, tuneMessage); err != nil {
-			return cli.Failed("commit the tuning change on ds1", err, "")
+			return agent.Failed("commit the tuning change on ds1", err, "")
 		}
 		r.progress("ds1: %s", tuneMessage)
 	}
@@ -107,7 +107,7 @@ func (r *run) mergePromotion(ctx context.Context) (string, error) {
 			continue
 		}
 		if _, err := f.MergePullRequest(ctx, pr.Number); err != nil {
-			return "", cli.Failed(fmt.Sprintf("merge pull request #%d", pr.Number), err, "")
+			return "", agent.Failed(fmt.Sprintf("merge pull request #%d", pr.Number), err, "")
 		}
 		return fmt.Sprintf("pull request #%d (%s)", pr.Number, pr.Title), nil
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 )
 
 // Options of one quickstart.
@@ -91,11 +92,11 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	exe, _ := os.Executable()
 	example, err := findExample(opt.Example, cwd, filepath.Dir(exe))
 	if err != nil {
-		return nil, cli.Usage("find the example", err, "run 'branchml quickstart' from the branchml checkout")
+		return nil, agent.Usage("find the example", err, "run 'branchml quickstart' from the branchml checkout")
 	}
 	data, err := findData(opt.Data, cwd, filepath.Dir(exe), example)
 	if err != nil {
-		return nil, cli.Usage("find the data", err, "pass --data DIR")
+		return nil, agent.Usage("find the data", err, "pass --data DIR")
 	}
 	if opt.Workdir == "" {
 		opt.Workdir = filepath.Join(filepath.Dir(filepath.Dir(example)), ".work", "quickstart")
@@ -127,7 +128,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	t0 := time.Now()
 	repo, changed, err := ensureRepo(ctx, opt.Workdir, example)
 	if err != nil {
-		return nil, cli.Failed("create the local ML repository", err, "remove "+opt.Workdir+" and run again")
+		return nil, agent.Failed("create the local ML repository", err, "remove "+opt.Workdir+" and run again")
 	}
 	r.repo = repo
 	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s; %s", repo.Remote, map[bool]string{true: "examples/djia30 committed to ds1", false: "ds1 already has examples/djia30"}[changed]))
@@ -160,17 +161,17 @@ func (r *run) finish(ctx context.Context) error {
 	}
 	gw, url, err := r.gateway(ctx, cfg)
 	if err != nil {
-		return cli.Failed("start the serving gateway", err, "")
+		return agent.Failed("start the serving gateway", err, "")
 	}
 	r.gw = gw
 	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
 	if err != nil {
-		return cli.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
+		return agent.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
 	}
 	r.sum.Prediction = pred
 	f, err := r.readFacts(ctx)
 	if err != nil {
-		return cli.Failed("read the records the stages wrote back", err, "")
+		return agent.Failed("read the records the stages wrote back", err, "")
 	}
 	r.sum.Total = time.Since(r.started)
 	var text bytes.Buffer
@@ -224,14 +225,14 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 		commit, err = r.repo.tip(ctx, c.branch)
 	}
 	if err != nil {
-		return nil, cli.Failed(what, err, "")
+		return nil, agent.Failed(what, err, "")
 	}
 	ws := filepath.Join(r.opt.Workdir, "jenkins", "workspace", c.branch)
 	if err := os.MkdirAll(filepath.Dir(ws), 0o755); err != nil {
 		return nil, err
 	}
 	if err := r.repo.workspace(ctx, ws, c.branch, commit); err != nil {
-		return nil, cli.Failed("check out "+c.branch, err, "")
+		return nil, agent.Failed("check out "+c.branch, err, "")
 	}
 	params := map[string]any{
 		"workspace": ws,
@@ -268,7 +269,7 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 		return out, fmt.Errorf("%s stage interrupted: %w", name, ctx.Err())
 	}
 	if out.ExitCode != 0 {
-		return out, cli.Failed(name+" stage", out.Err(), "see "+logFile.Name())
+		return out, agent.Failed(name+" stage", out.Err(), "see "+logFile.Name())
 	}
 	return out, nil
 }

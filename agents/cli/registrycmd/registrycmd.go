@@ -12,6 +12,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/statedir"
 )
 
@@ -41,7 +42,7 @@ func Command() *ucli.Command {
 	return &ucli.Command{Name: "registry", Usage: "the embedded OCI registry", Subcommands: []*ucli.Command{serve}}
 }
 
-func runServe(e *cli.Env) (*cli.Result, error) {
+func runServe(e *cli.Env) (*agent.Result, error) {
 	dir := e.CLI.String("dir")
 	if dir == "" {
 		var cfg *config.Config
@@ -51,7 +52,7 @@ func runServe(e *cli.Env) (*cli.Result, error) {
 			case err == nil:
 				cfg = c
 			case !errors.Is(err, fs.ErrNotExist):
-				return nil, cli.Usage("load configuration", err, "fix the configuration, or pass --dir")
+				return nil, agent.Usage("load configuration", err, "fix the configuration, or pass --dir")
 			}
 		}
 		dir = registry.LocalDir(statedir.Dir(cfg))
@@ -62,14 +63,14 @@ func runServe(e *cli.Env) (*cli.Result, error) {
 	}
 	if addr != "" {
 		if err := registry.CheckLoopback(addr); err != nil {
-			return nil, cli.Usage("serve registry", err, "pass --addr 127.0.0.1:PORT (or 127.0.0.1:0 for a free port)")
+			return nil, agent.Usage("serve registry", err, "pass --addr 127.0.0.1:PORT (or 127.0.0.1:0 for a free port)")
 		}
 	}
 	if addr != "" && registry.Probe(e.Ctx, dir, addr, time.Second) {
-		return nil, cli.Failed("serve registry", fmt.Errorf("the registry of %s already answers at %s", dir, addr), "use that one, or stop it first")
+		return nil, agent.Failed("serve registry", fmt.Errorf("the registry of %s already answers at %s", dir, addr), "use that one, or stop it first")
 	}
 	if e.DryRun {
-		return &cli.Result{Summary: "would serve " + dir, Outputs: map[string]string{"dir": dir, "addr": addr}}, nil
+		return &agent.Result{Summary: "would serve " + dir, Outputs: map[string]string{"dir": dir, "addr": addr}}, nil
 	}
 	var s *registry.Server
 	var err error
@@ -83,17 +84,17 @@ func runServe(e *cli.Env) (*cli.Result, error) {
 		s, err = registry.Start(dir, "127.0.0.1:0")
 	}
 	if err != nil {
-		return nil, cli.Failed("serve registry", err, "pass a free loopback --addr, e.g. 127.0.0.1:0")
+		return nil, agent.Failed("serve registry", err, "pass a free loopback --addr, e.g. 127.0.0.1:0")
 	}
 	abs, _ := filepath.Abs(dir)
 	e.Log.Infof("registry serving %s at %s (address in %s)", abs, s.Addr, filepath.Join(dir, registry.AddrFile))
 	select {
 	case <-e.Ctx.Done():
 	case err := <-s.Done():
-		return nil, cli.Failed("serve registry", err, "")
+		return nil, agent.Failed("serve registry", err, "")
 	}
 	if err := s.Close(); err != nil {
 		e.Log.Warnf("registry shutdown: %v", err)
 	}
-	return &cli.Result{Summary: "registry stopped", Outputs: map[string]string{"dir": dir, "addr": s.Addr}}, nil
+	return &agent.Result{Summary: "registry stopped", Outputs: map[string]string{"dir": dir, "addr": s.Addr}}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 )
 
 func TestServeCommand(t *testing.T) {
@@ -56,7 +57,7 @@ func TestServeCommandRefusesPublicAddr(t *testing.T) {
 	app := cli.NewApp("branchml", "test", Command())
 	var out, errb bytes.Buffer
 	code := cli.Run(context.Background(), app, []string{"branchml", "registry", "serve", "--dir", t.TempDir(), "--addr", "0.0.0.0:5000", "--config", ""}, cli.Streams{Out: &out, Err: &errb})
-	if code != cli.ExitUsage || !strings.Contains(errb.String(), "is not loopback") {
+	if code != agent.ExitUsage || !strings.Contains(errb.String(), "is not loopback") {
 		t.Fatalf("exit %d\n%s", code, errb.String())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	"github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/atomicfile"
 	"github.com/branchml/branchml/agents/records"
 	snap "github.com/branchml/branchml/agents/stages/snapshot"
@@ -49,7 +50,7 @@ func AppWith(w Wiring) *ucli.App {
 func storageOf(w Wiring, e *cli.Env) (storage.Backend, error) {
 	st, err := w.Storage(e)
 	if err != nil {
-		return nil, cli.Usage("storage backend", err, "check backends.storage and snapshot.class in branchml.yaml")
+		return nil, agent.Usage("storage backend", err, "check backends.storage and snapshot.class in branchml.yaml")
 	}
 	return st, nil
 }
@@ -86,16 +87,16 @@ func runCommand(w Wiring) *ucli.Command {
 			&ucli.StringFlag{Name: "repository", Usage: "the ML repository's URL, recorded in the lineage"},
 			&ucli.BoolFlag{Name: "no-write-back", Usage: "do not commit the lineage record to the training branch"},
 		},
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			var in snap.Input
 			if err := readJSONFile(wsPath(e, e.CLI.String("run-record")), &in.Run, true); err != nil {
-				return nil, cli.Usage("read the run record", err, "pass --run-record with the run record branchml-train wrote")
+				return nil, agent.Usage("read the run record", err, "pass --run-record with the run record branchml-train wrote")
 			}
 			if err := readJSONFile(wsPath(e, e.CLI.String("pipeline-lock")), &in.Pipeline, false); err != nil {
-				return nil, cli.Usage("read the pipeline lock", err, "pass --pipeline-lock with .branchml/pipeline.lock.json")
+				return nil, agent.Usage("read the pipeline lock", err, "pass --pipeline-lock with .branchml/pipeline.lock.json")
 			}
 			if err := readJSONFile(wsPath(e, e.CLI.String("components-lock")), &in.Components, false); err != nil {
-				return nil, cli.Usage("read the components lock", err, "pass --components-lock with .branchml/components.lock.json")
+				return nil, agent.Usage("read the components lock", err, "pass --components-lock with .branchml/components.lock.json")
 			}
 			in.Build, in.Repository = e.Build, e.CLI.String("repository")
 			st, err := storageOf(w, e)
@@ -105,7 +106,7 @@ func runCommand(w Wiring) *ucli.Command {
 			var f forge.Forge
 			if !e.CLI.Bool("no-write-back") && !e.DryRun {
 				if f, err = w.Forge(e); err != nil {
-					return nil, cli.Usage("forge", err, "check backends.forge in branchml.yaml, or pass --no-write-back")
+					return nil, agent.Usage("forge", err, "check backends.forge in branchml.yaml, or pass --no-write-back")
 				}
 			}
 			rec, err := snap.Run(e.Ctx, snap.Options{Config: e.Config, Storage: st, Forge: f, Input: in, DryRun: e.DryRun, Log: e.Log})
@@ -116,7 +117,7 @@ func runCommand(w Wiring) *ucli.Command {
 			if e.DryRun {
 				verb = "would record"
 			}
-			return &cli.Result{
+			return &agent.Result{
 				Summary: fmt.Sprintf("%s lineage %s: data %s, model %s", verb, rec.ID, rec.Data.Snapshot, rec.Model.Snapshot.Snapshot),
 				Outputs: map[string]any{"lineageId": rec.ID, "dataSnapshot": rec.Data, "modelSnapshot": rec.Model.Snapshot,
 					"modelVersion": rec.Model.Version, "path": lineage.Path(rec.ID)},
@@ -128,10 +129,10 @@ func runCommand(w Wiring) *ucli.Command {
 func verifyCommand(w Wiring) *ucli.Command {
 	return cli.Command(cli.Spec{
 		Name: "verify", Usage: "re-hash a snapshot and report changed, missing or extra files", ArgsUsage: "SNAPSHOT", Stage: "snapshot", NeedsConfig: true, BuildFlags: true,
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			name := e.CLI.Args().First()
 			if name == "" || e.CLI.NArg() != 1 {
-				return nil, cli.Usagef("give one snapshot name: branchml-snapshot verify SNAPSHOT", "verify takes one argument")
+				return nil, agent.Usagef("give one snapshot name: branchml-snapshot verify SNAPSHOT", "verify takes one argument")
 			}
 			st, err := storageOf(w, e)
 			if err != nil {
@@ -139,17 +140,17 @@ func verifyCommand(w Wiring) *ucli.Command {
 			}
 			v, ok := st.(storage.Verifier)
 			if !ok {
-				return nil, cli.Usagef("verify works on the local backend; on Trident the storage checksums its own snapshots", "backend %q cannot verify snapshots", e.Config.Backends.Storage.Type)
+				return nil, agent.Usagef("verify works on the local backend; on Trident the storage checksums its own snapshots", "backend %q cannot verify snapshots", e.Config.Backends.Storage.Type)
 			}
 			rep, err := v.Verify(e.Ctx, name)
 			if err != nil {
-				return nil, cli.Failed("verify snapshot "+name, err, "list snapshots and check the name")
+				return nil, agent.Failed("verify snapshot "+name, err, "list snapshots and check the name")
 			}
 			if !rep.OK() {
-				return &cli.Result{Summary: fmt.Sprintf("snapshot %s was tampered with: %d changed, %d missing, %d extra", name, len(rep.Changed), len(rep.Missing), len(rep.Extra)), Outputs: rep},
-					cli.Failed("verify snapshot "+name, fmt.Errorf("changed %v, missing %v, extra %v", rep.Changed, rep.Missing, rep.Extra), "do not use this snapshot; restore from another one")
+				return &agent.Result{Summary: fmt.Sprintf("snapshot %s was tampered with: %d changed, %d missing, %d extra", name, len(rep.Changed), len(rep.Missing), len(rep.Extra)), Outputs: rep},
+					agent.Failed("verify snapshot "+name, fmt.Errorf("changed %v, missing %v, extra %v", rep.Changed, rep.Missing, rep.Extra), "do not use this snapshot; restore from another one")
 			}
-			return &cli.Result{Summary: fmt.Sprintf("snapshot %s verified: %d files, %d bytes", name, rep.Files, rep.Bytes), Outputs: rep}, nil
+			return &agent.Result{Summary: fmt.Sprintf("snapshot %s verified: %d files, %d bytes", name, rep.Files, rep.Bytes), Outputs: rep}, nil
 		},
 	})
 }
@@ -169,7 +170,7 @@ func cloneCommand(w Wiring, name string) *ucli.Command {
 	}
 	return cli.Command(cli.Spec{
 		Name: name, Usage: usage, ArgsUsage: args, Stage: "snapshot", NeedsConfig: true, BuildFlags: true, Flags: flags,
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			a := e.CLI.Args()
 			snapshot, target, inPlace := a.First(), a.Get(1), false
 			if name == "restore" {
@@ -179,11 +180,11 @@ func cloneCommand(w Wiring, name string) *ucli.Command {
 				}
 			}
 			if snapshot == "" || target == "" || (name == "restore" && inPlace == (e.CLI.String("to") != "")) {
-				return nil, cli.Usagef("branchml-snapshot clone SNAPSHOT NEW_VOLUME, restore SNAPSHOT --to NEW_VOLUME, or restore SNAPSHOT --in-place --volume VOLUME",
+				return nil, agent.Usagef("branchml-snapshot clone SNAPSHOT NEW_VOLUME, restore SNAPSHOT --to NEW_VOLUME, or restore SNAPSHOT --in-place --volume VOLUME",
 					"%s needs a snapshot and exactly one target", name)
 			}
 			if e.DryRun {
-				return &cli.Result{Summary: fmt.Sprintf("would restore %s into %s (in place: %v)", snapshot, target, inPlace),
+				return &agent.Result{Summary: fmt.Sprintf("would restore %s into %s (in place: %v)", snapshot, target, inPlace),
 					Outputs: map[string]any{"snapshot": snapshot, "volume": target, "inPlace": inPlace}}, nil
 			}
 			st, err := storageOf(w, e)
@@ -193,26 +194,26 @@ func cloneCommand(w Wiring, name string) *ucli.Command {
 			if inPlace {
 				r, ok := st.(storage.Restorer)
 				if !ok {
-					return nil, cli.Usagef("restore into a new volume with --to", "backend cannot restore in place")
+					return nil, agent.Usagef("restore into a new volume with --to", "backend cannot restore in place")
 				}
 				if err := r.Restore(e.Ctx, target, snapshot); err != nil {
 					fix := "check the snapshot and volume names"
 					if errors.Is(err, storage.ErrUnsupported) {
-						return nil, cli.Usage("restore "+snapshot+" in place", err, "restore into a new volume with --to")
+						return nil, agent.Usage("restore "+snapshot+" in place", err, "restore into a new volume with --to")
 					}
-					return nil, cli.Failed("restore "+snapshot+" into "+target, err, fix)
+					return nil, agent.Failed("restore "+snapshot+" into "+target, err, fix)
 				}
-				return &cli.Result{Summary: fmt.Sprintf("volume %s restored to snapshot %s", target, snapshot),
+				return &agent.Result{Summary: fmt.Sprintf("volume %s restored to snapshot %s", target, snapshot),
 					Outputs: map[string]any{"snapshot": snapshot, "volume": target, "inPlace": true}}, nil
 			}
 			vol, err := st.Clone(e.Ctx, snapshot, target)
 			if err != nil {
 				if errors.Is(err, storage.ErrExists) {
-					return nil, cli.Usage("clone "+snapshot, err, "pick another volume name")
+					return nil, agent.Usage("clone "+snapshot, err, "pick another volume name")
 				}
-				return nil, cli.Failed("clone "+snapshot+" into "+target, err, "check the snapshot name (and that it is readyToUse)")
+				return nil, agent.Failed("clone "+snapshot+" into "+target, err, "check the snapshot name (and that it is readyToUse)")
 			}
-			return &cli.Result{Summary: fmt.Sprintf("volume %s cloned from snapshot %s", vol.Name, snapshot), Outputs: vol}, nil
+			return &agent.Result{Summary: fmt.Sprintf("volume %s cloned from snapshot %s", vol.Name, snapshot), Outputs: vol}, nil
 		},
 	})
 }
@@ -228,7 +229,7 @@ func pruneCommand(w Wiring) *ucli.Command {
 			&ucli.StringFlag{Name: "lineage-dir", Value: records.LineageDir, Usage: "the lineage records `DIR` (relative to --workspace)"},
 			&ucli.StringFlag{Name: "deploy-status", Usage: "the deploy status `FILE`: snapshots of its stable and canary versions are kept"},
 		},
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			vols := e.CLI.StringSlice("volume")
 			if len(vols) == 0 {
 				vols = []string{e.Config.Training.Data.Volume, e.Config.Training.Model.Volume}
@@ -242,11 +243,11 @@ func pruneCommand(w Wiring) *ucli.Command {
 			if p := e.CLI.String("deploy-status"); p != "" {
 				status = &records.DeployStatus{}
 				if err := readJSONFile(wsPath(e, p), status, true); err != nil {
-					return nil, cli.Usage("read the deploy status", err, "pass the deploy branch's .branchml/deploy-status.json")
+					return nil, agent.Usage("read the deploy status", err, "pass the deploy branch's .branchml/deploy-status.json")
 				}
 				var err error
 				if recs, err = lineage.LoadDir(wsPath(e, e.CLI.String("lineage-dir"))); err != nil {
-					return nil, cli.Usage("read the lineage records", err, "pass --lineage-dir with the training branch's .branchml/lineage")
+					return nil, agent.Usage("read the lineage records", err, "pass --lineage-dir with the training branch's .branchml/lineage")
 				}
 			}
 			st, err := storageOf(w, e)
@@ -256,13 +257,13 @@ func pruneCommand(w Wiring) *ucli.Command {
 			res, err := snap.Prune(e.Ctx, snap.PruneOptions{Storage: st, Volumes: vols, Keep: keep,
 				Protected: snap.Protected(recs, status, e.CLI.StringSlice("protect")...), DryRun: e.DryRun})
 			if err != nil {
-				return nil, cli.Failed("prune snapshots", err, "rerun: pruning is idempotent")
+				return nil, agent.Failed("prune snapshots", err, "rerun: pruning is idempotent")
 			}
 			verb := "deleted"
 			if e.DryRun {
 				verb = "would delete"
 			}
-			return &cli.Result{Summary: fmt.Sprintf("%s %d snapshots, kept %d (%d protected)", verb, len(res.Deleted), len(res.Kept), len(res.Protected)), Outputs: res}, nil
+			return &agent.Result{Summary: fmt.Sprintf("%s %d snapshots, kept %d (%d protected)", verb, len(res.Deleted), len(res.Kept), len(res.Protected)), Outputs: res}, nil
 		},
 	})
 }
@@ -277,19 +278,19 @@ func lineageCommand() *ucli.Command {
 		}
 		recs, err := lineage.LoadDir(dir)
 		if err != nil {
-			return nil, cli.Usage("read the lineage records", err, "fix or remove the file named above")
+			return nil, agent.Usage("read the lineage records", err, "fix or remove the file named above")
 		}
 		if len(recs) == 0 {
-			return nil, cli.Usagef("run in a checkout of the training branch, or pass --lineage-dir", "no lineage records in %s", dir)
+			return nil, agent.Usagef("run in a checkout of the training branch, or pass --lineage-dir", "no lineage records in %s", dir)
 		}
 		return recs, nil
 	}
 	show := cli.Command(cli.Spec{
 		Name: "show", Usage: "print the chain of a lineage record: commit → config → pipeline version → images → run → snapshots → model version",
 		ArgsUsage: "ID|MODEL:VERSION|VERSION", Stage: "snapshot", Flags: []ucli.Flag{dirFlag, wsFlag},
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			if e.CLI.NArg() != 1 {
-				return nil, cli.Usagef("branchml-snapshot lineage show lin-… (or MODEL:VERSION)", "show takes one argument")
+				return nil, agent.Usagef("branchml-snapshot lineage show lin-… (or MODEL:VERSION)", "show takes one argument")
 			}
 			recs, err := load(e)
 			if err != nil {
@@ -297,10 +298,10 @@ func lineageCommand() *ucli.Command {
 			}
 			rec, err := lineage.Find(recs, e.CLI.Args().First())
 			if err != nil {
-				return nil, cli.Usage("find lineage", err, "list .branchml/lineage on the training branch for IDs")
+				return nil, agent.Usage("find lineage", err, "list .branchml/lineage on the training branch for IDs")
 			}
 			if e.Output == "json" {
-				return &cli.Result{Summary: "lineage " + rec.ID, Outputs: rec}, nil
+				return &agent.Result{Summary: "lineage " + rec.ID, Outputs: rec}, nil
 			}
 			return nil, lineage.Show(e.Out, rec)
 		},
@@ -311,10 +312,10 @@ func lineageCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "format", Value: lineage.FormatDOT, Usage: "dot or mermaid"},
 			&ucli.StringFlag{Name: "out", Usage: "write the graph to `FILE` (atomically) instead of stdout"},
 		},
-		Run: func(e *cli.Env) (*cli.Result, error) {
+		Run: func(e *cli.Env) (*agent.Result, error) {
 			f := e.CLI.String("format")
 			if f != lineage.FormatDOT && f != lineage.FormatMermaid {
-				return nil, cli.Usagef("use --format dot or --format mermaid", "unknown graph format %q", f)
+				return nil, agent.Usagef("use --format dot or --format mermaid", "unknown graph format %q", f)
 			}
 			recs, err := load(e)
 			if err != nil {
@@ -326,9 +327,9 @@ func lineageCommand() *ucli.Command {
 			}
 			if out := e.CLI.String("out"); out != "" {
 				if err := atomicfile.WriteFile(out, b.Bytes(), 0o644); err != nil {
-					return nil, cli.Failed("write "+out, err, "")
+					return nil, agent.Failed("write "+out, err, "")
 				}
-				return &cli.Result{Summary: fmt.Sprintf("%s graph of %d records written to %s", f, len(recs), out), Outputs: map[string]any{"path": out, "records": len(recs)}}, nil
+				return &agent.Result{Summary: fmt.Sprintf("%s graph of %d records written to %s", f, len(recs), out), Outputs: map[string]any{"path": out, "records": len(recs)}}, nil
 			}
 			_, err = e.Out.Write(b.Bytes())
 			return nil, err

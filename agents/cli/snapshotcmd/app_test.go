@@ -15,6 +15,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	"github.com/branchml/branchml/agents/backends/storage/local"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
 )
@@ -63,7 +64,7 @@ func TestCommands(t *testing.T) {
 	if !strings.Contains(out, "recorded lineage "+id+": data djia30-data-"+id+", model djia30-model-"+id) {
 		t.Fatalf("run output: %s", out)
 	}
-	var r cli.Result
+	var r agent.Result
 	js, _ := os.ReadFile(res)
 	json.Unmarshal(js, &r)
 	if !r.OK || r.Outputs.(map[string]any)["lineageId"] != id {

@@ -11,6 +11,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/atomicfile"
 )
 
@@ -33,9 +34,9 @@ type Call struct {
 // Outcome is what the step reads back.
 type Outcome struct {
 	ExitCode int
-	Result   *cli.Result
+	Result   *agent.Result
 	// Details is set when the agent failed and wrote error details.
-	Details *cli.ErrorDetails
+	Details *agent.ErrorDetails
 	// Args is the exact argument vector the agent ran with.
 	Args []string
 }
@@ -90,14 +91,14 @@ func Run(ctx context.Context, c Call) (*Outcome, error) {
 	code := cli.Run(ctx, c.App(), append([]string{c.Agent}, args...), c.Streams)
 	out := &Outcome{ExitCode: code, Args: append([]string{c.Agent}, args...)}
 	if raw, err := os.ReadFile(result); err == nil {
-		var r cli.Result
+		var r agent.Result
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return out, fmt.Errorf("read %s: %w", result, err)
 		}
 		out.Result = &r
 	}
 	if raw, err := os.ReadFile(errFile); err == nil {
-		var d cli.ErrorDetails
+		var d agent.ErrorDetails
 		if err := json.Unmarshal(raw, &d); err != nil {
 			return out, fmt.Errorf("read %s: %w", errFile, err)
 		}

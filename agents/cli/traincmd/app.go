@@ -19,6 +19,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	sbackends "github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/snapshot"
 	"github.com/branchml/branchml/agents/stages/train"
 	"github.com/branchml/branchml/agents/stages/train/follow"
@@ -38,8 +39,8 @@ type Wiring struct {
 // factory (the local one with a runner whose images come from the
 // embedded registry through the image cache at <stateDir>/images), the
 // storage backends factory (local or trident) and the snapshot stage
-// (snapshot.TrainSnapshotter).
-var DefaultWiring = Wiring{Forge: NewForge, Pipelines: NewPipelines, Storage: NewStorage, Snapshotter: snapshot.TrainSnapshotter}
+// (TrainSnapshotter).
+var DefaultWiring = Wiring{Forge: NewForge, Pipelines: NewPipelines, Storage: NewStorage, Snapshotter: TrainSnapshotter}
 
 // App returns the branchml-train application with DefaultWiring.
 func App() *ucli.App { return AppWith(DefaultWiring) }
@@ -57,19 +58,19 @@ func AppWith(w Wiring) *ucli.App {
 			&ucli.BoolFlag{Name: "rerun", Usage: "start a new run even when this commit already has one (a cancelled run is replaced without it)"},
 			&ucli.DurationFlag{Name: "poll-interval", Value: 5 * time.Second, Usage: "how often the run's state is polled"},
 		},
-		Run: func(e *cli.Env) (*cli.Result, error) { return runStage(e, w) },
+		Run: func(e *cli.Env) (*agent.Result, error) { return runStage(e, w) },
 	})
 	status := cli.Command(cli.Spec{
 		Name: "status", Usage: "show a run's state and tasks", ArgsUsage: "RUN_ID", Stage: "train", NeedsConfig: true,
-		Run: func(e *cli.Env) (*cli.Result, error) { return statusOf(e, w) },
+		Run: func(e *cli.Env) (*agent.Result, error) { return statusOf(e, w) },
 	})
 	return cli.NewApp("branchml-train", "the train stage of branchml", run, status)
 }
 
-func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
+func runStage(e *cli.Env, w Wiring) (*agent.Result, error) {
 	f, err := w.Forge(e)
 	if err != nil {
-		return nil, cli.Usage("forge backend", err, "check backends.forge in branchml.yaml and its credentials")
+		return nil, agent.Usage("forge backend", err, "check backends.forge in branchml.yaml and its credentials")
 	}
 	var (
 		p  pipelines.Backend
@@ -78,19 +79,19 @@ func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
 	if !e.DryRun { // a plan touches neither the pipelines backend nor storage
 		var closeP func()
 		if p, closeP, err = w.Pipelines(e); err != nil {
-			return nil, cli.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
+			return nil, agent.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
 		}
 		if closeP != nil {
 			defer closeP()
 		}
 		if st, err = w.Storage(e); err != nil {
-			return nil, cli.Usage("storage backend", err, "check backends.storage in branchml.yaml")
+			return nil, agent.Usage("storage backend", err, "check backends.storage in branchml.yaml")
 		}
 	}
 	var snap train.Snapshotter
 	if w.Snapshotter != nil && !e.DryRun {
 		if snap, err = w.Snapshotter(e, st, f); err != nil {
-			return nil, cli.Usage("snapshot stage", err, "check snapshot and backends.storage in branchml.yaml")
+			return nil, agent.Usage("snapshot stage", err, "check snapshot and backends.storage in branchml.yaml")
 		}
 	}
 	res, err := train.Run(e.Ctx, train.Options{
@@ -101,7 +102,7 @@ func runStage(e *cli.Env, w Wiring) (*cli.Result, error) {
 	if res == nil {
 		return nil, err
 	}
-	return &cli.Result{Summary: summary(res), Outputs: res, Links: links(res)}, err
+	return &agent.Result{Summary: summary(res), Outputs: res, Links: links(res)}, err
 }
 
 // repoPath is --config's path inside the repository ("" when outside it).
@@ -140,41 +141,41 @@ func summary(r *train.Result) string {
 	return s
 }
 
-func links(r *train.Result) []cli.Link {
-	var l []cli.Link
+func links(r *train.Result) []agent.Link {
+	var l []agent.Link
 	if r.RunURL != "" {
-		l = append(l, cli.Link{Name: "run", URL: r.RunURL})
+		l = append(l, agent.Link{Name: "run", URL: r.RunURL})
 	}
 	if r.PullRequest != nil && r.PullRequest.URL != "" {
-		l = append(l, cli.Link{Name: "promotion pull request", URL: r.PullRequest.URL})
+		l = append(l, agent.Link{Name: "promotion pull request", URL: r.PullRequest.URL})
 	}
 	return l
 }
 
-func statusOf(e *cli.Env, w Wiring) (*cli.Result, error) {
+func statusOf(e *cli.Env, w Wiring) (*agent.Result, error) {
 	if e.CLI.NArg() != 1 {
-		return nil, cli.Usagef("give one run ID: branchml-train status RUN_ID", "status needs a run ID, got %d arguments", e.CLI.NArg())
+		return nil, agent.Usagef("give one run ID: branchml-train status RUN_ID", "status needs a run ID, got %d arguments", e.CLI.NArg())
 	}
 	id := e.CLI.Args().First()
 	p, closeP, err := w.Pipelines(e)
 	if err != nil {
-		return nil, cli.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
+		return nil, agent.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
 	}
 	if closeP != nil {
 		defer closeP()
 	}
 	run, err := p.GetRun(e.Ctx, id)
 	if errors.Is(err, pipelines.ErrNotFound) {
-		return nil, cli.Failed("run "+id, err, "check the ID (it is in .branchml/training.lock.json on the training branch) and backends.pipelines")
+		return nil, agent.Failed("run "+id, err, "check the ID (it is in .branchml/training.lock.json on the training branch) and backends.pipelines")
 	}
 	if err != nil {
-		return nil, cli.Failed("run "+id, err, "")
+		return nil, agent.Failed("run "+id, err, "")
 	}
 	var tasks []string
 	for _, t := range run.Tasks {
 		tasks = append(tasks, t.Name+"="+t.State)
 	}
-	return &cli.Result{Summary: fmt.Sprintf("run %s (%s): %s [%s]", run.ID, run.DisplayName, run.State, strings.Join(tasks, " ")), Outputs: run}, nil
+	return &agent.Result{Summary: fmt.Sprintf("run %s (%s): %s [%s]", run.ID, run.DisplayName, run.State, strings.Join(tasks, " ")), Outputs: run}, nil
 }
 
 // NewForge is the forge of backends.forge.
@@ -223,4 +224,10 @@ func NewPipelines(e *cli.Env) (pipelines.Backend, func(), error) {
 			stopRegistry()
 		}
 	}, nil
+}
+
+// TrainSnapshotter is the snapshot stage as train's Snapshotter
+// (snapshot.TrainHook), in the shape of Wiring.Snapshotter.
+func TrainSnapshotter(e *cli.Env, st storage.Backend, f forge.Forge) (train.Snapshotter, error) {
+	return &snapshot.TrainHook{Storage: st, Forge: f, Log: e.Log, Build: e.Build}, nil
 }

@@ -13,7 +13,7 @@ const agents = Module + "/agents"
 // Group is the role of a package in the layout, from its folder:
 //
 //	cmd      agents/cmd/<binary>           only main
-//	cli      agents/cli                    the conventions every agent shares (flags, params, result, errors, exit codes)
+//	cli      agents/cli                    the conventions every agent command shares: flags, --params, logging, writing the result
 //	command  agents/cli/<name>             the commands of one binary (or one command group of branchml)
 //	stage    agents/stages/<stage>/...     one stage's logic, with what is its alone beneath
 //	backend  agents/backends/<concern>/... an external concern: its interface at the root, one sub-package per implementation, the factory beside them
@@ -131,10 +131,10 @@ func Allowed(from, to Pkg) (bool, string) {
 			return to.Unit == from.Unit, "a stage never imports another stage"
 		case Backend:
 			return !to.Impl, "a stage gets its backends through their interfaces; only commands pick an implementation or call a factory"
-		case CLI, Records, Config, Helper:
+		case Records, Config, Helper:
 			return true, ""
 		}
-		return false, "a stage imports only its own packages, backend interfaces, agents/cli, records, config and helpers"
+		return false, "a stage imports only its own packages, backend interfaces, records, config and helpers (its errors and result types are in internal/agent)"
 	case Backend:
 		switch to.Group {
 		case Backend:

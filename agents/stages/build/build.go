@@ -22,8 +22,8 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/registry"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/junit"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/build/changes"
@@ -148,7 +148,7 @@ type plan struct {
 	image  v1.Image
 }
 
-// Run runs the build stage. Errors are *cli.Error: Usage (exit 2) for bad
+// Run runs the build stage. Errors are *agent.Error: Usage (exit 2) for bad
 // options or configuration, Failed (exit 1) for a failed test, build, push or
 // write-back, each naming the component and a fix. Nothing is written back
 // unless every changed component was tested, built and pushed.
@@ -216,13 +216,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 func (o *Options) defaults() error {
 	switch {
 	case o.Config == nil:
-		return cli.Usagef("pass the loaded branchml.yaml", "build: no configuration")
+		return agent.Usagef("pass the loaded branchml.yaml", "build: no configuration")
 	case o.Forge == nil:
-		return cli.Usagef("configure backends.forge", "build: no forge to read and write the components lock")
+		return agent.Usagef("configure backends.forge", "build: no forge to read and write the components lock")
 	case o.Registry == nil:
-		return cli.Usagef("configure backends.registry", "build: no registry to push images to")
+		return agent.Usagef("configure backends.registry", "build: no registry to push images to")
 	case o.Commit == "" && !o.DryRun:
-		return cli.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "build: the source commit is not known")
+		return agent.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "build: the source commit is not known")
 	}
 	if o.Workspace == "" {
 		o.Workspace = o.Config.Dir
@@ -253,11 +253,11 @@ func (o *Options) defaults() error {
 	seen := map[string]bool{}
 	for _, c := range o.Config.Components {
 		if seen[c.Name] {
-			return cli.Usagef("give each component a unique name", "components: %q appears twice", c.Name)
+			return agent.Usagef("give each component a unique name", "components: %q appears twice", c.Name)
 		}
 		seen[c.Name] = true
 		if _, err := name.NewRepository(o.Registry.Host()+"/"+c.Image, name.StrictValidation); err != nil || c.Image == "" {
-			return cli.Usagef("use a lower-case repository path such as project/component", "component %s: image %q is not a valid repository", c.Name, c.Image)
+			return agent.Usagef("use a lower-case repository path such as project/component", "component %s: image %q is not a valid repository", c.Name, c.Image)
 		}
 	}
 	return nil
@@ -270,11 +270,11 @@ func (o *Options) readLock(ctx context.Context) (*records.ComponentsLock, error)
 		return &records.ComponentsLock{APIVersion: records.APIVersion, Kind: "ComponentsLock", Components: map[string]records.LockedComponent{}}, nil
 	}
 	if err != nil {
-		return nil, cli.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, err, "check the forge settings (backends.forge) and credentials")
+		return nil, agent.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, err, "check the forge settings (backends.forge) and credentials")
 	}
 	var lock records.ComponentsLock
 	if err := json.Unmarshal(raw, &lock); err != nil {
-		return nil, cli.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, fmt.Errorf("not a components lock: %w", err),
+		return nil, agent.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, fmt.Errorf("not a components lock: %w", err),
 			"restore the file from the branch history, or delete it to rebuild every component")
 	}
 	if lock.Components == nil {
@@ -296,7 +296,7 @@ func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock) ([]*pl
 	for _, c := range o.Config.Components {
 		src, err := changes.Hash(ctx, o.Workspace, c, changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath))
 		if err != nil {
-			return plans, cli.Usage("hash component "+c.Name, err, "fix the component's path, kind or module in branchml.yaml")
+			return plans, agent.Usage("hash component "+c.Name, err, "fix the component's path, kind or module in branchml.yaml")
 		}
 		p := &plan{c: c, src: src, res: &ComponentResult{Name: c.Name, SourceHash: src.Hash}}
 		prev, ok := lock.Components[c.Name]
@@ -354,7 +354,7 @@ func (o *Options) checkBuilders(plans []*plan) error {
 	for _, p := range plans {
 		if p.build && p.c.Kind == "dockerfile" {
 			if _, err := o.builder(); err != nil {
-				return cli.Usage("build component "+p.c.Name, err, "install a Dockerfile builder on the agent, or change the component to kind go")
+				return agent.Usage("build component "+p.c.Name, err, "install a Dockerfile builder on the agent, or change the component to kind go")
 			}
 		}
 	}
@@ -374,7 +374,7 @@ func (o *Options) test(ctx context.Context, plans []*plan, res *Result) error {
 		suites, ok, err := o.runTests(ctx, p)
 		if err != nil {
 			p.res.Action, p.res.Tests = ActionFailed, "failed"
-			return cli.Failed("test "+p.c.Name, err, "check that the test command exists on the agent")
+			return agent.Failed("test "+p.c.Name, err, "check that the test command exists on the agent")
 		}
 		doc.Add(suites...)
 		if ok {
@@ -391,7 +391,7 @@ func (o *Options) test(ctx context.Context, plans []*plan, res *Result) error {
 		return nil
 	}
 	if err := junit.Write(o.JUnitPath, doc); err != nil {
-		return cli.Failed("write JUnit XML", err, "check that the workspace is writable")
+		return agent.Failed("write JUnit XML", err, "check that the workspace is writable")
 	}
 	res.JUnit = o.JUnitPath
 	if len(failed) > 0 {
@@ -400,7 +400,7 @@ func (o *Options) test(ctx context.Context, plans []*plan, res *Result) error {
 				p.res.Action, p.res.Reason = ActionFailed, "not built: tests of "+strings.Join(failed, ", ")+" failed"
 			}
 		}
-		return cli.Failed("test "+strings.Join(failed, ", "), fmt.Errorf("%d of %d tests failed; nothing was pushed", doc.Failures+doc.Errors, doc.Tests),
+		return agent.Failed("test "+strings.Join(failed, ", "), fmt.Errorf("%d of %d tests failed; nothing was pushed", doc.Failures+doc.Errors, doc.Tests),
 			"fix the failing tests; the results are in "+o.JUnitPath)
 	}
 	return nil
@@ -512,17 +512,17 @@ func (o *Options) buildOne(ctx context.Context, p *plan) error {
 			Base: base, Created: o.Created, Labels: o.labels(), Go: o.Go,
 		})
 		if err != nil {
-			return cli.Failed("build "+p.c.Name, err, "fix the compile error above; `go build` of the component must succeed")
+			return agent.Failed("build "+p.c.Name, err, "fix the compile error above; `go build` of the component must succeed")
 		}
 		p.image = built.Image
 	case "dockerfile":
 		b, err := o.builder()
 		if err != nil {
-			return cli.Usage("build "+p.c.Name, err, "install a Dockerfile builder on the agent, or change the component to kind go")
+			return agent.Usage("build "+p.c.Name, err, "install a Dockerfile builder on the agent, or change the component to kind go")
 		}
 		dir, err := os.MkdirTemp("", "branchml-"+p.c.Name+"-*")
 		if err != nil {
-			return cli.Failed("build "+p.c.Name, err, "")
+			return agent.Failed("build "+p.c.Name, err, "")
 		}
 		// The image reads its blobs from dir until pushed; removed when the process's temp is cleaned.
 		img, err := b.Build(ctx, imagebuild.DockerfileBuild{
@@ -530,11 +530,11 @@ func (o *Options) buildOne(ctx context.Context, p *plan) error {
 			Dockerfile: dockerfilePath(o.Workspace, p.c), Labels: o.labels(), Created: o.Created, Dir: dir,
 		})
 		if err != nil {
-			return cli.Failed("build "+p.c.Name+" with "+b.Name(), err, "fix the Dockerfile build; the builder's output is above")
+			return agent.Failed("build "+p.c.Name+" with "+b.Name(), err, "fix the Dockerfile build; the builder's output is above")
 		}
 		p.image = img
 	default:
-		return cli.Usagef("use kind go or dockerfile", "component %s: kind %q is unknown", p.c.Name, p.c.Kind)
+		return agent.Usagef("use kind go or dockerfile", "component %s: kind %q is unknown", p.c.Name, p.c.Kind)
 	}
 	return nil
 }
@@ -592,12 +592,12 @@ func registryFailure(what, host string, err error) error {
 	if errors.As(err, &re) {
 		switch {
 		case re.Unauthorized():
-			return cli.Failed(what, err, "check the credentials for "+re.Registry+": DOCKER_CONFIG (docker login) or REGISTRY_USERNAME/REGISTRY_PASSWORD; now using "+re.Credentials)
+			return agent.Failed(what, err, "check the credentials for "+re.Registry+": DOCKER_CONFIG (docker login) or REGISTRY_USERNAME/REGISTRY_PASSWORD; now using "+re.Credentials)
 		case re.Temporary():
-			return cli.Failed(what, err, "registry "+re.Registry+" is unavailable; run the stage again when it answers (nothing was written back)")
+			return agent.Failed(what, err, "registry "+re.Registry+" is unavailable; run the stage again when it answers (nothing was written back)")
 		}
 	}
-	return cli.Failed(what, err, "check backends.registry ("+host+") and the image names in branchml.yaml")
+	return agent.Failed(what, err, "check backends.registry ("+host+") and the image names in branchml.yaml")
 }
 
 // newLock returns the lock after this run and whether it differs from old:
@@ -650,7 +650,7 @@ func MarshalLock(l *records.ComponentsLock) ([]byte, error) {
 func (o *Options) writeLock(ctx context.Context, lock *records.ComponentsLock, plans []*plan) (string, error) {
 	raw, err := MarshalLock(lock)
 	if err != nil {
-		return "", cli.Failed("write the components lock", err, "")
+		return "", agent.Failed("write the components lock", err, "")
 	}
 	var built []string
 	for _, p := range plans {
@@ -669,7 +669,7 @@ func (o *Options) writeLock(ctx context.Context, lock *records.ComponentsLock, p
 		Message: fmt.Sprintf("branchml build: %s for %s", what, o.Commit),
 	})
 	if err != nil {
-		return "", cli.Failed("write "+records.ComponentsLockPath+" to "+o.Branch, err,
+		return "", agent.Failed("write "+records.ComponentsLockPath+" to "+o.Branch, err,
 			"the images are pushed; run the stage again to record them (the rebuilt images have the same digests)")
 	}
 	o.Log.Infof("lock written to %s in commit %s", o.Branch, short(commit))

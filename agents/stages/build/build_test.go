@@ -19,8 +19,8 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/build/changes"
 )
@@ -243,8 +243,8 @@ func TestFailingTestPushesNothing(t *testing.T) {
 	writeFiles(t, e.root, map[string]string{"components/hello/hello_test.go": "package main\n\nimport \"testing\"\n\nfunc TestBroken(t *testing.T) { t.Fatal(\"broken on purpose\") }\n"})
 	o := e.opts(t, "1111111111111111111111111111111111111111")
 	res, err := Run(ctx, o)
-	var ce *cli.Error
-	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || ce.What != "test hello" || !strings.Contains(ce.Fix, o.JUnitPath) {
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || ce.What != "test hello" || !strings.Contains(ce.Fix, o.JUnitPath) {
 		t.Fatalf("err = %v", err)
 	}
 	if e.reg.pushes.Load() != 0 {
@@ -298,8 +298,8 @@ func TestDockerfileWithoutBuilder(t *testing.T) {
 	o.DryRun = true
 	o.LookPath = func(string) (string, error) { return "", exec.ErrNotFound }
 	_, err := Run(context.Background(), o)
-	var ce *cli.Error
-	if !errors.As(err, &ce) || ce.Code != cli.ExitUsage || ce.What != "build component web" ||
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitUsage || ce.What != "build component web" ||
 		!strings.Contains(err.Error(), "no Dockerfile builder found on PATH (looked for docker, buildah, executor)") {
 		t.Fatalf("err = %v", err)
 	}
@@ -310,13 +310,13 @@ func TestOptionErrors(t *testing.T) {
 	e := newEnv(t)
 	o := e.opts(t, "")
 	_, err := Run(context.Background(), o)
-	if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "the source commit is not known") {
+	if agent.CodeOf(err) != agent.ExitUsage || !strings.Contains(err.Error(), "the source commit is not known") {
 		t.Fatalf("no commit: %v", err)
 	}
 	o = e.opts(t, "abc")
 	e.cfg.Components[1].Image = "Bad Name"
 	_, err = Run(context.Background(), o)
-	if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), `component other: image "Bad Name" is not a valid repository`) {
+	if agent.CodeOf(err) != agent.ExitUsage || !strings.Contains(err.Error(), `component other: image "Bad Name" is not a valid repository`) {
 		t.Fatalf("bad image: %v", err)
 	}
 }
@@ -381,8 +381,8 @@ func TestRegistryFailuresWriteNothing(t *testing.T) {
 			t.Parallel()
 			e := faultEnv(t, c.fault, c.opts...)
 			_, err := Run(context.Background(), e.opts(t, "1111111111111111111111111111111111111111"))
-			var ce *cli.Error
-			if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || ce.What != "push hello" {
+			var ce *agent.Error
+			if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || ce.What != "push hello" {
 				t.Fatalf("err = %v", err)
 			}
 			for _, w := range c.want {

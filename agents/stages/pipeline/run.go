@@ -16,8 +16,8 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/pipeline/pipelinespec"
 )
@@ -87,9 +87,9 @@ type latester interface {
 // the branch's lock names it (same pipeline, version, spec hash and images)
 // the lock is kept as it is, and the composed spec is written only when it
 // differs, so a rerun (for example the build Jenkins starts for the
-// write-back commit itself) pushes nothing. Bad input is a cli.Usage error;
-// a failed upload a cli.Failed error, and nothing is written back.
-func Run(ctx context.Context, o Options) (*cli.Result, error) {
+// write-back commit itself) pushes nothing. Bad input is a agent.Usage error;
+// a failed upload a agent.Failed error, and nothing is written back.
+func Run(ctx context.Context, o Options) (*agent.Result, error) {
 	if o.Log == nil {
 		l := logrus.New()
 		l.Out = io.Discard
@@ -100,14 +100,14 @@ func Run(ctx context.Context, o Options) (*cli.Result, error) {
 	}
 	cfg := o.Config
 	if cfg == nil || o.Forge == nil || (o.Backend == nil && !o.DryRun) {
-		return nil, cli.Usagef("", "pipeline stage: config, forge and backend are required")
+		return nil, agent.Usagef("", "pipeline stage: config, forge and backend are required")
 	}
 	if o.Commit == "" {
-		return nil, cli.Usagef("pass --commit (Jenkins: GIT_COMMIT)", "no source commit: the version name is made from it")
+		return nil, agent.Usagef("pass --commit (Jenkins: GIT_COMMIT)", "no source commit: the version name is made from it")
 	}
 	buildBranch, pipeBranch := cfg.Branches[config.StageBuild], cfg.Branches[config.StagePipeline]
 	if buildBranch == "" || pipeBranch == "" {
-		return nil, cli.Usagef("map both stages in branches: of branchml.yaml", "branches.build %q / branches.pipeline %q: both must be set", buildBranch, pipeBranch)
+		return nil, agent.Usagef("map both stages in branches: of branchml.yaml", "branches.build %q / branches.pipeline %q: both must be set", buildBranch, pipeBranch)
 	}
 	specPath := cfg.Pipeline.Spec
 	if !filepath.IsAbs(specPath) {
@@ -119,25 +119,25 @@ func Run(ctx context.Context, o Options) (*cli.Result, error) {
 	}
 	raw, err := os.ReadFile(specPath)
 	if err != nil {
-		return nil, cli.Usage("read pipeline spec", err, "set pipeline.spec in branchml.yaml to the compiled KFP v2 IR YAML (relative to the repository root)")
+		return nil, agent.Usage("read pipeline spec", err, "set pipeline.spec in branchml.yaml to the compiled KFP v2 IR YAML (relative to the repository root)")
 	}
 	lockRaw, err := o.Forge.ReadFile(ctx, buildBranch, records.ComponentsLockPath)
 	if errors.Is(err, forge.ErrNotFound) {
-		return nil, cli.Usage("read components lock", fmt.Errorf("%s on branch %s: %w", records.ComponentsLockPath, buildBranch, err), "run the build stage first (merge into "+buildBranch+")")
+		return nil, agent.Usage("read components lock", fmt.Errorf("%s on branch %s: %w", records.ComponentsLockPath, buildBranch, err), "run the build stage first (merge into "+buildBranch+")")
 	}
 	if err != nil {
-		return nil, cli.Failed("read components lock", err, "check the forge settings and credentials")
+		return nil, agent.Failed("read components lock", err, "check the forge settings and credentials")
 	}
 	var lock records.ComponentsLock
 	if err := json.Unmarshal(lockRaw, &lock); err != nil || lock.Kind != "ComponentsLock" {
 		if err == nil {
 			err = fmt.Errorf("kind %q, want ComponentsLock", lock.Kind)
 		}
-		return nil, cli.Usage("read components lock", fmt.Errorf("%s on %s: %w", records.ComponentsLockPath, buildBranch, err), "re-run the build stage to rewrite it")
+		return nil, agent.Usage("read components lock", fmt.Errorf("%s on %s: %w", records.ComponentsLockPath, buildBranch, err), "re-run the build stage to rewrite it")
 	}
 	composed, err := pipelinespec.Compose(raw, &lock, cfg.Pipeline.Resources)
 	if err != nil {
-		return nil, cli.Usage("compose "+cfg.Pipeline.Spec, err, "fix the pipeline spec or pipeline.resources as named above")
+		return nil, agent.Usage("compose "+cfg.Pipeline.Spec, err, "fix the pipeline spec or pipeline.resources as named above")
 	}
 	name := cfg.Pipeline.Name
 	if name == "" {
@@ -157,7 +157,7 @@ func Run(ctx context.Context, o Options) (*cli.Result, error) {
 		Spec: composed.YAML, SpecHash: composed.Hash,
 	})
 	if err != nil {
-		return nil, cli.Failed("upload pipeline "+name+" version "+out.VersionName, err, uploadFix(err))
+		return nil, agent.Failed("upload pipeline "+name+" version "+out.VersionName, err, uploadFix(err))
 	}
 	out.PipelineID, out.VersionID, out.VersionName = v.PipelineID, v.VersionID, v.VersionName
 	out.Status = "unchanged"
@@ -180,7 +180,7 @@ func Run(ctx context.Context, o Options) (*cli.Result, error) {
 		// push a commit that triggers another build of the branch, forever.
 		o.Log.Infof("pipeline %s version %s (%s): %s; %s and %s on %s are up to date, nothing written back",
 			v.PipelineName, v.VersionName, v.VersionID, out.Status, records.PipelineLockPath, ComposedPath, pipeBranch)
-		return &cli.Result{Summary: summary + "; nothing written back", Outputs: out}, nil
+		return &agent.Result{Summary: summary + "; nothing written back", Outputs: out}, nil
 	}
 	sha, err := o.Forge.WriteBack(ctx, forge.WriteBack{
 		Branch:  pipeBranch,
@@ -188,11 +188,11 @@ func Run(ctx context.Context, o Options) (*cli.Result, error) {
 		Message: fmt.Sprintf("branchml pipeline: %s %s for %s", what, v.VersionName, o.Commit),
 	})
 	if err != nil {
-		return nil, cli.Failed("write back to "+pipeBranch, err, "re-run the stage: the upload is idempotent and will be found")
+		return nil, agent.Failed("write back to "+pipeBranch, err, "re-run the stage: the upload is idempotent and will be found")
 	}
 	out.Commit = sha
 	o.Log.Infof("pipeline %s version %s (%s): %s", v.PipelineName, v.VersionName, v.VersionID, out.Status)
-	return &cli.Result{Summary: summary, Outputs: out}, nil
+	return &agent.Result{Summary: summary, Outputs: out}, nil
 }
 
 // writeBackFiles returns the files to write back to the pipeline branch and
@@ -215,14 +215,14 @@ func writeBackFiles(ctx context.Context, o Options, branch string, v *pipelines.
 				writeLock = false
 			}
 		case !errors.Is(err, forge.ErrNotFound):
-			return nil, "", cli.Failed("read "+records.PipelineLockPath+" on "+branch, err, "check the forge settings and credentials")
+			return nil, "", agent.Failed("read "+records.PipelineLockPath+" on "+branch, err, "check the forge settings and credentials")
 		}
 	}
 	what := "version"
 	if writeLock {
 		js, err := json.MarshalIndent(lock, "", "  ")
 		if err != nil {
-			return nil, "", cli.Failed("encode pipeline lock", err, "")
+			return nil, "", agent.Failed("encode pipeline lock", err, "")
 		}
 		files[records.PipelineLockPath] = append(js, '\n')
 	}
@@ -235,7 +235,7 @@ func writeBackFiles(ctx context.Context, o Options, branch string, v *pipelines.
 			what = "composed spec of version"
 		}
 	default:
-		return nil, "", cli.Failed("read "+ComposedPath+" on "+branch, err, "check the forge settings and credentials")
+		return nil, "", agent.Failed("read "+ComposedPath+" on "+branch, err, "check the forge settings and credentials")
 	}
 	return files, what, nil
 }
@@ -272,18 +272,18 @@ func uploadFix(err error) string {
 
 // dryRun prints the diff of the composed spec against the newest version
 // on the server (KFP), else against the composed spec on the pipeline branch.
-func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Composed, branch string) (*cli.Result, error) {
+func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Composed, branch string) (*agent.Result, error) {
 	var prev []byte
 	against := "nothing (first version)"
 	if l, ok := o.Backend.(latester); ok {
 		v, spec, err := l.LatestVersion(ctx, out.PipelineName)
 		if err != nil {
-			return nil, cli.Failed("read the latest pipeline version", err, uploadFix(err))
+			return nil, agent.Failed("read the latest pipeline version", err, uploadFix(err))
 		}
 		if v != nil {
 			prev, err = serverYAML(spec)
 			if err != nil {
-				return nil, cli.Failed("read the latest pipeline version", err, "")
+				return nil, agent.Failed("read the latest pipeline version", err, "")
 			}
 			against = "version " + v.VersionName + " on the server"
 		}
@@ -294,7 +294,7 @@ func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Compos
 		case err == nil:
 			prev, against = b, ComposedPath+" on "+branch
 		case !errors.Is(err, forge.ErrNotFound):
-			return nil, cli.Failed("read "+ComposedPath, err, "check the forge settings and credentials")
+			return nil, agent.Failed("read "+ComposedPath, err, "check the forge settings and credentials")
 		}
 	}
 	out.Status = "planned"
@@ -304,7 +304,7 @@ func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Compos
 	if out.Diff == "" {
 		summary = fmt.Sprintf("pipeline %s unchanged against %s", out.PipelineName, against)
 	}
-	return &cli.Result{Summary: summary, Outputs: out}, nil
+	return &agent.Result{Summary: summary, Outputs: out}, nil
 }
 
 // serverYAML turns a version's pipeline_spec (JSON, either the

@@ -15,8 +15,8 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/pipelines/kfp"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	fake "github.com/branchml/branchml/agents/internal/fake/kfp"
 	"github.com/branchml/branchml/agents/records"
 )
@@ -83,11 +83,11 @@ func setup(t *testing.T, spec string, withLock bool) *env {
 	return &env{cfg: cfg, forge: f, kfp: s, c: c, ws: ws}
 }
 
-func (e *env) run(t *testing.T, dry bool) (*cli.Result, string, error) {
+func (e *env) run(t *testing.T, dry bool) (*agent.Result, string, error) {
 	return e.runAt(t, commit, dry)
 }
 
-func (e *env) runAt(t *testing.T, c string, dry bool) (*cli.Result, string, error) {
+func (e *env) runAt(t *testing.T, c string, dry bool) (*agent.Result, string, error) {
 	var out bytes.Buffer
 	res, err := Run(context.Background(), Options{Config: e.cfg, Forge: e.forge, Backend: e.c, Workspace: e.ws, Commit: c, DryRun: dry, Out: &out})
 	return res, out.String(), err
@@ -271,8 +271,8 @@ func TestNothingWrittenOnFailure(t *testing.T) {
 	e := setup(t, small, true)
 	e.kfp.Inject(fake.On("POST", "upload_version$", 0, fake.Unavailable()))
 	_, _, err := e.run(t, false)
-	var ce *cli.Error
-	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || !strings.Contains(ce.Fix, "unavailable") {
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || !strings.Contains(ce.Fix, "unavailable") {
 		t.Fatalf("err = %v", err)
 	}
 	for _, p := range []string{records.PipelineLockPath, ComposedPath} {
@@ -285,13 +285,13 @@ func TestNothingWrittenOnFailure(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	e := setup(t, small, false)
 	_, _, err := e.run(t, false)
-	if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), ".branchml/components.lock.json on branch build-components") {
+	if agent.CodeOf(err) != agent.ExitUsage || !strings.Contains(err.Error(), ".branchml/components.lock.json on branch build-components") {
 		t.Errorf("no lock: %v", err)
 	}
 	e = setup(t, small, true)
 	e.cfg.Pipeline.Resources = map[string]config.Resources{"evaluate": {CPU: "1"}}
 	_, _, err = e.run(t, false)
-	if cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "task evaluate: pipeline.resources names a task") {
+	if agent.CodeOf(err) != agent.ExitUsage || !strings.Contains(err.Error(), "task evaluate: pipeline.resources names a task") {
 		t.Errorf("bad resources: %v", err)
 	}
 	if len(e.kfp.Requests()) != 0 {

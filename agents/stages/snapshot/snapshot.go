@@ -17,8 +17,8 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
 	"github.com/branchml/branchml/agents/backends/storage"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
 )
@@ -32,7 +32,7 @@ type Input struct {
 	Run        records.RunRecord
 	Pipeline   records.PipelineLock
 	Components records.ComponentsLock
-	Build      cli.BuildContext
+	Build      agent.BuildContext
 	// Repository is the ML repository's URL or path, recorded as is ("" = unknown).
 	Repository string
 }
@@ -63,12 +63,12 @@ func SnapshotName(volume, lineageID string) string { return volume + "-" + linea
 // writes it to records.LineageDir/<id>.json on the train branch in one
 // commit. Running it twice for the same commit and run creates nothing
 // twice: when the train branch holds the record already, it is returned as
-// it is, and neither a snapshot is taken nor a commit made. Errors are *cli.Error: Usage for bad input (a run that did not
+// it is, and neither a snapshot is taken nor a commit made. Errors are *agent.Error: Usage for bad input (a run that did not
 // succeed, no commit), Failed for backend failures (wrapping
 // *storage.ObjectError).
 func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 	if o.Config == nil || o.Storage == nil {
-		return nil, cli.Usage("snapshot", errors.New("no configuration or storage backend"), "pass Config and Storage in snapshot.Options")
+		return nil, agent.Usage("snapshot", errors.New("no configuration or storage backend"), "pass Config and Storage in snapshot.Options")
 	}
 	if o.Log == nil {
 		o.Log = logrus.StandardLogger()
@@ -110,7 +110,7 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 		o.Log.Infof("snapshot volume %s as %s", ref.Volume, ref.Snapshot)
 		s, err := o.Storage.Snapshot(ctx, ref.Volume, storage.SnapshotSpec{Name: ref.Snapshot, Labels: l, Annotations: a})
 		if err != nil {
-			return nil, cli.Failed("snapshot volume "+ref.Volume, err, fixFor(err))
+			return nil, agent.Failed("snapshot volume "+ref.Volume, err, fixFor(err))
 		}
 		ref.Namespace, ref.Handle, ref.CreatedAt = s.Namespace, s.Handle, s.CreatedAt.UTC()
 	}
@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 		compact, _ := json.Marshal(rec)
 		for _, name := range []string{rec.Data.Snapshot, rec.Model.Snapshot.Snapshot} {
 			if err := an.Annotate(ctx, name, map[string]string{storage.AnnotationLineage: string(compact)}); err != nil {
-				return nil, cli.Failed("attach lineage "+rec.ID+" to snapshot "+name, err, "rerun the stage: the snapshots are reused")
+				return nil, agent.Failed("attach lineage "+rec.ID+" to snapshot "+name, err, "rerun the stage: the snapshots are reused")
 			}
 		}
 	}
@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 		Message: fmt.Sprintf("branchml snapshot: lineage %s for %s", rec.ID, rec.Source.Commit),
 	})
 	if err != nil {
-		return nil, cli.Failed("write lineage "+rec.ID+" back to "+branch, err, "rerun the stage: the snapshots are reused and the record is rewritten")
+		return nil, agent.Failed("write lineage "+rec.ID+" back to "+branch, err, "rerun the stage: the snapshots are reused and the record is rewritten")
 	}
 	o.Log.Infof("lineage %s written to %s at %s", rec.ID, branch, sha)
 	return rec, nil
@@ -151,7 +151,7 @@ func recorded(ctx context.Context, f forge.Forge, branch string, rec *lineage.Re
 		return nil, nil
 	}
 	if err != nil {
-		return nil, cli.Failed("read "+lineage.Path(rec.ID)+" on "+branch, err, "check the forge (backends.forge) and its credentials")
+		return nil, agent.Failed("read "+lineage.Path(rec.ID)+" on "+branch, err, "check the forge (backends.forge) and its credentials")
 	}
 	done, err := lineage.Parse(raw)
 	if err != nil || done.ID != rec.ID || done.Run.ID != rec.Run.ID {
@@ -222,11 +222,11 @@ func Plan(cfg *config.Config, in Input, st storage.Backend, now time.Time) (*lin
 	}
 	switch {
 	case commit == "":
-		return nil, cli.Usagef("pass --commit (the training commit; on PR builds the PR head)", "no source commit: the build context and the run record have none")
+		return nil, agent.Usagef("pass --commit (the training commit; on PR builds the PR head)", "no source commit: the build context and the run record have none")
 	case in.Run.RunID == "":
-		return nil, cli.Usagef("pass the run record the train stage wrote (--run-record)", "the run record has no runId")
+		return nil, agent.Usagef("pass the run record the train stage wrote (--run-record)", "the run record has no runId")
 	case in.Run.State != pipelines.StateSucceeded:
-		return nil, cli.Usagef("snapshot only successful runs; rerun training", "run %s is %s, not %s", in.Run.RunID, or(in.Run.State, "in no state"), pipelines.StateSucceeded)
+		return nil, agent.Usagef("snapshot only successful runs; rerun training", "run %s is %s, not %s", in.Run.RunID, or(in.Run.State, "in no state"), pipelines.StateSucceeded)
 	}
 	id := lineage.ID(commit, in.Run.RunID)
 	dataVol := or(in.Run.DataVolume, cfg.Training.Data.Volume)
@@ -257,7 +257,7 @@ func Plan(cfg *config.Config, in Input, st storage.Backend, now time.Time) (*lin
 	sort.Slice(rec.Images, func(i, j int) bool { return rec.Images[i].Component < rec.Images[j].Component })
 	for _, v := range []string{dataVol, modelVol} {
 		if err := storage.ValidName(SnapshotName(v, id)); err != nil {
-			return nil, cli.Usage("snapshot name", err, "shorten training.data.volume / training.model.volume")
+			return nil, agent.Usage("snapshot name", err, "shorten training.data.volume / training.model.volume")
 		}
 	}
 	return rec, nil

@@ -19,8 +19,8 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/storage"
 	"github.com/branchml/branchml/agents/backends/storage/local"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
 	"github.com/branchml/branchml/agents/stages/train"
@@ -55,7 +55,7 @@ func testInput() Input {
 			"train":        {Image: "127.0.0.1:5000/djia30/train@sha256:bb22", Digest: "sha256:bb22"},
 			"prepare-data": {Image: "127.0.0.1:5000/djia30/prepare-data@sha256:aa11", Digest: "sha256:aa11"},
 		}},
-		Build: cli.BuildContext{Branch: "training", Commit: commit, BuildURL: "https://jenkins.example.com/job/djia30/42/", BuildUser: "ana"},
+		Build: agent.BuildContext{Branch: "training", Commit: commit, BuildURL: "https://jenkins.example.com/job/djia30/42/", BuildUser: "ana"},
 	}
 }
 
@@ -212,12 +212,12 @@ func TestRunRefusesBadInputAndPlansDryRun(t *testing.T) {
 	in := testInput()
 	in.Run.State = "FAILED"
 	_, err := Run(ctx, Options{Config: w.cfg, Storage: w.st, Input: in, Log: quiet()})
-	if cli.CodeOf(err) != cli.ExitUsage {
-		t.Fatalf("failed run: %v (code %d)", err, cli.CodeOf(err))
+	if agent.CodeOf(err) != agent.ExitUsage {
+		t.Fatalf("failed run: %v (code %d)", err, agent.CodeOf(err))
 	}
 	in = testInput()
 	in.Build.Commit, in.Run.SourceCommit = "", ""
-	if _, err := Run(ctx, Options{Config: w.cfg, Storage: w.st, Input: in, Log: quiet()}); cli.CodeOf(err) != cli.ExitUsage {
+	if _, err := Run(ctx, Options{Config: w.cfg, Storage: w.st, Input: in, Log: quiet()}); agent.CodeOf(err) != agent.ExitUsage {
 		t.Fatalf("no commit: %v", err)
 	}
 	rec, err := Run(ctx, Options{Config: w.cfg, Storage: w.st, Forge: w.forge, Input: testInput(), DryRun: true, Log: quiet()})
@@ -231,8 +231,8 @@ func TestRunRefusesBadInputAndPlansDryRun(t *testing.T) {
 	in = testInput()
 	in.Run.DataVolume = "nope"
 	_, err = Run(ctx, Options{Config: w.cfg, Storage: w.st, Forge: w.forge, Input: in, Log: quiet()})
-	var ce *cli.Error
-	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || !errors.Is(err, storage.ErrNotFound) {
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("missing volume: %v", err)
 	}
 	if _, err := w.forge.ReadFile(ctx, "training", lineage.Path(lineage.ID(commit, "run-5d1c2a"))); err == nil {
@@ -248,7 +248,7 @@ func TestTrainHook(t *testing.T) {
 	if _, err := w.forge.WriteBack(ctx, trainWB("kf-pipeline", records.PipelineLockPath, pl)); err != nil {
 		t.Fatal(err)
 	}
-	h := &TrainHook{Storage: w.st, Forge: w.forge, Log: quiet(), Build: cli.BuildContext{BuildUser: "ana"}}
+	h := &TrainHook{Storage: w.st, Forge: w.forge, Log: quiet(), Build: agent.BuildContext{BuildUser: "ana"}}
 	res, err := h.Snapshot(ctx, train.SnapshotRequest{Config: w.cfg, Record: &in.Run, DataVolume: "djia30-data", ModelVolume: "djia30-model", SourceCommit: commit})
 	if err != nil {
 		t.Fatal(err)

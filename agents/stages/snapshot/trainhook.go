@@ -10,8 +10,8 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/storage"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/train"
 )
@@ -26,20 +26,14 @@ type TrainHook struct {
 	Forge   forge.Forge
 	Log     logrus.FieldLogger
 	// Build is the build context of the train stage (user, branch, change ID).
-	Build cli.BuildContext
+	Build agent.BuildContext
 	Now   func() time.Time
-}
-
-// TrainSnapshotter has the shape of stage/train's Wiring.Snapshotter: set
-// train's DefaultWiring.Snapshotter = snapshot.TrainSnapshotter.
-func TrainSnapshotter(e *cli.Env, st storage.Backend, f forge.Forge) (train.Snapshotter, error) {
-	return &TrainHook{Storage: st, Forge: f, Log: e.Log, Build: e.Build}, nil
 }
 
 // Snapshot snapshots the run's volumes and records its lineage.
 func (h *TrainHook) Snapshot(ctx context.Context, req train.SnapshotRequest) (*train.SnapshotResult, error) {
 	if req.Record == nil || req.Config == nil {
-		return nil, cli.Usage("snapshot", errors.New("no run record or configuration"), "")
+		return nil, agent.Usage("snapshot", errors.New("no run record or configuration"), "")
 	}
 	log := h.Log
 	if log == nil {

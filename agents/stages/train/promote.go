@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/backends/forge"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/train/kpi"
 )
@@ -44,11 +44,11 @@ func (s *stage) snapshot(ctx context.Context) error {
 	out, err := s.o.Snapshotter.Snapshot(ctx, SnapshotRequest{Config: s.cfg, Record: s.rec, DataVolume: s.res.DataVolume,
 		ModelVolume: s.res.ModelVolume, SourceCommit: s.sourceCommit(), BuildURL: buildURL})
 	if err != nil {
-		var ce *cli.Error
+		var ce *agent.Error
 		if errors.As(err, &ce) {
 			return err
 		}
-		return cli.Failed("snapshot the volumes of run "+s.res.RunID, err, "check backends.storage and snapshot.class; rerun the stage to retry (the run is reused)")
+		return agent.Failed("snapshot the volumes of run "+s.res.RunID, err, "check backends.storage and snapshot.class; rerun the stage to retry (the run is reused)")
 	}
 	if out != nil && out.LineageID != "" {
 		s.res.LineageID, s.rec.LineageID = out.LineageID, out.LineageID
@@ -76,7 +76,7 @@ func (s *stage) gateAndPromote(ctx context.Context) error {
 	}
 	var gateErr error
 	if g.Verdict != kpi.Passed {
-		gateErr = cli.Gate("KPI gate of run "+s.res.RunID, errors.New(strings.Join(g.Reasons, "; ")),
+		gateErr = agent.Gate("KPI gate of run "+s.res.RunID, errors.New(strings.Join(g.Reasons, "; ")),
 			"improve the model or the data, or adjust training.kpis; no pull request into the deploy branch was opened")
 	} else if err := s.promote(ctx); err != nil {
 		return err
@@ -100,7 +100,7 @@ func (s *stage) promote(ctx context.Context) error {
 	}
 	m := s.res.Model
 	if m == nil {
-		return cli.Failed("promote run "+s.res.RunID, errors.New("the run record has no model reference"), "rerun with --rerun")
+		return agent.Failed("promote run "+s.res.RunID, errors.New("the run record has no model reference"), "rerun with --rerun")
 	}
 	// A run whose promotion was merged already is not proposed again: the
 	// deploy branch's deploy.yaml names it.
@@ -111,12 +111,12 @@ func (s *stage) promote(ctx context.Context) error {
 			return nil
 		}
 	} else if !errors.Is(err, forge.ErrNotFound) {
-		return cli.Failed("read "+records.DeploySpecPath+" on "+deploy, err, "check the forge (backends.forge) and its credentials")
+		return agent.Failed("read "+records.DeploySpecPath+" on "+deploy, err, "check the forge (backends.forge) and its credentials")
 	}
 	spec := records.DeploySpec{APIVersion: records.APIVersion, Kind: "DeploySpec", Model: *m, LineageID: s.res.LineageID, RunID: s.res.RunID, SourceCommit: s.sourceCommit()}
 	y, err := yaml.Marshal(spec)
 	if err != nil {
-		return cli.Failed("promote run "+s.res.RunID, err, "")
+		return agent.Failed("promote run "+s.res.RunID, err, "")
 	}
 	head := PromoteBranch(m.Name, m.Version)
 	files := map[string][]byte{records.DeploySpecPath: y}
@@ -126,18 +126,18 @@ func (s *stage) promote(ctx context.Context) error {
 	if s.o.Config != nil && s.o.Config.File != "" {
 		cfg, err := os.ReadFile(s.o.Config.File)
 		if err != nil {
-			return cli.Failed("promote run "+s.res.RunID, err, "")
+			return agent.Failed("promote run "+s.res.RunID, err, "")
 		}
 		files[filepath.Base(s.o.Config.File)] = cfg
 	}
 	if _, err := s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: head, From: deploy, Files: files,
 		Message: fmt.Sprintf("branchml promote: %s v%d for %s", m.Name, m.Version, short(s.sourceCommit()))}); err != nil {
-		return cli.Failed("write "+records.DeploySpecPath+" to "+head, err, "check the forge (backends.forge) and its credentials")
+		return agent.Failed("write "+records.DeploySpecPath+" to "+head, err, "check the forge (backends.forge) and its credentials")
 	}
 	pr, err := s.o.Forge.EnsurePullRequest(ctx, forge.PullRequest{Head: head, Base: deploy,
 		Title: fmt.Sprintf("Promote %s v%d (run %s)", m.Name, m.Version, s.res.DisplayName), Body: s.prBody()})
 	if err != nil {
-		return cli.Failed("open the promotion pull request "+head+" → "+deploy, err, "check the forge (backends.forge) and its credentials")
+		return agent.Failed("open the promotion pull request "+head+" → "+deploy, err, "check the forge (backends.forge) and its credentials")
 	}
 	s.res.PullRequest = pr
 	s.rec.PullRequest = pr.URL

@@ -14,8 +14,8 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/train/follow"
 )
@@ -44,7 +44,7 @@ type stage struct {
 
 // Run runs the training stage; see Options for its inputs. It returns the
 // Result also with an error when there is something to report (a failed
-// run, a failed gate). Errors are *cli.Error: Usage (exit 2) for bad
+// run, a failed gate). Errors are *agent.Error: Usage (exit 2) for bad
 // options or configuration, Failed (exit 1) for a failed run or remote
 // error, Gate (exit 3) when the KPIs are not met — after the run record is
 // written back. An abort (ctx cancelled) cancels the run and returns an
@@ -59,26 +59,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 func (o *Options) check() error {
 	if o.Config == nil {
-		return cli.Usagef("load branchml.yaml first", "train: no configuration")
+		return agent.Usagef("load branchml.yaml first", "train: no configuration")
 	}
 	if o.Commit == "" {
-		return cli.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "train: the source commit is not known")
+		return agent.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "train: the source commit is not known")
 	}
 	if o.Forge == nil || ((o.Pipelines == nil || o.Storage == nil) && !o.DryRun) {
-		return cli.Usagef("wire a forge, a pipelines backend and a storage backend", "train: missing backend")
+		return agent.Usagef("wire a forge, a pipelines backend and a storage backend", "train: missing backend")
 	}
 	for _, k := range []string{config.StagePipeline, config.StageTrain} {
 		if o.Config.Branches[k] == "" {
-			return cli.Usagef(fmt.Sprintf("map the %q stage to its branch under branches: in branchml.yaml", k), "branches.%s is not set", k)
+			return agent.Usagef(fmt.Sprintf("map the %q stage to its branch under branches: in branchml.yaml", k), "branches.%s is not set", k)
 		}
 	}
 	t := o.Config.Training
 	if t.Data.Parameter == "" || t.Model.Parameter == "" || t.Model.VersionParameter == "" {
-		return cli.Usagef("set training.data.parameter, training.model.parameter and training.model.versionParameter", "training parameters for data path, model base path and model version must be named")
+		return agent.Usagef("set training.data.parameter, training.model.parameter and training.model.versionParameter", "training parameters for data path, model base path and model version must be named")
 	}
 	for _, p := range []string{t.Data.Parameter, t.Model.Parameter, t.Model.VersionParameter} {
 		if _, ok := t.Parameters[p]; ok {
-			return cli.Usagef("remove it from training.parameters; the stage sets it", "training.parameters.%s is set by the stage itself", p)
+			return agent.Usagef("remove it from training.parameters; the stage sets it", "training.parameters.%s is set by the stage itself", p)
 		}
 	}
 	if o.Log == nil {
@@ -170,25 +170,25 @@ func (s *stage) readLock(ctx context.Context) error {
 	branch := s.cfg.Branches[config.StagePipeline]
 	raw, err := s.o.Forge.ReadFile(ctx, branch, records.PipelineLockPath)
 	if errors.Is(err, forge.ErrNotFound) {
-		return cli.Failed("find the pipeline version", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err),
+		return agent.Failed("find the pipeline version", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err),
 			"merge into "+branch+" first so that the pipeline stage uploads a version and records it")
 	}
 	if err != nil {
-		return cli.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "")
+		return agent.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "")
 	}
 	var lock records.PipelineLock
 	if err := json.Unmarshal(raw, &lock); err != nil {
-		return cli.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "fix or re-create the file by merging into "+branch)
+		return agent.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "fix or re-create the file by merging into "+branch)
 	}
 	if lock.VersionID == "" || lock.PipelineID == "" {
-		return cli.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s names no pipeline version", records.PipelineLockPath, branch), "merge into "+branch+" again")
+		return agent.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s names no pipeline version", records.PipelineLockPath, branch), "merge into "+branch+" again")
 	}
 	want := s.cfg.Backends.Pipelines.Type
 	if want == "" {
 		want = "local"
 	}
 	if lock.Backend != "" && lock.Backend != want {
-		return cli.Usagef("merge into "+branch+" again so the version is uploaded to the "+want+" backend, or set backends.pipelines.type: "+lock.Backend,
+		return agent.Usagef("merge into "+branch+" again so the version is uploaded to the "+want+" backend, or set backends.pipelines.type: "+lock.Backend,
 			"the pipeline version was uploaded to the %s backend but backends.pipelines.type is %s", lock.Backend, want)
 	}
 	s.lock = &lock
@@ -203,7 +203,7 @@ func (s *stage) readPrevious(ctx context.Context) error {
 		return nil
 	}
 	if err != nil {
-		return cli.Failed("read the training lock", fmt.Errorf("%s on branch %s: %w", records.TrainingLockPath, branch, err), "")
+		return agent.Failed("read the training lock", fmt.Errorf("%s on branch %s: %w", records.TrainingLockPath, branch, err), "")
 	}
 	var rec records.RunRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
@@ -341,7 +341,7 @@ func (s *stage) start(ctx context.Context) (*pipelines.Run, error) {
 	run, err := s.o.Pipelines.CreateRun(ctx, pipelines.RunRequest{Experiment: s.res.Experiment, DisplayName: s.res.DisplayName,
 		PipelineID: s.lock.PipelineID, VersionID: s.lock.VersionID, Parameters: params})
 	if err != nil {
-		return nil, cli.Failed("start run "+s.res.DisplayName, err, "check the pipelines backend (backends.pipelines) and the pipeline version in "+records.PipelineLockPath)
+		return nil, agent.Failed("start run "+s.res.DisplayName, err, "check the pipelines backend (backends.pipelines) and the pipeline version in "+records.PipelineLockPath)
 	}
 	s.res.RunID, s.res.State, s.res.RunURL = run.ID, run.State, run.URL
 	s.log().Infof("run %s (%s) started: %s", run.ID, s.res.DisplayName, run.URL)
@@ -407,17 +407,17 @@ func (s *stage) follow(ctx context.Context, id string) (*pipelines.Run, error) {
 		s.log().Errorf("%v", werr)
 	}
 	if errors.Is(err, context.Canceled) {
-		return nil, cli.Failed("follow run "+id, err, "")
+		return nil, agent.Failed("follow run "+id, err, "")
 	}
 	var se *follow.StalledError
 	if errors.As(err, &se) {
-		return nil, cli.Failed("follow run "+id, err, "look at the run's task logs; raise training.stallTimeout if the pipeline is just slow to report")
+		return nil, agent.Failed("follow run "+id, err, "look at the run's task logs; raise training.stallTimeout if the pipeline is just slow to report")
 	}
 	var de *follow.DeadlineError
 	if errors.As(err, &de) {
-		return nil, cli.Failed("follow run "+id, err, "raise training.timeout, or make the pipeline faster")
+		return nil, agent.Failed("follow run "+id, err, "raise training.timeout, or make the pipeline faster")
 	}
-	return nil, cli.Failed("follow run "+id, err, "check the pipelines backend; run 'branchml-train status "+id+"' to look at the run")
+	return nil, agent.Failed("follow run "+id, err, "check the pipelines backend; run 'branchml-train status "+id+"' to look at the run")
 }
 
 // observe copies a run's state into the result and the record.
@@ -479,7 +479,7 @@ func (s *stage) failedRun(run *pipelines.Run) error {
 	}
 	if cancelled(s.res.State) {
 		why := fmt.Errorf("ended %s: the run was cancelled before it finished", s.res.State)
-		return cli.Failed(what, why, "run the stage again: a cancelled run is not reused, a new one is started")
+		return agent.Failed(what, why, "run the stage again: a cancelled run is not reused, a new one is started")
 	}
 	var failed []string
 	logged := false
@@ -523,7 +523,7 @@ func (s *stage) failedRun(run *pipelines.Run) error {
 	default:
 		fix = "fix tasks " + strings.Join(failed, ", ") + " (see their logs in the pipelines backend) and merge again, or retry with --rerun"
 	}
-	return cli.Failed(what, errors.New(why), fix)
+	return agent.Failed(what, errors.New(why), fix)
 }
 
 // mentionsAll reports whether msg names every task of names.
@@ -547,7 +547,7 @@ func (s *stage) writeRecord(ctx context.Context) error {
 	s.res.Record = s.rec
 	js, err := json.MarshalIndent(s.rec, "", "  ")
 	if err != nil {
-		return cli.Failed("write the run record", err, "")
+		return agent.Failed("write the run record", err, "")
 	}
 	js = append(js, '\n')
 	if bytes.Equal(js, s.written) {
@@ -558,7 +558,7 @@ func (s *stage) writeRecord(ctx context.Context) error {
 		Files:   map[string][]byte{records.RunsDir + "/" + s.rec.RunID + ".json": js, records.TrainingLockPath: js},
 		Message: fmt.Sprintf("branchml train: run %s %s for %s", s.rec.RunID, s.rec.State, short(s.sourceCommit()))})
 	if err != nil {
-		return cli.Failed("write the run record to "+branch, err, "check the forge (backends.forge) and its credentials")
+		return agent.Failed("write the run record to "+branch, err, "check the forge (backends.forge) and its credentials")
 	}
 	s.written = js
 	return nil

@@ -24,8 +24,8 @@ import (
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner/runnertest"
 	"github.com/branchml/branchml/agents/backends/storage"
 	slocal "github.com/branchml/branchml/agents/backends/storage/local"
-	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
 	"github.com/branchml/branchml/agents/stages/train/follow"
@@ -329,10 +329,10 @@ func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
 func TestFailedRunIsRecordedAndExits1(t *testing.T) {
 	e := setup(t, true, configYAML)
 	res, err := Run(context.Background(), e.opts())
-	var ce *cli.Error
-	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || err.Error() != "run "+res.RunID+": ended FAILED: task train failed: exited with code 3" ||
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || err.Error() != "run "+res.RunID+": ended FAILED: task train failed: exited with code 3" ||
 		ce.Fix != "fix task train (its log is above) and merge again, or retry with --rerun" {
-		t.Fatalf("err = %v (code %d)", err, cli.CodeOf(err))
+		t.Fatalf("err = %v (code %d)", err, agent.CodeOf(err))
 	}
 	// The task's log lines sit between its header and its end marker.
 	const logged = "level=error msg=\"task train failed: exited with code 3\"\n" +
@@ -360,7 +360,7 @@ func TestFailedRunIsRecordedAndExits1(t *testing.T) {
 	tip, n := e.tip("training"), e.commits("training")
 	e.log = &syncBuffer{}
 	_, err = Run(context.Background(), e.opts())
-	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || err.Error() != "run "+res.RunID+" of commit 0123456789ab: ended FAILED (failed: train)" ||
+	if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || err.Error() != "run "+res.RunID+" of commit 0123456789ab: ended FAILED (failed: train)" ||
 		ce.Fix != "fix task train (its log is above) and merge again, or retry with --rerun" {
 		t.Errorf("second = %v (fix %q)", err, ce.Fix)
 	}
@@ -379,8 +379,8 @@ func TestFailedRunIsRecordedAndExits1(t *testing.T) {
 func TestGateNotMetExits3AfterRecording(t *testing.T) {
 	e := setup(t, false, strings.Replace(configYAML, "value: 0.5}", "value: 0.9}", 1))
 	res, err := Run(context.Background(), e.opts())
-	if cli.CodeOf(err) != cli.ExitGate || err.Error() != "KPI gate of run "+res.RunID+": validation.auc = 0.58 is not > 0.9" {
-		t.Fatalf("err = %v (code %d)", err, cli.CodeOf(err))
+	if agent.CodeOf(err) != agent.ExitGate || err.Error() != "KPI gate of run "+res.RunID+": validation.auc = 0.58 is not > 0.9" {
+		t.Fatalf("err = %v (code %d)", err, agent.CodeOf(err))
 	}
 	var rec records.RunRecord
 	json.Unmarshal([]byte(e.read("training", records.TrainingLockPath)), &rec)
@@ -424,18 +424,18 @@ func TestMissingPipelineLockAndBadOptions(t *testing.T) {
 	o := e.opts()
 	e.cfg.Branches["pipeline"] = "training"
 	_, err := Run(context.Background(), o)
-	var ce *cli.Error
+	var ce *agent.Error
 	if !errors.As(err, &ce) || ce.Code != 1 || ce.Fix != "merge into training first so that the pipeline stage uploads a version and records it" {
 		t.Errorf("missing lock = %v", err)
 	}
 	e.cfg.Branches["pipeline"] = "kf-pipeline"
 	o.Commit = ""
-	if _, err := Run(context.Background(), o); cli.CodeOf(err) != cli.ExitUsage {
+	if _, err := Run(context.Background(), o); agent.CodeOf(err) != agent.ExitUsage {
 		t.Errorf("no commit = %v", err)
 	}
 	o = e.opts()
 	e.cfg.Training.Parameters["model_version"] = 3
-	if _, err := Run(context.Background(), o); cli.CodeOf(err) != cli.ExitUsage || !strings.Contains(err.Error(), "training.parameters.model_version is set by the stage itself") {
+	if _, err := Run(context.Background(), o); agent.CodeOf(err) != agent.ExitUsage || !strings.Contains(err.Error(), "training.parameters.model_version is set by the stage itself") {
 		t.Errorf("param clash = %v", err)
 	}
 }
@@ -444,7 +444,7 @@ func TestSnapshotFailureFailsAfterRecord(t *testing.T) {
 	e := setup(t, false, configYAML)
 	e.snap.err = errors.New("VolumeSnapshot default/djia30-data-x: not ready in 5m")
 	_, err := Run(context.Background(), e.opts())
-	if cli.CodeOf(err) != 1 || !strings.Contains(err.Error(), "not ready in 5m") {
+	if agent.CodeOf(err) != 1 || !strings.Contains(err.Error(), "not ready in 5m") {
 		t.Fatalf("err = %v", err)
 	}
 	var rec records.RunRecord
@@ -640,7 +640,7 @@ func TestRetriedSnapshotUsesTheRunsCommit(t *testing.T) {
 	src := o.Commit
 	e.snap.err = errors.New("VolumeSnapshot default/djia30-data-x: not ready in 5m")
 	first, err := Run(ctx, o)
-	if cli.CodeOf(err) != cli.ExitFailed {
+	if agent.CodeOf(err) != agent.ExitFailed {
 		t.Fatalf("first: %v", err)
 	}
 	e.snap.err = nil
@@ -791,8 +791,8 @@ func TestRunCancelledInTheBackendSaysSo(t *testing.T) {
 		e.pipes.CancelRun(ctx, rec.RunID) // someone presses Terminate in the UI
 	}()
 	res, err := Run(ctx, e.opts())
-	var ce *cli.Error
-	if !errors.As(err, &ce) || ce.Code != cli.ExitFailed || err.Error() != "run "+res.RunID+": ended CANCELED: the run was cancelled before it finished" ||
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || err.Error() != "run "+res.RunID+": ended CANCELED: the run was cancelled before it finished" ||
 		ce.Fix != "run the stage again: a cancelled run is not reused, a new one is started" {
 		t.Fatalf("err = %v (%+v)", err, ce)
 	}

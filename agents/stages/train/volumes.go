@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/backends/storage"
-	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/internal/agent"
 )
 
 type vols struct {
@@ -50,7 +50,7 @@ func (s *stage) volumes(ctx context.Context) (*vols, error) {
 	}
 	data, err := s.o.Storage.EnsureVolume(ctx, storage.VolumeSpec{Name: t.Data.Volume, Size: t.Data.Size, Labels: labels("data")})
 	if err != nil {
-		return nil, cli.Failed("provision data volume "+t.Data.Volume, err, "check backends.storage and training.data")
+		return nil, agent.Failed("provision data volume "+t.Data.Volume, err, "check backends.storage and training.data")
 	}
 	switch {
 	case data.Created && !t.Data.Provision:
@@ -65,7 +65,7 @@ func (s *stage) volumes(ctx context.Context) (*vols, error) {
 	}
 	mv, err := s.o.Storage.EnsureVolume(ctx, storage.VolumeSpec{Name: t.Model.Volume, Size: t.Model.Size, Labels: labels("model")})
 	if err != nil {
-		return nil, cli.Failed("provision model volume "+t.Model.Volume, err, "check backends.storage and training.model")
+		return nil, agent.Failed("provision model volume "+t.Model.Volume, err, "check backends.storage and training.model")
 	}
 	if data.Path != "" {
 		v.dataPath = data.Path
@@ -74,7 +74,7 @@ func (s *stage) volumes(ctx context.Context) (*vols, error) {
 		v.modelDir = filepath.Join(mv.Path, model)
 		v.modelBase = v.modelDir
 		if err := os.MkdirAll(v.modelDir, 0o755); err != nil {
-			return nil, cli.Failed("prepare model volume "+mv.Name, err, "")
+			return nil, agent.Failed("prepare model volume "+mv.Name, err, "")
 		}
 	}
 	return v, nil
@@ -95,7 +95,7 @@ func (s *stage) fetch(vol *storage.Volume) error {
 	}
 	empty, err := emptyDir(vol.Path)
 	if err != nil {
-		return cli.Failed("inspect data volume "+vol.Name, err, "")
+		return agent.Failed("inspect data volume "+vol.Name, err, "")
 	}
 	if !empty {
 		s.log().Infof("data volume %s already holds data; source %s not copied again", vol.Name, src)
@@ -104,11 +104,11 @@ func (s *stage) fetch(vol *storage.Volume) error {
 	from := s.cfg.Path(src)
 	fi, err := os.Stat(from)
 	if err != nil {
-		return cli.Usage("training.data.source", err, "give an existing file or folder (relative to branchml.yaml), or kaggle:<owner>/<dataset>")
+		return agent.Usage("training.data.source", err, "give an existing file or folder (relative to branchml.yaml), or kaggle:<owner>/<dataset>")
 	}
 	tmp := filepath.Join(vol.Path, fetchTmp)
 	if err := os.RemoveAll(tmp); err != nil {
-		return cli.Failed("fetch data", err, "")
+		return agent.Failed("fetch data", err, "")
 	}
 	if fi.IsDir() {
 		err = copyTree(from, tmp)
@@ -120,7 +120,7 @@ func (s *stage) fetch(vol *storage.Volume) error {
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
-		return cli.Failed(fmt.Sprintf("copy %s into data volume %s", src, vol.Name), err, "check the source and the space on the volume")
+		return agent.Failed(fmt.Sprintf("copy %s into data volume %s", src, vol.Name), err, "check the source and the space on the volume")
 	}
 	s.log().Infof("data source %s copied into volume %s", src, vol.Name)
 	return os.Remove(tmp)

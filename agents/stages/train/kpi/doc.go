@@ -4,6 +4,6 @@
 //
 // As part of the train stage it imports its own stage's packages, backend
 // interface packages (never an implementation or a factory: its command
-// passes the backends in), agents/cli, agents/records, agents/config and
+// passes the backends in), agents/records, agents/config and
 // helpers; never another stage or a command.
 package kpi

@@ -1,6 +1,12 @@
-package cli
+package agent
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/branchml/branchml/agents/internal/secrets"
+)
 
 // ResultAPIVersion is the apiVersion of result and error-details JSON.
 const ResultAPIVersion = "branchml.dev/v1"
@@ -48,4 +54,35 @@ type ErrorDetails struct {
 	What       string `json:"what"`
 	Why        string `json:"why"`
 	Fix        string `json:"fix,omitempty"`
+}
+
+// BuildContext is what Jenkins knows about the build that runs a stage.
+type BuildContext struct {
+	// Workspace is the checked-out ML repository ("" = current directory).
+	Workspace string `json:"workspace,omitempty"`
+	Branch    string `json:"branch,omitempty"`
+	// Commit is the source commit; on PR builds the PR head, not Jenkins' merge commit.
+	Commit    string `json:"commit,omitempty"`
+	ChangeID  string `json:"changeId,omitempty"`
+	BuildURL  string `json:"buildUrl,omitempty"`
+	BuildUser string `json:"buildUser,omitempty"`
+}
+
+// Details builds the error-details of err, secrets masked.
+func Details(stage string, err error) *ErrorDetails {
+	d := &ErrorDetails{APIVersion: ResultAPIVersion, Kind: "ErrorDetails", Stage: stage, ExitCode: CodeOf(err)}
+	var e *Error
+	if errors.As(err, &e) {
+		d.What, d.Fix = e.What, e.Fix
+		if e.Err != nil {
+			d.Why = e.Err.Error()
+		}
+	} else {
+		d.Why = err.Error()
+	}
+	if errors.Is(err, context.Canceled) {
+		d.ExitCode = ExitInterrupted
+	}
+	d.What, d.Why, d.Fix = secrets.Redact(d.What), secrets.Redact(d.Why), secrets.Redact(d.Fix)
+	return d
 }
