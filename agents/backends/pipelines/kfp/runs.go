@@ -1,14 +1,9 @@
 package kfp
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"path"
 	"strings"
 	"time"
 
@@ -186,91 +181,6 @@ func (c *Client) CancelRun(ctx context.Context, id string) error {
 		return fmt.Errorf("cancel run %s: %w", id, err)
 	}
 	return nil
-}
-
-// Artifact reads output artifact of task of run runID through ReadArtifact
-// (the task's node is its pod name in run_details). The API server answers
-// the artifact as a gzipped tar archive: file picks the entry ("" = the only
-// file; for a directory artifact a path inside it); a non-archive answer is
-// returned as is.
-func (c *Client) Artifact(ctx context.Context, runID, task, artifact, file string) ([]byte, error) {
-	run, err := c.getRun(ctx, runID)
-	if err != nil {
-		return nil, err
-	}
-	node := ""
-	if run.RunDetails != nil {
-		for _, t := range run.RunDetails.TaskDetails {
-			if t != nil && t.DisplayName == task {
-				node = t.PodName
-				if node == "" {
-					node = t.TaskID
-				}
-			}
-		}
-	}
-	if node == "" {
-		return nil, fmt.Errorf("artifact %s of task %s of run %s: the run has no such task: %w", artifact, task, runID, pipelines.ErrNotFound)
-	}
-	var data []byte
-	err = c.call(ctx, "read artifact", func(ctx context.Context) error {
-		p := run_service.NewReadArtifactParamsWithContext(ctx)
-		p.RunID, p.NodeID, p.ArtifactName = runID, node, artifact
-		res, err := c.runs.ReadArtifact(p, c.auth)
-		if err != nil {
-			return err
-		}
-		data = res.Payload.Data
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("artifact %s of task %s of run %s: %w", artifact, task, runID, err)
-	}
-	out, err := untar(data, file)
-	if err != nil {
-		return nil, fmt.Errorf("artifact %s of task %s of run %s: %w", artifact, task, runID, err)
-	}
-	return out, nil
-}
-
-// untar picks file from a gzipped tar archive (data as is when it is not one).
-func untar(data []byte, file string) ([]byte, error) {
-	gz, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return data, nil
-	}
-	tr := tar.NewReader(gz)
-	var only []byte
-	n := 0
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read archive: %w", err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		name := strings.TrimPrefix(path.Clean(h.Name), "./")
-		b, err := io.ReadAll(io.LimitReader(tr, 256<<20))
-		if err != nil {
-			return nil, err
-		}
-		n++
-		only = b
-		if file != "" && (name == file || strings.HasSuffix(name, "/"+file)) {
-			return b, nil
-		}
-	}
-	if file == "" && n == 1 {
-		return only, nil
-	}
-	if file == "" {
-		return nil, fmt.Errorf("the archive holds %d files: name one", n)
-	}
-	return nil, fmt.Errorf("no file %q in the archive: %w", file, pipelines.ErrNotFound)
 }
 
 func (c *Client) toRun(r *run_model.V2beta1Run) *pipelines.Run {
