@@ -92,3 +92,9 @@ func BadTimestamps() Fault {
 		})
 	}
 }
+
+// When applies f only to the requests match accepts, and only to the
+// first times of them (times <= 0: to all); see fakehttp.When.
+func When(match func(*http.Request) bool, times int, f Fault) Fault {
+	return fakehttp.When(match, times, f)
+}
