@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
-	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
@@ -292,13 +291,13 @@ func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Compos
 		b, err := o.Forge.ReadFile(ctx, branch, ComposedPath)
 		switch {
 		case err == nil:
-			prev, against = b, ComposedPath+" on "+branch
+			prev, against = diffText(b), ComposedPath+" on "+branch
 		case !errors.Is(err, forge.ErrNotFound):
 			return nil, agent.Failed("read "+ComposedPath, err, "check the forge settings and credentials")
 		}
 	}
 	out.Status = "planned"
-	out.Diff = Diff(string(prev), string(c.YAML), against, "composed")
+	out.Diff = Diff(string(prev), string(diffText(c.YAML)), against, "composed")
 	fmt.Fprintf(o.Out, "diff against %s:\n%s", against, out.Diff)
 	summary := fmt.Sprintf("would upload pipeline %s version %s (%s)", out.PipelineName, out.VersionName, out.SpecHash)
 	if out.Diff == "" {
@@ -308,30 +307,29 @@ func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Compos
 }
 
 // serverYAML turns a version's pipeline_spec (JSON, either the
-// PipelineSpec or {"pipeline_spec":…, "platform_spec":…}) into YAML in the
-// composed layout.
+// PipelineSpec or {"pipeline_spec":…, "platform_spec":…}) into the text
+// dry runs diff (pipelinespec.Document.DiffText).
 func serverYAML(spec []byte) ([]byte, error) {
 	if len(spec) == 0 {
 		return nil, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(spec, &m); err != nil {
-		return nil, err
-	}
-	ps, ok := m["pipeline_spec"]
-	if !ok {
-		return yaml.JSONToYAML(spec)
-	}
-	out, err := yaml.JSONToYAML(ps)
+	d, err := pipelinespec.FromJSON(spec)
 	if err != nil {
 		return nil, err
 	}
-	if pl, ok := m["platform_spec"]; ok {
-		p, err := yaml.JSONToYAML(pl)
-		if err != nil {
-			return nil, err
-		}
-		out = append(append(out, "---\n"...), p...)
+	return d.DiffText()
+}
+
+// diffText is a composed spec (YAML) as dry runs diff it; the text as is
+// when it does not load.
+func diffText(y []byte) []byte {
+	d, err := pipelinespec.Load(y)
+	if err != nil {
+		return y
 	}
-	return out, nil
+	out, err := d.DiffText()
+	if err != nil {
+		return y
+	}
+	return out
 }

@@ -318,7 +318,7 @@ func TestDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := res.Outputs.(*Outputs)
-	for _, s := range []string{"diff against version 3f2a9c1b7d4e-", "-          cpuLimit: 2\n", "+          cpuLimit: 4\n", "-          resourceCpuLimit: \"2\"\n", "+          resourceCpuLimit: \"4\"\n"} {
+	for _, s := range []string{"diff against version 3f2a9c1b7d4e-", "-          cpuLimit: 2\n", "+          cpuLimit: 4\n", "-          resourceCpuLimit: '2'\n", "+          resourceCpuLimit: '4'\n"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("diff lacks %q:\n%s", s, out)
 		}
