@@ -58,6 +58,9 @@ type Outputs struct {
 	Commit string `json:"commit,omitempty"`
 	// Diff is the dry run's unified diff against the previous composed spec.
 	Diff string `json:"diff,omitempty"`
+	// Offline says why a dry run could not ask the pipelines server (it then
+	// diffed against the composed spec on the pipeline branch).
+	Offline string `json:"offline,omitempty"`
 }
 
 // VersionName is the deterministic version name of a spec built from
@@ -274,8 +277,18 @@ func uploadFix(err error) string {
 func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Composed, branch string) (*agent.Result, error) {
 	var prev []byte
 	against := "nothing (first version)"
+	offline := ""
 	if l, ok := o.Backend.(latester); ok {
 		v, spec, err := l.LatestVersion(ctx, out.PipelineName)
+		if err != nil && unreachable(err) && ctx.Err() == nil {
+			// A plan is still worth having when the server is down: say so
+			// and what was checked without it.
+			offline = fmt.Sprintf("the KFP API server at %s could not be reached (%v)", o.Config.Backends.Pipelines.Endpoint, err)
+			o.Log.Warnf("%s: planned offline: the spec was composed and validated, %d images pinned from %s, hash %s; diffed against %s on %s instead of the server's newest version",
+				offline, len(c.Images), records.ComponentsLockPath, out.SpecHash, ComposedPath, branch)
+			out.Offline = offline
+			v, spec, err = nil, nil, nil
+		}
 		if err != nil {
 			return nil, agent.Failed("read the latest pipeline version", err, uploadFix(err))
 		}
@@ -303,7 +316,21 @@ func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Compos
 	if out.Diff == "" {
 		summary = fmt.Sprintf("pipeline %s unchanged against %s", out.PipelineName, against)
 	}
+	if offline != "" {
+		summary += fmt.Sprintf(" — planned offline: %s; checked without it: the spec composes and validates, %d images pinned, diff against %s", offline, len(c.Images), against)
+	}
 	return &agent.Result{Summary: summary, Outputs: out}, nil
+}
+
+// unreachable reports an error that says nothing about the plan: the
+// server did not answer (network error, timeout) or answered a temporary
+// 5xx. A 4xx (401, 403, 404 …) is a real answer and is not.
+func unreachable(err error) bool {
+	var se pipelines.StatusError
+	if errors.As(err, &se) {
+		return se.Temporary()
+	}
+	return true
 }
 
 // serverYAML turns a version's pipeline_spec (JSON, either the
