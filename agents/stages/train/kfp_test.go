@@ -296,3 +296,49 @@ func TestKFPStalledRunIsDistinguishable(t *testing.T) {
 		t.Errorf("result JSON %s", out)
 	}
 }
+
+// training.parameters take every KFP parameter type, typed by the
+// pipeline's root inputs (the composed spec on the pipeline branch):
+// lists and structs as they are, strings from BRANCHML_* variables parsed.
+func TestKFPParametersTypedBySpec(t *testing.T) {
+	ke := setupKFP(t)
+	composed := "pipelineInfo: {name: djia30-sentiment}\nroot:\n  inputDefinitions:\n    parameters:\n" +
+		"      hidden: {parameterType: LIST}\n      options: {parameterType: STRUCT}\n      epochs: {parameterType: NUMBER_INTEGER}\n" +
+		"      learning_rate: {parameterType: NUMBER_DOUBLE}\n      shuffle: {parameterType: BOOLEAN}\n      train_end: {parameterType: STRING}\n" +
+		"      patience: {parameterType: STRING}\n---\nplatforms: {kubernetes: {}}\n"
+	if _, err := ke.forge.WriteBack(context.Background(), forgeWB("kf-pipeline", ComposedSpecPath, []byte(composed))); err != nil {
+		t.Fatal(err)
+	}
+	ke.cfg.Training.Parameters = map[string]any{"hidden": []any{float64(32), float64(16)}, "options": map[string]any{"dropout": 0.1},
+		"epochs": "30", "learning_rate": float64(1), "shuffle": "true", "train_end": "2015-12-31", "patience": float64(5), "seed": float64(42)}
+	if _, err := Run(context.Background(), ke.opts()); err != nil {
+		t.Fatalf("Run: %v\n%s", err, ke.log)
+	}
+	got := ke.kfp.Runs()[0].Parameters
+	delete(got, "data_path")
+	delete(got, "model_base_path")
+	want := `{"epochs":30,"hidden":[32,16],"learning_rate":1,"model_version":1,"options":{"dropout":0.1},"patience":"5","seed":42,"shuffle":true,"train_end":"2015-12-31"}`
+	if js(got) != want {
+		t.Errorf("runtime_config.parameters = %s\nwant %s", js(got), want)
+	}
+	body := ""
+	for _, r := range ke.kfp.Requests() {
+		if r.Method == "POST" && r.Path == "/apis/v2beta1/runs" {
+			body = string(r.Body)
+		}
+	}
+	if !strings.Contains(body, `"hidden":[32,16]`) || !strings.Contains(body, `"options":{"dropout":0.1}`) || !strings.Contains(body, `"epochs":30,`) {
+		t.Errorf("create body %s", body)
+	}
+	// A value that is not of its type: exit 2, naming it.
+	ke2 := setupKFP(t)
+	ke2.forge.WriteBack(context.Background(), forgeWB("kf-pipeline", ComposedSpecPath, []byte(composed)))
+	ke2.cfg.Training.Parameters = map[string]any{"epochs": 2.5, "hidden": "32,16"}
+	_, err := Run(context.Background(), ke2.opts())
+	if agent.CodeOf(err) != agent.ExitUsage || !strings.Contains(err.Error(), "training.parameters.epochs: 2.5 is not a NUMBER_INTEGER; training.parameters.hidden: \"32,16\" is not a LIST") {
+		t.Errorf("err = %v", err)
+	}
+	if len(ke2.kfp.Runs()) != 0 {
+		t.Error("a run was created")
+	}
+}

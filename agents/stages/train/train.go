@@ -350,6 +350,9 @@ func (s *stage) start(ctx context.Context) (*pipelines.Run, error) {
 	for k, v := range s.cfg.Training.Parameters {
 		params[k] = v
 	}
+	if err := s.typeParameters(ctx, params); err != nil {
+		return nil, err
+	}
 	params[s.cfg.Training.Data.Parameter] = vols.dataPath
 	params[s.cfg.Training.Model.Parameter] = vols.modelBase
 	params[s.cfg.Training.Model.VersionParameter] = version
