@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // Prefix is the path prefix of every v2beta1 endpoint.
@@ -82,15 +82,28 @@ func specJSON(spec []byte) any {
 	}
 }
 
+// documents reads the YAML documents of an uploaded file as the API
+// server does (gopkg.in/yaml.v3, YAML 1.2; here go.yaml.in/yaml/v3),
+// through JSON so that values are JSON's.
 func documents(spec []byte) []map[string]any {
 	var out []map[string]any
-	for _, part := range bytes.Split(append([]byte("\n"), spec...), []byte("\n---\n")) {
+	dec := yaml.NewDecoder(bytes.NewReader(spec))
+	for {
 		var m map[string]any
-		if err := yaml.Unmarshal(part, &m); err == nil && m != nil {
-			out = append(out, m)
+		if err := dec.Decode(&m); err != nil {
+			return out
 		}
+		if m == nil {
+			continue
+		}
+		js, err := json.Marshal(m)
+		if err != nil {
+			return out
+		}
+		var j map[string]any
+		json.Unmarshal(js, &j)
+		out = append(out, j)
 	}
-	return out
 }
 
 func experimentJSON(e *Experiment) map[string]any {
@@ -335,8 +348,14 @@ func upload(w http.ResponseWriter, r *http.Request) ([]byte, string, bool) {
 	}
 	defer f.Close()
 	data, _ := io.ReadAll(f)
-	if len(documents(data)) == 0 {
+	docs := documents(data)
+	if len(docs) == 0 {
 		writeStatus(w, http.StatusBadRequest, codeInvalidArgument, "Invalid input error: the pipeline file is not a valid pipeline spec")
+		return nil, "", false
+	}
+	// As backend/src/apiserver/template/v2_template.go checks.
+	if info, _ := docs[0]["pipelineInfo"].(map[string]any); docs[0]["root"] != nil && (info == nil || info["name"] == nil || info["name"] == "") {
+		writeStatus(w, http.StatusBadRequest, codeInvalidArgument, "Invalid input error: invalid v2 pipeline spec: name is empty")
 		return nil, "", false
 	}
 	return data, h.Filename, true
