@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -340,5 +341,37 @@ func TestKFPParametersTypedBySpec(t *testing.T) {
 	}
 	if len(ke2.kfp.Runs()) != 0 {
 		t.Error("a run was created")
+	}
+}
+
+// Two `branchml-train run` for one commit at once, while CreateRun takes
+// 300ms: both name the run alike ("<project>-<commit12>"), both create
+// one, and the check after the create leaves one run going; both stages
+// follow and record that one.
+func TestKFPTwoStagesAtOnceMakeOneRun(t *testing.T) {
+	ke := setupKFP(t, fakekfp.WithCreateRunDelay(300*time.Millisecond))
+	ke.cfg.Snapshot.Enabled = false
+	var wg sync.WaitGroup
+	res := make([]*Result, 2)
+	errs := make([]error, 2)
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = Run(context.Background(), ke.opts())
+		}()
+	}
+	wg.Wait()
+	runs := ke.kfp.Runs()
+	if len(runs) != 2 || runs[1].State() != pipelines.StateCanceling && runs[1].State() != pipelines.StateCanceled {
+		t.Fatalf("runs %d: %+v", len(runs), runs)
+	}
+	for i := range res {
+		if res[i] == nil || res[i].RunID != runs[0].ID || errs[i] != nil {
+			t.Errorf("stage %d: %+v, %v", i, res[i], errs[i])
+		}
+	}
+	if rec := ke.record(); rec.RunID != runs[0].ID || rec.State != "SUCCEEDED" {
+		t.Errorf("record %+v", rec)
 	}
 }
