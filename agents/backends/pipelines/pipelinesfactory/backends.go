@@ -70,7 +70,8 @@ func WithKFPOptions(opts ...kfp.Option) Option {
 
 // New returns the backend of cfg.Backends.Pipelines. For "kfp" it needs
 // an endpoint and reads the token from KFP_TOKEN or KFP_TOKEN_FILE (none:
-// no Authorization header); for "local" a runner (WithRunner), and it
+// no Authorization header), and reads task outputs through
+// backends.pipelines.metadata and objectStore when set (see outputStores); for "local" a runner (WithRunner), and it
 // keeps its data under the state directory's "pipelines" folder. An
 // unknown type is an error naming the allowed ones.
 func New(cfg *config.Config, opts ...Option) (pipelines.Backend, error) {

@@ -93,14 +93,14 @@ func toNode(v any) (*yaml.Node, error) {
 // both YAML versions; else single-quoted, as the KFP compiler (PyYAML)
 // writes, unless s holds characters only double quotes can escape.
 func quoting(s string) yaml.Style {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || r == '\ufeff' {
+			return yaml.DoubleQuotedStyle // tabs, newlines: escaped, as the KFP compiler writes them
+		}
+	}
 	plain, err := yaml.Marshal(s)
 	if !ambiguous(s) && err == nil && !bytes.HasPrefix(plain, []byte(`"`)) && !bytes.HasPrefix(plain, []byte(`'`)) {
 		return 0
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || r == '\ufeff' {
-			return yaml.DoubleQuotedStyle
-		}
 	}
 	return yaml.SingleQuotedStyle
 }
@@ -108,8 +108,8 @@ func quoting(s string) yaml.Style {
 // ambiguous reports whether plain s would not read back as the string s
 // under YAML 1.1 (go.yaml.in/yaml/v2) or YAML 1.2 (v3).
 func ambiguous(s string) bool {
-	if s == "" || strings.ContainsAny(s, "\n\r\t") {
-		return false // the encoder quotes or blocks these itself
+	if s == "" {
+		return false // the encoder quotes it itself
 	}
 	var a any
 	if err := yaml2.Unmarshal([]byte(s), &a); err != nil {

@@ -33,13 +33,13 @@ type Document struct {
 // go.yaml.in/yaml/v3): y, n, yes, no, on, off stay strings. Numbers keep
 // their written form (json.Number) when it is a JSON number, else the
 // shortest JSON form of their value; dates stay strings. Anchors and
-// aliases are expanded (at most MaxNodes nodes in all); merge keys,
+// aliases are expanded (within MaxNodes); merge keys,
 // duplicate keys and non-string keys are errors. Errors name the document
 // and what is wrong with it.
 func Load(data []byte) (*Document, error) {
 	var docs []map[string]any
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	budget := MaxNodes
+	budget := min(MaxNodes, 16*len(data)+1024) // without aliases a node takes 2 bytes at least
 	for i := 1; ; i++ {
 		var n yaml.Node
 		err := dec.Decode(&n)
@@ -89,7 +89,8 @@ func Load(data []byte) (*Document, error) {
 }
 
 // MaxNodes bounds the YAML nodes one spec may expand to (aliases count
-// each time they are used), against alias bombs.
+// each time they are used), against alias bombs; a spec of n bytes may
+// expand to at most 16n+1024 of them.
 const MaxNodes = 4 << 20
 
 var jsonNumberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
