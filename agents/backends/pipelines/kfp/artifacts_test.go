@@ -232,3 +232,22 @@ func TestObjectStoreCredentialsAndBucket(t *testing.T) {
 		t.Errorf("ParseURI = %q %q %v", b, k, err)
 	}
 }
+
+// An ML Metadata server that is down (connection refused) is "cannot be
+// reached" too: the pipeline root is searched.
+func TestFallbackWhenMLMDIsDown(t *testing.T) {
+	w := newWorld(t)
+	w.record(t, fake.Output{Task: "train", Name: "metrics", Type: "system.Metrics", Files: map[string][]byte{"": []byte(metricsJSON)}})
+	c := w.client(t, true, true)
+	w.md.Close()
+	b, err := c.Artifact(context.Background(), w.run.ID, "train", "metrics", "")
+	if err != nil || string(b) != metricsJSON || !strings.Contains(w.log.String(), "ML Metadata at "+w.md.Addr+" cannot be reached") {
+		t.Fatalf("artifact = %q, %v\n%s", b, err, w.log)
+	}
+	// Without an object store to fall back to, the error says both.
+	_, err = w.client(t, true, false).Artifact(context.Background(), w.run.ID, "train", "metrics", "")
+	var ue *mlmd.UnreachableError
+	if !errors.As(err, &ue) {
+		t.Errorf("err = %v", err)
+	}
+}
