@@ -269,6 +269,41 @@ type PipelinesBackend struct {
 	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
 	// Parallelism bounds concurrently running tasks of the local runner.
 	Parallelism int `json:"parallelism,omitempty"`
+	// Metadata is KFP's ML Metadata service, where KFP v2 records the
+	// outputs of a run's tasks (metrics, model URIs).
+	Metadata MetadataStore `json:"metadata,omitempty"`
+	// ObjectStore is the S3-compatible store of KFP's pipeline root, where
+	// the artifact files are.
+	ObjectStore ObjectStore `json:"objectStore,omitempty"`
+}
+
+// MetadataStore is an ML Metadata gRPC service (MetadataStoreService).
+type MetadataStore struct {
+	// Address is host:port, e.g. "metadata-grpc-service.kubeflow:8080"; ""
+	// reads outputs from the object store alone.
+	Address string `json:"address,omitempty"`
+	// TLS speaks TLS (trusting CAFile, or the system roots); default plaintext,
+	// as KFP installs it.
+	TLS    bool   `json:"tls,omitempty"`
+	CAFile string `json:"caFile,omitempty"`
+}
+
+// ObjectStore is the S3-compatible object store of the pipeline root
+// (MinIO or SeaweedFS as KFP installs them, or S3). Its credentials come
+// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or their _FILE
+// variables), never from this file.
+type ObjectStore struct {
+	// Endpoint is the store's URL, e.g. "http://minio-service.kubeflow:9000".
+	Endpoint string `json:"endpoint,omitempty"`
+	// Bucket is the pipeline root's bucket; when set, only it is read. Default:
+	// the bucket each artifact URI names (KFP's default root is
+	// minio://mlpipeline/v2/artifacts).
+	Bucket string `json:"bucket,omitempty"`
+	// Region of the bucket (default us-east-1).
+	Region string `json:"region,omitempty"`
+	// CAFile and InsecureSkipVerify are TLS settings for Endpoint.
+	CAFile             string `json:"caFile,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
 }
 
 // StorageBackend: type "local" (directories) or "trident" (PVCs and CSI

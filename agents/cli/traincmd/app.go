@@ -53,7 +53,10 @@ func AppWith(w Wiring) *ucli.App {
 		Description: "Starts a run of the pipeline version recorded on the pipeline branch (.branchml/pipeline.lock.json)\n" +
 			"and waits for it. A commit that already has a run reuses it unless --rerun is given; a reused, finished run\n" +
 			"writes nothing back and takes no snapshots again. A cancelled run is never reused: a new one is started.\n" +
-			"Exit codes: 0 done, 1 run failed, 2 bad config, 3 KPIs not met, 130 interrupted (the run is cancelled).",
+			"Exit codes: 0 done, 1 run failed (also stalled or past training.timeout: the run is terminated, outputs.stopped says which;\n" +
+			"and metrics that cannot be read), 2 bad config, 3 KPIs not met, 130 interrupted (the run is cancelled unless it had ended).\n" +
+			"On KFP, metrics come from ML Metadata and the pipeline root's object store (backends.pipelines.metadata, objectStore;\n" +
+			"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or their _FILE variables).",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "rerun", Usage: "start a new run even when this commit already has one (a cancelled run is replaced without it)"},
 			&ucli.DurationFlag{Name: "poll-interval", Value: 5 * time.Second, Usage: "how often the run's state is polled"},

@@ -180,6 +180,9 @@ var thirdParty = []struct {
 	{"github.com/go-openapi", []string{"backends/pipelines/kfp"}},
 	{"k8s.io/client-go", []string{"backends/storage", "backends/serving"}},
 	{"github.com/kubernetes-csi", []string{"backends/storage"}},
+	{"github.com/kubeflow/pipelines/third_party/ml-metadata", []string{"backends/pipelines/kfp", "internal/fake/mlmd"}},
+	{"github.com/minio/minio-go", []string{"backends/pipelines/kfp"}},
+	{"github.com/johannesboyne/gofakes3", []string{"internal/fake/s3"}},
 }
 
 // ThirdParty reports whether package from may import the non-module path to.

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
-	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
@@ -59,6 +58,9 @@ type Outputs struct {
 	Commit string `json:"commit,omitempty"`
 	// Diff is the dry run's unified diff against the previous composed spec.
 	Diff string `json:"diff,omitempty"`
+	// Offline says why a dry run could not ask the pipelines server (it then
+	// diffed against the composed spec on the pipeline branch).
+	Offline string `json:"offline,omitempty"`
 }
 
 // VersionName is the deterministic version name of a spec built from
@@ -275,8 +277,18 @@ func uploadFix(err error) string {
 func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Composed, branch string) (*agent.Result, error) {
 	var prev []byte
 	against := "nothing (first version)"
+	offline := ""
 	if l, ok := o.Backend.(latester); ok {
 		v, spec, err := l.LatestVersion(ctx, out.PipelineName)
+		if err != nil && unreachable(err) && ctx.Err() == nil {
+			// A plan is still worth having when the server is down: say so
+			// and what was checked without it.
+			offline = fmt.Sprintf("the KFP API server at %s could not be reached (%v)", o.Config.Backends.Pipelines.Endpoint, err)
+			o.Log.Warnf("%s: planned offline: the spec was composed and validated, %d images pinned from %s, hash %s; diffed against %s on %s instead of the server's newest version",
+				offline, len(c.Images), records.ComponentsLockPath, out.SpecHash, ComposedPath, branch)
+			out.Offline = offline
+			v, spec, err = nil, nil, nil
+		}
 		if err != nil {
 			return nil, agent.Failed("read the latest pipeline version", err, uploadFix(err))
 		}
@@ -292,46 +304,59 @@ func dryRun(ctx context.Context, o Options, out *Outputs, c *pipelinespec.Compos
 		b, err := o.Forge.ReadFile(ctx, branch, ComposedPath)
 		switch {
 		case err == nil:
-			prev, against = b, ComposedPath+" on "+branch
+			prev, against = diffText(b), ComposedPath+" on "+branch
 		case !errors.Is(err, forge.ErrNotFound):
 			return nil, agent.Failed("read "+ComposedPath, err, "check the forge settings and credentials")
 		}
 	}
 	out.Status = "planned"
-	out.Diff = Diff(string(prev), string(c.YAML), against, "composed")
+	out.Diff = Diff(string(prev), string(diffText(c.YAML)), against, "composed")
 	fmt.Fprintf(o.Out, "diff against %s:\n%s", against, out.Diff)
 	summary := fmt.Sprintf("would upload pipeline %s version %s (%s)", out.PipelineName, out.VersionName, out.SpecHash)
 	if out.Diff == "" {
 		summary = fmt.Sprintf("pipeline %s unchanged against %s", out.PipelineName, against)
 	}
+	if offline != "" {
+		summary += fmt.Sprintf(" — planned offline: %s; checked without it: the spec composes and validates, %d images pinned, diff against %s", offline, len(c.Images), against)
+	}
 	return &agent.Result{Summary: summary, Outputs: out}, nil
 }
 
+// unreachable reports an error that says nothing about the plan: the
+// server did not answer (network error, timeout) or answered a temporary
+// 5xx. A 4xx (401, 403, 404 …) is a real answer and is not.
+func unreachable(err error) bool {
+	var se pipelines.StatusError
+	if errors.As(err, &se) {
+		return se.Temporary()
+	}
+	return true
+}
+
 // serverYAML turns a version's pipeline_spec (JSON, either the
-// PipelineSpec or {"pipeline_spec":…, "platform_spec":…}) into YAML in the
-// composed layout.
+// PipelineSpec or {"pipeline_spec":…, "platform_spec":…}) into the text
+// dry runs diff (pipelinespec.Document.DiffText).
 func serverYAML(spec []byte) ([]byte, error) {
 	if len(spec) == 0 {
 		return nil, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(spec, &m); err != nil {
-		return nil, err
-	}
-	ps, ok := m["pipeline_spec"]
-	if !ok {
-		return yaml.JSONToYAML(spec)
-	}
-	out, err := yaml.JSONToYAML(ps)
+	d, err := pipelinespec.FromJSON(spec)
 	if err != nil {
 		return nil, err
 	}
-	if pl, ok := m["platform_spec"]; ok {
-		p, err := yaml.JSONToYAML(pl)
-		if err != nil {
-			return nil, err
-		}
-		out = append(append(out, "---\n"...), p...)
+	return d.DiffText()
+}
+
+// diffText is a composed spec (YAML) as dry runs diff it; the text as is
+// when it does not load.
+func diffText(y []byte) []byte {
+	d, err := pipelinespec.Load(y)
+	if err != nil {
+		return y
 	}
-	return out, nil
+	out, err := d.DiffText()
+	if err != nil {
+		return y
+	}
+	return out
 }

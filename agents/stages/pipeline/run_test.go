@@ -318,7 +318,7 @@ func TestDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := res.Outputs.(*Outputs)
-	for _, s := range []string{"diff against version 3f2a9c1b7d4e-", "-          cpuLimit: 2\n", "+          cpuLimit: 4\n", "-          resourceCpuLimit: \"2\"\n", "+          resourceCpuLimit: \"4\"\n"} {
+	for _, s := range []string{"diff against version 3f2a9c1b7d4e-", "-          cpuLimit: 2\n", "+          cpuLimit: 4\n", "-          resourceCpuLimit: '2'\n", "+          resourceCpuLimit: '4'\n"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("diff lacks %q:\n%s", s, out)
 		}
@@ -379,5 +379,35 @@ func TestDiff(t *testing.T) {
 	want := "--- old\n+++ new\n a\n-b\n+B\n c\n+d\n"
 	if got != want {
 		t.Errorf("Diff =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A plan-only (PR) build while the KFP API server is down plans offline:
+// it says that the server could not be reached and what it still checked.
+func TestDryRunWhenKFPIsDown(t *testing.T) {
+	e := setup(t, small, true)
+	if _, _, err := e.run(t, false); err != nil { // a composed spec on the branch
+		t.Fatal(err)
+	}
+	e.kfp.Close()
+	e.cfg.Pipeline.Resources["train"] = config.Resources{CPU: "4", Memory: "2Gi"}
+	res, out, err := e.run(t, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := res.Outputs.(*Outputs)
+	if !strings.Contains(o.Offline, "the KFP API server at "+e.kfp.URL+" could not be reached") ||
+		!strings.Contains(res.Summary, "planned offline: the KFP API server at "+e.kfp.URL+" could not be reached") ||
+		!strings.Contains(res.Summary, "checked without it: the spec composes and validates, 2 images pinned, diff against .branchml/pipeline.composed.yaml on kf-pipeline") ||
+		!strings.Contains(out, "+          cpuLimit: 4\n") {
+		t.Errorf("offline plan: %s\n%+v\n%s", res.Summary, o, out)
+	}
+	// An answer that refuses us (401) still fails the plan.
+	s := fake.New(fake.WithToken("other"))
+	defer s.Close()
+	c, _ := kfp.New(s.URL, kfp.WithRetry(kfp.RetryPolicy{Attempts: 1}))
+	e.c = c
+	if _, _, err := e.run(t, true); agent.CodeOf(err) != agent.ExitFailed || !strings.Contains(err.Error(), "401") {
+		t.Errorf("401: %v", err)
 	}
 }

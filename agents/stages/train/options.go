@@ -106,6 +106,11 @@ type Result struct {
 	Gate        *kpi.Result    `json:"gate,omitempty"`
 	// PullRequest is the promotion PR (nil unless the gate passed).
 	PullRequest *forge.PullRequest `json:"pullRequest,omitempty"`
+	// Stopped says why following the run stopped before it ended
+	// (Stopped* constants: "stalled", "deadline", "interrupted",
+	// "interrupted-after-end", "follow-failed"); "" when it was followed to
+	// its end.
+	Stopped string `json:"stopped,omitempty"`
 	// RunURL links to the run in the backend's UI.
 	RunURL string `json:"runUrl,omitempty"`
 	// Record is the run record as last written back.

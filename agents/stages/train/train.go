@@ -147,10 +147,9 @@ func (s *stage) run(ctx context.Context) (*Result, error) {
 	} else {
 		s.res.State, s.res.Metrics = s.rec.State, s.rec.Metrics
 	}
+	var metricsErr error
 	if s.res.Metrics == nil && s.res.State == pipelines.StateSucceeded {
-		if err := s.fetchMetrics(ctx); err != nil {
-			s.log().Warnf("run %s: %v", s.res.RunID, err)
-		}
+		metricsErr = s.fetchMetrics(ctx)
 		s.rec.Metrics = s.res.Metrics
 	}
 	if err := s.writeRecord(ctx); err != nil {
@@ -158,6 +157,10 @@ func (s *stage) run(ctx context.Context) (*Result, error) {
 	}
 	if s.res.State != pipelines.StateSucceeded {
 		return s.res, s.failedRun(run)
+	}
+	if metricsErr != nil {
+		// An error of the run or of the wiring, never a verdict on the model.
+		return s.res, metricsErr
 	}
 	if err := s.snapshot(ctx); err != nil {
 		return s.res, err
@@ -227,6 +230,9 @@ func (s *stage) reusable(ctx context.Context) *records.RunRecord {
 	if !cancelled(p.State) {
 		return p
 	}
+	if !s.o.DryRun && s.refresh(ctx, p) {
+		return p
+	}
 	verb := "starting"
 	if s.o.DryRun {
 		verb = "would start"
@@ -236,6 +242,22 @@ func (s *stage) reusable(ctx context.Context) *records.RunRecord {
 		s.finishCancel(ctx, p.RunID)
 	}
 	return nil
+}
+
+// refresh re-reads a run recorded as CANCELING or CANCELED: one that the
+// server says SUCCEEDED or FAILED (it ended before the cancel took) is
+// reused with that state, and true is returned.
+func (s *stage) refresh(ctx context.Context, p *records.RunRecord) bool {
+	r, err := s.o.Pipelines.GetRun(ctx, p.RunID)
+	if err != nil || !pipelines.Terminal(r.State) || cancelled(r.State) {
+		return false
+	}
+	s.log().Infof("run %s (%s) is recorded %s, but the server says %s: reusing it", p.RunID, p.DisplayName, p.State, r.State)
+	p.State, p.Tasks = r.State, r.Tasks
+	if !r.FinishedAt.IsZero() {
+		p.FinishedAt = r.FinishedAt.UTC()
+	}
+	return true
 }
 
 // finishCancel asks the backend again to cancel a run recorded as
@@ -328,6 +350,9 @@ func (s *stage) start(ctx context.Context) (*pipelines.Run, error) {
 	for k, v := range s.cfg.Training.Parameters {
 		params[k] = v
 	}
+	if err := s.typeParameters(ctx, params); err != nil {
+		return nil, err
+	}
 	params[s.cfg.Training.Data.Parameter] = vols.dataPath
 	params[s.cfg.Training.Model.Parameter] = vols.modelBase
 	params[s.cfg.Training.Model.VersionParameter] = version
@@ -397,7 +422,12 @@ func (s *stage) follow(ctx context.Context, id string) (*pipelines.Run, error) {
 	if run != nil {
 		s.observe(run)
 	}
-	if s.rec != nil && s.rec.State != "" && !pipelines.Terminal(s.rec.State) {
+	stopped, fix := stopReason(err, id)
+	s.res.Stopped = stopped
+	// Only a cancel this process asked for makes the run CANCELING; after
+	// any other error the record keeps the state the server last reported,
+	// and the next build follows the run again.
+	if stopped != StoppedFollowFailed && stopped != StoppedAfterEnd && s.rec != nil && s.rec.State != "" && !pipelines.Terminal(s.rec.State) {
 		s.rec.State = pipelines.StateCanceling
 		s.res.State = s.rec.State
 	}
@@ -406,18 +436,43 @@ func (s *stage) follow(ctx context.Context, id string) (*pipelines.Run, error) {
 	if werr := s.writeRecord(wctx); werr != nil {
 		s.log().Errorf("%v", werr)
 	}
-	if errors.Is(err, context.Canceled) {
-		return nil, agent.Failed("follow run "+id, err, "")
-	}
+	return nil, agent.Failed("follow run "+id, err, fix)
+}
+
+// Values of Result.Stopped: why following a run stopped before it ended.
+const (
+	// StoppedInterrupted: SIGINT/SIGTERM (exit 130); the run was cancelled.
+	StoppedInterrupted = "interrupted"
+	// StoppedAfterEnd: SIGINT/SIGTERM after the run had ended (exit 130);
+	// nothing was cancelled and the run's end state is recorded.
+	StoppedAfterEnd = "interrupted-after-end"
+	// StoppedStalled: no state or task change for training.stallTimeout;
+	// the run was cancelled (exit 1).
+	StoppedStalled = "stalled"
+	// StoppedDeadline: the run did not end within training.timeout; it was
+	// cancelled (exit 1).
+	StoppedDeadline = "deadline"
+	// StoppedFollowFailed: the server's answers could not be read (an
+	// error, too many transient errors); the run was not cancelled (exit 1).
+	StoppedFollowFailed = "follow-failed"
+)
+
+// stopReason classifies a follow error and says what to do about it.
+func stopReason(err error, id string) (string, string) {
+	var ie *follow.Interrupted
 	var se *follow.StalledError
-	if errors.As(err, &se) {
-		return nil, agent.Failed("follow run "+id, err, "look at the run's task logs; raise training.stallTimeout if the pipeline is just slow to report")
-	}
 	var de *follow.DeadlineError
-	if errors.As(err, &de) {
-		return nil, agent.Failed("follow run "+id, err, "raise training.timeout, or make the pipeline faster")
+	switch {
+	case errors.As(err, &ie) && !ie.Cancelled:
+		return StoppedAfterEnd, "run the stage again: the ended run is reused"
+	case errors.Is(err, context.Canceled) || errors.As(err, &ie):
+		return StoppedInterrupted, ""
+	case errors.As(err, &se):
+		return StoppedStalled, "look at the run's task logs; raise training.stallTimeout if the pipeline is just slow to report"
+	case errors.As(err, &de):
+		return StoppedDeadline, "raise training.timeout, or make the pipeline faster"
 	}
-	return nil, agent.Failed("follow run "+id, err, "check the pipelines backend; run 'branchml-train status "+id+"' to look at the run")
+	return StoppedFollowFailed, "the run was not cancelled: check the pipelines backend and its credentials, then run the stage again to follow it (or 'branchml-train status " + id + "')"
 }
 
 // observe copies a run's state into the result and the record.
@@ -435,35 +490,38 @@ func (s *stage) observe(run *pipelines.Run) {
 	}
 }
 
-// collect records a finished run and fetches its metrics.
-func (s *stage) collect(ctx context.Context, run *pipelines.Run) error {
+// collect records a finished run (its metrics are read by run).
+func (s *stage) collect(_ context.Context, run *pipelines.Run) error {
 	s.observe(run)
-	if run.State != pipelines.StateSucceeded {
-		return nil
-	}
-	if err := s.fetchMetrics(ctx); err != nil {
-		s.log().Warnf("run %s: %v", run.ID, err)
-	}
-	s.rec.Metrics = s.res.Metrics
 	return nil
 }
 
+// fetchMetrics reads metrics.json from output MetricsArtifact of task
+// MetricsTask. Failing that it is an agent.Failed error (exit 1) that names
+// the task, the artifact and where the backend looked: a run that cannot
+// show its metrics is not judged by the KPI gate.
 func (s *stage) fetchMetrics(ctx context.Context) error {
 	raw, err := s.o.Pipelines.Artifact(ctx, s.res.RunID, MetricsTask, MetricsArtifact, "")
 	if err != nil {
 		var err2 error
-		raw, err2 = s.o.Pipelines.Artifact(ctx, s.res.RunID, MetricsTask, MetricsArtifact, MetricsFile)
-		if err2 != nil {
-			return fmt.Errorf("no %s from task %s artifact %s: %w", MetricsFile, MetricsTask, MetricsArtifact, err)
+		if raw, err2 = s.o.Pipelines.Artifact(ctx, s.res.RunID, MetricsTask, MetricsArtifact, MetricsFile); err2 != nil {
+			return agent.Failed("read the metrics of run "+s.res.RunID, err, metricsFix)
 		}
 	}
 	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("%s of task %s is not a JSON object: %w", MetricsFile, MetricsTask, err)
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return agent.Failed("read the metrics of run "+s.res.RunID,
+			fmt.Errorf("%s of output %s of task %s is not a JSON object: %w", MetricsFile, MetricsArtifact, MetricsTask, err), metricsFix)
 	}
 	s.res.Metrics = m
 	return nil
 }
+
+const metricsFix = "make task " + MetricsTask + " write " + MetricsFile + " to its output artifact '" + MetricsArtifact +
+	"' (for KFP also check backends.pipelines.metadata and objectStore); then run the stage again: the run is reused and its metrics read again"
 
 // failedRun prints the failed tasks' errors and log tails (from run, or
 // from the record of a reused run) and returns the error: it names the

@@ -22,6 +22,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/backends/pipelines"
+	"github.com/branchml/branchml/agents/backends/pipelines/kfp/mlmd"
+	"github.com/branchml/branchml/agents/backends/pipelines/kfp/objectstore"
 	"github.com/branchml/branchml/agents/internal/retry"
 )
 
@@ -51,6 +53,8 @@ type options struct {
 	retry          RetryPolicy
 	requestTimeout time.Duration
 	log            logrus.FieldLogger
+	mlmd           *mlmd.Client
+	store          *objectstore.Store
 }
 
 // Option configures a Client.

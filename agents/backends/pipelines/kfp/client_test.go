@@ -345,15 +345,6 @@ func TestRunLifecycle(t *testing.T) {
 	if strings.Join(states, ",") != "RUNNING,SUCCEEDED,SUCCEEDED" {
 		t.Errorf("states = %v", states)
 	}
-	s.SetArtifact(run.ID, "train-abc123-train", "metrics", fake.TarGz(map[string][]byte{"metrics/metrics.json": []byte(`{"auc":0.61}`), "metrics/other.txt": []byte("x")}))
-	b, err := c.Artifact(ctx, run.ID, "train", "metrics", "metrics.json")
-	if err != nil || string(b) != `{"auc":0.61}` {
-		t.Errorf("artifact = %q, %v", b, err)
-	}
-	_, err = c.Artifact(ctx, run.ID, "evaluate", "metrics", "")
-	if !errors.Is(err, pipelines.ErrNotFound) {
-		t.Errorf("unknown task: %v", err)
-	}
 	_, err = c.GetRun(ctx, "nope")
 	if !errors.Is(err, pipelines.ErrNotFound) {
 		t.Errorf("unknown run: %v", err)

@@ -1,14 +1,10 @@
 package kfp
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"path"
+	"sort"
 	"strings"
 	"time"
 
@@ -62,10 +58,15 @@ func (c *Client) EnsureExperiment(ctx context.Context, name string) (string, err
 		return nil
 	})
 	var ae *APIError
-	if errors.As(err, &ae) && ae.AlreadyExists() {
+	var re *ResponseError
+	if errors.As(err, &re) || (errors.As(err, &ae) && ae.AlreadyExists()) {
+		cause := err
 		id, err = find()
+		if err == nil && id == "" && re != nil {
+			err = fmt.Errorf("%w; and no experiment of that name is listed", cause)
+		}
 		if err == nil && id == "" {
-			err = fmt.Errorf("experiment %q: the server says it exists but lists none by that name: %w", name, ae)
+			err = fmt.Errorf("experiment %q: the server says it exists but lists none by that name: %w", name, cause)
 		}
 	}
 	if err != nil {
@@ -74,33 +75,70 @@ func (c *Client) EnsureExperiment(ctx context.Context, name string) (string, err
 	return id, nil
 }
 
-// findRun returns the run called name in experiment exp of version vid, or nil.
-func (c *Client) findRun(ctx context.Context, exp, name, vid string) (*run_model.V2beta1Run, error) {
-	var found *run_model.V2beta1Run
-	err := c.call(ctx, "list runs", func(ctx context.Context) error {
-		found = nil
-		p := run_service.NewListRunsParamsWithContext(ctx)
-		p.ExperimentID = &exp
-		f := eqFilter("display_name", name)
-		p.Filter = &f
-		res, err := c.runs.ListRuns(p, c.auth)
-		if err != nil {
+// findRuns returns the runs called name in experiment exp of version vid
+// (all pages), the one that won a concurrent create first: the oldest
+// created_at, then the smallest run ID (see CreateRun).
+func (c *Client) findRuns(ctx context.Context, exp, name, vid string) ([]*run_model.V2beta1Run, error) {
+	var found []*run_model.V2beta1Run
+	token := ""
+	for {
+		var res *run_service.ListRunsOK
+		err := c.call(ctx, "list runs", func(ctx context.Context) error {
+			p := run_service.NewListRunsParamsWithContext(ctx)
+			p.ExperimentID = &exp
+			f := eqFilter("display_name", name)
+			p.Filter = &f
+			size := int32(100)
+			p.PageSize = &size
+			if token != "" {
+				p.PageToken = &token
+			}
+			var err error
+			res, err = c.runs.ListRuns(p, c.auth)
 			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 		for _, r := range res.Payload.Runs {
 			if r != nil && r.DisplayName == name && (r.PipelineVersionReference == nil || r.PipelineVersionReference.PipelineVersionID == vid) {
-				found = r
+				found = append(found, r)
 			}
 		}
-		return nil
+		if token = res.Payload.NextPageToken; token == "" {
+			break
+		}
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		ti, tj := time.Time(found[i].CreatedAt), time.Time(found[j].CreatedAt)
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return found[i].RunID < found[j].RunID
 	})
-	return found, err
+	return found, nil
+}
+
+// findRun returns the winning run called name in experiment exp of
+// version vid, or nil.
+func (c *Client) findRun(ctx context.Context, exp, name, vid string) (*run_model.V2beta1Run, error) {
+	runs, err := c.findRuns(ctx, exp, name, vid)
+	if err != nil || len(runs) == 0 {
+		return nil, err
+	}
+	return runs[0], nil
 }
 
 // CreateRun starts a run of r.VersionID in experiment r.Experiment
-// (created when absent). It is idempotent by display name: when the
-// experiment already has a run of that name and version, that run is
-// returned; a create that timed out is looked up before it is retried.
+// (created when absent). It is idempotent by display name, which callers
+// make deterministic (branchml-train: "<project>-<commit12>[-r<N>]"): when
+// the experiment already has a run of that name and version, that run is
+// returned; a create that timed out is looked up before it is retried; a
+// create whose 2xx reply cannot be decoded is looked up instead of
+// repeated. After a create the runs of that name are listed again: when
+// two clients created one each at the same time, both keep the same one
+// (the oldest created_at, then the smallest run ID) and the loser
+// terminates its own, so one run goes on.
 func (c *Client) CreateRun(ctx context.Context, r pipelines.RunRequest) (*pipelines.Run, error) {
 	name := pipelines.ShortName(r.DisplayName)
 	if name == "" || r.VersionID == "" || r.Experiment == "" {
@@ -140,10 +178,43 @@ func (c *Client) CreateRun(ctx context.Context, r pipelines.RunRequest) (*pipeli
 		created = res.Payload
 		return nil
 	})
+	var re *ResponseError
+	if errors.As(err, &re) {
+		c.o.log.Warnf("%v; looking the run up by name", err)
+		created, err = nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create run %q of version %s: %w", name, r.VersionID, err)
 	}
-	return c.toRun(created), nil
+	return c.settle(ctx, exp, name, r.VersionID, created, re)
+}
+
+// settle lists the runs called name after a create of mine (nil when its
+// reply was unreadable, cause) and returns the winner; mine is terminated
+// when it lost.
+func (c *Client) settle(ctx context.Context, exp, name, vid string, mine *run_model.V2beta1Run, cause error) (*pipelines.Run, error) {
+	runs, err := c.findRuns(ctx, exp, name, vid)
+	if err != nil {
+		if mine != nil {
+			c.o.log.Warnf("run %s created, but listing runs called %q again failed: %v", mine.RunID, name, err)
+			return c.toRun(mine), nil
+		}
+		return nil, fmt.Errorf("create run %q: %w; and looking it up: %v", name, cause, err)
+	}
+	if len(runs) == 0 {
+		if mine != nil {
+			return c.toRun(mine), nil // not listed yet
+		}
+		return nil, fmt.Errorf("create run %q: %w; and no run of that name is listed", name, cause)
+	}
+	win := runs[0]
+	if mine != nil && mine.RunID != win.RunID {
+		c.o.log.Warnf("run %q was created twice at once (%s and %s): keeping %s, terminating %s", name, win.RunID, mine.RunID, win.RunID, mine.RunID)
+		if err := c.CancelRun(ctx, mine.RunID); err != nil {
+			c.o.log.Errorf("terminate duplicate run %s: %v", mine.RunID, err)
+		}
+	}
+	return c.toRun(win), nil
 }
 
 func (c *Client) getRun(ctx context.Context, id string) (*run_model.V2beta1Run, error) {
@@ -186,91 +257,6 @@ func (c *Client) CancelRun(ctx context.Context, id string) error {
 		return fmt.Errorf("cancel run %s: %w", id, err)
 	}
 	return nil
-}
-
-// Artifact reads output artifact of task of run runID through ReadArtifact
-// (the task's node is its pod name in run_details). The API server answers
-// the artifact as a gzipped tar archive: file picks the entry ("" = the only
-// file; for a directory artifact a path inside it); a non-archive answer is
-// returned as is.
-func (c *Client) Artifact(ctx context.Context, runID, task, artifact, file string) ([]byte, error) {
-	run, err := c.getRun(ctx, runID)
-	if err != nil {
-		return nil, err
-	}
-	node := ""
-	if run.RunDetails != nil {
-		for _, t := range run.RunDetails.TaskDetails {
-			if t != nil && t.DisplayName == task {
-				node = t.PodName
-				if node == "" {
-					node = t.TaskID
-				}
-			}
-		}
-	}
-	if node == "" {
-		return nil, fmt.Errorf("artifact %s of task %s of run %s: the run has no such task: %w", artifact, task, runID, pipelines.ErrNotFound)
-	}
-	var data []byte
-	err = c.call(ctx, "read artifact", func(ctx context.Context) error {
-		p := run_service.NewReadArtifactParamsWithContext(ctx)
-		p.RunID, p.NodeID, p.ArtifactName = runID, node, artifact
-		res, err := c.runs.ReadArtifact(p, c.auth)
-		if err != nil {
-			return err
-		}
-		data = res.Payload.Data
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("artifact %s of task %s of run %s: %w", artifact, task, runID, err)
-	}
-	out, err := untar(data, file)
-	if err != nil {
-		return nil, fmt.Errorf("artifact %s of task %s of run %s: %w", artifact, task, runID, err)
-	}
-	return out, nil
-}
-
-// untar picks file from a gzipped tar archive (data as is when it is not one).
-func untar(data []byte, file string) ([]byte, error) {
-	gz, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return data, nil
-	}
-	tr := tar.NewReader(gz)
-	var only []byte
-	n := 0
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read archive: %w", err)
-		}
-		if h.Typeflag != tar.TypeReg {
-			continue
-		}
-		name := strings.TrimPrefix(path.Clean(h.Name), "./")
-		b, err := io.ReadAll(io.LimitReader(tr, 256<<20))
-		if err != nil {
-			return nil, err
-		}
-		n++
-		only = b
-		if file != "" && (name == file || strings.HasSuffix(name, "/"+file)) {
-			return b, nil
-		}
-	}
-	if file == "" && n == 1 {
-		return only, nil
-	}
-	if file == "" {
-		return nil, fmt.Errorf("the archive holds %d files: name one", n)
-	}
-	return nil, fmt.Errorf("no file %q in the archive: %w", file, pipelines.ErrNotFound)
 }
 
 func (c *Client) toRun(r *run_model.V2beta1Run) *pipelines.Run {

@@ -80,6 +80,16 @@ func (c *Client) EnsurePipeline(ctx context.Context, name, description string) (
 		return nil
 	})
 	var ae *APIError
+	var re *ResponseError
+	if errors.As(err, &re) {
+		// The server answered 2xx: the pipeline was created, its reply is unreadable.
+		c.o.log.Warnf("%v; looking the pipeline up by name", err)
+		found, ferr := c.FindPipeline(ctx, name)
+		if ferr == nil && found == nil {
+			ferr = fmt.Errorf("create pipeline %q: %w; and no pipeline of that name is listed", name, err)
+		}
+		return found, ferr
+	}
 	if errors.As(err, &ae) && ae.AlreadyExists() {
 		c.o.log.Infof("pipeline %q already exists (%d); looking it up", name, ae.StatusCode)
 		p, err = c.FindPipeline(ctx, name)
@@ -240,6 +250,13 @@ func (c *Client) UploadVersion(ctx context.Context, u pipelines.Upload) (*pipeli
 		return nil
 	})
 	var ae *APIError
+	var re *ResponseError
+	if errors.As(err, &re) {
+		// A 2xx reply the client cannot decode (kubeflow/pipelines #2764,
+		// #3686): the version was created; find it, never upload twice.
+		c.o.log.Warnf("%v; looking the version up by name", err)
+		return c.uploadedVersion(ctx, p, vname, u.SpecHash, err)
+	}
 	if errors.As(err, &ae) && ae.AlreadyExists() {
 		c.o.log.Infof("pipeline version %q already exists (%d); looking it up", vname, ae.StatusCode)
 		vs, lerr := c.ListVersions(ctx, p.ID)
@@ -268,4 +285,23 @@ func (c *Client) UploadVersion(ctx context.Context, u pipelines.Upload) (*pipeli
 type uploadedVersion struct {
 	ID, Name, Description string
 	CreatedAt             strfmt.DateTime
+}
+
+// uploadedVersion finds version vname of p after an upload whose reply was
+// unreadable (cause): it must record hash. It is reported as created.
+func (c *Client) uploadedVersion(ctx context.Context, p *Pipeline, vname, hash string, cause error) (*pipelines.Version, error) {
+	vs, err := c.ListVersions(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("upload pipeline %q version %q: %w; and looking it up: %v", p.Name, vname, cause, err)
+	}
+	for _, v := range vs {
+		if v == nil || v.DisplayName != vname {
+			continue
+		}
+		if h := VersionHash(v.Description); h != hash {
+			return nil, fmt.Errorf("pipeline %q version %q exists with spec hash %q, not %s (after: %w)", p.Name, vname, h, hash, cause)
+		}
+		return toVersion(p, v, true), nil
+	}
+	return nil, fmt.Errorf("upload pipeline %q version %q: %w; and the server lists no version of that name", p.Name, vname, cause)
 }

@@ -1,6 +1,8 @@
 package pipelinesfactory
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/pipelines"
 	"github.com/branchml/branchml/agents/backends/pipelines/kfp"
+	"github.com/branchml/branchml/agents/backends/pipelines/kfp/mlmd"
+	"github.com/branchml/branchml/agents/backends/pipelines/kfp/objectstore"
 	"github.com/branchml/branchml/agents/backends/pipelines/local"
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/config"
@@ -25,6 +29,14 @@ const (
 // TokenEnv is the environment variable (or TokenEnv+"_FILE") holding the
 // KFP bearer token.
 const TokenEnv = "KFP_TOKEN"
+
+// Environment variables (each also as <NAME>_FILE) of the object store's
+// credentials, as S3 clients name them.
+const (
+	AccessKeyEnv    = "AWS_ACCESS_KEY_ID"
+	SecretKeyEnv    = "AWS_SECRET_ACCESS_KEY"
+	SessionTokenEnv = "AWS_SESSION_TOKEN"
+)
 
 type options struct {
 	getenv     func(string) string
@@ -58,7 +70,8 @@ func WithKFPOptions(opts ...kfp.Option) Option {
 
 // New returns the backend of cfg.Backends.Pipelines. For "kfp" it needs
 // an endpoint and reads the token from KFP_TOKEN or KFP_TOKEN_FILE (none:
-// no Authorization header); for "local" a runner (WithRunner), and it
+// no Authorization header), and reads task outputs through
+// backends.pipelines.metadata and objectStore when set (see outputStores); for "local" a runner (WithRunner), and it
 // keeps its data under the state directory's "pipelines" folder. An
 // unknown type is an error naming the allowed ones.
 func New(cfg *config.Config, opts ...Option) (pipelines.Backend, error) {
@@ -86,7 +99,11 @@ func New(cfg *config.Config, opts ...Option) (pipelines.Backend, error) {
 		if o.log != nil {
 			kopts = append(kopts, kfp.WithLogger(o.log))
 		}
-		c, err := kfp.New(pb.Endpoint, append(kopts, o.kfpOpts...)...)
+		outputs, err := outputStores(pb, o.getenv)
+		if err != nil {
+			return nil, err
+		}
+		c, err := kfp.New(pb.Endpoint, append(append(kopts, outputs...), o.kfpOpts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("backends.pipelines: %w", err)
 		}
@@ -99,4 +116,53 @@ func New(cfg *config.Config, opts ...Option) (pipelines.Backend, error) {
 	default:
 		return nil, fmt.Errorf("backends.pipelines.type %q: unknown; use %q or %q", pb.Type, TypeKFP, TypeLocal)
 	}
+}
+
+// outputStores are the KFP client options that read task outputs: ML
+// Metadata at backends.pipelines.metadata.address and the object store at
+// backends.pipelines.objectStore.endpoint (credentials from
+// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN or their _FILE
+// variables). Either may be unset.
+func outputStores(pb config.PipelinesBackend, getenv func(string) string) ([]kfp.Option, error) {
+	var opts []kfp.Option
+	if m := pb.Metadata; m.Address != "" {
+		var tc *tls.Config
+		if m.TLS || m.CAFile != "" {
+			tc = &tls.Config{}
+			if m.CAFile != "" {
+				pem, err := os.ReadFile(m.CAFile)
+				if err != nil {
+					return nil, fmt.Errorf("backends.pipelines.metadata.caFile: %w", err)
+				}
+				tc.RootCAs = x509.NewCertPool()
+				if !tc.RootCAs.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("backends.pipelines.metadata.caFile %s: no PEM certificates in it", m.CAFile)
+				}
+			}
+		}
+		c, err := mlmd.Dial(m.Address, tc)
+		if err != nil {
+			return nil, fmt.Errorf("backends.pipelines.metadata: %w", err)
+		}
+		opts = append(opts, kfp.WithMetadata(c))
+	}
+	if osc := pb.ObjectStore; osc.Endpoint != "" {
+		cfg := objectstore.Config{Endpoint: osc.Endpoint, Region: osc.Region, Bucket: osc.Bucket, CAFile: osc.CAFile, InsecureSkipVerify: osc.InsecureSkipVerify}
+		for _, v := range []struct {
+			name string
+			to   *string
+		}{{AccessKeyEnv, &cfg.AccessKeyID}, {SecretKeyEnv, &cfg.SecretAccessKey}, {SessionTokenEnv, &cfg.SessionToken}} {
+			val, err := secrets.GetFrom(getenv, v.name)
+			if err != nil {
+				return nil, err
+			}
+			*v.to = val
+		}
+		st, err := objectstore.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("backends.pipelines.objectStore: %w", err)
+		}
+		opts = append(opts, kfp.WithObjectStore(st))
+	}
+	return opts, nil
 }

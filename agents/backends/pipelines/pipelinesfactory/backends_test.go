@@ -65,3 +65,32 @@ func TestRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestKFPOutputStoresConfig(t *testing.T) {
+	base := config.PipelinesBackend{Type: "kfp", Endpoint: "http://127.0.0.1:1"}
+	for _, tc := range []struct {
+		name string
+		mod  func(*config.PipelinesBackend)
+		env  map[string]string
+		want string
+	}{
+		{"metadata URL", func(p *config.PipelinesBackend) { p.Metadata.Address = "http://mlmd:8080" }, nil, "backends.pipelines.metadata: ML Metadata address \"http://mlmd:8080\": want host:port"},
+		{"metadata CA", func(p *config.PipelinesBackend) {
+			p.Metadata.Address, p.Metadata.CAFile = "mlmd:8080", "/nonexistent.pem"
+		}, nil, "backends.pipelines.metadata.caFile"},
+		{"store endpoint", func(p *config.PipelinesBackend) { p.ObjectStore.Endpoint = "minio:9000" }, nil, "backends.pipelines.objectStore: object store endpoint \"minio:9000\": want http(s)://host[:port]"},
+		{"secret file", func(p *config.PipelinesBackend) { p.ObjectStore.Endpoint = "http://minio:9000" }, map[string]string{"AWS_SECRET_ACCESS_KEY_FILE": "/nonexistent"}, "AWS_SECRET_ACCESS_KEY_FILE"},
+		{"ok", func(p *config.PipelinesBackend) {
+			p.Metadata.Address, p.ObjectStore.Endpoint = "mlmd:8080", "http://minio:9000"
+		}, map[string]string{"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s3cret-key"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pb := base
+			tc.mod(&pb)
+			_, err := New(&config.Config{Backends: config.Backends{Pipelines: pb}}, WithGetenv(env(tc.env)))
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"sort"
 	"time"
 
@@ -64,4 +66,35 @@ func TarGz(files map[string][]byte) []byte {
 	tw.Close()
 	gz.Close()
 	return b.Bytes()
+}
+
+var createdAt = regexp.MustCompile(`"created_at":"[^"]*"`)
+
+// BadTimestamps lets the handler do its work (the object is created) and
+// then answers its 2xx body with every created_at as a protobuf Timestamp
+// object instead of an RFC 3339 string, which the generated client cannot
+// decode: the malformed replies of kubeflow/pipelines #2764 and #3686.
+func BadTimestamps() Fault {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			body := rec.Body.Bytes()
+			if rec.Code/100 == 2 {
+				body = createdAt.ReplaceAll(body, []byte(`"created_at":{"seconds":1575597003,"nanos":0}`))
+			}
+			w.Header().Del("Content-Length")
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+}
+
+// When applies f only to the requests match accepts, and only to the
+// first times of them (times <= 0: to all); see fakehttp.When.
+func When(match func(*http.Request) bool, times int, f Fault) Fault {
+	return fakehttp.When(match, times, f)
 }

@@ -8,8 +8,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // Prefix is the path prefix of every v2beta1 endpoint.
@@ -81,15 +82,28 @@ func specJSON(spec []byte) any {
 	}
 }
 
+// documents reads the YAML documents of an uploaded file as the API
+// server does (gopkg.in/yaml.v3, YAML 1.2; here go.yaml.in/yaml/v3),
+// through JSON so that values are JSON's.
 func documents(spec []byte) []map[string]any {
 	var out []map[string]any
-	for _, part := range bytes.Split(append([]byte("\n"), spec...), []byte("\n---\n")) {
+	dec := yaml.NewDecoder(bytes.NewReader(spec))
+	for {
 		var m map[string]any
-		if err := yaml.Unmarshal(part, &m); err == nil && m != nil {
-			out = append(out, m)
+		if err := dec.Decode(&m); err != nil {
+			return out
 		}
+		if m == nil {
+			continue
+		}
+		js, err := json.Marshal(m)
+		if err != nil {
+			return out
+		}
+		var j map[string]any
+		json.Unmarshal(js, &j)
+		out = append(out, j)
 	}
-	return out
 }
 
 func experimentJSON(e *Experiment) map[string]any {
@@ -108,7 +122,7 @@ func runJSON(r *Run) map[string]any {
 	m := map[string]any{
 		"run_id": r.ID, "display_name": r.Name, "experiment_id": r.ExperimentID,
 		"pipeline_version_reference": map[string]any{"pipeline_id": r.PipelineID, "pipeline_version_id": r.VersionID},
-		"runtime_config":             map[string]any{"parameters": r.Parameters},
+		"runtime_config":             runtimeConfig(r),
 		"state":                      state, "storage_state": "AVAILABLE",
 		"created_at": ts(r.CreatedAt), "scheduled_at": ts(r.CreatedAt),
 	}
@@ -124,6 +138,13 @@ func runJSON(r *Run) map[string]any {
 	for i, t := range r.Tasks {
 		td := map[string]any{"run_id": r.ID, "task_id": r.ID + "-task-" + strconv.Itoa(i), "display_name": t,
 			"state": state, "pod_name": r.Name + "-" + t, "create_time": ts(r.CreatedAt), "child_tasks": []any{}, "state_history": []any{}}
+		if outs := r.TaskOutputs[t]; len(outs) > 0 {
+			o := map[string]any{}
+			for name, ids := range outs {
+				o[name] = map[string]any{"artifact_ids": ids}
+			}
+			td["outputs"] = o
+		}
 		if msg, ok := r.TaskErrors[t]; ok && state == "FAILED" {
 			td["error"] = rpcStatus{Code: codeInternal, Message: msg, Details: []any{}}
 		}
@@ -141,6 +162,14 @@ func runJSON(r *Run) map[string]any {
 		m["error"] = rpcStatus{Code: codeInternal, Message: msg, Details: []any{}}
 	}
 	return m
+}
+
+func runtimeConfig(r *Run) map[string]any {
+	rc := map[string]any{"parameters": r.Parameters}
+	if r.PipelineRoot != "" {
+		rc["pipeline_root"] = r.PipelineRoot
+	}
+	return rc
 }
 
 // --- filters and paging ---
@@ -319,8 +348,14 @@ func upload(w http.ResponseWriter, r *http.Request) ([]byte, string, bool) {
 	}
 	defer f.Close()
 	data, _ := io.ReadAll(f)
-	if len(documents(data)) == 0 {
+	docs := documents(data)
+	if len(docs) == 0 {
 		writeStatus(w, http.StatusBadRequest, codeInvalidArgument, "Invalid input error: the pipeline file is not a valid pipeline spec")
+		return nil, "", false
+	}
+	// As backend/src/apiserver/template/v2_template.go checks.
+	if info, _ := docs[0]["pipelineInfo"].(map[string]any); docs[0]["root"] != nil && (info == nil || info["name"] == nil || info["name"] == "") {
+		writeStatus(w, http.StatusBadRequest, codeInvalidArgument, "Invalid input error: invalid v2 pipeline spec: name is empty")
 		return nil, "", false
 	}
 	return data, h.Filename, true
@@ -481,7 +516,8 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 			VersionID  string `json:"pipeline_version_id"`
 		} `json:"pipeline_version_reference"`
 		RuntimeConfig struct {
-			Parameters map[string]any `json:"parameters"`
+			Parameters   map[string]any `json:"parameters"`
+			PipelineRoot string         `json:"pipeline_root"`
 		} `json:"runtime_config"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
@@ -492,8 +528,10 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusBadRequest, codeInvalidArgument, "Invalid input error: a run needs a display_name and a pipeline_version_reference")
 		return
 	}
+	if s.createDelay > 0 {
+		time.Sleep(s.createDelay)
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var ver *Version
 	for _, v := range s.versions {
 		if v.ID == body.Ref.VersionID && (body.Ref.PipelineID == "" || v.PipelineID == body.Ref.PipelineID) {
@@ -501,6 +539,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if ver == nil {
+		s.mu.Unlock()
 		writeStatus(w, http.StatusNotFound, codeNotFound, "Not found error: pipeline version "+body.Ref.VersionID+" not found")
 		return
 	}
@@ -510,12 +549,13 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 			found = found || e.ID == body.ExperimentID
 		}
 		if !found {
+			s.mu.Unlock()
 			writeStatus(w, http.StatusNotFound, codeNotFound, "Not found error: experiment "+body.ExperimentID+" not found")
 			return
 		}
 	}
 	run := &Run{ID: s.id(4), Name: body.DisplayName, ExperimentID: body.ExperimentID, PipelineID: ver.PipelineID, VersionID: ver.ID,
-		Parameters: body.RuntimeConfig.Parameters, States: append([]string(nil), s.defaultStates...), CreatedAt: s.now()}
+		Parameters: body.RuntimeConfig.Parameters, PipelineRoot: body.RuntimeConfig.PipelineRoot, States: append([]string(nil), s.defaultStates...), CreatedAt: s.now()}
 	if docs := documents(ver.Spec); len(docs) > 0 {
 		if root, ok := docs[0]["root"].(map[string]any); ok {
 			if dag, ok := root["dag"].(map[string]any); ok {
@@ -529,7 +569,12 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.runs = append(s.runs, run)
-	writeJSON(w, http.StatusOK, runJSON(run))
+	out, created := runJSON(run), *run
+	s.mu.Unlock()
+	if s.onRunCreated != nil {
+		s.onRunCreated(created)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func terminal(state string) bool {

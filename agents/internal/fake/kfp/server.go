@@ -74,8 +74,15 @@ type Run struct {
 	Tasks []string
 	// TaskErrors maps a task to its error message when the run FAILED.
 	TaskErrors map[string]string
-	CreatedAt  time.Time
-	FinishedAt time.Time
+	// TaskOutputs maps a task to its outputs' ML Metadata artifact IDs
+	// (output name → IDs), shown as run_details.task_details[].outputs.
+	// Argo-based KFP 2.x servers fill no outputs (their task details come
+	// from the workflow's nodes), so by default there are none.
+	TaskOutputs map[string]map[string][]string
+	// PipelineRoot is runtime_config.pipeline_root as created.
+	PipelineRoot string
+	CreatedAt    time.Time
+	FinishedAt   time.Time
 }
 
 // State is the run's current state.
@@ -91,6 +98,8 @@ type Server struct {
 	legacyConflict bool
 	defaultStates  []string
 	now            func() time.Time
+	onRunCreated   func(Run)
+	createDelay    time.Duration
 
 	mu          sync.Mutex
 	seq         int
@@ -118,6 +127,15 @@ func WithLegacyConflicts() Option { return func(s *Server) { s.legacyConflict = 
 func WithRunStates(states ...string) Option {
 	return func(s *Server) { s.defaultStates = append([]string(nil), states...) }
 }
+
+// OnRunCreated calls f with each run as created (outside the fake's lock),
+// e.g. to record the run's outputs in ML Metadata and the object store as
+// KFP's launcher would while it runs.
+func OnRunCreated(f func(Run)) Option { return func(s *Server) { s.onRunCreated = f } }
+
+// WithCreateRunDelay makes CreateRun take d before it stores the run, as a
+// loaded API server does (the window in which two clients both list no run).
+func WithCreateRunDelay(d time.Duration) Option { return func(s *Server) { s.createDelay = d } }
 
 // WithClock sets the fake's clock (default time.Now, in UTC, whole seconds).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
@@ -224,6 +242,36 @@ func (s *Server) SetArtifact(runID, node, artifact string, data []byte) {
 	s.mu.Lock()
 	s.artifacts[runID+"/"+node+"/"+artifact] = data
 	s.mu.Unlock()
+}
+
+// SetTaskOutputs lists ML Metadata artifact IDs as output name of task in
+// run id's details; it returns false for an unknown run.
+func (s *Server) SetTaskOutputs(id, task, name string, artifactIDs ...string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.run(id)
+	if r == nil {
+		return false
+	}
+	if r.TaskOutputs == nil {
+		r.TaskOutputs = map[string]map[string][]string{}
+	}
+	if r.TaskOutputs[task] == nil {
+		r.TaskOutputs[task] = map[string][]string{}
+	}
+	r.TaskOutputs[task][name] = artifactIDs
+	return true
+}
+
+// Runs returns copies of the stored runs, oldest first.
+func (s *Server) Runs() []Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Run, len(s.runs))
+	for i, r := range s.runs {
+		out[i] = *r
+	}
+	return out
 }
 
 // AddPipeline stores a pipeline as if created earlier and returns its ID.

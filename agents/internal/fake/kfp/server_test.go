@@ -58,12 +58,17 @@ func TestShapesFollowSwagger(t *testing.T) {
 	if code := get(t, s.URL+"/apis/v2beta1/pipelines/nope", &st); code != 404 || st.Code != 5 {
 		t.Errorf("404: %d %+v", code, st)
 	}
-	res, _ := http.Post(s.URL+"/apis/v2beta1/runs", "application/json", strings.NewReader(`{"display_name":"r","pipeline_version_reference":{"pipeline_id":"`+pid+`","pipeline_version_id":"`+vid+`"}}`))
+	res, _ := http.Post(s.URL+"/apis/v2beta1/runs", "application/json", strings.NewReader(`{"display_name":"r","pipeline_version_reference":{"pipeline_id":"`+pid+`","pipeline_version_id":"`+vid+`"},"runtime_config":{"pipeline_root":"minio://mlpipeline/v2/artifacts","parameters":{"l":[1,2],"s":{"k":"v"}}}}`))
 	var run run_model.V2beta1Run
 	json.NewDecoder(res.Body).Decode(&run)
 	res.Body.Close()
+	s.SetTaskOutputs(run.RunID, "a", "metrics", "17")
 	var got run_model.V2beta1Run
 	get(t, s.URL+"/apis/v2beta1/runs/"+run.RunID, &got)
+	if td := got.RunDetails.TaskDetails[0]; len(td.Outputs["metrics"].ArtifactIds) != 1 || td.Outputs["metrics"].ArtifactIds[0] != "17" ||
+		got.RuntimeConfig.PipelineRoot != "minio://mlpipeline/v2/artifacts" || len(got.RuntimeConfig.Parameters["l"].([]any)) != 2 {
+		t.Errorf("task outputs / runtime config: %+v %+v", td, got.RuntimeConfig)
+	}
 	if got.State != "RUNNING" || len(got.RunDetails.TaskDetails) != 1 || got.RunDetails.TaskDetails[0].DisplayName != "a" {
 		t.Errorf("run = %+v", got)
 	}

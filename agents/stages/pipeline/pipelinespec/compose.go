@@ -8,7 +8,6 @@ import (
 
 	ps "github.com/kubeflow/pipelines/api/v2alpha1/go/pipelinespec"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/records"
@@ -69,7 +68,7 @@ func Compose(spec []byte, lock *records.ComponentsLock, res map[string]config.Re
 	if err != nil {
 		return nil, err
 	}
-	if err := check(pspec, dep); err != nil {
+	if err := check(doc, pspec, dep); err != nil {
 		return nil, err
 	}
 	var pr problems
@@ -89,6 +88,27 @@ func Compose(spec []byte, lock *records.ComponentsLock, res map[string]config.Re
 	return c, nil
 }
 
+// Validate loads, parses and checks a KFP v2 IR spec as Compose does, but
+// pins no image and sets no resources: the verdict on the spec itself,
+// by KFP's rules. Problems are one *ValidationError.
+func Validate(spec []byte) (*Composed, error) {
+	if len(spec) > MaxSpecBytes {
+		return nil, tooLarge(len(spec), MaxSpecBytes, "the spec file")
+	}
+	doc, err := Load(spec)
+	if err != nil {
+		return nil, &ValidationError{Problems: []*Problem{{Problem: err.Error()}}}
+	}
+	pspec, dep, _, err := doc.Parse()
+	if err != nil {
+		return nil, err
+	}
+	if err := check(doc, pspec, dep); err != nil {
+		return nil, err
+	}
+	return finish(doc)
+}
+
 func tooLarge(n, max int, what string) error {
 	return &ValidationError{Problems: []*Problem{{
 		Problem: fmt.Sprintf("%s is %d bytes, over the %d-byte limit of the KFP API server's pipeline upload", what, n, max),
@@ -102,12 +122,12 @@ func finish(doc *Document) (*Composed, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := yaml.Marshal(doc.Spec)
+	out, err := MarshalYAML(doc.Spec)
 	if err != nil {
 		return nil, err
 	}
 	if doc.Platform != nil {
-		pl, err := yaml.Marshal(doc.Platform)
+		pl, err := MarshalYAML(doc.Platform)
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +184,12 @@ func lookup(lock *records.ComponentsLock, repo string) (records.LockedComponent,
 	return records.LockedComponent{}, false
 }
 
+// ArgoStubPrefix starts the images of KFP's kubernetes CreatePVC and
+// DeletePVC components ("argostub/createpvc", "argostub/deletepvc"): no
+// image runs, KFP's compiler matches them by exact name and makes Argo
+// resource steps of them, so they pass through unpinned.
+const ArgoStubPrefix = "argostub/"
+
 func pin(pr *problems, doc *Document, spec *ps.PipelineSpec, dep *ps.PipelineDeploymentConfig, lock *records.ComponentsLock) map[string]string {
 	users := executorTasks(spec)
 	images := map[string]string{}
@@ -174,7 +200,7 @@ func pin(pr *problems, doc *Document, spec *ps.PipelineSpec, dep *ps.PipelineDep
 		}
 		img := ctr.GetImage()
 		repo, pinned := ImageRepository(img)
-		if pinned {
+		if pinned || strings.HasPrefix(img, ArgoStubPrefix) {
 			images[el] = img
 			continue
 		}

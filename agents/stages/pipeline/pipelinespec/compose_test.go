@@ -74,10 +74,10 @@ func TestComposePinsImagesAndResources(t *testing.T) {
 	for _, s := range []string{
 		"      container:\n        args:\n        - --data-path\n        - '{{$.inputs.parameters[''data_path'']}}'\n",
 		"        image: 127.0.0.1:5000/djia30/train@" + digestTrain + "\n",
-		"          resourceCpuLimit: \"2\"\n",
+		"          resourceCpuLimit: '2'\n",
 		"          resourceMemoryLimit: 1Gi\n",
 		"          memoryLimit: 1.073741824\n",
-		"          accelerator:\n            count: \"1\"\n            resourceCount: \"1\"\n            resourceType: nvidia.com/gpu\n            type: nvidia.com/gpu\n",
+		"          accelerator:\n            count: '1'\n            resourceCount: '1'\n            resourceType: nvidia.com/gpu\n            type: nvidia.com/gpu\n",
 	} {
 		if !strings.Contains(y, s) {
 			t.Errorf("composed YAML lacks %q:\n%s", s, y)
@@ -214,7 +214,7 @@ func TestComposeRejects(t *testing.T) {
 			name: "composed over size limit",
 			spec: readTestdata(t, "small.yaml"),
 			opts: []Option{WithMaxBytes(2850)},
-			want: "the composed spec is 2899 bytes, over the 2850-byte limit",
+			want: "the composed spec is 2903 bytes, over the 2850-byte limit",
 		},
 		{
 			name: "resources for unknown task",

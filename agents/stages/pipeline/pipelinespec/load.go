@@ -1,13 +1,16 @@
 package pipelinespec
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strconv"
 	"strings"
 
-	"sigs.k8s.io/yaml"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // MaxSpecBytes is the largest pipeline file the KFP API server accepts:
@@ -25,24 +28,40 @@ type Document struct {
 	Platform map[string]any
 }
 
-// Load parses a KFP v2 IR YAML (or JSON) file of one or two documents.
-// Numbers keep their written form (json.Number). Errors name the document
+// Load parses a KFP v2 IR YAML (or JSON) file of one or two documents as
+// YAML 1.2, the way the KFP API server reads it (gopkg.in/yaml.v3, here
+// go.yaml.in/yaml/v3): y, n, yes, no, on, off stay strings. Numbers keep
+// their written form (json.Number) when it is a JSON number, else the
+// shortest JSON form of their value; dates stay strings. Anchors and
+// aliases are expanded (within MaxNodes); merge keys,
+// duplicate keys and non-string keys are errors. Errors name the document
 // and what is wrong with it.
 func Load(data []byte) (*Document, error) {
 	var docs []map[string]any
-	for i, part := range splitDocuments(data) {
-		js, err := yaml.YAMLToJSON(part)
-		if err != nil {
-			return nil, fmt.Errorf("document %d: not valid YAML: %w", i+1, err)
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	budget := min(MaxNodes, 16*len(data)+1024) // without aliases a node takes 2 bytes at least
+	for i := 1; ; i++ {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		if t := bytes.TrimSpace(js); len(t) == 0 || string(t) == "null" {
+		if err != nil {
+			return nil, fmt.Errorf("document %d: not valid YAML: %w", i, err)
+		}
+		if len(n.Content) == 0 {
 			continue // only comments
 		}
-		dec := json.NewDecoder(bytes.NewReader(js))
-		dec.UseNumber()
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			return nil, fmt.Errorf("document %d: not a mapping of fields: %w", i+1, err)
+		v, err := toJSON(n.Content[0], &budget)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", i, err)
+		}
+		if v == nil {
+			continue // an empty document
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("document %d: not a mapping of fields", i)
 		}
 		docs = append(docs, m)
 	}
@@ -69,24 +88,96 @@ func Load(data []byte) (*Document, error) {
 	return d, nil
 }
 
-// splitDocuments splits a YAML stream at "---" separator lines.
-func splitDocuments(data []byte) [][]byte {
-	var out [][]byte
-	var cur []byte
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i+1], data[i+1:]
-		} else {
-			data = nil
-		}
-		t := strings.TrimRight(string(line), " \t\r\n")
-		if t == "---" || strings.HasPrefix(t, "--- ") {
-			out = append(out, cur)
-			cur = nil
-			continue
-		}
-		cur = append(cur, line...)
+// MaxNodes bounds the YAML nodes one spec may expand to (aliases count
+// each time they are used), against alias bombs; a spec of n bytes may
+// expand to at most 16n+1024 of them.
+const MaxNodes = 4 << 20
+
+var jsonNumberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// toJSON converts a YAML node into the JSON tree (map[string]any, []any,
+// string, bool, json.Number, nil).
+func toJSON(n *yaml.Node, budget *int) (any, error) {
+	if *budget--; *budget < 0 {
+		return nil, fmt.Errorf("more than %d YAML nodes (aliases expanded)", MaxNodes)
 	}
-	return append(out, cur)
+	switch n.Kind {
+	case yaml.AliasNode:
+		return toJSON(n.Alias, budget)
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return toJSON(n.Content[0], budget)
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := toJSON(c, budget)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			for k.Kind == yaml.AliasNode {
+				k = k.Alias
+			}
+			if k.Tag == "!!merge" {
+				return nil, fmt.Errorf("line %d: merge keys (<<) are not part of a KFP pipeline spec", k.Line)
+			}
+			if k.Kind != yaml.ScalarNode || (k.Tag != "!!str" && k.Tag != "!!int" && k.Tag != "!!bool" && k.Tag != "!!float" && k.Tag != "!!null") {
+				return nil, fmt.Errorf("line %d: a mapping key must be a string", k.Line)
+			}
+			if _, dup := out[k.Value]; dup {
+				return nil, fmt.Errorf("line %d: key %q appears twice", k.Line, k.Value)
+			}
+			v, err := toJSON(n.Content[i+1], budget)
+			if err != nil {
+				return nil, err
+			}
+			out[k.Value] = v
+		}
+		return out, nil
+	}
+	switch n.ShortTag() {
+	case "!!null":
+		return nil, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return b, nil
+	case "!!int":
+		if jsonNumberRE.MatchString(n.Value) {
+			return json.Number(n.Value), nil
+		}
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			var f float64
+			if ferr := n.Decode(&f); ferr != nil {
+				return nil, fmt.Errorf("line %d: %w", n.Line, err)
+			}
+			return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), nil
+		}
+		return json.Number(strconv.FormatInt(i, 10)), nil
+	case "!!float":
+		if jsonNumberRE.MatchString(n.Value) {
+			return json.Number(n.Value), nil
+		}
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, fmt.Errorf("line %d: %s is not a JSON number", n.Line, n.Value)
+		}
+		return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), nil
+	}
+	// !!str, !!timestamp, !!binary and unknown tags: the text as written.
+	return n.Value, nil
 }

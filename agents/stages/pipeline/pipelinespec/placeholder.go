@@ -12,7 +12,9 @@ const (
 	KindExecutorInput = "executor-input"
 	// KindInputParameter is "{{$.inputs.parameters['x']}}".
 	KindInputParameter = "input-parameter"
-	// KindInputArtifact is "{{$.inputs.artifacts['x'].path}}" (or .uri, .metadata).
+	// KindInputArtifact is "{{$.inputs.artifacts['x'].path}}" (or .uri,
+	// .metadata), or "{{$.inputs.artifacts['x']}}" (Attr "") for an input
+	// that is a list of artifacts.
 	KindInputArtifact = "input-artifact"
 	// KindOutputParameter is "{{$.outputs.parameters['x'].output_file}}".
 	KindOutputParameter = "output-parameter"
@@ -28,7 +30,8 @@ type Placeholder struct {
 	Kind string
 	// Name is the parameter or artifact name ("" for KindExecutorInput).
 	Name string
-	// Attr is "path", "uri", "metadata" or "output_file" ("" for input parameters).
+	// Attr is "path", "uri", "metadata" or "output_file" ("" for input
+	// parameters and for a list of input artifacts).
 	Attr string
 }
 
@@ -121,6 +124,10 @@ func parsePlaceholder(raw string) (Placeholder, error) {
 			return bad("an output parameter needs .output_file; use {{$.outputs.parameters['" + p.Name + "'].output_file}}")
 		}
 		p.Kind, p.Attr = KindOutputParameter, "output_file"
+	case dir == "inputs" && attr == "":
+		// {{$.inputs.artifacts['x']}}: a list of artifacts (isArtifactList), as JSON.
+		p.Kind = KindInputArtifact
+		return p, nil
 	default:
 		switch attr {
 		case ".path", ".uri", ".metadata":

@@ -1,8 +1,8 @@
 package pipelinespec
 
 import (
-	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -68,11 +68,83 @@ func (ps problems) err() error {
 	return &ValidationError{Problems: ps}
 }
 
-// newerResourceFields are ResourceSpec fields that KFP SDKs from 2.5 on
-// write next to the numeric ones (string quantities, e.g. resourceCpuLimit:
-// "500m") but that the pinned pipelinespec proto predates; they are checked
-// for type and left out of the strict proto check.
-var newerResourceFields = []string{"resourceCpuLimit", "resourceCpuRequest", "resourceMemoryLimit", "resourceMemoryRequest"}
+// newerFields are the fields KFP's IR protos gained after the pinned
+// github.com/kubeflow/pipelines/api v0.0.0-20230331215358-758c91f76784
+// (api/v2alpha1/pipeline_spec.proto of KFP 2.5 to 2.14 and later): each
+// with the JSON path, "*" for any map key, of the objects where newer KFP
+// documents it. They are accepted there (and reach the server unchanged)
+// but left out of the strict check against the pinned protos; the same
+// name anywhere else is still an unknown field.
+var newerFields = []struct{ at, field string }{
+	// ComponentInputsSpec.ParameterSpec.literals (dsl.Literal inputs).
+	{"root.inputDefinitions.parameters.*", "literals"},
+	{"components.*.inputDefinitions.parameters.*", "literals"},
+	// ComponentSpec.single_platform_specs, task_config_passthroughs.
+	{"components.*", "singlePlatformSpecs"},
+	{"components.*", "taskConfigPassthroughs"},
+	// PipelineTaskSpec.CachingOptions.cache_key.
+	{"root.dag.tasks.*.cachingOptions", "cacheKey"},
+	{"components.*.dag.tasks.*.cachingOptions", "cacheKey"},
+	// ImporterSpec.download_to_workspace (KFP 2.14 workspaces).
+	{"deploymentSpec.executors.*.importer", "downloadToWorkspace"},
+	// ResourceSpec string quantities (KFP SDK 2.5+) and accelerator fields.
+	{"deploymentSpec.executors.*.container.resources", "resourceCpuLimit"},
+	{"deploymentSpec.executors.*.container.resources", "resourceCpuRequest"},
+	{"deploymentSpec.executors.*.container.resources", "resourceMemoryLimit"},
+	{"deploymentSpec.executors.*.container.resources", "resourceMemoryRequest"},
+	{"deploymentSpec.executors.*.container.resources.accelerator", "resourceType"},
+	{"deploymentSpec.executors.*.container.resources.accelerator", "resourceCount"},
+	// SinglePlatformSpec.pipelineConfig (workspaces, TTLs), config, platform.
+	{"platforms.*", "pipelineConfig"},
+	{"platforms.*", "config"},
+	{"platforms.*", "platform"},
+}
+
+// withoutNewer returns a copy of tree (the document at JSON path at)
+// without the newerFields.
+func withoutNewer(tree any, at []string) any {
+	switch x := tree.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, v := range x {
+			if isNewer(at, k) {
+				continue
+			}
+			out[k] = withoutNewer(v, append(at[:len(at):len(at)], k))
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, v := range x {
+			out[i] = withoutNewer(v, append(at[:len(at):len(at)], "[]"))
+		}
+		return out
+	}
+	return tree
+}
+
+func isNewer(at []string, field string) bool {
+	for _, nf := range newerFields {
+		if nf.field != field {
+			continue
+		}
+		pat := strings.Split(nf.at, ".")
+		if len(pat) != len(at) {
+			continue
+		}
+		match := true
+		for i := range pat {
+			if pat[i] != "*" && pat[i] != at[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
 
 // Parse checks that d unmarshals strictly into the pinned KFP IR protos
 // (pipelinespec.PipelineSpec, its deploymentSpec into
@@ -80,7 +152,8 @@ var newerResourceFields = []string{"resourceCpuLimit", "resourceCpuRequest", "re
 // returns them.
 func (d *Document) Parse() (*ps.PipelineSpec, *ps.PipelineDeploymentConfig, *ps.PlatformSpec, error) {
 	strict := protojson.UnmarshalOptions{}
-	js, err := Canonical(d.Spec)
+	specTree := withoutNewer(d.Spec, nil).(map[string]any)
+	js, err := Canonical(specTree)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -89,12 +162,7 @@ func (d *Document) Parse() (*ps.PipelineSpec, *ps.PipelineDeploymentConfig, *ps.
 		return nil, nil, nil, &ValidationError{Problems: []*Problem{{Problem: "not a KFP v2 PipelineSpec: " + err.Error(), Fix: "compile the pipeline with the KFP v2 compiler"}}}
 	}
 	dep := &ps.PipelineDeploymentConfig{}
-	if spec.GetDeploymentSpec() != nil {
-		var raw map[string]any
-		if err := json.Unmarshal(js, &raw); err != nil {
-			return nil, nil, nil, err
-		}
-		ds := stripNewerResourceFields(raw["deploymentSpec"])
+	if ds, ok := specTree["deploymentSpec"]; ok {
 		djs, err := Canonical(ds)
 		if err != nil {
 			return nil, nil, nil, err
@@ -105,7 +173,7 @@ func (d *Document) Parse() (*ps.PipelineSpec, *ps.PipelineDeploymentConfig, *ps.
 	}
 	var plat *ps.PlatformSpec
 	if d.Platform != nil {
-		pjs, err := Canonical(d.Platform)
+		pjs, err := Canonical(withoutNewer(d.Platform, nil))
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -115,62 +183,6 @@ func (d *Document) Parse() (*ps.PipelineSpec, *ps.PipelineDeploymentConfig, *ps.
 		}
 	}
 	return spec, dep, plat, nil
-}
-
-// stripNewerResourceFields returns a copy of a deploymentSpec tree without
-// the newerResourceFields of each container's resources.
-func stripNewerResourceFields(ds any) any {
-	m, ok := ds.(map[string]any)
-	if !ok {
-		return ds
-	}
-	execs, ok := m["executors"].(map[string]any)
-	if !ok {
-		return ds
-	}
-	outExecs := map[string]any{}
-	for label, e := range execs {
-		em, ok := e.(map[string]any)
-		c, ok2 := em["container"].(map[string]any)
-		r, ok3 := c["resources"].(map[string]any)
-		if !ok || !ok2 || !ok3 {
-			outExecs[label] = e
-			continue
-		}
-		nr := map[string]any{}
-		for k, v := range r {
-			nr[k] = v
-		}
-		for _, f := range newerResourceFields {
-			delete(nr, f)
-		}
-		if acc, ok := nr["accelerator"].(map[string]any); ok {
-			na := map[string]any{}
-			for k, v := range acc {
-				if k != "resourceType" && k != "resourceCount" {
-					na[k] = v
-				}
-			}
-			nr["accelerator"] = na
-		}
-		nc := map[string]any{}
-		for k, v := range c {
-			nc[k] = v
-		}
-		nc["resources"] = nr
-		ne := map[string]any{}
-		for k, v := range em {
-			ne[k] = v
-		}
-		ne["container"] = nc
-		outExecs[label] = ne
-	}
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
-	}
-	out["executors"] = outExecs
-	return out
 }
 
 // dagOf is one DAG of the spec: the root or a DAG component.
@@ -184,8 +196,9 @@ type dagOf struct {
 // check validates the semantics the protos cannot: every task's component
 // and executor exist, each DAG is acyclic, every input is bound, every
 // placeholder is well formed and names a declared input or output.
-func check(spec *ps.PipelineSpec, dep *ps.PipelineDeploymentConfig) error {
+func check(doc *Document, spec *ps.PipelineSpec, dep *ps.PipelineDeploymentConfig) error {
 	var pr problems
+	checkHeader(&pr, spec)
 	comps := spec.GetComponents()
 	execs := dep.GetExecutors()
 	dags := []dagOf{{owner: "root", inputs: spec.GetRoot().GetInputDefinitions(), dag: spec.GetRoot().GetDag()}}
@@ -215,7 +228,7 @@ func check(spec *ps.PipelineSpec, dep *ps.PipelineDeploymentConfig) error {
 					pr.add(tn, el, "add it to deploymentSpec.executors or fix the component's executorLabel", "executor %q of component %q does not exist in deploymentSpec.executors", el, cn)
 				}
 			}
-			checkInputs(&pr, d, tasks, tn, t, c, comps)
+			checkInputs(&pr, d, tasks, tn, t, c, comps, referenced(doc, t, c))
 		}
 		checkAcyclic(&pr, d.owner, tasks)
 	}
@@ -240,6 +253,9 @@ func check(spec *ps.PipelineSpec, dep *ps.PipelineDeploymentConfig) error {
 			}
 			for _, p := range phs {
 				for _, c := range usedBy {
+					if p.Kind == KindInputArtifact && p.Attr == "" && declares(c, p) && !c.GetInputDefinitions().GetArtifacts()[p.Name].GetIsArtifactList() {
+						pr.add(task, el, "add .path, .uri or .metadata, or declare the input as a list of artifacts (isArtifactList)", "placeholder %s names input artifact %q whole, which only a list of artifacts takes", p.Raw, p.Name)
+					}
 					if !declares(c, p) {
 						pr.add(task, el, "declare it in the component's definitions or fix the name", "placeholder %s names %s %q that the component does not declare", p.Raw, strings.ReplaceAll(p.Kind, "-", " "), p.Name)
 					}
@@ -268,18 +284,85 @@ func declares(c *ps.ComponentSpec, p Placeholder) bool {
 	return true
 }
 
-func checkInputs(pr *problems, d dagOf, tasks map[string]*ps.PipelineTaskSpec, tn string, t *ps.PipelineTaskSpec, c *ps.ComponentSpec, comps map[string]*ps.ComponentSpec) {
+// checkHeader checks what the KFP API server checks of every v2 spec
+// (backend/src/apiserver/template/v2_template.go): schemaVersion 2.1.0 and
+// a pipeline name.
+func checkHeader(pr *problems, spec *ps.PipelineSpec) {
+	if v := spec.GetSchemaVersion(); v != "2.1.0" {
+		pr.add("", "", "compile the pipeline with the KFP SDK 2.x", "schemaVersion %q: the KFP API server accepts only 2.1.0", v)
+	}
+	name := spec.GetPipelineInfo().GetName()
+	switch {
+	case name == "":
+		pr.add("", "", "name the pipeline (@dsl.pipeline(name=...)) and compile it again", "pipelineInfo.name is empty: the KFP API server refuses a pipeline without a name")
+	case !pipelineNameRE.MatchString(name):
+		pr.add("", "", "use lower case letters, digits, '-' and '.'", "pipelineInfo.name %q: the KFP API server wants lower case alphanumeric characters, '-' or '.'", name)
+	}
+}
+
+// pipelineNameRE is the KFP API server's test of pipelineInfo.name (it
+// is not anchored there either).
+var pipelineNameRE = regexp.MustCompile(`[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*`)
+
+// resourceInputs are the extra task inputs the KFP SDK binds, as runtime
+// constants, for a task's string resource fields (set_cpu_limit(…) with a
+// pipeline channel; sdk/python/kfp/compiler/pipeline_spec_builder.py).
+var resourceInputs = map[string]bool{"cpu_request": true, "cpu_limit": true, "memory_request": true,
+	"memory_limit": true, "accelerator_type": true, "accelerator_count": true}
+
+// referenced returns the input parameters that placeholders name in the
+// task's own constant inputs (f-strings of the KFP SDK) and anywhere in its
+// executor (container resources, env, importer metadata): the SDK binds
+// them as extra task inputs that the component does not declare.
+func referenced(doc *Document, t *ps.PipelineTaskSpec, c *ps.ComponentSpec) map[string]bool {
+	out := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			phs, _ := ParsePlaceholders(x)
+			for _, p := range phs {
+				if p.Kind == KindInputParameter {
+					out[p.Name] = true
+				}
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	for _, b := range t.GetInputs().GetParameters() {
+		if cv := b.GetRuntimeValue().GetConstant(); cv != nil {
+			walk(cv.AsInterface())
+		}
+	}
+	if doc != nil && c.GetExecutorLabel() != "" {
+		ds, _ := doc.Spec["deploymentSpec"].(map[string]any)
+		ex, _ := ds["executors"].(map[string]any)
+		walk(ex[c.GetExecutorLabel()])
+	}
+	return out
+}
+
+func checkInputs(pr *problems, d dagOf, tasks map[string]*ps.PipelineTaskSpec, tn string, t *ps.PipelineTaskSpec, c *ps.ComponentSpec, comps map[string]*ps.ComponentSpec, refs map[string]bool) {
 	in := t.GetInputs()
 	defs := c.GetInputDefinitions()
 	cn := t.GetComponentRef().GetName()
+	// A ParallelFor task's iterator fills its item input on each iteration.
+	itemParam, itemArtifact := t.GetParameterIterator().GetItemInput(), t.GetArtifactIterator().GetItemInput()
 	for _, pn := range sortedKeys(defs.GetParameters()) {
 		pd := defs.GetParameters()[pn]
-		if _, ok := in.GetParameters()[pn]; !ok && pd.GetDefaultValue() == nil && !pd.GetIsOptional() {
+		if _, ok := in.GetParameters()[pn]; !ok && pn != itemParam && pd.GetDefaultValue() == nil && !pd.GetIsOptional() {
 			pr.add(tn, "", "bind it in the task's inputs.parameters, or give the component input a default", "input parameter %q of component %q is not bound", pn, cn)
 		}
 	}
 	for _, an := range sortedKeys(defs.GetArtifacts()) {
-		if _, ok := in.GetArtifacts()[an]; !ok && !defs.GetArtifacts()[an].GetIsOptional() {
+		if _, ok := in.GetArtifacts()[an]; !ok && an != itemArtifact && !defs.GetArtifacts()[an].GetIsOptional() {
 			pr.add(tn, "", "bind it in the task's inputs.artifacts to a producer task's output", "input artifact %q of component %q is not bound", an, cn)
 		}
 	}
@@ -295,8 +378,8 @@ func checkInputs(pr *problems, d dagOf, tasks map[string]*ps.PipelineTaskSpec, t
 	}
 	for _, pn := range sortedKeys(in.GetParameters()) {
 		b := in.GetParameters()[pn]
-		if _, ok := defs.GetParameters()[pn]; !ok {
-			pr.add(tn, "", "remove the binding or declare the input", "binds input parameter %q that component %q does not declare", pn, cn)
+		if _, ok := defs.GetParameters()[pn]; !ok && !refs[pn] && !(resourceInputs[pn] && b.GetRuntimeValue() != nil) {
+			pr.add(tn, "", "remove the binding or declare the input", "binds input parameter %q that component %q does not declare and no placeholder of the task uses", pn, cn)
 		}
 		if cip := b.GetComponentInputParameter(); cip != "" {
 			if _, ok := d.inputs.GetParameters()[cip]; !ok {

@@ -203,7 +203,37 @@ func Follow(ctx context.Context, b pipelines.Backend, id string, o Options) (*pi
 	}
 }
 
+// Interrupted is the error of a follow that stopped on ctx's cancellation:
+// Cancelled says whether the run was (asked to be) cancelled; it was not
+// when it had already ended (Last holds its terminal state).
+type Interrupted struct {
+	RunID     string
+	Cancelled bool
+	Err       error
+}
+
+func (e *Interrupted) Error() string { return e.Err.Error() }
+func (e *Interrupted) Unwrap() error { return e.Err }
+
+// abort re-reads the run on a fresh context: a run that has ended
+// meanwhile (say SUCCEEDED just before SIGTERM) is left as it is and
+// reported with its state; else it is cancelled.
 func (f *Follower) abort(cause error) error {
+	ctx, stop := context.WithTimeout(context.Background(), f.o.CancelTimeout)
+	run, err := f.b.GetRun(ctx, f.id)
+	stop()
+	if err == nil && pipelines.Terminal(run.State) {
+		f.last = run
+		f.o.Log.Warnf("run %s: interrupted, but it had ended %s: nothing to cancel", f.id, run.State)
+		return &Interrupted{RunID: f.id, Err: fmt.Errorf("run %s: interrupted after it ended %s: %w", f.id, run.State, cause)}
+	}
+	if err == nil {
+		f.last = run
+	}
+	return &Interrupted{RunID: f.id, Cancelled: true, Err: f.abortCancel(cause)}
+}
+
+func (f *Follower) abortCancel(cause error) error {
 	f.cancel()
 	if f.cancelErr != nil {
 		return fmt.Errorf("run %s: interrupted, and cancelling it failed (%v): %w", f.id, f.cancelErr, cause)
