@@ -17,7 +17,15 @@ import (
 func newBackend(t *testing.T) (*Backend, string) {
 	t.Helper()
 	dir := t.TempDir()
-	b, err := New(dir, runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond)))
+	if os.Geteuid() != 0 {
+		t.Skip("tasks in containers need root")
+	}
+	vols := t.TempDir()
+	volumes := runner.VolumesFunc(func(_ context.Context, name string) (string, error) {
+		p := filepath.Join(vols, name)
+		return p, os.MkdirAll(p, 0o755)
+	})
+	b, err := New(dir, runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond), runner.WithVolumes(volumes)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +139,10 @@ deploymentSpec: {executors: {e: {container: {image: "r/t@sha256:00", args: [slee
 	other, _ := New(dir, nil) // another process's view: same state directory
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		r, _ := other.GetRun(context.Background(), run.ID)
+		r, err := other.GetRun(context.Background(), run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if r.State == pipelines.StateRunning && r.Tasks[0].State == pipelines.StateRunning {
 			break
 		}

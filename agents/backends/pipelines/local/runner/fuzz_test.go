@@ -20,7 +20,7 @@ func FuzzCompile(f *testing.F) {
 			return
 		}
 		seen := map[string]bool{}
-		for _, task := range p.Tasks {
+		for _, task := range p.Root.Tasks {
 			for _, d := range task.Deps {
 				if !seen[d] {
 					t.Fatalf("task %s before its dependency %s", task.Name, d)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -188,7 +189,6 @@ func (o *ociLauncher) config(s *launchSpec, readonly bool) *specs.Spec {
 		Args: s.argv, Env: s.env, Cwd: cwd,
 		User:         specs.User{UID: s.uid, GID: s.gid, AdditionalGids: s.groups},
 		Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
-		Rlimits:      []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 65536, Soft: 65536}},
 	}
 	if s.uid != 0 { // a non-root user starts with no capabilities, as in Kubernetes
 		proc.Capabilities = &specs.LinuxCapabilities{Bounding: caps}
@@ -206,7 +206,11 @@ func (o *ociLauncher) config(s *launchSpec, readonly bool) *specs.Spec {
 			mounts = append(mounts, specs.Mount{Destination: f, Type: "bind", Source: f, Options: []string{"bind", "ro"}})
 		}
 	}
-	for _, m := range s.mounts {
+	ms := append([]mount(nil), s.mounts...)
+	sort.SliceStable(ms, func(i, j int) bool { // parents before children
+		return strings.Count(path.Clean(ms[i].dst), "/") < strings.Count(path.Clean(ms[j].dst), "/")
+	})
+	for _, m := range ms {
 		opt := "rw"
 		if m.ro {
 			opt = "ro"

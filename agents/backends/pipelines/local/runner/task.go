@@ -254,6 +254,13 @@ func (e *execution) runContainer(ctx context.Context, t *TaskNode, rawParams map
 	if err != nil {
 		return fail(err)
 	}
+	select { // a slot of the runner's parallelism for all attempts
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	defer func() { <-e.slots }()
+	e.task(p, func(ts *TaskState) { ts.StartedAt = time.Now().UTC() })
 	var lastErr error
 	for attempt := 0; attempt <= t.Retry.MaxRetries; attempt++ {
 		if attempt > 0 {
@@ -295,14 +302,8 @@ func (e *execution) runContainer(ctx context.Context, t *TaskNode, rawParams map
 	return e.succeed(p, outParams, outArts, "")
 }
 
-// launch runs one attempt in a slot of the runner's parallelism.
+// launch runs one attempt with the task's deadline.
 func (e *execution) launch(ctx context.Context, l launcher, spec *launchSpec) (int, error) {
-	select {
-	case e.slots <- struct{}{}:
-	case <-ctx.Done():
-		return -1, ctx.Err()
-	}
-	defer func() { <-e.slots }()
 	if spec.deadline > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, spec.deadline)
@@ -333,7 +334,10 @@ func resetOutputs(tdir string) error {
 			return err
 		}
 	}
-	return os.Remove(filepath.Join(tdir, ExecutorOutputFile))
+	if err := os.Remove(filepath.Join(tdir, ExecutorOutputFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // collectOutputs reads a finished task's outputs as KFP's launcher does:

@@ -99,8 +99,8 @@ platforms:
       executors:
         exec-train:
           pvcMount:
-          - mountPath: /data
-            taskOutputParameter: {}
+          - mountPath: /models
+            constant: djia30-model
 `
 	return []byte(strings.ReplaceAll(s, "IMAGE", image))
 }
