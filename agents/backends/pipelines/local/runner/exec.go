@@ -40,7 +40,9 @@ type Volumes interface {
 type VolumesFunc func(ctx context.Context, name string) (string, error)
 
 // VolumePath calls f.
-func (f VolumesFunc) VolumePath(ctx context.Context, name string) (string, error) { return f(ctx, name) }
+func (f VolumesFunc) VolumePath(ctx context.Context, name string) (string, error) {
+	return f(ctx, name)
+}
 
 // Isolation modes of tasks.
 const (
@@ -743,7 +745,9 @@ func (e *execution) runLoop(ctx context.Context, t *TaskNode, params map[string]
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		ip := fmt.Sprintf("%s/iteration-%d", p, i)
-		e.task(ip, func(ts *TaskState) { ts.DisplayName, ts.Kind = fmt.Sprintf("%s (iteration %d)", t.DisplayName, i), "iteration" })
+		e.task(ip, func(ts *TaskState) {
+			ts.DisplayName, ts.Kind = fmt.Sprintf("%s (iteration %d)", t.DisplayName, i), "iteration"
+		})
 	}
 	for i := 0; i < n; i++ {
 		ip := fmt.Sprintf("%s/iteration-%d", p, i)

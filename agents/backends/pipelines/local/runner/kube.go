@@ -120,7 +120,9 @@ func parseKube(m map[string]any, task string) (*KubeConfig, error) {
 			ignored[key] = true
 		}
 	}
-	bad := func(what string, err error) error { return fmt.Errorf("task %s: platform spec %s: %w", task, what, err) }
+	bad := func(what string, err error) error {
+		return fmt.Errorf("task %s: platform spec %s: %w", task, what, err)
+	}
 	for _, p := range listOf(m, "pvcMount") {
 		var ref NameRef
 		var err error

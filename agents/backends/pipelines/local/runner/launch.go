@@ -254,7 +254,51 @@ func (e *execution) launchSpec(ctx context.Context, t *TaskNode, img *imagecache
 		s.gid = uint32(*kube.RunAsGroup)
 	}
 	s.env = dedupEnv(envs)
+	s.argv = expandEnvRefs(s.argv, s.env)
 	return s, nil
+}
+
+// expandEnvRefs expands $(NAME) in arguments with the container's
+// environment as Kubernetes does for command and args ($$ is a literal $;
+// an unknown $(NAME) stays as it is).
+func expandEnvRefs(args, env []string) []string {
+	vals := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vals[k] = v
+	}
+	out := make([]string, len(args))
+	for i, a := range args {
+		if !strings.Contains(a, "$") {
+			out[i] = a
+			continue
+		}
+		var b strings.Builder
+		for j := 0; j < len(a); j++ {
+			if a[j] != '$' || j+1 >= len(a) {
+				b.WriteByte(a[j])
+				continue
+			}
+			if a[j+1] == '$' {
+				b.WriteByte('$')
+				j++
+				continue
+			}
+			if a[j+1] == '(' {
+				if end := strings.IndexByte(a[j+2:], ')'); end >= 0 {
+					name := a[j+2 : j+2+end]
+					if v, ok := vals[name]; ok {
+						b.WriteString(v)
+						j += end + 2
+						continue
+					}
+				}
+			}
+			b.WriteByte(a[j])
+		}
+		out[i] = b.String()
+	}
+	return out
 }
 
 func hostnameOf(p string) string {

@@ -202,4 +202,3 @@ func parseOutput(typ string, raw []byte) (any, error) {
 	}
 	return coerce(typ, v)
 }
-

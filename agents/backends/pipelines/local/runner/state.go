@@ -2,12 +2,12 @@ package runner
 
 import (
 	"encoding/json"
-	"strconv"
-	"strings"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 

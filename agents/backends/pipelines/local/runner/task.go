@@ -3,10 +3,10 @@ package runner
 import (
 	"bytes"
 	"context"
-	"io"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
