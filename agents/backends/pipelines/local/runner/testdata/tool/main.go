@@ -98,6 +98,21 @@ func main() {
 			parts = append(parts, string(b))
 		}
 		must(os.WriteFile(a[1], []byte(strings.Join(parts, ",")), 0o644))
+	case "waitfor": // FILE: wait until FILE exists (at most 120 s)
+		for i := 0; i < 12000; i++ {
+			if _, err := os.Stat(a[0]); err == nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		fail(fmt.Errorf("%s never appeared", a[0]))
+	case "append": // FILE TEXT: append a line
+		f, err := os.OpenFile(a[0], os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Fprintln(f, a[1])
+		f.Close()
 	case "whoami": // OUT: uid:gid
 		must(os.WriteFile(a[0], []byte(fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())), 0o644))
 	case "emulate": // EXECUTORINPUTJSON: what the KFP SDK's executor does
