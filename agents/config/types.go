@@ -269,6 +269,23 @@ type PipelinesBackend struct {
 	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
 	// Parallelism bounds concurrently running tasks of the local runner.
 	Parallelism int `json:"parallelism,omitempty"`
+	// Runner configures the local runner (type local).
+	Runner LocalRunner `json:"runner,omitempty"`
+}
+
+// LocalRunner configures the embedded pipeline runner.
+type LocalRunner struct {
+	// Isolation is "container" (each task in an OCI container; the default)
+	// or "process" (host processes, a fallback for machines without a runtime).
+	Isolation string `json:"isolation,omitempty"`
+	// Runtime is the OCI runtime binary (runc, crun or a path); "" picks one.
+	Runtime string `json:"runtime,omitempty"`
+	// SecretsDir holds the platform spec's secrets and config maps locally
+	// (<dir>/secrets/<name>/<key>, <dir>/configmaps/<name>/<key>); "" is
+	// <stateDir>/secrets.
+	SecretsDir string `json:"secretsDir,omitempty"`
+	// Cache enables task caching (tasks with enableCache); nil is true.
+	Cache *bool `json:"cache,omitempty"`
 }
 
 // StorageBackend: type "local" (directories) or "trident" (PVCs and CSI
