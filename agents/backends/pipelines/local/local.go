@@ -353,3 +353,10 @@ func validID(id string) bool {
 	_, err := uuid.Parse(id)
 	return err == nil
 }
+
+// SpecHash is "sha256:<hex>" of spec's bytes, the hash UploadVersion
+// computes when none is given.
+func SpecHash(spec []byte) string {
+	sum := sha256.Sum256(spec)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
