@@ -35,7 +35,6 @@ deploymentSpec:
     exec-greet: {container: {image: IMAGE, command: [/ko-app/tool], args: [write, "{{$.outputs.parameters['Output'].output_file}}", "hello {{$.inputs.parameters['who']}} x{{$.inputs.parameters['times']}} {{$.inputs.parameters['flags']}}"]}}
 `
 
-
 func TestRunAnyPipelineThenStatus(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("tasks in containers need root")
@@ -49,7 +48,7 @@ func TestRunAnyPipelineThenStatus(t *testing.T) {
 	}
 	defer stop()
 	ref := runnertest.Push(t, addr, "hello/tool") // also tagged :test
-	tag := "hello/tool:test"                        // not pinned: found in the embedded registry
+	tag := "hello/tool:test"                      // not pinned: found in the embedded registry
 	file := filepath.Join(dir, "hello.yaml")
 	os.WriteFile(file, []byte(strings.Replace(spec, "IMAGE", tag, 1)), 0o644)
 	t.Setenv("BRANCHML_BACKENDS_STATE_DIR", state)

@@ -211,7 +211,6 @@ func (r *Runner) Exec(ctx context.Context, dir string) (*State, error) {
 		cleanupDead(st)
 	}
 	e.st.PID, e.st.StartedAt, e.st.Error = os.Getpid(), time.Now().UTC(), ""
-	e.st.Tasks = []TaskState{}
 	e.pipeline = map[string]string{
 		"{{$.pipeline_job_name}}": req.DisplayName, "{{$.pipeline_job_resource_name}}": req.ID, "{{$.pipeline_job_uuid}}": req.ID,
 		"{{$.pipeline_root}}": filepath.Join(dir, TasksDir), "{{$.pipeline_job_create_time_utc}}": req.CreatedAt.UTC().Format(time.RFC3339),
@@ -231,6 +230,11 @@ func (r *Runner) Exec(ctx context.Context, dir string) (*State, error) {
 	if err != nil {
 		e.finish(pipelines.StateFailed, err.Error())
 		return e.snapshot(), e.persistFinal()
+	}
+	e.st.Tasks = []TaskState{}
+	for _, t := range plan.Root.Tasks {
+		e.index[t.Name] = len(e.st.Tasks)
+		e.st.Tasks = append(e.st.Tasks, TaskState{Name: t.Name, DisplayName: t.DisplayName, Kind: kindOf(t), State: pipelines.StatePending})
 	}
 	e.st.State = pipelines.StateRunning
 	if err := e.persist(); err != nil {
@@ -320,6 +324,11 @@ func (e *execution) run(ctx context.Context) (*State, error) {
 		}
 	}()
 	res := e.runDAG(runCtx, e.plan.Root, &scope{params: e.st.Parameters, artifacts: map[string][]*Artifact{}}, "")
+	if l, err := e.r.getLauncher(); err == nil {
+		if d, ok := l.(interface{ drain() }); ok {
+			d.drain()
+		}
+	}
 	close(stopWatch)
 	<-watchDone
 	e.mu.Lock()

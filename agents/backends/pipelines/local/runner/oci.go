@@ -30,7 +30,11 @@ type ociLauncher struct {
 	logf      func(string, ...any)
 	mu        sync.Mutex
 	noOverlay bool
+	cleanups  sync.WaitGroup
 }
+
+// drain waits for the bundle clean-ups still running in the background.
+func (o *ociLauncher) drain() { o.cleanups.Wait() }
 
 // defaultCaps is the capability set of Docker and containerd containers.
 var defaultCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -87,11 +91,7 @@ func (o *ociLauncher) rt(args ...string) *exec.Cmd {
 }
 
 func (o *ociLauncher) launch(ctx context.Context, s *launchSpec) (int, error) {
-	bundle := filepath.Join(s.taskDir, ".bundle")
-	_ = unmountAll(filepath.Join(bundle, "rootfs"))
-	if err := os.RemoveAll(bundle); err != nil {
-		return -1, err
-	}
+	bundle := filepath.Join(s.taskDir, ".bundle-"+s.id)
 	rootfs := filepath.Join(bundle, "rootfs")
 	for _, d := range []string{rootfs, filepath.Join(bundle, "upper"), filepath.Join(bundle, "work")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -119,10 +119,14 @@ func (o *ociLauncher) launch(ctx context.Context, s *launchSpec) (int, error) {
 		readonly = true
 	}
 	reap.track("m", rootfs)
-	defer func() {
-		_ = unmountAll(rootfs)
-		reap.untrack("m", rootfs)
-		_ = os.RemoveAll(bundle)
+	defer func() { // off the task's critical path; Exec drains it
+		o.cleanups.Add(1)
+		go func() {
+			defer o.cleanups.Done()
+			_ = unmountAll(rootfs)
+			reap.untrack("m", rootfs)
+			_ = os.RemoveAll(bundle)
+		}()
 	}()
 	if s.uid != 0 {
 		for _, d := range s.fixOwner {
@@ -140,7 +144,6 @@ func (o *ociLauncher) launch(ctx context.Context, s *launchSpec) (int, error) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		return -1, err
 	}
-	_ = o.rt("delete", "--force", s.id).Run() // a leftover of a killed runner
 	cmd := o.rt("run", "--bundle", bundle, s.id)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -165,7 +168,7 @@ func (o *ociLauncher) launch(ctx context.Context, s *launchSpec) (int, error) {
 		_ = o.rt("delete", "--force", s.id).Run()
 		return -1, ctx.Err()
 	}
-	_ = o.rt("delete", "--force", s.id).Run()
+	// 'run' in the foreground deletes the container when it exits.
 	if werr == nil {
 		return 0, nil
 	}
@@ -263,7 +266,7 @@ func unmountAll(p string) error {
 // chownTree gives a task's own directory to its user.
 func chownTree(dir string, uid, gid int) {
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || (d.IsDir() && d.Name() == ".bundle") {
+		if err != nil || (d.IsDir() && strings.HasPrefix(d.Name(), ".bundle")) {
 			return filepath.SkipDir
 		}
 		_ = os.Lchown(p, uid, gid)
