@@ -324,6 +324,13 @@ func (b *Backend) Artifact(_ context.Context, runID, task, artifact, file string
 		return nil, fmt.Errorf("artifact %s/%s/%s %q: %w", runID, task, artifact, file, pipelines.ErrNotFound)
 	}
 	p := runner.OutputArtifactPath(b.RunDir(runID), task, artifact)
+	if st, err := runner.ReadState(b.RunDir(runID)); err == nil { // a cached task's artifact is where it was made
+		for _, ts := range st.Tasks {
+			if a := ts.Artifacts[artifact]; ts.Name == task && len(a) > 0 {
+				p = a[0].Path()
+			}
+		}
+	}
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("run %s task %s artifact %s: %w", runID, task, artifact, pipelines.ErrNotFound)

@@ -426,8 +426,15 @@ func (r *Runner) cacheLookup(key string) *cacheEntry {
 		return nil
 	}
 	var c cacheEntry
-	if json.Unmarshal(raw, &c) != nil || !artifactsExist(c.Artifacts) {
+	if json.Unmarshal(raw, &c) != nil {
 		return nil
+	}
+	for _, l := range c.Artifacts { // the producing run must still be there (an output may never have been written)
+		for _, a := range l {
+			if _, err := os.Stat(filepath.Dir(a.Path())); err != nil {
+				return nil
+			}
+		}
 	}
 	return &c
 }
