@@ -357,3 +357,56 @@ func TestNonRootImageUser(t *testing.T) {
 		t.Errorf("user = %s", got)
 	}
 }
+
+// debianLikeImage lays out an image root with the host's dynamically linked
+// /bin/sh and cat, their loader and libc (Debian's paths): an image that is
+// not a static binary, run with its own file system.
+func debianLikeImage(t *testing.T) *runnertest.DirImages {
+	images := runnertest.NewDirImages(t)
+	for _, f := range []string{"/bin/sh", "/usr/bin/cat", "/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6"} {
+		real, err := filepath.EvalSymlinks(f)
+		if err != nil {
+			t.Skip("no Debian-like host files to build the image from:", err)
+		}
+		b, err := os.ReadFile(real)
+		if err != nil {
+			t.Skip(err)
+		}
+		dst := filepath.Join(images.Root, f)
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	images.Env = []string{"PATH=/usr/bin:/bin"}
+	return images
+}
+
+func TestDynamicallyLinkedImageRunsOnItsOwnRoot(t *testing.T) {
+	if testIsolation(t) != IsolationContainer {
+		t.Skip("the image's own file system is a container's")
+	}
+	spec := `
+pipelineInfo: {name: shell}
+root: {dag: {tasks: {sh: {componentRef: {name: c}}}}}
+components: {c: {executorLabel: e, outputDefinitions: {parameters: {Output: {parameterType: STRING}}}}}
+deploymentSpec:
+  executors:
+    e:
+      container:
+        image: r/t@sha256:00
+        command: [sh, -c]
+        args: ['echo "$(cat /etc/os-release-test) in $(hostname 2>/dev/null || echo box) as $0" > "$1"', me, "{{$.outputs.parameters['Output'].output_file}}"]
+`
+	images := debianLikeImage(t)
+	os.MkdirAll(filepath.Join(images.Root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(images.Root, "etc", "os-release-test"), []byte("image-root"), 0o644)
+	dir := prepare(t, spec, nil)
+	st, err := newRunner(t, images).Exec(context.Background(), dir)
+	if err != nil || st.State != pipelines.StateSucceeded {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if got := task(t, st, "sh").Outputs["Output"]; got != "image-root in box as me\n" {
+		t.Errorf("output = %q", got)
+	}
+}
