@@ -62,7 +62,7 @@ func (r *Runner) getLauncher() (launcher, error) {
 	r.launchOnce.Do(func() {
 		switch r.isolation {
 		case IsolationProcess:
-			r.warnOnce("isolation", "runner.isolation is process: tasks run as host processes with the host's loader, without their image's file system, namespaces or limits")
+			r.warnOnce("isolation", "runner.isolation is process: tasks run as host processes with the host's loader and file system: no image root, namespaces, limits, user or mounts (a pvcMount's mountPath does not exist; parameters must name host paths)")
 			r.launcher = processLauncher{}
 		case IsolationContainer, "":
 			var o *ociLauncher
