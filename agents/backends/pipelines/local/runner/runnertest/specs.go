@@ -98,9 +98,8 @@ platforms:
     deploymentSpec:
       executors:
         exec-train:
-          pvcMount:
-          - mountPath: /models
-            constant: djia30-model
+          nodeSelector:
+            labels: {pool: train}
 `
 	return []byte(strings.ReplaceAll(s, "IMAGE", image))
 }
