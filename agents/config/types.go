@@ -275,6 +275,8 @@ type PipelinesBackend struct {
 	// ObjectStore is the S3-compatible store of KFP's pipeline root, where
 	// the artifact files are.
 	ObjectStore ObjectStore `json:"objectStore,omitempty"`
+	// Runner configures the local runner (type local).
+	Runner LocalRunner `json:"runner,omitempty"`
 }
 
 // MetadataStore is an ML Metadata gRPC service (MetadataStoreService).
@@ -304,6 +306,21 @@ type ObjectStore struct {
 	// CAFile and InsecureSkipVerify are TLS settings for Endpoint.
 	CAFile             string `json:"caFile,omitempty"`
 	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+}
+
+// LocalRunner configures the embedded pipeline runner.
+type LocalRunner struct {
+	// Isolation is "container" (each task in an OCI container; the default)
+	// or "process" (host processes, a fallback for machines without a runtime).
+	Isolation string `json:"isolation,omitempty"`
+	// Runtime is the OCI runtime binary (runc, crun or a path); "" picks one.
+	Runtime string `json:"runtime,omitempty"`
+	// SecretsDir holds the platform spec's secrets and config maps locally
+	// (<dir>/secrets/<name>/<key>, <dir>/configmaps/<name>/<key>); "" is
+	// <stateDir>/secrets.
+	SecretsDir string `json:"secretsDir,omitempty"`
+	// Cache enables task caching (tasks with enableCache); nil is true.
+	Cache *bool `json:"cache,omitempty"`
 }
 
 // StorageBackend: type "local" (directories) or "trident" (PVCs and CSI

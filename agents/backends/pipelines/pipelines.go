@@ -137,3 +137,12 @@ type StatusError interface {
 	HTTPStatus() int
 	Temporary() bool
 }
+
+// SpecChecker is implemented by a backend that can tell, before an upload or
+// a plan, whether it can run a composed spec (the local runner). CheckSpec
+// returns nil when it can; otherwise an error naming the feature and the
+// task, "not supported by the local runner: <feature> (task <name>)", or
+// what is wrong with the spec.
+type SpecChecker interface {
+	CheckSpec(ctx context.Context, spec []byte) error
+}

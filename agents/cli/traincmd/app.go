@@ -1,11 +1,13 @@
 package traincmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -13,6 +15,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
 	"github.com/branchml/branchml/agents/backends/pipelines"
+	"github.com/branchml/branchml/agents/backends/pipelines/local"
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/backends/pipelines/pipelinesfactory"
 	"github.com/branchml/branchml/agents/backends/registry/localimages"
@@ -200,6 +203,13 @@ func NewStorage(e *cli.Env) (storage.Backend, error) {
 // backends.pipelines.parallelism bounds concurrent tasks. The cleanup
 // waits for runs this process executes and stops a registry it started.
 func NewPipelines(e *cli.Env) (pipelines.Backend, func(), error) {
+	return NewPipelinesWith(e, e.CLI != nil && e.CLI.Command != nil && e.CLI.Command.Name == "run")
+}
+
+// NewPipelinesWith is NewPipelines; adopt lets the local backend continue
+// a run whose runner died (the follower of a run sets it, status does not).
+// The local runner's pvcMount volumes come from the storage backend.
+func NewPipelinesWith(e *cli.Env, adopt bool, ropts ...runner.Option) (pipelines.Backend, func(), error) {
 	cfg := e.Config
 	var opts []pipelinesfactory.Option
 	opts = append(opts, pipelinesfactory.WithLogger(e.Log))
@@ -210,7 +220,13 @@ func NewPipelines(e *cli.Env) (pipelines.Backend, func(), error) {
 			return nil, nil, err
 		}
 		stopRegistry = stop
-		opts = append(opts, pipelinesfactory.WithRunner(runner.New(cache, runner.WithParallelism(cfg.Backends.Pipelines.Parallelism))))
+		base := []runner.Option{runner.WithVolumes(StorageVolumes(e)), runner.WithLogf(e.Log.Warnf)}
+		opts = append(opts, pipelinesfactory.WithRunner(pipelinesfactory.NewRunner(cfg, cache, append(base, ropts...)...)))
+		lopts := []local.Option{local.WithLogf(e.Log.Infof)}
+		if adopt {
+			lopts = append(lopts, local.WithAdoption())
+		}
+		opts = append(opts, pipelinesfactory.WithLocalOptions(lopts...))
 	}
 	b, err := pipelinesfactory.New(cfg, opts...)
 	if err != nil {
@@ -227,6 +243,31 @@ func NewPipelines(e *cli.Env) (pipelines.Backend, func(), error) {
 			stopRegistry()
 		}
 	}, nil
+}
+
+// StorageVolumes gives the local runner's pvcMount the storage backend's
+// volumes: the volume of that PVC name (created empty when absent), by its
+// path on this machine.
+func StorageVolumes(e *cli.Env) runner.Volumes {
+	var (
+		once sync.Once
+		st   storage.Backend
+		err  error
+	)
+	return runner.VolumesFunc(func(ctx context.Context, name string) (string, error) {
+		once.Do(func() { st, err = NewStorage(e) })
+		if err != nil {
+			return "", fmt.Errorf("storage backend: %w", err)
+		}
+		v, err := st.EnsureVolume(ctx, storage.VolumeSpec{Name: name})
+		if err != nil {
+			return "", err
+		}
+		if v.Path == "" {
+			return "", fmt.Errorf("the storage backend (backends.storage.type %s) gives no path on this machine for volume %s", e.Config.Backends.Storage.Type, name)
+		}
+		return v.Path, nil
+	})
 }
 
 // TrainSnapshotter is the snapshot stage as train's Snapshotter

@@ -6,9 +6,10 @@ import (
 	"github.com/branchml/branchml/agents/cli/jenkinscmd"
 	"github.com/branchml/branchml/agents/cli/quickstart"
 	"github.com/branchml/branchml/agents/cli/registrycmd"
+	"github.com/branchml/branchml/agents/cli/runcmd"
 )
 
 func main() {
-	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command())
+	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command(), runcmd.Command())
 	cli.Main(branchmlcmd.App())
 }

@@ -151,6 +151,14 @@ func Run(ctx context.Context, o Options) (*agent.Result, error) {
 	}
 	o.Log.Infof("composed %s: %s, %d images pinned", cfg.Pipeline.Spec, composed.Hash, len(composed.Images))
 
+	// A backend that can tell what it cannot run (the local runner) says so
+	// now, for a plan and an upload alike.
+	if c, ok := o.Backend.(pipelines.SpecChecker); ok {
+		if err := c.CheckSpec(ctx, composed.YAML); err != nil {
+			return nil, agent.Usage("check "+cfg.Pipeline.Spec+" against the "+cfg.Backends.Pipelines.Type+" pipelines backend", err,
+				"change the pipeline, or use a backend that runs it (backends.pipelines.type kfp)")
+		}
+	}
 	if o.DryRun {
 		return dryRun(ctx, o, out, composed, pipeBranch)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
+	"github.com/branchml/branchml/agents/backends/pipelines"
 	"github.com/branchml/branchml/agents/backends/pipelines/kfp"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -409,5 +410,27 @@ func TestDryRunWhenKFPIsDown(t *testing.T) {
 	e.c = c
 	if _, _, err := e.run(t, true); agent.CodeOf(err) != agent.ExitFailed || !strings.Contains(err.Error(), "401") {
 		t.Errorf("401: %v", err)
+	}
+}
+
+// refusing is a backend that cannot run the spec (as the local runner says).
+type refusing struct{ pipelines.Backend }
+
+func (refusing) CheckSpec(context.Context, []byte) error {
+	return errors.New("not supported by the local runner: pipeline workspaces ({{$.workspace_path}}) (task train)")
+}
+
+func TestBackendRefusesAtPlanAndUploadAlike(t *testing.T) {
+	e := setup(t, filepath.Join("pipelinespec", "testdata", "small.yaml"), true)
+	for _, dry := range []bool{true, false} {
+		var out bytes.Buffer
+		_, err := Run(context.Background(), Options{Config: e.cfg, Forge: e.forge, Backend: refusing{e.c}, Workspace: e.ws, Commit: commit, DryRun: dry, Out: &out})
+		var ae *agent.Error
+		if !errors.As(err, &ae) || ae.Code != agent.ExitUsage || !strings.Contains(err.Error(), "not supported by the local runner: pipeline workspaces ({{$.workspace_path}}) (task train)") {
+			t.Errorf("dry %v: %v", dry, err)
+		}
+	}
+	if n := len(e.kfp.Pipelines()); n != 0 {
+		t.Errorf("%d pipelines uploaded", n)
 	}
 }

@@ -127,7 +127,8 @@ func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipes, err := plocal.New(filepath.Join(dir, "state"), runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond)))
+	pipes, err := plocal.New(filepath.Join(dir, "state"), runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond),
+		runner.WithIsolation(runner.IsolationProcess))) // the stage reads the model the train task writes to the volume path it passes
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,16 @@
 // experiment and display name. Uploading the same spec twice, or creating a
 // run with the same experiment and display name twice, finds what exists.
 //
-// Runs execute in a goroutine of the process that created them and live as
-// long as that process (branchml-train run waits for its run anyway). When
-// the process dies first, GetRun reports the run FAILED, naming the pid.
-// Another process can read a run's state and cancel it (through the run
-// directory's cancel-request file).
+// Runs execute in a goroutine of the process that holds the run's runner
+// lock (runs/<run-id>/runner.lock, naming its pid): exactly one process
+// executes a run; another that creates the same run follows it. When the
+// executing process dies (even by SIGKILL), its tasks die with it (the
+// runner's reaper), and a backend made WithAdoption (the follower of a run)
+// continues the run in its own process, keeping the tasks that finished;
+// without adoption GetRun reports the run FAILED, naming the pid. Another
+// process can read a run's state and cancel it (through the run directory's
+// cancel-request file). CheckSpec (pipelines.SpecChecker) says at upload and
+// plan time what the runner cannot run.
 //
 // As an implementation of the pipelines backend it imports only packages of
 // that concern (agents/backends/pipelines/...), agents/records,

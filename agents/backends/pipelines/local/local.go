@@ -31,19 +31,29 @@ type Backend struct {
 	runner *runner.Runner
 	log    func(format string, args ...any)
 
+	adopt bool
+
 	mu      sync.Mutex
 	ctx     context.Context
 	stop    context.CancelFunc
 	running map[string]chan struct{}
 }
 
-var _ pipelines.Backend = (*Backend)(nil)
+var (
+	_ pipelines.Backend     = (*Backend)(nil)
+	_ pipelines.SpecChecker = (*Backend)(nil)
+)
 
 // Option configures a Backend.
 type Option func(*Backend)
 
 // WithLogf receives a line when a run starts and ends.
 func WithLogf(f func(format string, args ...any)) Option { return func(b *Backend) { b.log = f } }
+
+// WithAdoption lets GetRun continue, in this process, a run whose runner
+// died (killed, or its machine restarted): the follower of a run
+// (branchml-train run) sets it, a one-shot reader (status) does not.
+func WithAdoption() Option { return func(b *Backend) { b.adopt = true } }
 
 // New returns the backend keeping its data under stateDir, running tasks
 // with r.
@@ -101,7 +111,7 @@ func (b *Backend) UploadVersion(_ context.Context, u pipelines.Upload) (*pipelin
 	if u.PipelineName == "" || u.VersionName == "" {
 		return nil, errors.New("local pipelines: upload needs a pipeline name and a version name")
 	}
-	if _, err := runner.Compile(u.Spec); err != nil {
+	if err := b.CheckSpec(context.Background(), u.Spec); err != nil {
 		return nil, fmt.Errorf("pipeline %s version %s: %w", u.PipelineName, u.VersionName, err)
 	}
 	hash := u.SpecHash
@@ -147,9 +157,21 @@ func (b *Backend) Spec(pipelineID, versionID string) ([]byte, error) {
 	return raw, err
 }
 
+// CheckSpec reports whether the local runner can run spec: nil, a
+// *runner.UnsupportedError ("not supported by the local runner: <feature>
+// (task <name>)") or what is wrong with the spec. Upload and --dry-run give
+// the same verdict.
+func (b *Backend) CheckSpec(_ context.Context, spec []byte) error {
+	_, err := runner.Compile(spec)
+	return err
+}
+
 // CreateRun starts a run of the version in the background and returns it
 // PENDING or RUNNING. A run with the same experiment and display name
-// that exists already is returned as it is (look-before-create).
+// that exists already is returned as it is (look-before-create). Exactly one
+// process executes a run: the one that holds its runner lock; a concurrent
+// CreateRun of the same run in another process gets the run that process
+// executes. A run whose runner died is continued here.
 func (b *Backend) CreateRun(ctx context.Context, r pipelines.RunRequest) (*pipelines.Run, error) {
 	if r.DisplayName == "" {
 		return nil, errors.New("local pipelines: a run needs a display name")
@@ -160,21 +182,61 @@ func (b *Backend) CreateRun(ctx context.Context, r pipelines.RunRequest) (*pipel
 	}
 	rid := id("run", r.Experiment, r.DisplayName)
 	dir := b.RunDir(rid)
-	if run, err := b.GetRun(ctx, rid); err == nil {
+	if run, err := b.GetRun(ctx, rid); err == nil && !runner.Orphaned(dir) {
 		return run, nil
 	}
-	req := runner.Request{ID: rid, DisplayName: r.DisplayName, Experiment: r.Experiment, ExperimentID: id("experiment", r.Experiment),
-		PipelineID: r.PipelineID, VersionID: r.VersionID, Parameters: r.Parameters, CreatedAt: time.Now().UTC()}
-	if err := runner.Prepare(dir, spec, req); err != nil {
+	unlock, holder, err := runner.LockRun(dir)
+	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", r.DisplayName, err)
 	}
+	if unlock == nil { // another process executes it: follow that one
+		b.log("run %s (%s) is executed by process %d", rid, r.DisplayName, holder)
+		return b.waitState(ctx, rid)
+	}
+	if st, err := runner.ReadState(dir); err == nil {
+		if pipelines.Terminal(st.State) {
+			unlock()
+			return b.GetRun(ctx, rid)
+		}
+		b.log("run %s (%s): its runner (pid %d) died; continuing it", rid, r.DisplayName, st.PID)
+	} else {
+		req := runner.Request{ID: rid, DisplayName: r.DisplayName, Experiment: r.Experiment, ExperimentID: id("experiment", r.Experiment),
+			PipelineID: r.PipelineID, VersionID: r.VersionID, Parameters: r.Parameters, CreatedAt: time.Now().UTC()}
+		if err := runner.Prepare(dir, spec, req); err != nil {
+			unlock()
+			return nil, fmt.Errorf("run %s: %w", r.DisplayName, err)
+		}
+	}
+	b.execute(rid, dir, unlock)
+	return b.GetRun(ctx, rid)
+}
+
+// waitState waits (up to 10 s) for another process's run to have a state.
+func (b *Backend) waitState(ctx context.Context, rid string) (*pipelines.Run, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		run, err := b.GetRun(ctx, rid)
+		if err == nil || !errors.Is(err, pipelines.ErrNotFound) || time.Now().After(deadline) {
+			return run, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// execute runs dir in a goroutine of this process, holding its lock.
+func (b *Backend) execute(rid, dir string, unlock func()) {
 	done := make(chan struct{})
 	b.mu.Lock()
 	b.running[rid] = done
 	b.mu.Unlock()
 	go func() {
 		defer close(done)
-		b.log("run %s (%s) started in %s", rid, r.DisplayName, dir)
+		defer unlock()
+		b.log("run %s started in %s", rid, dir)
 		st, err := b.runner.Exec(b.ctx, dir)
 		if err != nil {
 			b.log("run %s: %v", rid, err)
@@ -185,7 +247,31 @@ func (b *Backend) CreateRun(ctx context.Context, r pipelines.RunRequest) (*pipel
 		delete(b.running, rid)
 		b.mu.Unlock()
 	}()
-	return b.GetRun(ctx, rid)
+}
+
+// adoptOrphan continues run rid here when its runner died and this
+// backend may adopt runs.
+func (b *Backend) adoptOrphan(rid string) {
+	dir := b.RunDir(rid)
+	if !b.adopt || b.runner == nil || !runner.Orphaned(dir) {
+		return
+	}
+	b.mu.Lock()
+	_, mine := b.running[rid]
+	b.mu.Unlock()
+	if mine {
+		return
+	}
+	unlock, _, err := runner.LockRun(dir)
+	if err != nil || unlock == nil {
+		return
+	}
+	if st, err := runner.ReadState(dir); err != nil || pipelines.Terminal(st.State) { // holding the lock, the state is as written
+		unlock()
+		return
+	}
+	b.log("run %s: its runner died before the run finished; continuing it in this process", rid)
+	b.execute(rid, dir, unlock)
 }
 
 // Wait blocks until the run this process executes ends (or at once when it
@@ -204,6 +290,7 @@ func (b *Backend) GetRun(_ context.Context, id string) (*pipelines.Run, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("run %q: %w", id, pipelines.ErrNotFound)
 	}
+	b.adoptOrphan(id)
 	st, err := runner.ReadState(b.RunDir(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("run %s: %w", id, pipelines.ErrNotFound)
@@ -237,6 +324,13 @@ func (b *Backend) Artifact(_ context.Context, runID, task, artifact, file string
 		return nil, fmt.Errorf("artifact %s/%s/%s %q: %w", runID, task, artifact, file, pipelines.ErrNotFound)
 	}
 	p := runner.OutputArtifactPath(b.RunDir(runID), task, artifact)
+	if st, err := runner.ReadState(b.RunDir(runID)); err == nil { // a cached task's artifact is where it was made
+		for _, ts := range st.Tasks {
+			if a := ts.Artifacts[artifact]; ts.Name == task && len(a) > 0 {
+				p = a[0].Path()
+			}
+		}
+	}
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("run %s task %s artifact %s: %w", runID, task, artifact, pipelines.ErrNotFound)
@@ -265,4 +359,11 @@ func (b *Backend) Artifact(_ context.Context, runID, task, artifact, file string
 func validID(id string) bool {
 	_, err := uuid.Parse(id)
 	return err == nil
+}
+
+// SpecHash is "sha256:<hex>" of spec's bytes, the hash UploadVersion
+// computes when none is given.
+func SpecHash(spec []byte) string {
+	sum := sha256.Sum256(spec)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -17,7 +17,15 @@ import (
 func newBackend(t *testing.T) (*Backend, string) {
 	t.Helper()
 	dir := t.TempDir()
-	b, err := New(dir, runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond)))
+	if os.Geteuid() != 0 {
+		t.Skip("tasks in containers need root")
+	}
+	vols := t.TempDir()
+	volumes := runner.VolumesFunc(func(_ context.Context, name string) (string, error) {
+		p := filepath.Join(vols, name)
+		return p, os.MkdirAll(p, 0o755)
+	})
+	b, err := New(dir, runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond), runner.WithVolumes(volumes)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +139,10 @@ deploymentSpec: {executors: {e: {container: {image: "r/t@sha256:00", args: [slee
 	other, _ := New(dir, nil) // another process's view: same state directory
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		r, _ := other.GetRun(context.Background(), run.ID)
+		r, err := other.GetRun(context.Background(), run.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if r.State == pipelines.StateRunning && r.Tasks[0].State == pipelines.StateRunning {
 			break
 		}
@@ -147,5 +158,40 @@ deploymentSpec: {executors: {e: {container: {image: "r/t@sha256:00", args: [slee
 	r, err := other.GetRun(context.Background(), run.ID)
 	if err != nil || r.State != pipelines.StateCanceled || r.Tasks[0].State != pipelines.StateCanceled {
 		t.Errorf("after cancel = %+v, %v", r, err)
+	}
+}
+
+func TestArtifactOfACachedTask(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("tasks in containers need root")
+	}
+	dir, vols := t.TempDir(), t.TempDir()
+	volumes := runner.VolumesFunc(func(_ context.Context, name string) (string, error) {
+		p := filepath.Join(vols, name)
+		return p, os.MkdirAll(p, 0o755)
+	})
+	b, err := New(dir, runner.New(runnertest.NewDirImages(t), runner.WithVolumes(volumes), runner.WithCacheDir(filepath.Join(dir, "cache"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	spec := strings.Replace(string(runnertest.TrainSpec("r/t@sha256:00", false)), "        componentRef: {name: comp-", "        cachingOptions: {enableCache: true}\n        componentRef: {name: comp-", -1)
+	v := upload(t, b, []byte(spec))
+	var ids []string
+	for _, name := range []string{"first", "second"} {
+		run, err := b.CreateRun(context.Background(), pipelines.RunRequest{Experiment: "e", DisplayName: name, PipelineID: v.PipelineID, VersionID: v.VersionID,
+			Parameters: map[string]any{"data_path": "/d", "model_base_path": "/models", "model_version": 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Wait(run.ID)
+		ids = append(ids, run.ID)
+	}
+	st, _ := runner.ReadState(b.RunDir(ids[1]))
+	if st.State != pipelines.StateSucceeded || !st.Tasks[0].Cached || !st.Tasks[1].Cached {
+		t.Fatalf("second run = %s %+v", st.State, st.Tasks)
+	}
+	if m, err := b.Artifact(context.Background(), ids[1], "train", "metrics", ""); err != nil || string(m) != runnertest.TrainMetrics {
+		t.Errorf("metrics of the cached task = %q, %v", m, err)
 	}
 }

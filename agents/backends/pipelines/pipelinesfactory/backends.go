@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 
@@ -44,6 +45,7 @@ type options struct {
 	log        logrus.FieldLogger
 	runner     *runner.Runner
 	kfpOpts    []kfp.Option
+	localOpts  []local.Option
 }
 
 // Option configures New.
@@ -62,6 +64,12 @@ func WithLogger(log logrus.FieldLogger) Option { return func(o *options) { o.log
 
 // WithRunner is the runner of the local backend (required for "local").
 func WithRunner(r *runner.Runner) Option { return func(o *options) { o.runner = r } }
+
+// WithLocalOptions adds options of the local backend (local.WithAdoption,
+// local.WithLogf).
+func WithLocalOptions(opts ...local.Option) Option {
+	return func(o *options) { o.localOpts = append(o.localOpts, opts...) }
+}
 
 // WithKFPOptions adds options of the KFP client (retry policy, timeouts).
 func WithKFPOptions(opts ...kfp.Option) Option {
@@ -112,7 +120,7 @@ func New(cfg *config.Config, opts ...Option) (pipelines.Backend, error) {
 		if o.runner == nil {
 			return nil, fmt.Errorf("backends.pipelines type local: no runner given (backends.WithRunner)")
 		}
-		return local.New(statedir.DirFrom(o.getenv, cfg)+"/pipelines", o.runner)
+		return local.New(statedir.DirFrom(o.getenv, cfg)+"/pipelines", o.runner, o.localOpts...)
 	default:
 		return nil, fmt.Errorf("backends.pipelines.type %q: unknown; use %q or %q", pb.Type, TypeKFP, TypeLocal)
 	}
@@ -165,4 +173,25 @@ func outputStores(pb config.PipelinesBackend, getenv func(string) string) ([]kfp
 		opts = append(opts, kfp.WithObjectStore(st))
 	}
 	return opts, nil
+}
+
+// NewRunner is the local runner of cfg: images from images,
+// backends.pipelines.parallelism, the runner's isolation and runtime
+// (backends.pipelines.runner), the local secrets directory (default
+// <stateDir>/secrets) and the task cache at <stateDir>/pipelines/cache
+// unless runner.cache is false. opts come last (volumes, logging, progress).
+func NewRunner(cfg *config.Config, images runner.Images, opts ...runner.Option) *runner.Runner {
+	pb := cfg.Backends.Pipelines
+	sd := statedir.Dir(cfg)
+	secrets := pb.Runner.SecretsDir
+	if secrets == "" {
+		secrets = filepath.Join(sd, "secrets")
+	} else if !filepath.IsAbs(secrets) && cfg.Dir != "" {
+		secrets = filepath.Join(cfg.Dir, secrets)
+	}
+	base := []runner.Option{runner.WithParallelism(pb.Parallelism), runner.WithIsolation(pb.Runner.Isolation), runner.WithRuntime(pb.Runner.Runtime), runner.WithSecretsDir(secrets)}
+	if pb.Runner.Cache == nil || *pb.Runner.Cache {
+		base = append(base, runner.WithCacheDir(filepath.Join(sd, "pipelines", "cache")))
+	}
+	return runner.New(images, append(base, opts...)...)
 }

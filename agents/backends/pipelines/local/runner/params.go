@@ -154,10 +154,10 @@ func describe(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// Format renders a parameter value as KFP substitutes it into a command
-// line: strings as is, whole numbers without a decimal point when the type
-// is NUMBER_INTEGER, other numbers in the shortest form, booleans as
-// true/false, lists and structs as JSON.
+// Format renders a parameter value as KFP's launcher substitutes it into a
+// command line: strings as is, numbers in the shortest decimal form without
+// an exponent (strconv 'f', -1: 3, 0.001, 0.0000001), booleans as
+// true/false, lists and structs as compact JSON.
 func Format(typ string, v any) string {
 	switch x := v.(type) {
 	case string:
@@ -168,19 +168,33 @@ func Format(typ string, v any) string {
 		return ""
 	}
 	if f, ok := toFloat(v); ok {
-		if typ == "NUMBER_INTEGER" || (f == math.Trunc(f) && math.Abs(f) < 1e15 && typ != "NUMBER_DOUBLE") {
+		if typ == "NUMBER_INTEGER" && f == math.Trunc(f) {
 			return strconv.FormatInt(int64(f), 10)
 		}
-		return strconv.FormatFloat(f, 'g', -1, 64)
+		return strconv.FormatFloat(f, 'f', -1, 64)
 	}
 	return jsonString(v)
+}
+
+// jsonString renders v as compact JSON without HTML escaping.
+func jsonString(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // parseOutput reads an output parameter file's content by its declared type:
 // STRING verbatim, the rest as JSON.
 func parseOutput(typ string, raw []byte) (any, error) {
-	if typ == "STRING" {
+	switch typ {
+	case "STRING":
 		return string(raw), nil
+	case "BOOLEAN": // true/True/false/False, as KFP's launcher reads them
+		raw = []byte(strings.ToLower(strings.TrimSpace(string(raw))))
 	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -188,5 +202,3 @@ func parseOutput(typ string, raw []byte) (any, error) {
 	}
 	return coerce(typ, v)
 }
-
-func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }

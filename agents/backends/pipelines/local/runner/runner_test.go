@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -143,7 +143,7 @@ func TestCompileOrdersTasksAndTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var order []string
-	for _, task := range p.Tasks {
+	for _, task := range p.Root.Tasks {
 		order = append(order, task.Name+"<"+strings.Join(task.Deps, ","))
 	}
 	if got := strings.Join(order, " "); got != "prepare-data< train<prepare-data" {
@@ -157,7 +157,7 @@ func TestCompileOrdersTasksAndTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, task := range p.Tasks {
+	for _, task := range p.Root.Tasks {
 		names = append(names, task.Name)
 	}
 	if got := strings.Join(names, ","); got != "produce,consume,side" {
@@ -169,9 +169,9 @@ func TestCompileErrors(t *testing.T) {
 	cyc := strings.Replace(dagSpec, "componentRef: {name: comp-produce}", "componentRef: {name: comp-produce}\n        dependentTasks: [side]", 1)
 	for name, tc := range map[string]struct{ spec, want string }{
 		"cycle":        {cyc, "tasks consume, produce, side depend on each other in a cycle"},
-		"no executor":  {strings.Replace(dagSpec, "exec-side:", "exec-other:", 1), `task "side": executor "exec-side" of component "comp-side" is not in deploymentSpec.executors`},
-		"unknown dep":  {strings.Replace(dagSpec, "dependentTasks: [produce]", "dependentTasks: [nope]", 1), `task "side" depends on unknown task "nope"`},
-		"bad artifact": {strings.Replace(dagSpec, "outputArtifactKey: data", "outputArtifactKey: nope", 1), `task "consume" input artifact "data" takes output artifact "nope" of task "produce", which does not exist`},
+		"no executor":  {strings.Replace(dagSpec, "exec-side:", "exec-other:", 1), `task side: executor "exec-side" of component "comp-side" is not in deploymentSpec.executors`},
+		"unknown dep":  {strings.Replace(dagSpec, "dependentTasks: [produce]", "dependentTasks: [nope]", 1), `task side depends on task "nope", which is not in its DAG`},
+		"bad artifact": {strings.Replace(dagSpec, "outputArtifactKey: data", "outputArtifactKey: nope", 1), `task consume input artifact "data" takes output artifact "nope" of task "produce", which does not exist`},
 		"not a spec":   {"root: 3", "pipeline spec is not a KFP v2 PipelineSpec"},
 	} {
 		_, err := Compile([]byte(tc.spec))
@@ -239,7 +239,7 @@ func TestFormat(t *testing.T) {
 
 func TestExecDAGParamsArtifactsPlaceholders(t *testing.T) {
 	dir := prepare(t, dagSpec, map[string]any{"greeting": "hi", "n": 2})
-	r := New(runnertest.NewDirImages(t, "IMAGE_ENV=1"), WithParallelism(2))
+	r := newRunner(t, runnertest.NewDirImages(t, "IMAGE_ENV=1"), WithParallelism(2))
 	st, err := r.Exec(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +269,7 @@ func TestExecTaskEnv(t *testing.T) {
 	spec := strings.Replace(dagSpec, `args: [write, "{{$.outputs.artifacts['out'].path}}", "r={{$.inputs.parameters['ratio']}}", "f={{$.inputs.parameters['flag']}}", "l={{$.inputs.parameters['items']}}", "task={{$.pipeline_task_name}}", "run={{$.pipeline_job_uuid}}"]`,
 		`args: [env, TASK_ENV, "{{$.outputs.artifacts['out'].path}}"]`, 1)
 	dir := prepare(t, spec, nil)
-	st, err := New(runnertest.NewDirImages(t)).Exec(context.Background(), dir)
+	st, err := newRunner(t, runnertest.NewDirImages(t)).Exec(context.Background(), dir)
 	if err != nil || st.State != pipelines.StateSucceeded {
 		t.Fatalf("Exec = %+v, %v", st, err)
 	}
@@ -280,7 +280,7 @@ func TestExecTaskEnv(t *testing.T) {
 
 func TestExecWrongParameterFailsRun(t *testing.T) {
 	dir := prepare(t, dagSpec, map[string]any{"n": "three"})
-	st, err := New(runnertest.NewDirImages(t)).Exec(context.Background(), dir)
+	st, err := newRunner(t, runnertest.NewDirImages(t)).Exec(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ deploymentSpec:
 
 func TestExecFailedTaskSkipsTheRest(t *testing.T) {
 	dir := prepare(t, failSpec, nil)
-	st, err := New(runnertest.NewDirImages(t)).Exec(context.Background(), dir)
+	st, err := newRunner(t, runnertest.NewDirImages(t)).Exec(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,16 +318,20 @@ func TestExecFailedTaskSkipsTheRest(t *testing.T) {
 	if st.Error != "task first failed: exited with code 3" {
 		t.Errorf("error = %q", st.Error)
 	}
-	if st.Tasks[0].LogTail != "line one\nboom: something broke" || st.Tasks[0].ExitCode != 3 {
+	// stdout and stderr interleave as the container's process wrote them.
+	bothLines := func(tail string) bool {
+		return tail == "line one\nboom: something broke" || tail == "boom: something broke\nline one"
+	}
+	if !bothLines(st.Tasks[0].LogTail) || st.Tasks[0].ExitCode != 3 {
 		t.Errorf("task = %+v", st.Tasks[0])
 	}
 	run := st.Run()
-	if run.Tasks[0].LogTail != "line one\nboom: something broke" || run.Tasks[0].Error != "exited with code 3" {
+	if !bothLines(run.Tasks[0].LogTail) || run.Tasks[0].Error != "exited with code 3" {
 		t.Errorf("run = %+v", run)
 	}
 }
 
-const retrySpec = `
+var retrySpec = `
 pipelineInfo: {name: retry}
 root:
   dag:
@@ -339,8 +343,8 @@ components:
   comp-flaky: {executorLabel: exec-flaky}
 deploymentSpec:
   executors:
-    exec-flaky: {container: {image: "r/t@sha256:00", args: [flaky, COUNTER, "3"]}}
-`
+    exec-flaky: {container: {image: "r/t@sha256:00", args: [flaky, /scratch/counter, "3"]}}
+` + "\n" + scratch("exec-flaky")
 
 func TestExecRetryPolicy(t *testing.T) {
 	for _, tc := range []struct {
@@ -348,10 +352,10 @@ func TestExecRetryPolicy(t *testing.T) {
 		state    string
 		attempts int
 	}{{2, pipelines.StateSucceeded, 3}, {1, pipelines.StateFailed, 2}} {
-		counter := filepath.Join(t.TempDir(), "counter")
-		spec := strings.NewReplacer("RETRIES", strconv.Itoa(tc.retries), "COUNTER", counter).Replace(retrySpec)
+		spec := strings.NewReplacer("RETRIES", strconv.Itoa(tc.retries)).Replace(retrySpec)
 		dir := prepare(t, spec, nil)
-		st, err := New(runnertest.NewDirImages(t)).Exec(context.Background(), dir)
+		r, _ := newRunnerVols(t, runnertest.NewDirImages(t))
+		st, err := r.Exec(context.Background(), dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -386,24 +390,15 @@ deploymentSpec:
 `
 
 func TestCancelFromAnotherProcessKillsTasks(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	dir := prepare(t, strings.Replace(sleepSpec, "PIDFILE", pidFile, 1), nil)
-	r := New(runnertest.NewDirImages(t), WithPollInterval(10*time.Millisecond))
+	dir := prepare(t, strings.Replace(sleepSpec, "sleep, 60s, PIDFILE", "sleep, 61s", 1), nil)
+	r := newRunner(t, runnertest.NewDirImages(t), WithPollInterval(10*time.Millisecond))
 	type res struct {
 		st  *State
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() { st, err := r.Exec(context.Background(), dir); ch <- res{st, err} }()
-	var pid int
-	for i := 0; i < 500 && pid == 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-		b, _ := os.ReadFile(pidFile)
-		pid, _ = strconv.Atoi(string(b))
-	}
-	if pid == 0 {
-		t.Fatal("task never started")
-	}
+	waitFor(t, "the task process", func() bool { return len(procsWith("sleep\x0061s")) > 0 })
 	st, _ := ReadState(dir)
 	if st.State != pipelines.StateRunning || st.PID != os.Getpid() {
 		t.Fatalf("state while running = %s pid %d", st.State, st.PID)
@@ -420,8 +415,8 @@ func TestCancelFromAnotherProcessKillsTasks(t *testing.T) {
 	if got.err != nil || got.st.State != pipelines.StateCanceled || taskStates(got.st) != "sleep=CANCELED after=SKIPPED" {
 		t.Fatalf("final = %+v %v", got.st, got.err)
 	}
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("task process %d still there: %v", pid, err)
+	if left := procsWith("sleep\x0061s"); len(left) > 0 {
+		t.Errorf("task processes still there: %v", left)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CancelFile)); !os.IsNotExist(err) {
 		t.Errorf("cancel file left: %v", err)
@@ -432,41 +427,25 @@ func TestCancelFromAnotherProcessKillsTasks(t *testing.T) {
 }
 
 func TestCancelKillsTheTaskProcessGroup(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	spec := strings.Replace(strings.Replace(sleepSpec, "args: [sleep, 60s, PIDFILE]", "args: [spawn, 60s, PIDFILE]", 1), "PIDFILE", pidFile, 1)
+	spec := strings.Replace(sleepSpec, "args: [sleep, 60s, PIDFILE]", "args: [spawn, 62s, /tmp/pid]", 1)
 	dir := prepare(t, spec, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan *State, 1)
-	go func() { st, _ := New(runnertest.NewDirImages(t)).Exec(ctx, dir); done <- st }()
-	var pid int
-	for i := 0; i < 500 && pid == 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-		b, _ := os.ReadFile(pidFile)
-		pid, _ = strconv.Atoi(string(b))
-	}
-	if pid == 0 {
-		t.Fatal("child never started")
-	}
+	go func() { st, _ := newRunner(t, runnertest.NewDirImages(t)).Exec(ctx, dir); done <- st }()
+	waitFor(t, "the task's child", func() bool { return len(procsWith("sleep\x0062s")) > 0 })
 	cancel()
 	st := <-done
 	if st.State != pipelines.StateCanceled {
 		t.Fatalf("state = %s", st.State)
 	}
-	for i := 0; i < 100; i++ { // killed: gone, or a zombie until init reaps it
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(stat), ") Z ") {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("child process %d of the task survived the cancel", pid)
+	waitFor(t, "the task's processes to end", func() bool { return len(procsWith("62s")) == 0 })
 }
 
 func TestContextCancelCancelsRun(t *testing.T) {
-	dir := prepare(t, strings.Replace(sleepSpec, "PIDFILE", filepath.Join(t.TempDir(), "pid"), 1), nil)
+	dir := prepare(t, strings.Replace(sleepSpec, "PIDFILE", "/tmp/pid", 1), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	st, err := New(runnertest.NewDirImages(t)).Exec(ctx, dir)
+	st, err := newRunner(t, runnertest.NewDirImages(t)).Exec(ctx, dir)
 	if err != nil || st.State != pipelines.StateCanceled {
 		t.Fatalf("Exec = %+v, %v", st, err)
 	}
@@ -499,9 +478,11 @@ func TestEndToEndFromRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	models := t.TempDir()
-	dir := prepare(t, string(runnertest.TrainSpec(ref, false)), map[string]any{"data_path": "/data/djia30", "model_base_path": models, "model_version": 4})
-	st, err := New(cache).Exec(context.Background(), dir)
+	spec := strings.Replace(string(runnertest.TrainSpec(ref, false)), "nodeSelector:\n            labels: {pool: train}", "pvcMount: [{constant: djia30-model, mountPath: /models}]", 1)
+	dir := prepare(t, spec, map[string]any{"data_path": "/data/djia30", "model_base_path": "/models", "model_version": 4})
+	r, vols := newRunnerVols(t, cache)
+	models := filepath.Join(vols.root, "djia30-model")
+	st, err := r.Exec(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +503,7 @@ func TestEndToEndFromRegistry(t *testing.T) {
 	}
 }
 
-func jsonUnmarshal(s string, v any) error { return jsonDecode([]byte(s), v) }
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 var _ = fmt.Sprint
 
@@ -534,7 +515,7 @@ func TestParallelismBoundsConcurrentTasks(t *testing.T) {
 	}
 	b.WriteString("components: {c: {executorLabel: e}}\ndeploymentSpec: {executors: {e: {container: {image: \"r/t@sha256:00\", args: [sleep, 150ms]}}}}\n")
 	dir := prepare(t, b.String(), nil)
-	st, err := New(runnertest.NewDirImages(t), WithParallelism(2)).Exec(context.Background(), dir)
+	st, err := newRunner(t, runnertest.NewDirImages(t), WithParallelism(2)).Exec(context.Background(), dir)
 	if err != nil || st.State != pipelines.StateSucceeded {
 		t.Fatalf("%+v %v", st, err)
 	}
@@ -567,7 +548,7 @@ func TestExampleSpecCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Tasks) != 2 || p.Tasks[1].Name != "train" || params["batch_size"] != float64(256) || Format("NUMBER_INTEGER", params["batch_size"]) != "256" {
-		t.Errorf("plan %+v params %v", p.Tasks, params)
+	if len(p.Root.Tasks) != 2 || p.Root.Tasks[1].Name != "train" || params["batch_size"] != float64(256) || Format("NUMBER_INTEGER", params["batch_size"]) != "256" {
+		t.Errorf("plan %+v params %v", p.Root.Tasks, params)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,8 +26,12 @@ const (
 	// CancelFile asks the runner to cancel the run when it exists; the
 	// runner polls for it.
 	CancelFile = "cancel-requested"
-	// TasksDir holds one directory per task: log, work/, outputs/.
+	// TasksDir holds one directory per task: log, outputs/, tmp/,
+	// executor_output.json (a nested task's directory is below its DAG's).
 	TasksDir = "tasks"
+	// LockFile is held (flock) by the process executing the run; its
+	// content names that process.
+	LockFile = "runner.lock"
 )
 
 // Request is what a run is asked to do (the run directory's run.json).
@@ -51,22 +57,44 @@ type State struct {
 	Parameters   map[string]any `json:"parameters,omitempty"`
 	Tasks        []TaskState    `json:"tasks"`
 	// PID is the process executing the run (0 before it starts).
-	PID        int       `json:"pid,omitempty"`
+	PID int `json:"pid,omitempty"`
+	// Resumed counts the times the run was continued after its runner died.
+	Resumed    int       `json:"resumed,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
 	StartedAt  time.Time `json:"startedAt,omitempty"`
 	FinishedAt time.Time `json:"finishedAt,omitempty"`
 }
 
-// TaskState is one task's state.
+// TaskState is one task's state. Name is the task's path as KFP shows it:
+// a root task by its name, a task of a nested DAG as "<dag>/<task>", an
+// iteration of a ParallelFor as "<loop>/iteration-<i>" and the tasks of
+// that iteration below it.
 type TaskState struct {
-	Name  string `json:"name"`
+	Name string `json:"name"`
+	// DisplayName is taskInfo.name ("for-loop-2 (iteration 0)" for an iteration).
+	DisplayName string `json:"displayName,omitempty"`
+	// Kind is container, importer, dag, loop or iteration.
+	Kind  string `json:"kind,omitempty"`
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
+	// Note says why a task was skipped, cached, kept or what was ignored locally.
+	Note string `json:"note,omitempty"`
+	// Iterations is a loop's item count.
+	Iterations int `json:"iterations,omitempty"`
+	// Cached is true when the task's result came from the cache (CacheKey).
+	Cached   bool   `json:"cached,omitempty"`
+	CacheKey string `json:"cacheKey,omitempty"`
 	// Attempts counts process starts (1 + retries).
-	Attempts   int       `json:"attempts,omitempty"`
-	ExitCode   int       `json:"exitCode,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
+	ExitCode int `json:"exitCode,omitempty"`
+	// Container is the container ID of the last attempt.
+	Container  string    `json:"container,omitempty"`
 	StartedAt  time.Time `json:"startedAt,omitempty"`
 	FinishedAt time.Time `json:"finishedAt,omitempty"`
+	// Outputs and Artifacts are a succeeded task's output parameters and
+	// artifacts (a loop's: lists in iteration order).
+	Outputs   map[string]any         `json:"outputs,omitempty"`
+	Artifacts map[string][]*Artifact `json:"artifacts,omitempty"`
 	// Log is the task's log file (stdout and stderr of every attempt).
 	Log string `json:"log,omitempty"`
 	// LogTail is the end of Log, set when the task FAILED.
@@ -96,18 +124,31 @@ func Prepare(dir string, spec []byte, req Request) error {
 	}
 	st := &State{ID: req.ID, DisplayName: req.DisplayName, ExperimentID: req.ExperimentID, State: pipelines.StatePending, Parameters: req.Parameters, CreatedAt: req.CreatedAt, Tasks: []TaskState{}}
 	if plan, err := Compile(spec); err == nil {
-		for _, t := range plan.Tasks {
-			st.Tasks = append(st.Tasks, TaskState{Name: t.Name, State: pipelines.StatePending})
+		for _, t := range plan.Root.Tasks {
+			st.Tasks = append(st.Tasks, TaskState{Name: t.Name, DisplayName: t.DisplayName, Kind: kindOf(t), State: pipelines.StatePending})
 		}
 	}
 	return atomicfile.WriteJSON(filepath.Join(dir, StateFile), st)
 }
 
-// ReadState reads dir's state.json. When the run is not terminal but the
-// process recorded as executing it is gone (it was killed, or the machine
-// restarted), the returned state says FAILED with an error naming the pid;
-// the file itself is left alone. A missing run is os.ErrNotExist (wrapped).
+// ReadState reads dir's state.json. When the run is not terminal but no
+// process holds its runner lock (its runner was killed, or the machine
+// restarted), the returned state says FAILED with an error naming the pid,
+// and Orphaned reports it; the file itself is left alone. A missing run is
+// os.ErrNotExist (wrapped).
 func ReadState(dir string) (*State, error) {
+	st, err := readStateFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !pipelines.Terminal(st.State) && st.PID > 0 && Orphaned(dir) {
+		st.Error = fmt.Sprintf("the runner process %d exited before the run finished (state was %s)", st.PID, st.State)
+		st.State = pipelines.StateFailed
+	}
+	return st, nil
+}
+
+func readStateFile(dir string) (*State, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {
 		return nil, err
@@ -116,16 +157,54 @@ func ReadState(dir string) (*State, error) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return nil, fmt.Errorf("run state %s: %w", filepath.Join(dir, StateFile), err)
 	}
-	if !pipelines.Terminal(st.State) && st.PID > 0 && st.PID != os.Getpid() && !alive(st.PID) {
-		st.Error = fmt.Sprintf("the runner process %d exited before the run finished (state was %s)", st.PID, st.State)
-		st.State = pipelines.StateFailed
-	}
 	return &st, nil
 }
 
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+// Orphaned reports whether run dir has started (a pid in its state) but no
+// process holds its runner lock.
+func Orphaned(dir string) bool {
+	st, err := readStateFile(dir)
+	if err != nil || st.PID == 0 || pipelines.Terminal(st.State) {
+		return false
+	}
+	f, err := os.Open(filepath.Join(dir, LockFile))
+	if err != nil {
+		return !alive(st.PID)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return false // held
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return true
+}
+
+// LockRun takes run dir's runner lock without waiting: unlock releases it.
+// When another process holds it, holder is its pid and unlock is nil.
+func LockRun(dir string) (unlock func(), holder int, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, pid, nil
+		}
+		return nil, 0, fmt.Errorf("lock run %s: %w", dir, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, 0, nil
 }
 
 // RequestCancel asks the runner executing dir to cancel the run, from any
@@ -142,8 +221,8 @@ func RequestCancel(dir string) error {
 	return atomicfile.WriteFile(filepath.Join(dir, CancelFile), []byte(time.Now().UTC().Format(time.RFC3339Nano)+"\n"), 0o644)
 }
 
-// TaskDir is the directory of task name in run directory dir.
-func TaskDir(dir, name string) string { return filepath.Join(dir, TasksDir, name) }
+// TaskDir is the directory of task name (a task path) in run directory dir.
+func TaskDir(dir, name string) string { return filepath.Join(dir, TasksDir, filepath.FromSlash(name)) }
 
 // OutputArtifactPath is where task writes output artifact name (a file, or
 // a directory the task creates).
@@ -154,4 +233,9 @@ func OutputArtifactPath(dir, task, name string) string {
 // OutputParameterPath is the output_file of task's output parameter name.
 func OutputParameterPath(dir, task, name string) string {
 	return filepath.Join(TaskDir(dir, task), "outputs", "parameters", name)
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -111,6 +111,8 @@ func Push(tb testing.TB, host, repo string, env ...string) string {
 type DirImages struct {
 	Root string
 	Env  []string
+	// User is the image's USER ("" is root).
+	User string
 }
 
 // NewDirImages lays the tool out under a temporary directory.
@@ -130,5 +132,5 @@ func NewDirImages(tb testing.TB, env ...string) *DirImages {
 
 // Ensure returns the directory as the image of ref.
 func (d *DirImages) Ensure(_ context.Context, ref string) (*imagecache.Image, error) {
-	return &imagecache.Image{Ref: ref, Digest: "sha256:test", RootFS: d.Root, Config: v1.Config{Env: d.Env, Entrypoint: []string{BinaryPath}}}, nil
+	return &imagecache.Image{Ref: ref, Digest: "sha256:test", RootFS: d.Root, Config: v1.Config{Env: d.Env, User: d.User, Entrypoint: []string{BinaryPath}}}, nil
 }

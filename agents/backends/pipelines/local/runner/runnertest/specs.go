@@ -98,9 +98,8 @@ platforms:
     deploymentSpec:
       executors:
         exec-train:
-          pvcMount:
-          - mountPath: /data
-            taskOutputParameter: {}
+          nodeSelector:
+            labels: {pool: train}
 `
 	return []byte(strings.ReplaceAll(s, "IMAGE", image))
 }
