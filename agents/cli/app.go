@@ -545,9 +545,8 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 		code = agent.ExitInterrupted
 	}
 	fmt.Fprintf(streams.Err, "%s: error: %s\n", app.Name, secrets.Redact(ae.err.Error()))
-	var e *agent.Error
-	if errors.As(ae.err, &e) && e.Fix != "" {
-		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(e.Fix))
+	if fix := agent.FixOf(ae.err); fix != "" {
+		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(fix))
 	}
 	return code
 }
