@@ -437,7 +437,7 @@ func applyParams(c *ucli.Context) error {
 	if path == "" {
 		return nil
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := config.ReadFileLimited(path, config.MaxConfigBytes)
 	if err != nil {
 		return err
 	}

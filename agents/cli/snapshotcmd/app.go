@@ -2,7 +2,6 @@ package snapshotcmd
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	"github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/atomicfile"
 	"github.com/branchml/branchml/agents/records"
@@ -63,17 +63,14 @@ func wsPath(e *cli.Env, p string) string {
 }
 
 func readJSONFile(path string, v any, required bool) error {
-	raw, err := os.ReadFile(path)
+	raw, err := config.ReadFileLimited(path, config.MaxRecordBytes)
 	if errors.Is(err, os.ErrNotExist) && !required {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return records.ParseJSON(path, raw, v)
 }
 
 func runCommand(w Wiring) *ucli.Command {
@@ -278,7 +275,7 @@ func lineageCommand() *ucli.Command {
 		}
 		recs, err := lineage.LoadDir(dir)
 		if err != nil {
-			return nil, agent.Usage("read the lineage records", err, "fix or remove the file named above")
+			return nil, agent.Usage("read the lineage records", err, "repair the file named above from the training branch's history")
 		}
 		if len(recs) == 0 {
 			return nil, agent.Usagef("run in a checkout of the training branch, or pass --lineage-dir", "no lineage records in %s", dir)
