@@ -220,7 +220,7 @@ func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*stora
 			return vol, nil
 		}
 		return nil, &storage.ObjectError{Op: "clone " + snapshot + " into", Kind: "Volume", Name: newVolume, Status: 409,
-			Err: fmt.Errorf("%w: pick another volume name, or delete %s", storage.ErrExists, dir)}
+			Err: fmt.Errorf("%w: %s holds another volume; pick another volume name", storage.ErrExists, dir)}
 	}
 	tmp, err := os.MkdirTemp(filepath.Join(b.root, "volumes"), ".tmp-"+newVolume+"-")
 	if err != nil {
