@@ -252,6 +252,9 @@ func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 			return agent.Usage("load configuration", cerr, fix)
 		}
 		env.Config = cfg
+		if js, err := json.Marshal(cfg); err == nil {
+			secrets.RegisterUserinfo(string(js)) // endpoints, remotes, registry hosts with user:password@
+		}
 		known := map[string]bool{"BRANCHML_DATA_DIR": true} // the example's data lookup
 		for _, f := range c.Command.Flags {
 			if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
@@ -525,6 +528,7 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	secrets.RegisterKnown(os.Getenv)
+	secrets.RegisterEnvUserinfo(os.Environ())
 	if app.Metadata == nil {
 		app.Metadata = map[string]any{}
 	}
