@@ -33,3 +33,18 @@ func TestParseJSONCorruptedIsStateError(t *testing.T) {
 		t.Errorf("training lock repair: %s", f)
 	}
 }
+
+// ParseJSON never panics, and what it refuses is always corrupted state.
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range []string{`{"kind":"RunRecord","runId":"r","state":"SUCCEEDED"}`, `{"kind":"Run`, ``, `null`, `[]`, `{"model":{"version":"x"}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var rec RunRecord
+		err := ParseJSON("training:"+TrainingLockPath, raw, &rec)
+		var se *agent.StateError
+		if err != nil && (!errors.As(err, &se) || agent.CodeOf(err) != agent.ExitUsage) {
+			t.Fatalf("%T %v", err, err)
+		}
+	})
+}

@@ -113,3 +113,19 @@ func TestURLUserinfo(t *testing.T) {
 		}
 	}
 }
+
+// Whatever the text, a registered URL password never survives Redact.
+func FuzzRedactUserinfo(f *testing.F) {
+	for _, s := range []string{"https://u:p4ssw0rd@h/x", "robot:s3cretPw@127.0.0.1:5000", "a@b:c@d", "::@@//", "x://:@"} {
+		f.Add(s, "see %s here")
+	}
+	f.Fuzz(func(t *testing.T, value, text string) {
+		Reset()
+		RegisterUserinfo(value)
+		for _, m := range userinfo.FindAllStringSubmatch(value, -1) {
+			if len(strings.TrimSpace(m[1])) >= 4 && strings.Contains(Redact(strings.ReplaceAll(text, "%s", value)), m[1]) {
+				t.Fatalf("password %q of %q survives Redact", m[1], value)
+			}
+		}
+	})
+}
