@@ -140,15 +140,15 @@ var (
 	// Identities that differ between two equal runs (commit SHAs hold commit
 	// times; run and lineage IDs derive from commits), and what differs by
 	// machine state (ports, the workdir).
-	uuidRe   = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
-	linRe    = regexp.MustCompile(`lin-[0-9a-f]{16}`)
+	uuidRe = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	linRe  = regexp.MustCompile(`lin-[0-9a-f]{16}`)
 	// Image digests: two builds of the same sources in two workdirs differ
 	// (the builds are not reproducible across paths), and so do the spec
 	// hashes that pin them.
 	imageRe = regexp.MustCompile(`@sha256:[0-9a-f]{64}`)
-	shaRe    = regexp.MustCompile(`\b[0-9a-f]{40}\b`)
-	shortRe  = regexp.MustCompile(`\b[0-9a-f]{12}\b`)
-	portRe   = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
+	shaRe   = regexp.MustCompile(`\b[0-9a-f]{40}\b`)
+	shortRe = regexp.MustCompile(`\b[0-9a-f]{12}\b`)
+	portRe  = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
 	// Keys whose values are times or durations.
 	timeKeys = map[string]bool{"startedAt": true, "finishedAt": true, "createdAt": true, "updatedAt": true, "time": true, "took": true}
 )

@@ -103,10 +103,10 @@ func TestURLUserinfo(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		"push 127.0.0.1:5000/djia30/train: 401 for robot:r3g1stryPass@127.0.0.1:5000": "push 127.0.0.1:5000/djia30/train: 401 for robot:***@127.0.0.1:5000",
-		"dial kfp.example.com: password kfpS3cret":                                  "dial kfp.example.com: password ***",
-		"git push ssh://git:g1tPass@forge/r.git failed":                              "git push ssh://git:***@forge/r.git failed",
-		"https://u:ap1%21Pass@ghe.example.com/api/v3 and the decoded ap1!Pass":       "https://u:***@ghe.example.com/api/v3 and the decoded ***",
-		"never registered: http://x:unknownPw@h/ and image r/t@sha256:00, host:5000": "never registered: http://x:***@h/ and image r/t@sha256:00, host:5000",
+		"dial kfp.example.com: password kfpS3cret":                                    "dial kfp.example.com: password ***",
+		"git push ssh://git:g1tPass@forge/r.git failed":                               "git push ssh://git:***@forge/r.git failed",
+		"https://u:ap1%21Pass@ghe.example.com/api/v3 and the decoded ap1!Pass":        "https://u:***@ghe.example.com/api/v3 and the decoded ***",
+		"never registered: http://x:unknownPw@h/ and image r/t@sha256:00, host:5000":  "never registered: http://x:***@h/ and image r/t@sha256:00, host:5000",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q)\n = %q\nwant %q", in, got, want)

@@ -85,4 +85,3 @@ func Unprotected(recs []*lineage.Record, status *records.DeployStatus) []int64 {
 	}
 	return out
 }
-
