@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/branchml/branchml/agents/cli.Version=$(VERSION)
 AGENTS := branchml branchml-build branchml-pipeline branchml-train branchml-snapshot branchml-deploy
 
-.PHONY: all build test test-go test-example test-groovy vet quickstart bench clean
+.PHONY: all build test test-go test-example test-groovy vet fuzz quickstart bench clean
 
 all: build
 
@@ -19,8 +19,8 @@ build:
 quickstart: build
 	PATH="$(BIN):$$PATH" $(BIN)/branchml quickstart $(QUICKSTART_FLAGS)
 
-## test: vet, race tests of the agents and of the example, Groovy checks
-test: vet test-go test-example test-groovy
+## test: vet, race tests of the agents and of the example, Groovy checks, fuzz targets
+test: vet test-go test-example test-groovy fuzz
 
 vet:
 	$(GO) vet ./...
@@ -34,6 +34,10 @@ test-example:
 
 test-groovy:
 	bash scripts/groovy-test.sh
+
+## fuzz: every fuzz target for FUZZTIME (default 4s) each
+fuzz:
+	bash scripts/fuzz.sh
 
 ## bench: benchmarks of every package (figures quoted in the issues' notes)
 bench:

@@ -252,6 +252,9 @@ func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 			return agent.Usage("load configuration", cerr, fix)
 		}
 		env.Config = cfg
+		if js, err := json.Marshal(cfg); err == nil {
+			secrets.RegisterUserinfo(string(js)) // endpoints, remotes, registry hosts with user:password@
+		}
 		known := map[string]bool{"BRANCHML_DATA_DIR": true} // the example's data lookup
 		for _, f := range c.Command.Flags {
 			if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
@@ -437,7 +440,7 @@ func applyParams(c *ucli.Context) error {
 	if path == "" {
 		return nil
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := config.ReadFileLimited(path, config.MaxConfigBytes)
 	if err != nil {
 		return err
 	}
@@ -525,6 +528,7 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	secrets.RegisterKnown(os.Getenv)
+	secrets.RegisterEnvUserinfo(os.Environ())
 	if app.Metadata == nil {
 		app.Metadata = map[string]any{}
 	}
@@ -545,9 +549,8 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 		code = agent.ExitInterrupted
 	}
 	fmt.Fprintf(streams.Err, "%s: error: %s\n", app.Name, secrets.Redact(ae.err.Error()))
-	var e *agent.Error
-	if errors.As(ae.err, &e) && e.Fix != "" {
-		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(e.Fix))
+	if fix := agent.FixOf(ae.err); fix != "" {
+		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(fix))
 	}
 	return code
 }

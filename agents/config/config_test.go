@@ -292,3 +292,46 @@ func TestUnknownEnv(t *testing.T) {
 		t.Errorf("UnknownEnv = %v", got)
 	}
 }
+
+// A YAML merge key followed by an override of a merged key is valid YAML
+// (the mapping's own key wins); a key given twice in one mapping is not,
+// also beside a merge key and inside a merged anchor.
+func TestMergeKeys(t *testing.T) {
+	p := write(t, base+`pipeline:
+  resources:
+    prepare-data: &res
+      cpu: "1"
+      memory: 1Gi
+    train:
+      <<: *res
+      cpu: "2"
+`)
+	cfg, err := Load(p, WithEnviron(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Pipeline.Resources["train"]
+	if got.CPU != "2" || got.Memory != "1Gi" || cfg.Pipeline.Resources["prepare-data"].CPU != "1" {
+		t.Fatalf("resources = %+v", cfg.Pipeline.Resources)
+	}
+	for name, body := range map[string]string{
+		"twice beside a merge key": base + "pipeline:\n  resources:\n    a: &r {cpu: \"1\"}\n    b:\n      <<: *r\n      cpu: \"2\"\n      cpu: \"3\"\n",
+		"twice in the anchor":      base + "pipeline:\n  resources:\n    a: &r\n      cpu: \"1\"\n      cpu: \"2\"\n    b: {<<: *r}\n",
+		"twice at the top":         base + "project: other\n",
+	} {
+		got := fieldErrors(t, func() error { _, err := Load(write(t, body), WithEnviron(nil)); return err }())
+		if len(got) != 1 || !strings.Contains(got[0], "is given twice") {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+}
+
+// A huge branchml.yaml is refused before it is parsed.
+func TestConfigSizeBound(t *testing.T) {
+	p := write(t, base+"description: "+strings.Repeat("x", MaxConfigBytes)+"\n")
+	_, err := Load(p, WithEnviron(nil))
+	got := fieldErrors(t, err)
+	if len(got) != 1 || !strings.Contains(got[0], "is larger than 1 MiB, the limit for this input") {
+		t.Fatalf("%q", got)
+	}
+}

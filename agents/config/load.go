@@ -16,6 +16,7 @@ import (
 	"unicode"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	yamlv3 "go.yaml.in/yaml/v3"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 	"sigs.k8s.io/yaml"
@@ -110,7 +111,11 @@ func Load(path string, opts ...Option) (*Config, error) {
 	src := "defaults"
 	if path != "" {
 		src = path
-		raw, err := os.ReadFile(path)
+		raw, err := ReadFileLimited(path, MaxConfigBytes)
+		var tl *TooLargeError
+		if errors.As(err, &tl) {
+			return nil, &ValidationError{Errors: []*FieldError{{Source: path, Problem: tl.Error() + "; keep branchml.yaml to its settings (long texts belong in files it names)"}}}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +165,10 @@ func parseYAMLDoc(name string, raw []byte) (map[string]any, error) {
 	if extraDocument(raw) {
 		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "has more than one YAML document (a '---' line after content); keep one"}}}
 	}
-	js, err := yaml.YAMLToJSONStrict(raw)
+	if err := duplicateKeys(raw); err != nil {
+		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: err.Error()}}}
+	}
+	js, err := yaml.YAMLToJSON(raw)
 	if err != nil {
 		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Problem: "not valid YAML: " + err.Error()}}}
 	}
@@ -175,6 +183,54 @@ func parseYAMLDoc(name string, raw []byte) (map[string]any, error) {
 		return nil, &ValidationError{Errors: []*FieldError{{Source: name, Value: short(v), Problem: "the document must be a mapping of keys to values"}}}
 	}
 	return m, nil
+}
+
+// duplicateKeys fails on a key given twice in one mapping, which YAML
+// forbids. Keys brought in by a merge key ("<<: *anchor") are not the
+// mapping's own: a key after it overrides the merged one, as the YAML merge
+// key type says (yaml.org/type/merge.html), so only the keys written in
+// each mapping are compared. Aliases are not followed (their mapping is
+// checked where it is written).
+func duplicateKeys(raw []byte) error {
+	var doc yamlv3.Node
+	if err := yamlv3.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("not valid YAML: %w", err)
+	}
+	var walk func(n *yamlv3.Node, path string) error
+	walk = func(n *yamlv3.Node, path string) error {
+		switch n.Kind {
+		case yamlv3.DocumentNode, yamlv3.SequenceNode:
+			for i, c := range n.Content {
+				p := path
+				if n.Kind == yamlv3.SequenceNode {
+					p = fmt.Sprintf("%s[%d]", path, i)
+				}
+				if err := walk(c, p); err != nil {
+					return err
+				}
+			}
+		case yamlv3.MappingNode:
+			seen := map[string]int{}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if k.Kind == yamlv3.ScalarNode && k.Tag != "!!merge" {
+					if line, ok := seen[k.Value]; ok {
+						return fmt.Errorf("not valid YAML: line %d: key %s is given twice (first on line %d); keep one", k.Line, p, line)
+					}
+					seen[k.Value] = k.Line
+				}
+				if err := walk(v, p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(&doc, "")
 }
 
 // extraDocument reports whether raw has a document separator after content

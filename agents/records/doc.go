@@ -3,5 +3,9 @@
 // records, the deploy spec and the deploy status. Each is JSON (deploy.yaml is
 // YAML) with apiVersion "branchml.dev/v1" and a kind.
 //
-// It imports only backend interface packages, for their value types.
+// ParseJSON is the one reader of records: a corrupted record is an
+// agent.StateError naming the file and its repair (Repair).
+//
+// It imports only backend interface packages, for their value types, and
+// helpers (agents/internal/agent for StateError).
 package records

@@ -18,6 +18,11 @@ var ErrExists = errors.New("already exists")
 // TridentActionSnapshotRestore CRD).
 var ErrUnsupported = errors.New("not supported")
 
+// ErrCorrupt is returned (wrapped) when a snapshot's content does not match
+// what was recorded for it (its manifest, its handle): it was tampered
+// with or damaged, and is not used.
+var ErrCorrupt = errors.New("snapshot does not match its record")
+
 // Restorer is a Backend that can roll a volume back in place to one of its
 // snapshots. Trident: TridentActionSnapshotRestore (only the volume's newest
 // snapshot); local: the live directory is replaced by a copy of the snapshot.
@@ -42,6 +47,10 @@ type Verifier interface {
 // manifest; paths are slash-separated and relative to the snapshot root.
 type VerifyReport struct {
 	Snapshot string `json:"snapshot"`
+	// Handle is the snapshot's handle recomputed from what was verified
+	// (local: "sha256:<hex>" of the manifest's entries), to compare with
+	// the handle recorded elsewhere (the lineage record).
+	Handle string `json:"handle,omitempty"`
 	// Files is the number of files in the manifest; Bytes their total size.
 	Files int   `json:"files"`
 	Bytes int64 `json:"bytes"`

@@ -59,3 +59,27 @@ func TestShowMasksNothingButPrintsEffective(t *testing.T) {
 		t.Errorf("code %d out %s", code, out)
 	}
 }
+
+// Credentials in endpoint URLs, from the file or the environment, in every
+// backend's settings: config show (text and JSON) and the errors mask them.
+func TestConfigShowMasksURLUserinfo(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "branchml.yaml")
+	os.WriteFile(p, []byte("apiVersion: branchml.dev/v1\nproject: demo\nbranches: {build: a, pipeline: b, train: c, deploy: d}\n"+
+		"backends:\n  pipelines: {type: kfp, endpoint: 'https://kfp:KfpPass1@kfp.example.com'}\n  forge: {type: local, remote: 'https://git:ForgePass2@git.example.com/r.git'}\n"), 0o644)
+	t.Setenv("BRANCHML_BACKENDS_REGISTRY_HOST", "robot:RegPass3@127.0.0.1:5000")
+	t.Setenv("BRANCHML_BACKENDS_FORGE_API_URL", "https://u:GhePass4@ghe.example.com/api/v3")
+	for _, format := range []string{"text", "json"} {
+		code, out, errOut := run(t, "config", "show", "-o", format, "--config", p)
+		if code != 0 {
+			t.Fatalf("%s: exit %d %s", format, code, errOut)
+		}
+		for _, pw := range []string{"KfpPass1", "ForgePass2", "RegPass3"} {
+			if strings.Contains(out+errOut, pw) {
+				t.Errorf("%s: %s shown:\n%s%s", format, pw, out, errOut)
+			}
+		}
+		if !strings.Contains(out, "robot:***@127.0.0.1:5000") || !strings.Contains(out, "https://kfp:***@kfp.example.com") {
+			t.Errorf("%s: masked endpoints missing:\n%s", format, out)
+		}
+	}
+}

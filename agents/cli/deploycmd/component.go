@@ -2,7 +2,6 @@ package deploycmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,7 +41,7 @@ func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
 			"merge into "+branch+" and let branchml-build write the lock, or set deploy.serving.command")
 	}
 	var lock records.ComponentsLock
-	if err := json.Unmarshal(raw, &lock); err != nil {
+	if err := records.ParseJSON(branch+":"+records.ComponentsLockPath, raw, &lock); err != nil {
 		return nil, nil, agent.Failed("parse "+records.ComponentsLockPath, err, "")
 	}
 	lc, ok := lock.Components[comp]

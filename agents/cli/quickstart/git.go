@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 )
 
 // gitEnv gives every git command a fixed identity and no user config, so the
@@ -27,7 +29,11 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("git %s (in %s): %w: %s", strings.Join(args, " "), dir, err, strings.TrimSpace(errb.String()))
+		msg := strings.TrimSpace(errb.String())
+		if hint := gitremote.StaleLockHint(msg); hint != "" {
+			msg += " (" + hint + ")"
+		}
+		return "", fmt.Errorf("git %s (in %s): %w: %s", strings.Join(args, " "), dir, err, msg)
 	}
 	return strings.TrimSpace(out.String()), nil
 }

@@ -128,7 +128,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	t0 := time.Now()
 	repo, changed, err := ensureRepo(ctx, opt.Workdir, example)
 	if err != nil {
-		return nil, agent.Failed("create the local ML repository", err, "remove "+opt.Workdir+" and run again")
+		return nil, agent.Failed("create the local ML repository", err, "run again: the repository under "+opt.Workdir+" is reused as it is (a stale git lock is named above with what to do)")
 	}
 	r.repo = repo
 	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s; %s", repo.Remote, map[bool]string{true: "examples/djia30 committed to ds1", false: "ds1 already has examples/djia30"}[changed]))

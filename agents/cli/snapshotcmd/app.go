@@ -2,7 +2,6 @@ package snapshotcmd
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	"github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/atomicfile"
 	"github.com/branchml/branchml/agents/records"
@@ -63,17 +63,14 @@ func wsPath(e *cli.Env, p string) string {
 }
 
 func readJSONFile(path string, v any, required bool) error {
-	raw, err := os.ReadFile(path)
+	raw, err := config.ReadFileLimited(path, config.MaxRecordBytes)
 	if errors.Is(err, os.ErrNotExist) && !required {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return records.ParseJSON(path, raw, v)
 }
 
 func runCommand(w Wiring) *ucli.Command {
@@ -142,15 +139,24 @@ func verifyCommand(w Wiring) *ucli.Command {
 			if !ok {
 				return nil, agent.Usagef("verify works on the local backend; on Trident the storage checksums its own snapshots", "backend %q cannot verify snapshots", e.Config.Backends.Storage.Type)
 			}
-			rep, err := v.Verify(e.Ctx, name)
+			f, ferr := w.Forge(e)
+			if ferr != nil {
+				e.Log.Warnf("no forge (%v): the handle is not checked against the lineage record", ferr)
+				f = nil
+			}
+			rep, err := snap.Verify(e.Ctx, v, f, e.Config, name)
+			if rep == nil {
+				return nil, err
+			}
 			if err != nil {
-				return nil, agent.Failed("verify snapshot "+name, err, "list snapshots and check the name")
+				return &agent.Result{Summary: fmt.Sprintf("snapshot %s was tampered with: %d changed, %d missing, %d extra, handle recorded %s", name,
+					len(rep.Changed), len(rep.Missing), len(rep.Extra), map[bool]string{true: "differs", false: "matches"}[rep.RecordedHandle != "" && rep.RecordedHandle != rep.Handle]), Outputs: rep}, err
 			}
-			if !rep.OK() {
-				return &agent.Result{Summary: fmt.Sprintf("snapshot %s was tampered with: %d changed, %d missing, %d extra", name, len(rep.Changed), len(rep.Missing), len(rep.Extra)), Outputs: rep},
-					agent.Failed("verify snapshot "+name, fmt.Errorf("changed %v, missing %v, extra %v", rep.Changed, rep.Missing, rep.Extra), "do not use this snapshot; restore from another one")
+			checked := "handle not checked: no lineage record names it"
+			if rep.Lineage != "" {
+				checked = "handle as lineage " + rep.Lineage + " recorded"
 			}
-			return &agent.Result{Summary: fmt.Sprintf("snapshot %s verified: %d files, %d bytes", name, rep.Files, rep.Bytes), Outputs: rep}, nil
+			return &agent.Result{Summary: fmt.Sprintf("snapshot %s verified: %d files, %d bytes, %s", name, rep.Files, rep.Bytes, checked), Outputs: rep}, nil
 		},
 	})
 }
@@ -227,7 +233,7 @@ func pruneCommand(w Wiring) *ucli.Command {
 			&ucli.IntFlag{Name: "keep", Usage: "snapshots kept per volume (default snapshot.keep)"},
 			&ucli.StringSliceFlag{Name: "protect", Usage: "a snapshot `NAME` never deleted (repeatable)"},
 			&ucli.StringFlag{Name: "lineage-dir", Value: records.LineageDir, Usage: "the lineage records `DIR` (relative to --workspace)"},
-			&ucli.StringFlag{Name: "deploy-status", Usage: "the deploy status `FILE`: snapshots of its stable and canary versions are kept"},
+			&ucli.StringFlag{Name: "deploy-status", Usage: "the deploy status `FILE` (default: .branchml/deploy-status.json of the deploy branch, read through the forge): snapshots of its stable and canary versions are kept"},
 		},
 		Run: func(e *cli.Env) (*agent.Result, error) {
 			vols := e.CLI.StringSlice("volume")
@@ -238,6 +244,8 @@ func pruneCommand(w Wiring) *ucli.Command {
 			if e.CLI.IsSet("keep") {
 				keep = e.CLI.Int("keep")
 			}
+			// What serves is protected by default: the deploy status of the
+			// deploy branch, and the lineage of the model its deploy.yaml names.
 			var status *records.DeployStatus
 			var recs []*lineage.Record
 			if p := e.CLI.String("deploy-status"); p != "" {
@@ -245,10 +253,25 @@ func pruneCommand(w Wiring) *ucli.Command {
 				if err := readJSONFile(wsPath(e, p), status, true); err != nil {
 					return nil, agent.Usage("read the deploy status", err, "pass the deploy branch's .branchml/deploy-status.json")
 				}
-				var err error
-				if recs, err = lineage.LoadDir(wsPath(e, e.CLI.String("lineage-dir"))); err != nil {
+			} else {
+				f, err := w.Forge(e)
+				if err != nil {
+					return nil, agent.Usage("forge", err, "check backends.forge in branchml.yaml, or pass --deploy-status")
+				}
+				if status, recs, err = snap.Deployed(e.Ctx, f, e.Config); err != nil {
+					return nil, err
+				}
+			}
+			if dir := wsPath(e, e.CLI.String("lineage-dir")); status != nil {
+				local, err := lineage.LoadDir(dir)
+				if err != nil {
 					return nil, agent.Usage("read the lineage records", err, "pass --lineage-dir with the training branch's .branchml/lineage")
 				}
+				recs = append(recs, local...)
+			}
+			if vs := snap.Unprotected(recs, status); len(vs) > 0 {
+				return nil, agent.Usagef("run in a checkout of the training branch (pulled), or pass --lineage-dir with its .branchml/lineage",
+					"model %s version(s) %v serve, but no lineage record names their snapshots: nothing was pruned", status.Model, vs)
 			}
 			st, err := storageOf(w, e)
 			if err != nil {
@@ -278,7 +301,7 @@ func lineageCommand() *ucli.Command {
 		}
 		recs, err := lineage.LoadDir(dir)
 		if err != nil {
-			return nil, agent.Usage("read the lineage records", err, "fix or remove the file named above")
+			return nil, agent.Usage("read the lineage records", err, "repair the file named above from the training branch's history")
 		}
 		if len(recs) == 0 {
 			return nil, agent.Usagef("run in a checkout of the training branch, or pass --lineage-dir", "no lineage records in %s", dir)

@@ -89,7 +89,7 @@ func TestCommands(t *testing.T) {
 	do(2, "lineage", "graph", "--workspace", ws, "--format", "svg")
 	do(2, "lineage", "show", "--workspace", ws, "lin-0000000000000000")
 
-	if v := do(0, "verify", "--workspace", ws, "djia30-data-"+id); !strings.Contains(v, "verified: 1 files, 11 bytes") {
+	if v := do(0, "verify", "--workspace", ws, "djia30-data-"+id); !strings.Contains(v, "verified: 1 files, 11 bytes, handle as lineage "+id+" recorded") {
 		t.Fatalf("verify: %s", v)
 	}
 	do(0, "clone", "--workspace", ws, "djia30-data-"+id, "ws-ana")

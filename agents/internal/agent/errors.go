@@ -58,11 +58,50 @@ func Usagef(fix, format string, args ...any) *Error {
 	return &Error{Code: ExitUsage, Err: fmt.Errorf(format, args...), Fix: fix}
 }
 
-// CodeOf maps an error to its exit code: an *Error's own code, 2 for a
+// StateError is corrupted state: a file the agents keep state in (a record
+// or lock on a stage branch, a snapshot) that does not parse, is truncated,
+// or does not match what recorded it. It is never warned about and worked
+// around: every agent stops with exit code 2 (ExitUsage: nothing was
+// changed), names the file and says how to repair it, whatever error wraps
+// it (see CodeOf and Details).
+type StateError struct {
+	// File names the file: "<branch>:<path>" for a file on a branch (git's
+	// rev:path), else a local path or object name.
+	File string
+	Err  error
+	// Fix says how to repair the file.
+	Fix string
+}
+
+func (e *StateError) Error() string { return "corrupted state: " + e.File + ": " + e.Err.Error() }
+
+func (e *StateError) Unwrap() error { return e.Err }
+
+// FixOf returns what to do about err: the repair of the file for corrupted
+// state (a *StateError anywhere in the chain), else the outermost *Error's
+// fix ("" when none).
+func FixOf(err error) string {
+	var se *StateError
+	if errors.As(err, &se) && se.Fix != "" {
+		return se.Fix
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Fix
+	}
+	return ""
+}
+
+// CodeOf maps an error to its exit code: 2 for corrupted state (a
+// *StateError anywhere in the chain), else an *Error's own code, 2 for a
 // configuration ValidationError, 1 otherwise (0 for nil).
 func CodeOf(err error) int {
 	if err == nil {
 		return ExitOK
+	}
+	var se *StateError
+	if errors.As(err, &se) {
+		return ExitUsage
 	}
 	var e *Error
 	if errors.As(err, &e) && e.Code != 0 {

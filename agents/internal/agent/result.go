@@ -73,13 +73,14 @@ func Details(stage string, err error) *ErrorDetails {
 	d := &ErrorDetails{APIVersion: ResultAPIVersion, Kind: "ErrorDetails", Stage: stage, ExitCode: CodeOf(err)}
 	var e *Error
 	if errors.As(err, &e) {
-		d.What, d.Fix = e.What, e.Fix
+		d.What = e.What
 		if e.Err != nil {
 			d.Why = e.Err.Error()
 		}
 	} else {
 		d.Why = err.Error()
 	}
+	d.Fix = FixOf(err)
 	if errors.Is(err, context.Canceled) {
 		d.ExitCode = ExitInterrupted
 	}

@@ -3,7 +3,9 @@ package secrets
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -89,7 +91,38 @@ func Redact(s string) string {
 	for _, v := range vs {
 		s = strings.ReplaceAll(s, v, Mask)
 	}
-	return s
+	return RedactURLs(s)
+}
+
+// urlUserinfo matches "scheme://user:password@" (the password is group 2).
+var urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/@\s:'"]*):([^/@\s'"]+)@`)
+
+// RedactURLs masks the password of every "scheme://user:password@" in s as
+// "scheme://user:***@" (what net/url's Redacted does), registered or not.
+func RedactURLs(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	return urlUserinfo.ReplaceAllString(s, "${1}:"+Mask+"@")
+}
+
+// userinfo matches "user:password@host" with or without a scheme, as an
+// endpoint, a remote or a registry host may be written.
+var userinfo = regexp.MustCompile(`(?:^|[\s"'=(,]|://)[^/@\s:'"=(,]+:([^/@\s'"]+)@[A-Za-z0-9\[]`)
+
+// RegisterUserinfo registers the password of every "user:password@host"
+// in s (a configuration value, an environment variable) as a secret, so
+// that it is masked wherever it appears later, with or without its URL.
+func RegisterUserinfo(s string) {
+	if !strings.Contains(s, "@") {
+		return
+	}
+	for _, m := range userinfo.FindAllStringSubmatch(s, -1) {
+		if p, err := url.PathUnescape(m[1]); err == nil && p != m[1] {
+			Register(p)
+		}
+		Register(m[1])
+	}
 }
 
 // Hook is a logrus hook that masks registered secrets in the message and in
@@ -137,5 +170,16 @@ var Known = []string{
 func RegisterKnown(getenv func(string) string) {
 	for _, name := range Known {
 		_, _ = GetFrom(getenv, name)
+	}
+}
+
+// RegisterEnvUserinfo registers the URL passwords (RegisterUserinfo) of
+// every variable in environ (KEY=VALUE entries): an endpoint set through
+// BRANCHML_* with user:password@ is masked before it is ever printed.
+func RegisterEnvUserinfo(environ []string) {
+	for _, kv := range environ {
+		if _, v, ok := strings.Cut(kv, "="); ok {
+			RegisterUserinfo(v)
+		}
 	}
 }

@@ -89,3 +89,43 @@ func TestHookMasksEveryLevel(t *testing.T) {
 type stringer string
 
 func (s stringer) String() string { return string(s) }
+
+// Credentials in URLs: registered from configuration values (with or
+// without a scheme) and masked wherever they appear later; any
+// scheme://user:password@ is masked even unregistered.
+func TestURLUserinfo(t *testing.T) {
+	Reset()
+	for _, v := range []string{
+		`{"host":"robot:r3g1stryPass@127.0.0.1:5000","endpoint":"https://kfp:kfpS3cret@kfp.example.com","remote":"ssh://git:g1tPass@forge/r.git"}`,
+		"BRANCHML_BACKENDS_FORGE_APIURL=https://u:ap1%21Pass@ghe.example.com/api/v3",
+	} {
+		RegisterUserinfo(v)
+	}
+	for in, want := range map[string]string{
+		"push 127.0.0.1:5000/djia30/train: 401 for robot:r3g1stryPass@127.0.0.1:5000": "push 127.0.0.1:5000/djia30/train: 401 for robot:***@127.0.0.1:5000",
+		"dial kfp.example.com: password kfpS3cret":                                    "dial kfp.example.com: password ***",
+		"git push ssh://git:g1tPass@forge/r.git failed":                               "git push ssh://git:***@forge/r.git failed",
+		"https://u:ap1%21Pass@ghe.example.com/api/v3 and the decoded ap1!Pass":        "https://u:***@ghe.example.com/api/v3 and the decoded ***",
+		"never registered: http://x:unknownPw@h/ and image r/t@sha256:00, host:5000":  "never registered: http://x:***@h/ and image r/t@sha256:00, host:5000",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}
+
+// Whatever the text, a registered URL password never survives Redact.
+func FuzzRedactUserinfo(f *testing.F) {
+	for _, s := range []string{"https://u:p4ssw0rd@h/x", "robot:s3cretPw@127.0.0.1:5000", "a@b:c@d", "::@@//", "x://:@"} {
+		f.Add(s, "see %s here")
+	}
+	f.Fuzz(func(t *testing.T, value, text string) {
+		Reset()
+		RegisterUserinfo(value)
+		for _, m := range userinfo.FindAllStringSubmatch(value, -1) {
+			if len(strings.TrimSpace(m[1])) >= 4 && strings.Contains(Redact(strings.ReplaceAll(text, "%s", value)), m[1]) {
+				t.Fatalf("password %q of %q survives Redact", m[1], value)
+			}
+		}
+	})
+}

@@ -273,9 +273,8 @@ func (o *Options) readLock(ctx context.Context) (*records.ComponentsLock, error)
 		return nil, agent.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, err, "check the forge settings (backends.forge) and credentials")
 	}
 	var lock records.ComponentsLock
-	if err := json.Unmarshal(raw, &lock); err != nil {
-		return nil, agent.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, fmt.Errorf("not a components lock: %w", err),
-			"restore the file from the branch history, or delete it to rebuild every component")
+	if err := records.ParseJSON(o.Branch+":"+records.ComponentsLockPath, raw, &lock); err != nil {
+		return nil, agent.Failed("read "+records.ComponentsLockPath+" on "+o.Branch, err, "")
 	}
 	if lock.Components == nil {
 		lock.Components = map[string]records.LockedComponent{}

@@ -3,11 +3,11 @@ package deploy
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/records"
 )
 
@@ -23,7 +23,7 @@ func (e *SpecError) Unwrap() error { return e.Err }
 
 // LoadSpec reads and checks deploy.yaml (YAML or JSON) at path.
 func LoadSpec(path string) (*records.DeploySpec, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := config.ReadFileLimited(path, config.MaxSpecBytes)
 	if err != nil {
 		return nil, &SpecError{Path: path, Err: err}
 	}

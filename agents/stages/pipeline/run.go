@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -119,7 +118,7 @@ func Run(ctx context.Context, o Options) (*agent.Result, error) {
 			specPath = cfg.Path(specPath)
 		}
 	}
-	raw, err := os.ReadFile(specPath)
+	raw, err := config.ReadFileLimited(specPath, config.MaxSpecBytes)
 	if err != nil {
 		return nil, agent.Usage("read pipeline spec", err, "set pipeline.spec in branchml.yaml to the compiled KFP v2 IR YAML (relative to the repository root)")
 	}
@@ -131,7 +130,7 @@ func Run(ctx context.Context, o Options) (*agent.Result, error) {
 		return nil, agent.Failed("read components lock", err, "check the forge settings and credentials")
 	}
 	var lock records.ComponentsLock
-	if err := json.Unmarshal(lockRaw, &lock); err != nil || lock.Kind != "ComponentsLock" {
+	if err := records.ParseJSON(buildBranch+":"+records.ComponentsLockPath, lockRaw, &lock); err != nil || lock.Kind != "ComponentsLock" {
 		if err == nil {
 			err = fmt.Errorf("kind %q, want ComponentsLock", lock.Kind)
 		}

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -56,8 +55,12 @@ func (h *TrainHook) Snapshot(ctx context.Context, req train.SnapshotRequest) (*t
 		in.Run.Model = &m
 	}
 	if h.Forge != nil {
-		readLock(ctx, h.Forge, log, req.Config.Branches[config.StagePipeline], records.PipelineLockPath, &in.Pipeline)
-		readLock(ctx, h.Forge, log, req.Config.Branches[config.StageBuild], records.ComponentsLockPath, &in.Components)
+		if err := readLock(ctx, h.Forge, log, req.Config.Branches[config.StagePipeline], records.PipelineLockPath, &in.Pipeline); err != nil {
+			return nil, err
+		}
+		if err := readLock(ctx, h.Forge, log, req.Config.Branches[config.StageBuild], records.ComponentsLockPath, &in.Components); err != nil {
+			return nil, err
+		}
 	}
 	rec, err := Run(ctx, Options{Config: req.Config, Storage: h.Storage, Forge: h.Forge, Input: in, Log: log, Now: h.Now})
 	if err != nil {
@@ -66,17 +69,20 @@ func (h *TrainHook) Snapshot(ctx context.Context, req train.SnapshotRequest) (*t
 	return &train.SnapshotResult{LineageID: rec.ID, Snapshots: []string{rec.Data.Snapshot, rec.Model.Snapshot.Snapshot}}, nil
 }
 
-// readLock reads a JSON lock from branch; a missing one leaves v empty (the
-// lineage then lacks that link) with a warning.
-func readLock(ctx context.Context, f forge.Forge, log logrus.FieldLogger, branch, path string, v any) {
+// readLock reads a JSON lock from branch; a missing or unreadable one
+// leaves v empty (the lineage then lacks that link) with a warning; a
+// corrupted one is an error (agent.StateError).
+func readLock(ctx context.Context, f forge.Forge, log logrus.FieldLogger, branch, path string, v any) error {
 	if branch == "" {
-		return
+		return nil
 	}
 	raw, err := f.ReadFile(ctx, branch, path)
-	if err == nil {
-		err = json.Unmarshal(raw, v)
-	}
 	if err != nil {
 		log.Warnf("lineage: cannot read %s on %s: %v", path, branch, err)
+		return nil
 	}
+	if err := records.ParseJSON(branch+":"+path, raw, v); err != nil {
+		return agent.Failed("read "+path+" on "+branch+" for the lineage", err, "")
+	}
+	return nil
 }

@@ -180,7 +180,7 @@ func (s *stage) readLock(ctx context.Context) error {
 		return agent.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "")
 	}
 	var lock records.PipelineLock
-	if err := json.Unmarshal(raw, &lock); err != nil {
+	if err := records.ParseJSON(branch+":"+records.PipelineLockPath, raw, &lock); err != nil {
 		return agent.Failed("read the pipeline lock", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err), "fix or re-create the file by merging into "+branch)
 	}
 	if lock.VersionID == "" || lock.PipelineID == "" {
@@ -209,9 +209,8 @@ func (s *stage) readPrevious(ctx context.Context) error {
 		return agent.Failed("read the training lock", fmt.Errorf("%s on branch %s: %w", records.TrainingLockPath, branch, err), "")
 	}
 	var rec records.RunRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		s.log().Warnf("ignoring %s on %s: %v", records.TrainingLockPath, branch, err)
-		return nil
+	if err := records.ParseJSON(branch+":"+records.TrainingLockPath, raw, &rec); err != nil {
+		return agent.Failed("read the training lock", err, "")
 	}
 	s.prev, s.written = &rec, raw
 	return nil
@@ -239,7 +238,7 @@ func (s *stage) reusable(ctx context.Context) *records.RunRecord {
 	}
 	s.log().Warnf("run %s (%s) of commit %s was %s before it finished: not reused, %s a new run", p.RunID, p.DisplayName, short(p.SourceCommit), p.State, verb)
 	if p.State == pipelines.StateCanceling && !s.o.DryRun {
-		s.finishCancel(ctx, p.RunID)
+		s.finishCancel(ctx, p)
 	}
 	return nil
 }
@@ -262,8 +261,11 @@ func (s *stage) refresh(ctx context.Context, p *records.RunRecord) bool {
 
 // finishCancel asks the backend again to cancel a run recorded as
 // CANCELING when it is still going (the process that cancelled it may have
-// been killed first), so it does not run alongside its replacement.
-func (s *stage) finishCancel(ctx context.Context, id string) {
+// been killed first), so it does not run alongside its replacement, waits
+// (at most CancelWait) until the backend says it ended, and records its
+// final state (CANCELED) in its run record, RunsDir/<id>.json.
+func (s *stage) finishCancel(ctx context.Context, p *records.RunRecord) {
+	id := p.RunID
 	r, err := s.o.Pipelines.GetRun(ctx, id)
 	if err != nil {
 		if !errors.Is(err, pipelines.ErrNotFound) {
@@ -271,15 +273,44 @@ func (s *stage) finishCancel(ctx context.Context, id string) {
 		}
 		return
 	}
-	if pipelines.Terminal(r.State) {
+	if !pipelines.Terminal(r.State) {
+		if err := s.o.Pipelines.CancelRun(ctx, id); err != nil {
+			s.log().Warnf("cancel run %s (still %s): %v", id, r.State, err)
+			return
+		}
+		s.log().Infof("run %s was still %s: cancelled it again", id, r.State)
+		for deadline := time.Now().Add(CancelWait); !pipelines.Terminal(r.State) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			if r, err = s.o.Pipelines.GetRun(ctx, id); err != nil {
+				s.log().Warnf("run %s: %v", id, err)
+				return
+			}
+		}
+		if !pipelines.Terminal(r.State) {
+			s.log().Warnf("run %s is still %s after %s: its record stays %s", id, r.State, CancelWait, p.State)
+			return
+		}
+	}
+	done := *p
+	done.State = r.State
+	if done.FinishedAt.IsZero() && !r.FinishedAt.IsZero() {
+		done.FinishedAt = r.FinishedAt.UTC()
+	}
+	js, err := json.MarshalIndent(done, "", "  ")
+	if err != nil {
 		return
 	}
-	if err := s.o.Pipelines.CancelRun(ctx, id); err != nil {
-		s.log().Warnf("cancel run %s (still %s): %v", id, r.State, err)
-		return
+	branch := s.cfg.Branches[config.StageTrain]
+	if _, err := s.o.Forge.WriteBack(ctx, forge.WriteBack{Branch: branch,
+		Files:   map[string][]byte{records.RunsDir + "/" + id + ".json": append(js, '\n')},
+		Message: fmt.Sprintf("branchml train: run %s %s for %s", id, done.State, short(done.SourceCommit))}); err != nil {
+		s.log().Warnf("record run %s as %s: %v", id, done.State, err)
 	}
-	s.log().Infof("run %s was still %s: cancelled it again", id, r.State)
 }
+
+// CancelWait bounds how long a new run waits for the backend to end a run
+// recorded as CANCELING before it records the final state.
+var CancelWait = 30 * time.Second
 
 func cancelled(state string) bool {
 	return state == pipelines.StateCanceled || state == pipelines.StateCanceling
@@ -509,6 +540,10 @@ func (s *stage) fetchMetrics(ctx context.Context) error {
 		}
 	}
 	var m map[string]any
+	if len(raw) > config.MaxMetricsBytes {
+		return agent.Failed("read the metrics of run "+s.res.RunID,
+			&config.TooLargeError{Name: MetricsFile + " of task " + MetricsTask, Limit: config.MaxMetricsBytes}, metricsFix)
+	}
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		if err == nil {
 			err = errors.New("null")

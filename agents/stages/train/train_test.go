@@ -698,7 +698,9 @@ func TestCancelledRunIsReplaced(t *testing.T) {
 				rec := e.record()
 				rec.State = pipelines.StateCanceled
 				js, _ := json.MarshalIndent(rec, "", "  ")
-				if _, err := e.forge.WriteBack(ctx, forgeWB("training", records.TrainingLockPath, append(js, '\n'))); err != nil {
+				wb := forgeWB("training", records.TrainingLockPath, append(js, '\n'))
+				wb.Files[records.RunsDir+"/"+rec.RunID+".json"] = wb.Files[records.TrainingLockPath]
+				if _, err := e.forge.WriteBack(ctx, wb); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -713,9 +715,14 @@ func TestCancelledRunIsReplaced(t *testing.T) {
 			if err != nil {
 				t.Fatalf("after the abort: %v\n%s", err, e.log)
 			}
+			// The interrupted run made no model: its version is given again.
 			if res.Reused || res.RunID == aborted.RunID || res.DisplayName != "djia30-0123456789ab-r1" || res.State != pipelines.StateSucceeded ||
-				res.Model.Version != 2 || res.LineageID != lineage.ID(commit, res.RunID) {
+				res.Model.Version != 1 || res.LineageID != lineage.ID(commit, res.RunID) {
 				t.Errorf("after the abort: %+v", res)
+			}
+			var old records.RunRecord
+			if err := json.Unmarshal([]byte(e.read("training", records.RunsDir+"/"+aborted.RunID+".json")), &old); err != nil || old.State != pipelines.StateCanceled {
+				t.Errorf("the interrupted run's record is %s (%v), want %s", old.State, err, pipelines.StateCanceled)
 			}
 			want := "level=warning msg=\"run " + aborted.RunID + " (djia30-0123456789ab) of commit 0123456789ab was " + state +
 				" before it finished: not reused, starting a new run\""

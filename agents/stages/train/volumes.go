@@ -195,10 +195,17 @@ func moveChildren(from, to string) error {
 
 // nextVersion is one more than the highest model version known: version
 // directories under the local model base path and the latest run record.
+// The version of an interrupted (cancelled) latest run is given again when
+// the local model volume has no directory of it: the trainer writes a
+// version directory atomically, so none means the version was never made.
+// On a PVC, which is not visible here, it is not given again.
 func (s *stage) nextVersion(v *vols) int64 {
 	var max int64
 	if p := s.prev; p != nil && p.Model != nil && p.Model.Name == s.cfg.Deploy.Model && p.Model.Version > max {
 		max = p.Model.Version
+		if cancelled(p.State) && v.modelDir != "" {
+			max-- // made only if its directory exists (counted below)
+		}
 	}
 	if v.modelDir != "" {
 		ents, _ := os.ReadDir(v.modelDir)

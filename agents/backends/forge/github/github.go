@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/retry"
 	"github.com/branchml/branchml/agents/internal/secrets"
 )
@@ -136,6 +137,9 @@ func (f *Forge) ReadFile(ctx context.Context, ref, path string) ([]byte, error) 
 	}
 	if file == nil || dir != nil {
 		return nil, fmt.Errorf("read %s at %s in %s: is a directory, not a file", path, ref, f.Repo())
+	}
+	if file.GetSize() > config.MaxSpecBytes {
+		return nil, &config.TooLargeError{Name: ref + ":" + path + " in " + f.Repo(), Limit: config.MaxSpecBytes}
 	}
 	if file.GetEncoding() == "none" || (file.Content == nil && file.GetSize() > 0) {
 		// Files over 1 MB come without content: read the blob.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/branchml/branchml/agents/backends/forge"
@@ -32,7 +34,24 @@ func (e *GitError) Error() string {
 	} else if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
+	if hint := StaleLockHint(e.Stderr); hint != "" {
+		msg += " (" + hint + ")"
+	}
 	return secrets.Redact(redactURLs(msg))
+}
+
+var staleLock = regexp.MustCompile(`Unable to create '([^']+\.lock)': File exists`)
+
+// StaleLockHint says what to do when git's stderr reports that a lock file
+// (index.lock, refs/heads/<branch>.lock, …) exists: git takes it for every
+// change, and a git process killed while holding it leaves it behind, so
+// that every retry fails the same way. It returns "" for other errors.
+func StaleLockHint(stderr string) string {
+	m := staleLock.FindStringSubmatch(stderr)
+	if m == nil {
+		return ""
+	}
+	return "if no git process is working on this repository (a killed one left the lock), remove that one file, " + filepath.Clean(m[1]) + ", and run again; nothing else needs removing"
 }
 
 func (e *GitError) Unwrap() error { return e.Err }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/config"
 )
 
 // ReadFile returns the content of path at ref (a branch, else any commit-ish
@@ -38,6 +39,9 @@ func (f *Forge) ReadFile(ctx context.Context, ref, path string) ([]byte, error) 
 		case "":
 			continue
 		case "blob":
+			if len(o.content) > config.MaxSpecBytes {
+				return nil, &config.TooLargeError{Name: ref + ":" + path, Limit: config.MaxSpecBytes}
+			}
 			return o.content, nil
 		default:
 			return nil, fmt.Errorf("read %s at %s: is a %s, not a file", path, ref, o.typ)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/branchml/branchml/agents/backends/storage"
@@ -44,6 +45,8 @@ func WithWorkers(n int) Option { return func(o *options) { o.workers = max(n, 1)
 type Backend struct {
 	root string
 	opt  options
+	// noReflink is set once the file system refused FICLONE: copy instead.
+	noReflink atomic.Bool
 }
 
 // New returns the local backend keeping its data under stateDir (created

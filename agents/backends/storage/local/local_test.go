@@ -241,7 +241,7 @@ func TestVerifyReportsTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &storage.VerifyReport{Snapshot: "m-1", Files: 3, Bytes: 300,
+	want := &storage.VerifyReport{Snapshot: "m-1", Handle: s.Handle, Files: 3, Bytes: 300,
 		Changed: []string{"part-01/file-0001.bin"}, Missing: []string{"part-00/file-0000.bin"}, Extra: []string{"part-00/extra.txt"}}
 	if !reflect.DeepEqual(rep, want) {
 		t.Fatalf("report = %+v\nwant     %+v", rep, want)

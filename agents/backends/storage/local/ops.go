@@ -2,11 +2,8 @@ package local
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -110,7 +107,11 @@ func (b *Backend) Annotate(ctx context.Context, name string, annotations map[str
 }
 
 // Verify re-hashes every file of the snapshot's tree and compares the tree
-// with its manifest, and the manifest with the handle recorded at creation.
+// with its manifest (a symlink where a file was is a changed file), and the
+// manifest with the handle recorded at creation in meta.json. The report's
+// Handle is the one recomputed from the manifest: a caller holding the
+// handle recorded elsewhere (the lineage record on git) compares it, which
+// catches a consistent rewrite of tree, manifest and meta.json.
 func (b *Backend) Verify(ctx context.Context, name string) (*storage.VerifyReport, error) {
 	man, err := b.Manifest(name)
 	if err != nil {
@@ -120,8 +121,8 @@ func (b *Backend) Verify(ctx context.Context, name string) (*storage.VerifyRepor
 	if err != nil {
 		return nil, err
 	}
-	rep := &storage.VerifyReport{Snapshot: name}
-	if handleOf(man.Entries) != meta.Handle {
+	rep := &storage.VerifyReport{Snapshot: name, Handle: handleOf(man.Entries)}
+	if rep.Handle != meta.Handle {
 		rep.Changed = append(rep.Changed, "manifest.json")
 	}
 	tree := filepath.Join(b.snapDir(name), "tree")
@@ -190,20 +191,6 @@ func (b *Backend) Verify(ctx context.Context, name string) (*storage.VerifyRepor
 	return rep, nil
 }
 
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
 // Clone creates the volume newVolume as a writable copy (not links) of the
 // snapshot, with the recorded modes. Cloning the same snapshot into the same
 // volume again returns it with Created false; a volume that exists otherwise
@@ -233,7 +220,7 @@ func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*stora
 			return vol, nil
 		}
 		return nil, &storage.ObjectError{Op: "clone " + snapshot + " into", Kind: "Volume", Name: newVolume, Status: 409,
-			Err: fmt.Errorf("%w: pick another volume name, or delete %s", storage.ErrExists, dir)}
+			Err: fmt.Errorf("%w: %s holds another volume; pick another volume name", storage.ErrExists, dir)}
 	}
 	tmp, err := os.MkdirTemp(filepath.Join(b.root, "volumes"), ".tmp-"+newVolume+"-")
 	if err != nil {
@@ -256,26 +243,45 @@ func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*stora
 	return vol, nil
 }
 
-// materialize writes a writable copy of the snapshot's tree at dst.
+// materialize writes a writable copy of the snapshot's tree at dst, and
+// refuses a snapshot whose tree does not match its manifest: every file is
+// opened without following symlinks and hashed while it is copied (or
+// after it is reflinked), and must have the recorded hash and size; every
+// symlink the recorded target; and the manifest the handle of meta.json.
+// A refusal is an error wrapping storage.ErrCorrupt naming the path.
 func (b *Backend) materialize(ctx context.Context, snapshot string, man *Manifest, dst string) error {
+	meta, err := b.readMeta(snapshot)
+	if err != nil {
+		return err
+	}
+	if handleOf(man.Entries) != meta.Handle {
+		return b.corrupt(snapshot, "manifest.json", "its entries do not have the snapshot's handle "+meta.Handle)
+	}
 	tree := filepath.Join(b.snapDir(snapshot), "tree")
 	for _, e := range man.Entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		out := filepath.Join(dst, filepath.FromSlash(e.Path))
+		in := filepath.Join(tree, filepath.FromSlash(e.Path))
 		switch e.Type {
 		case "dir":
+			if st, err := os.Lstat(in); err != nil || !st.IsDir() {
+				return b.corrupt(snapshot, e.Path, "not a directory in the tree")
+			}
 			if err := os.Mkdir(out, 0o755); err != nil {
 				return err
 			}
 		case "symlink":
+			if t, err := os.Readlink(in); err != nil || t != e.Target {
+				return b.corrupt(snapshot, e.Path, "not the recorded symlink to "+e.Target)
+			}
 			if err := os.Symlink(e.Target, out); err != nil {
 				return err
 			}
 		case "file":
-			if err := copyFile(filepath.Join(tree, filepath.FromSlash(e.Path)), out, e.Mode|0o200); err != nil {
-				return fmt.Errorf("restore %s from snapshot %s: %w", e.Path, snapshot, err)
+			if err := b.copyVerified(snapshot, e, in, out); err != nil {
+				return err
 			}
 		}
 	}
@@ -287,6 +293,46 @@ func (b *Backend) materialize(ctx context.Context, snapshot string, man *Manifes
 		}
 	}
 	return nil
+}
+
+// copyVerified copies the snapshot file in to out (mode e.Mode plus owner
+// write) and checks that what out holds has e's hash and size.
+func (b *Backend) copyVerified(snapshot string, e Entry, in, out string) error {
+	src, err := os.OpenFile(in, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return b.corrupt(snapshot, e.Path, "a symlink where the manifest records a file")
+	}
+	if err != nil {
+		return b.corrupt(snapshot, e.Path, err.Error())
+	}
+	defer src.Close()
+	if st, err := src.Stat(); err != nil || !st.Mode().IsRegular() {
+		return b.corrupt(snapshot, e.Path, "not a regular file in the tree")
+	}
+	dst, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	sum, n, err := b.fill(dst, src)
+	if err == nil {
+		err = dst.Chmod(e.Mode | 0o200)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s from snapshot %s: %w", e.Path, snapshot, err)
+	}
+	if sum != e.SHA256 || n != e.Size {
+		return b.corrupt(snapshot, e.Path, fmt.Sprintf("content sha256:%s (%d bytes), manifest sha256:%s (%d bytes)", sum, n, e.SHA256, e.Size))
+	}
+	return nil
+}
+
+// corrupt is the error of a snapshot whose tree or manifest was changed.
+func (b *Backend) corrupt(snapshot, path, why string) error {
+	return &storage.ObjectError{Op: "read", Kind: "Snapshot", Name: snapshot, Status: 422,
+		Err: fmt.Errorf("%w: %s: %s (%s)", storage.ErrCorrupt, path, why, filepath.Join(b.snapDir(snapshot), "tree", filepath.FromSlash(path)))}
 }
 
 // Restore replaces the live directory of volume with a writable copy of one

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -65,35 +66,19 @@ type Meta struct {
 	Hashed   int           `json:"hashed"`
 	NewBytes int64         `json:"newBytes"`
 	Took     time.Duration `json:"took"`
+	// IndexDoubt says why the previous snapshot's index was not trusted
+	// (then every file was re-hashed); "" when it was, or there was none.
+	IndexDoubt string `json:"indexDoubt,omitempty"`
 }
 
-// index is index/<volume>.json: what the previous snapshot saw of each live file.
-type index struct {
-	Files map[string]indexEntry `json:"files"`
-}
-
-type indexEntry struct {
-	Size    int64  `json:"size"`
-	MtimeNs int64  `json:"mtimeNs"`
-	CtimeNs int64  `json:"ctimeNs"`
-	Ino     uint64 `json:"ino"`
-	SHA256  string `json:"sha256,omitempty"` // "" when racy: re-hash next time
-}
-
-func statKey(fi fs.FileInfo) indexEntry {
-	st := fi.Sys().(*syscall.Stat_t)
-	return indexEntry{
-		Size: fi.Size(), Ino: st.Ino,
-		MtimeNs: st.Mtim.Sec*1e9 + st.Mtim.Nsec,
-		CtimeNs: st.Ctim.Sec*1e9 + st.Ctim.Nsec,
-	}
-}
-
-// Snapshot takes an immutable snapshot of volume named spec.Name. Files
-// whose size, mtime, ctime and inode are those the previous snapshot saw are
-// not re-read; others are copied into the content store while hashed. A
-// snapshot of that name is returned as is (an error wrapping ErrExists when
-// it belongs to another volume).
+// Snapshot takes an immutable snapshot of volume named spec.Name. A file
+// is not re-read when its stat data (ctime, mtime, dev, inode, mode, owner,
+// size) is what the previous snapshot's index recorded, that index is
+// trusted (see index) and the file was not racy then; every other file is
+// put into the content store while hashed. A file that changes while it is
+// read is read again, and after a few tries the snapshot fails. A snapshot
+// of that name is returned as is (an error wrapping ErrExists when it
+// belongs to another volume).
 func (b *Backend) Snapshot(ctx context.Context, volume string, spec storage.SnapshotSpec) (*storage.Snapshot, error) {
 	if err := storage.ValidName(volume); err != nil {
 		return nil, err
@@ -119,6 +104,7 @@ func (b *Backend) Snapshot(ctx context.Context, volume string, spec storage.Snap
 	if st, err := os.Stat(src); err != nil || !st.IsDir() {
 		return nil, notFound("Volume", volume)
 	}
+	b.sweep()
 	started := time.Now()
 	tmp, err := os.MkdirTemp(filepath.Join(b.root, "snapshots"), ".tmp-"+spec.Name+"-")
 	if err != nil {
@@ -143,11 +129,8 @@ func (b *Backend) Snapshot(ctx context.Context, volume string, spec storage.Snap
 	os.Remove(probe)
 	fsNow := statKey(pst).MtimeNs
 
-	var prev index
-	if readJSON(b.indexPath(volume), &prev) != nil || prev.Files == nil {
-		prev.Files = map[string]indexEntry{}
-	}
-	ing := &ingester{b: b, prev: prev.Files, fsNow: fsNow, next: map[string]indexEntry{}}
+	prev, doubt := b.loadIndex(volume)
+	ing := &ingester{b: b, prev: prev, fsNow: fsNow, next: map[string]indexEntry{}}
 	entries, err := ing.run(ctx, src, filepath.Join(tmp, "tree"))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of volume %s: %w", spec.Name, volume, err)
@@ -156,7 +139,7 @@ func (b *Backend) Snapshot(ctx context.Context, volume string, spec storage.Snap
 	meta := Meta{
 		Name: spec.Name, Volume: volume, Handle: handleOf(entries), CreatedAt: b.opt.now().UTC(),
 		Labels: spec.Labels, Annotations: spec.Annotations,
-		Hashed: ing.hashed, NewBytes: ing.newBytes,
+		Hashed: ing.hashed, NewBytes: ing.newBytes, IndexDoubt: doubt,
 	}
 	for _, e := range entries {
 		if e.Type == "file" {
@@ -184,11 +167,29 @@ func (b *Backend) Snapshot(ctx context.Context, volume string, spec storage.Snap
 		return nil, err
 	}
 	done = true
-	if err := atomicfile.WriteJSON(b.indexPath(volume), index{Files: ing.next}); err != nil {
+	if err := b.writeIndex(volume, &meta, ing.next); err != nil {
 		// The snapshot is complete; a missing index only costs re-hashing next time.
 		os.Remove(b.indexPath(volume))
 	}
 	return b.toSnapshot(&meta), nil
+}
+
+// sweep removes what a process killed in the middle of a snapshot, clone,
+// restore or delete left behind (temporary trees and blobs). The caller
+// holds the state directory's lock, so nobody else is writing them.
+func (b *Backend) sweep() {
+	for _, dir := range []string{"snapshots", "volumes"} {
+		ents, _ := os.ReadDir(filepath.Join(b.root, dir))
+		for _, e := range ents {
+			if n := e.Name(); strings.HasPrefix(n, ".tmp-") || strings.HasPrefix(n, ".trash-") {
+				removeTree(filepath.Join(b.root, dir, n))
+			}
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(b.root, "cas", "tmp"))
+	for _, e := range ents {
+		os.Remove(filepath.Join(b.root, "cas", "tmp", e.Name()))
+	}
 }
 
 func handleOf(entries []Entry) string {
@@ -288,8 +289,7 @@ func (g *ingester) run(ctx context.Context, src, dst string) ([]Entry, error) {
 		case d.Type().IsRegular():
 			key := statKey(info)
 			j := fileJob{idx: len(entries), src: p, dst: out, rel: slash, key: key}
-			if old, ok := g.prev[slash]; ok && old.SHA256 != "" && old.Size == key.Size &&
-				old.MtimeNs == key.MtimeNs && old.CtimeNs == key.CtimeNs && old.Ino == key.Ino {
+			if old, ok := g.prev[slash]; ok && old.SHA256 != "" && sameStat(old, key) {
 				j.knownHash = old.SHA256
 			}
 			jobs = append(jobs, j)
@@ -310,14 +310,14 @@ func (g *ingester) run(ctx context.Context, src, dst string) ([]Entry, error) {
 		go func() {
 			defer wg.Done()
 			for j := range ch {
-				sum, err := g.ingest(j)
+				e, err := g.ingest(j)
 				if err != nil {
 					errs <- fmt.Errorf("%s: %w", j.src, err)
 					for range ch {
 					}
 					return
 				}
-				entries[j.idx].SHA256 = sum
+				entries[j.idx].SHA256, entries[j.idx].Size, entries[j.idx].Mode = e.SHA256, e.Size, fs.FileMode(e.Mode).Perm()
 			}
 		}()
 	}
@@ -346,73 +346,112 @@ feed:
 	return entries, nil
 }
 
-// ingest puts one live file into the content store (unless its hash is
-// known and its blob present) and links the blob into the snapshot tree.
-func (g *ingester) ingest(j fileJob) (string, error) {
-	sum := j.knownHash
-	if sum == "" || !exists(g.b.blobPath(sum)) {
+// ingest puts one live file into the content store (unless its stat data
+// vouches for a known hash whose blob is present) and links the blob into
+// the snapshot tree. It returns the file's index entry: the stat data its
+// content was read under, and its hash.
+func (g *ingester) ingest(j fileJob) (indexEntry, error) {
+	e := j.key
+	e.SHA256 = j.knownHash
+	if e.SHA256 == "" || !g.b.hasBlob(e.SHA256, e.Size) {
 		var added int64
 		var err error
-		sum, added, err = g.b.store(j.src)
+		e, added, err = g.b.storeLive(j.src)
 		if err != nil {
-			return "", err
+			return e, err
 		}
 		g.mu.Lock()
 		g.hashed++
 		g.newBytes += added
 		g.mu.Unlock()
 	}
-	if err := linkOrCopy(g.b.blobPath(sum), j.dst); err != nil {
-		return "", err
+	if err := linkOrCopy(g.b.blobPath(e.SHA256), j.dst); err != nil {
+		return e, err
 	}
-	e := j.key
-	if e.MtimeNs < g.fsNow && e.CtimeNs < g.fsNow {
-		e.SHA256 = sum
+	next := e
+	if next.MtimeNs >= g.fsNow || next.CtimeNs >= g.fsNow {
+		next.SHA256 = "" // racy: a change in this clock tick would leave the stat data as it is
 	}
 	g.mu.Lock()
-	g.next[j.rel] = e
+	g.next[j.rel] = next
 	g.mu.Unlock()
-	return sum, nil
+	return e, nil
 }
 
-// store copies path into the content store while hashing it and returns the
-// hex digest and how many bytes were new (0 when the blob existed).
-func (b *Backend) store(path string) (string, int64, error) {
-	in, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
+// maxReads is how often a file that changes while it is read is read again
+// before the snapshot gives up.
+const maxReads = 3
+
+// storeLive puts the live file at path into the content store. The file is
+// opened without following symlinks, and its stat data is taken from the
+// open file before and after its content is read: when they differ, a
+// writer changed it meanwhile and it is read again. It returns the stat
+// data with the content hash, and how many bytes were new.
+func (b *Backend) storeLive(path string) (indexEntry, int64, error) {
+	for range maxReads {
+		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			return indexEntry{}, 0, err
+		}
+		before, err := f.Stat()
+		if err != nil || !before.Mode().IsRegular() {
+			f.Close()
+			return indexEntry{}, 0, fmt.Errorf("no longer a regular file (%v)", err)
+		}
+		sum, n, added, err := b.store(f)
+		after, serr := f.Stat()
+		f.Close()
+		if err != nil {
+			return indexEntry{}, 0, err
+		}
+		if serr != nil {
+			return indexEntry{}, 0, serr
+		}
+		e := statKey(before)
+		if sameStat(e, statKey(after)) && n == e.Size {
+			e.SHA256 = sum
+			return e, added, nil
+		}
 	}
-	defer in.Close()
+	return indexEntry{}, 0, fmt.Errorf("changed while it was read, %d times: stop what writes to the volume during the snapshot, then snapshot again", maxReads)
+}
+
+// store copies the open file f into the content store (a reflink where the
+// file system has them) and returns the hex digest of what was stored, its
+// size, and how many bytes were new (0 when the blob existed).
+func (b *Backend) store(f *os.File) (string, int64, int64, error) {
 	tmp, err := os.CreateTemp(filepath.Join(b.root, "cas", "tmp"), "blob-")
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), in)
+	sum, n, err := b.fill(tmp, f)
+	if err == nil {
+		err = tmp.Chmod(0o444)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		tmp.Close()
-		return "", 0, err
+		return "", 0, 0, err
 	}
-	if err := tmp.Chmod(0o444); err != nil {
-		tmp.Close()
-		return "", 0, err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", 0, err
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	dst := b.blobPath(sum)
 	if exists(dst) {
-		return sum, 0, nil
+		return sum, n, 0, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
-	return sum, n, nil
+	return sum, n, n, nil
+}
+
+// hasBlob reports whether the blob of hexsum is present with size bytes.
+func (b *Backend) hasBlob(hexsum string, size int64) bool {
+	st, err := os.Lstat(b.blobPath(hexsum))
+	return err == nil && st.Mode().IsRegular() && st.Size() == size
 }
 
 func exists(p string) bool {
@@ -430,11 +469,7 @@ func linkOrCopy(blob, dst string) error {
 	if !errors.Is(err, syscall.EMLINK) && !errors.Is(err, syscall.EXDEV) && !errors.Is(err, syscall.EPERM) {
 		return err
 	}
-	return copyFile(blob, dst, 0o444)
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
+	in, err := os.Open(blob)
 	if err != nil {
 		return err
 	}
@@ -447,7 +482,7 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		out.Close()
 		return err
 	}
-	if err := out.Chmod(mode); err != nil {
+	if err := out.Chmod(0o444); err != nil {
 		out.Close()
 		return err
 	}

@@ -7,13 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
+	"github.com/branchml/branchml/agents/records"
 )
 
 // SchemaVersion of the records this package writes; Parse rejects newer ones.
@@ -203,13 +206,14 @@ func LoadDir(dir string) ([]*Record, error) {
 	}
 	var out []*Record
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
+		raw, err := config.ReadFileLimited(f, config.MaxRecordBytes)
 		if err != nil {
 			return nil, err
 		}
 		r, err := Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, &agent.StateError{File: f, Err: err,
+				Fix: "restore the record's last good version from the history of the training branch (git log -p -- " + filepath.Join(records.LineageDir, filepath.Base(f)) + "), commit it, pull, then run again"}
 		}
 		out = append(out, r)
 	}

@@ -1,0 +1,73 @@
+package local
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// copyBufSize is the buffer of a copy while hashing: large enough that a
+// 1 MiB file takes one read and one write.
+const copyBufSize = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// fill makes dst (empty, open for reading and writing) hold the content of
+// src and returns the hex sha256 and size of what dst holds. Where the file
+// system shares extents (btrfs, XFS with reflink=1, …) dst is a reflink of
+// src (FICLONE), and dst is read back to hash it: a reflink is one
+// point-in-time copy, so the hash is of exactly what was stored. Elsewhere
+// src is copied while hashed. The first EOPNOTSUPP (or EXDEV) of FICLONE
+// switches reflinks off for the backend.
+func (b *Backend) fill(dst, src *os.File) (string, int64, error) {
+	if !b.noReflink.Load() {
+		err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
+		if err == nil {
+			return hashAt(dst)
+		}
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTTY), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EXDEV):
+			b.noReflink.Store(true) // not on this file system (or not across these two)
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EPERM), errors.Is(err, unix.EBADF):
+			// not for this file (a swap file, an immutable one …): copy it
+		default:
+			return "", 0, err
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	h := sha256.New()
+	// Hide src's WriteTo and dst's ReadFrom so that the copy uses bp.
+	n, err := io.CopyBuffer(io.MultiWriter(struct{ io.Writer }{dst}, h), struct{ io.Reader }{src}, *bp)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// hashAt hashes f's content from offset 0.
+func hashAt(f *os.File) (string, int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, 1<<62), *bp)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// hashFile hashes the regular file at p, refusing a symlink.
+func hashFile(p string) (string, int64, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	return hashAt(f)
+}
