@@ -4,11 +4,12 @@ import (
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/branchmlcmd"
 	"github.com/branchml/branchml/agents/cli/jenkinscmd"
+	"github.com/branchml/branchml/agents/cli/kpicmd"
 	"github.com/branchml/branchml/agents/cli/quickstart"
 	"github.com/branchml/branchml/agents/cli/registrycmd"
 )
 
 func main() {
-	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command())
+	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command(), kpicmd.Command())
 	cli.Main(branchmlcmd.App())
 }
