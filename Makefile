@@ -28,6 +28,7 @@ vet:
 
 test-go:
 	$(GO) test -race -timeout 15m ./...
+	$(GO) test -count=1 -run 'TestCalibration' ./agents/stages/train/kpi  # the gate's calibration: single-threaded numerics, built without -race (see the file)
 
 test-example:
 	cd examples/djia30 && $(GO) test -race -timeout 10m ./...

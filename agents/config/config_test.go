@@ -42,8 +42,38 @@ func TestLoadExample(t *testing.T) {
 	if cfg.Pipeline.Resources["train"].Memory != "2Gi" {
 		t.Errorf("train resources = %+v", cfg.Pipeline.Resources["train"])
 	}
-	if v := *cfg.Training.KPIs[0].Value; v != 0.5 || cfg.Training.KPIs[1].Baseline != "baselines.always_bullish.validation.log_loss" {
+	if k := cfg.Training.KPIs; len(k) != 4 || k[0].Metric != "auc" || k[0].Baseline != "same_as_today" || k[0].Margin != 0.02 || k[0].Op != "" || !k[3].Champion {
 		t.Errorf("kpis = %+v", cfg.Training.KPIs)
+	}
+	g := cfg.Training.Gate
+	if g.Split != "test" || g.Parameter != "gate_split" || g.Block != "date" || g.BlockLength != 5 || g.Confidence != 0.95 || g.Resamples != 2000 || g.Seed != 1 ||
+		g.Label != "label" || g.Score != "model" || g.Predictions != (ArtifactRef{Task: "train", Artifact: "predictions"}) || !reflect.DeepEqual(g.Key, []string{"date", "ticker"}) {
+		t.Errorf("gate = %+v", g)
+	}
+}
+
+// A KPI with confidence needs the gate split; the schema tells the two
+// forms of KPI apart by op.
+func TestGateKPIsNeedASplit(t *testing.T) {
+	dir := t.TempDir()
+	base := "apiVersion: branchml.dev/v1\nproject: p\nbranches: {build: b, pipeline: p, train: t, deploy: d}\ntraining:\n"
+	for _, c := range []struct{ kpis, want string }{
+		{"  kpis: [{metric: auc, champion: true}]\n", "training.kpis[0]"},
+		{"  gate: {split: test}\n  kpis: [{metric: f1, champion: true}]\n", "training.kpis[0]"},
+		{"  gate: {split: test}\n  kpis: [{metric: auc, op: '>', champion: true}]\n", "training.kpis[0]"},
+	} {
+		p := filepath.Join(dir, "b.yaml")
+		if err := os.WriteFile(p, []byte(base+c.kpis), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(p, WithEnviron(nil)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want one naming %s", c.kpis, err, c.want)
+		}
+	}
+	p := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(p, []byte(base+"  gate: {split: test}\n  kpis: [{metric: auc, champion: true, margin: 0.01}, {metric: test.rows, op: '>=', value: 10}]\n"), 0o644)
+	if cfg, err := Load(p, WithEnviron(nil)); err != nil || cfg.Training.KPIs[0].Margin != 0.01 || cfg.Training.KPIs[1].Op != ">=" {
+		t.Errorf("valid gate: %v", err)
 	}
 }
 

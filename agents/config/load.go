@@ -691,6 +691,11 @@ func (c *Config) check(src string) error {
 			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("deploy.canary.steps[%d]", i), Value: strconv.Itoa(steps[i]), Problem: fmt.Sprintf("canary weights must ascend; it follows %d", steps[i-1])})
 		}
 	}
+	for i, k := range c.Training.KPIs {
+		if k.Op == "" && c.Training.Gate.Split == "" {
+			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("training.kpis[%d]", i), Value: k.Metric, Problem: "a KPI with confidence (no op) needs training.gate.split: name the held-out split the pipeline writes predictions for"})
+		}
+	}
 	if comp := c.Deploy.Serving.Component; comp != "" && !seen[comp] {
 		errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.component", Value: strconv.Quote(comp), Problem: "names no component in components[]; use one of their names"})
 	}

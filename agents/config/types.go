@@ -101,6 +101,10 @@ type Training struct {
 	Model      ModelVolume    `json:"model"`
 	// KPIs gate promotion: all must hold for a PR into the deploy branch.
 	KPIs []KPI `json:"kpis,omitempty"`
+	// Gate says where the KPIs with confidence (those without op) are
+	// measured: a held-out split and the per-example predictions of it that
+	// the pipeline writes.
+	Gate Gate `json:"gate"`
 	// Timeout is the deadline of one run; StallTimeout the longest time
 	// without any state or task progress before the run is called stalled.
 	Timeout      Duration `json:"timeout"`
@@ -134,15 +138,77 @@ type ModelVolume struct {
 	VersionParameter string `json:"versionParameter"`
 }
 
-// KPI is one promotion condition over the metrics.json a run produced.
-// Metric and Baseline are dotted paths into it ("validation.auc",
-// "baselines.always_bullish.validation.auc"). Exactly one of Value and
-// Baseline is set.
+// KPI is one promotion condition. It has one of two forms.
+//
+// With Op it is a point check over the metrics.json a run produced: Metric
+// and Baseline are dotted paths into it ("test.rows",
+// "baselines.base_rate.test.log_loss"); exactly one of Value and Baseline
+// is set. It has no confidence: use it for sanity floors, not for skill.
+//
+// Without Op it is a KPI with confidence on the gate split (Training.Gate):
+// Metric is one of "auc", "accuracy" (higher is better), "log_loss",
+// "brier" (lower is better), computed by branchml from the per-example
+// predictions; it is compared with exactly one of Baseline (a predictions
+// column, or "prior": the constant at the gate split's own share of
+// label 1), Champion (the model serving on the deploy branch) or Value (a
+// constant). The gate passes it only when the lower bound of the bootstrap
+// confidence interval of the improvement (value − reference for higher-is-
+// better metrics, reference − value for lower-is-better) exceeds Margin.
 type KPI struct {
 	Metric   string   `json:"metric"`
-	Op       string   `json:"op"` // one of > >= < <=
+	Op       string   `json:"op,omitempty"` // one of > >= < <=; empty for a KPI with confidence
 	Value    *float64 `json:"value,omitempty"`
 	Baseline string   `json:"baseline,omitempty"`
+	// Champion compares with the model serving on the deploy branch, row by
+	// row on the rows both predicted; without a champion the KPI is skipped.
+	Champion bool `json:"champion,omitempty"`
+	// Margin is the least improvement the lower confidence bound must
+	// exceed, in the metric's unit (AUC points, nats); default 0.
+	Margin float64 `json:"margin,omitempty"`
+}
+
+// Gate configures the promotion gate's held-out evaluation
+// (training.gate). The pipeline writes, for the rows of Split, one CSV row
+// per example: the Label column (0 or 1), the model's probability in Score,
+// one column per baseline, and the Key and Block columns; branchml computes
+// the metrics and a block-bootstrap confidence interval of each KPI's
+// improvement. Split must be a split the pipeline used for neither
+// training, early stopping nor model selection.
+type Gate struct {
+	// Split names the held-out split, e.g. "test". Empty: no KPIs with
+	// confidence (only point checks).
+	Split string `json:"split,omitempty"`
+	// Parameter, when set, is the pipeline parameter that receives Split.
+	Parameter string `json:"parameter,omitempty"`
+	// Predictions is the output artifact of the run that holds the
+	// predictions CSV.
+	Predictions ArtifactRef `json:"predictions"`
+	// Label and Score are column names (default "label" and "model").
+	Label string `json:"label"`
+	Score string `json:"score"`
+	// Key are the columns that identify an example, to pair the challenger's
+	// rows with the champion's (e.g. [date, ticker]).
+	Key []string `json:"key,omitempty"`
+	// Block is the column whose values are resampled together (e.g. "date":
+	// all tickers of a day, which move together); empty resamples rows.
+	// BlockLength consecutive Block values (in sorted order) form one block of
+	// the circular block bootstrap, for serial dependence (default 1).
+	Block       string `json:"block,omitempty"`
+	BlockLength int    `json:"blockLength"`
+	// Confidence is the two-sided confidence level of the intervals (default
+	// 0.95); Resamples the bootstrap resamples (default 2000); Seed makes the
+	// decision reproducible.
+	Confidence float64 `json:"confidence"`
+	Resamples  int     `json:"resamples"`
+	Seed       int64   `json:"seed"`
+}
+
+// ArtifactRef names an output artifact of a pipeline task; File names a
+// file inside a directory artifact ("" for a file artifact).
+type ArtifactRef struct {
+	Task     string `json:"task"`
+	Artifact string `json:"artifact"`
+	File     string `json:"file,omitempty"`
 }
 
 // Snapshot configures data and model snapshots (ML versioning).

@@ -28,7 +28,8 @@ type Prediction struct {
 	Request json.RawMessage `json:"request"`
 	// Response is TF Serving's answer: {"predictions": [[p]]}.
 	Response json.RawMessage `json:"response"`
-	// Probability is P(next close > this close); Actual the real next-day direction.
+	// Probability is P(the next trading day is a large move: |return| above
+	// the ticker's 20-day σ); Actual is 1 when it was.
 	Probability float64 `json:"probability"`
 	Actual      int     `json:"actual"`
 	Version     string  `json:"servedBy,omitempty"`

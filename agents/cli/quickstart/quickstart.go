@@ -57,6 +57,8 @@ type Summary struct {
 	Report  string         `json:"report"`
 	// Prediction is the live prediction made through the gateway.
 	Prediction *Prediction `json:"prediction,omitempty"`
+	// Passes are the flow's passes run this time, in order.
+	Passes []PassSummary `json:"passes,omitempty"`
 }
 
 // stageCall is one stage the flow runs.

@@ -98,34 +98,53 @@ func TestQuickstartEndToEnd(t *testing.T) {
 		names = append(names, s.Name)
 	}
 	// The interrupted pass is finished first (build and pipeline unchanged),
-	// then the tuning change flows through every stage.
-	if got := strings.Join(names, ","); got != "repository,build,pipeline,train,deploy,build,pipeline,train,deploy" {
+	// then each data-science change flows through the stages: the gate stops
+	// pass 2 before deploy-model, pass 3 rolls out.
+	if got := strings.Join(names, ","); got != "repository,build,pipeline,train,deploy,build,pipeline,train,build,pipeline,train,deploy" {
 		t.Errorf("stages = %s", got)
 	}
 	for _, want := range []string{
-		"build      ", "built 0 of 3 components, 3 unchanged", // pass 2 rebuilds nothing
+		"build      ", "built 0 of 3 components, 3 unchanged", // passes 2 and 3 rebuild nothing
 		"pipeline djia30-sentiment version", "unchanged",
-		"KPI gate passed; pull request #2 branchml/promote-djia30-v2 → deploy-model",
-		"djia30: Succeeded; stable v2 (v2 promoted after 4 steps)",
-		"canary v2 at 10%", "canary v2 at 25%", "canary v2 at 50%", "canary v2 at 100%",
-		"→ data snapshot   djia30-data-lin-", "→ model snapshot  djia30-model-lin-", "→ model version   djia30 version 2 at djia30",
-		"| **model** | validation | 0.5141 | 0.5163 | 0.6923 |",
-		"| always_bullish | validation | 0.5219 | 0.5000 | 0.6925 |",
+		"KPI gate passed; pull request #1 branchml/promote-djia30-v1 → deploy-model",
+		// Pass 1: the logistic regression clears both baselines with confidence.
+		"auc vs same_as_today       0.6109     0.5280      +0.0829  [+0.0660, +0.1000]    0.02  passed",
+		"log_loss vs prior          0.5799     0.5884      +0.0085  [+0.0016, +0.0143]       0  passed",
+		"auc vs champion                 –          –            –                   –       0  skipped: no champion: nothing is deployed on deploy-model yet",
+		// Pass 2: worse than the champion; stopped, nothing merged or deployed.
+		"SUCCEEDED; KPI gate failed",
+		"pass 2: the KPI gate stopped djia30 v2; deploy-model untouched",
+		"not met: auc vs champion v1: improvement -0.0057, 95% interval [-0.0152, +0.0037]: the lower bound does not clear the margin 0",
+		"deploy-model: untouched: no pull request, deploy-model stays at ",
+		// Pass 3: better than the champion on the same examples; canary.
+		"auc       0.6201 [0.6016, 0.6398]  0.6109 [0.5928, 0.6289]  0.5280 [0.5167, 0.5390]  0.5000 [0.5000, 0.5000]",
+		"auc vs champion v1         0.6201     0.6109      +0.0092  [+0.0010, +0.0181]       0  passed",
+		"KPI gate passed; pull request #2 branchml/promote-djia30-v3 → deploy-model",
+		"djia30: Succeeded; stable v3 (v3 promoted after 4 steps)",
+		"canary v3 at 10%", "canary v3 at 25%", "canary v3 at 50%", "canary v3 at 100%",
+		"→ data snapshot   djia30-data-lin-", "→ model snapshot  djia30-model-lin-", "→ model version   djia30 version 3 at djia30",
+		"| **model** | test | 0.7223 | 0.6201 | 0.5752 |",
+		"| same_as_today | test | 0.7248 | 0.5280 | 0.5894 |",
 		`response: {"predictions":[[`,
-		"→ P(AAPL closes higher the trading day after 2017-12-28) = ",
+		"→ P(AAPL moves more than its 20-day σ on the trading day after 2017-12-28) = 0.2646 (it actually did)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if p := sum.Prediction; p == nil || p.Probability <= 0 || p.Probability >= 1 || p.Date != "2017-12-28" || p.Actual != 0 {
+	if len(sum.Passes) != 3 || !sum.Passes[1].Blocked || sum.Passes[0].Blocked || sum.Passes[2].Blocked {
+		t.Errorf("passes = %+v", sum.Passes)
+	}
+	if p := sum.Prediction; p == nil || p.Probability <= 0 || p.Probability >= 1 || p.Date != "2017-12-28" || p.Actual != 1 {
 		t.Errorf("prediction = %+v", sum.Prediction)
 	}
 	report, err := os.ReadFile(sum.Report)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"![training curves](training_curves.png)", "```mermaid", "## Lineage", "## Prediction"} {
+	for _, want := range []string{"![training curves](training_curves.png)", "```mermaid", "## Lineage", "## Prediction",
+		"## Pass 2: Tune: a deeper network (hidden 32,16) at learning rate 0.003", "KPI gate **failed**.",
+		"| auc vs champion v1 | 0.6052 | 0.6109 | -0.0057 | [-0.0152, +0.0037] | 0 | failed |"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -152,8 +171,8 @@ func TestQuickstartEndToEnd(t *testing.T) {
 		return len(ents)
 	}
 	tipsBefore, snapsBefore := tips(), snapshots()
-	if snapsBefore != 4 {
-		t.Errorf("snapshots = %d, want 4 (data and model of two runs)", snapsBefore)
+	if snapsBefore != 6 {
+		t.Errorf("snapshots = %d, want 6 (data and model of three runs; the gate comes after the snapshots)", snapsBefore)
 	}
 	out = &syncWriter{}
 	sum, err = Run(context.Background(), Options{Workdir: work, Out: out})
@@ -180,8 +199,8 @@ func TestQuickstartEndToEnd(t *testing.T) {
 		t.Errorf("snapshots %d after the rerun, %d before", got, snapsBefore)
 	}
 	prs, _ := f.ListPullRequests(context.Background(), "all")
-	if len(prs) != 2 {
-		t.Errorf("pull requests = %d, want 2", len(prs))
+	if len(prs) != 2 || prs[0].Head != "branchml/promote-djia30-v1" || prs[1].Head != "branchml/promote-djia30-v3" {
+		t.Errorf("pull requests = %+v, want v1's and v3's (none for v2)", prs)
 	}
 }
 

@@ -86,18 +86,23 @@ func (r *mlRepo) syncExample(ctx context.Context, example string) (bool, error) 
 	if _, err := git(ctx, r.Clone, "checkout", "--quiet", "-B", "ds1", "origin/ds1"); err != nil {
 		return false, err
 	}
-	tuned, _ := r.hasFile(ctx, "origin/ds1", "branchml.yaml", tuneTo)
+	cfg, _ := r.read(ctx, "origin/ds1", "branchml.yaml")
+	done := applied(cfg)
 	if err := copyTree(example, r.Clone); err != nil {
 		return false, err
 	}
-	if tuned {
-		// Keep the data scientist's tuning commit: re-apply it over the example.
+	if done > 0 {
+		// Keep the data scientist's commits: re-apply them over the example.
 		p := filepath.Join(r.Clone, "branchml.yaml")
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return false, err
 		}
-		if err := os.WriteFile(p, []byte(strings.Replace(string(data), tuneFrom, tuneTo, 1)), 0o644); err != nil {
+		edited, err := applyChanges(string(data), done)
+		if err != nil {
+			return false, err
+		}
+		if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
 			return false, err
 		}
 	}

@@ -10,12 +10,67 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/branchml/branchml/agents/internal/atomicfile"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
 	"github.com/branchml/branchml/agents/stages/train/kpi"
 )
+
+// PassSummary is one pass of the flow: the change it carried, the gate's
+// decision on its model (champion and challenger side by side), and what
+// happened on deploy-model.
+type PassSummary struct {
+	Pass     int           `json:"pass"`
+	Change   string        `json:"change"`
+	Model    string        `json:"model"`
+	RunID    string        `json:"runId"`
+	Gate     *kpi.Result   `json:"gate,omitempty"`
+	Blocked  bool          `json:"blocked"`
+	Deploy   string        `json:"deploy"`
+	Duration time.Duration `json:"duration"`
+}
+
+// readTrain takes the run, the model and the gate from the train stage's
+// outputs (the Result of agents/stages/train as JSON).
+func (p *PassSummary) readTrain(outputs any) {
+	raw, err := json.Marshal(outputs)
+	if err != nil {
+		return
+	}
+	var o struct {
+		RunID string            `json:"runId"`
+		Model *records.ModelRef `json:"model"`
+		Gate  *kpi.Result       `json:"gate"`
+	}
+	if json.Unmarshal(raw, &o) != nil {
+		return
+	}
+	p.RunID, p.Gate = o.RunID, o.Gate
+	if o.Model != nil {
+		p.Model = fmt.Sprintf("%s v%d", o.Model.Name, o.Model.Version)
+	}
+}
+
+// renderPasses writes each pass: its change, time, verdict, the gate's
+// tables and the deploy outcome.
+func (r *run) renderPasses(w io.Writer) {
+	for _, p := range r.sum.Passes {
+		verdict := "no KPI gate"
+		if p.Gate != nil {
+			verdict = "KPI gate " + p.Gate.Verdict
+		}
+		fmt.Fprintf(w, "Pass %d (%.1fs): %s\n  %s (run %s): %s\n", p.Pass, p.Duration.Seconds(), p.Change, p.Model, p.RunID, verdict)
+		if p.Gate != nil {
+			for _, why := range p.Gate.Reasons {
+				fmt.Fprintf(w, "  not met: %s\n", why)
+			}
+			fmt.Fprintf(w, "%s", indent(indent(p.Gate.Text())))
+		}
+		fmt.Fprintf(w, "  deploy-model: %s\n\n", p.Deploy)
+	}
+}
 
 // facts are the records the stages wrote back, read from the branches.
 type facts struct {
@@ -80,7 +135,8 @@ func (r *run) render(w io.Writer, f *facts, p *Prediction) {
 	fmt.Fprintf(w, "  %-10s %6.1fs\n\n", "total", r.sum.Total.Seconds())
 	fmt.Fprintf(w, "Pipeline: %s (ID %s), version %s (ID %s), spec %s\n", f.Pipeline.PipelineName, f.Pipeline.PipelineID, f.Pipeline.VersionName, f.Pipeline.VersionID, f.Pipeline.SpecHash)
 	fmt.Fprintf(w, "Run:      %s %s, experiment %s, model %s v%d, KPI gate %s\n\n", f.Run.RunID, f.Run.State, f.Run.Experiment, f.Run.Model.Name, f.Run.Model.Version, f.Run.Gate)
-	fmt.Fprintf(w, "Metrics beside the baselines:\n%s\n", indent(kpi.Table(f.Run.Metrics)))
+	r.renderPasses(w)
+	fmt.Fprintf(w, "Metrics of the latest run beside the baselines (metrics.json):\n%s\n", indent(kpi.Table(f.Run.Metrics)))
 	fmt.Fprintf(w, "Lineage:\n")
 	var lb bytes.Buffer
 	lineage.Show(&lb, f.Lineage)
@@ -95,8 +151,8 @@ func (r *run) render(w io.Writer, f *facts, p *Prediction) {
 	}
 	fmt.Fprintf(w, "\nTo run the agents by hand on this workdir (see README.md, Running an agent by hand):\n%s", r.exports())
 	if p != nil {
-		fmt.Fprintf(w, "\nPrediction: POST %s\n  request:  %s\n  response: %s\n  → P(%s closes higher the trading day after %s) = %.4f (it actually went %s)\n",
-			p.URL, p.Request, p.Response, p.Ticker, p.Date, p.Probability, map[int]string{0: "down", 1: "up"}[p.Actual])
+		fmt.Fprintf(w, "\nPrediction: POST %s\n  request:  %s\n  response: %s\n  → P(%s moves more than its 20-day σ on the trading day after %s) = %.4f (it actually %s)\n",
+			p.URL, p.Request, p.Response, p.Ticker, p.Date, p.Probability, map[int]string{0: "did not", 1: "did"}[p.Actual])
 	}
 }
 
@@ -117,6 +173,12 @@ func (r *run) report(f *facts, p *Prediction, text string) (string, error) {
 	fmt.Fprintf(&b, "| **total** | %.1f | |\n\n", r.sum.Total.Seconds())
 	fmt.Fprintf(&b, "## Model %s v%d\n\nRun `%s` (%s) of pipeline version `%s`.\n\n", f.Run.Model.Name, f.Run.Model.Version, f.Run.RunID, f.Run.State, f.Pipeline.VersionName)
 	b.WriteString(kpi.Table(f.Run.Metrics) + "\n")
+	for _, p := range r.sum.Passes {
+		fmt.Fprintf(&b, "## Pass %d: %s\n\n%s (run `%s`), %.1f s. deploy-model: %s\n\n", p.Pass, p.Change, p.Model, p.RunID, p.Duration.Seconds(), p.Deploy)
+		if p.Gate != nil {
+			fmt.Fprintf(&b, "KPI gate **%s**.\n\n%s\n", p.Gate.Verdict, p.Gate.Markdown())
+		}
+	}
 	curves := filepath.Join(r.env["BRANCHML_BACKENDS_STATE_DIR"], "volumes", f.Run.Model.Volume, f.Run.Model.Path, fmt.Sprint(f.Run.Model.Version), "training_curves.png")
 	if png, err := os.ReadFile(curves); err == nil {
 		if err := atomicfile.WriteFile(filepath.Join(dir, "training_curves.png"), png, 0o644); err == nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -60,19 +59,17 @@ func (s *stage) snapshot(ctx context.Context) error {
 // gateAndPromote evaluates the KPIs, opens or updates the promotion pull
 // request when they pass, and writes the record back with the verdict.
 func (s *stage) gateAndPromote(ctx context.Context) error {
-	g := kpi.Evaluate(s.res.Metrics, s.cfg.Training.KPIs)
+	g, err := s.decide(ctx)
+	if err != nil {
+		return err
+	}
 	s.res.Gate = &g
 	s.rec.Gate, s.rec.GateReasons = g.Verdict, g.Reasons
-	for _, c := range g.Checks {
-		if c.Passed {
-			rhs := c.KPI.Baseline
-			if c.KPI.Value != nil {
-				rhs = strconv.FormatFloat(*c.KPI.Value, 'g', -1, 64)
-			}
-			s.log().Infof("KPI passed: %s = %g %s %s = %g", c.KPI.Metric, *c.Value, c.KPI.Op, rhs, *c.Threshold)
-		} else {
-			s.log().Warnf("KPI failed: %s", c.Reason)
-		}
+	for _, line := range strings.Split(strings.TrimRight(g.Text(), "\n"), "\n") {
+		s.log().Infof("KPI gate | %s", line)
+	}
+	for _, r := range g.Reasons {
+		s.log().Warnf("KPI not met: %s", r)
 	}
 	var gateErr error
 	if g.Verdict != kpi.Passed {
@@ -171,6 +168,7 @@ func (s *stage) prBody() string {
 	b.WriteString("\n### Metrics\n\n")
 	b.WriteString(kpi.Table(s.res.Metrics))
 	b.WriteString("\n### KPI gate: passed\n\n")
+	b.WriteString("Each KPI: the model's value, the baseline's or champion's on the same examples, the improvement (positive is better) with its confidence interval, and the margin its lower bound must clear.\n\n")
 	b.WriteString(s.res.Gate.Markdown())
 	b.WriteString("\nMerging this pull request deploys the model with the deploy stage; reverting it redeploys the earlier version.\n")
 	return b.String()

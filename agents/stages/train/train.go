@@ -76,7 +76,10 @@ func (o *Options) check() error {
 	if t.Data.Parameter == "" || t.Model.Parameter == "" || t.Model.VersionParameter == "" {
 		return agent.Usagef("set training.data.parameter, training.model.parameter and training.model.versionParameter", "training parameters for data path, model base path and model version must be named")
 	}
-	for _, p := range []string{t.Data.Parameter, t.Model.Parameter, t.Model.VersionParameter} {
+	for _, p := range []string{t.Data.Parameter, t.Model.Parameter, t.Model.VersionParameter, t.Gate.Parameter} {
+		if p == "" {
+			continue
+		}
 		if _, ok := t.Parameters[p]; ok {
 			return agent.Usagef("remove it from training.parameters; the stage sets it", "training.parameters.%s is set by the stage itself", p)
 		}
@@ -387,6 +390,9 @@ func (s *stage) start(ctx context.Context) (*pipelines.Run, error) {
 	params[s.cfg.Training.Data.Parameter] = vols.dataPath
 	params[s.cfg.Training.Model.Parameter] = vols.modelBase
 	params[s.cfg.Training.Model.VersionParameter] = version
+	if g := s.cfg.Training.Gate; g.Parameter != "" {
+		params[g.Parameter] = g.Split
+	}
 	s.res.Parameters = params
 	s.res.Model = &records.ModelRef{Name: s.cfg.Deploy.Model, Version: version, Volume: s.cfg.Training.Model.Volume, Path: s.cfg.Deploy.Model}
 	if s.o.DryRun {

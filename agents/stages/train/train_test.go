@@ -281,7 +281,7 @@ func TestRunTrainsSnapshotsAndPromotes(t *testing.T) {
 		t.Fatalf("PRs = %+v", prs)
 	}
 	for _, want := range []string{"| **model** | validation | 0.5500 | 0.5800 | 0.6900 |", "| always_bullish | validation | 0.5300 | 0.5000 | 0.6900 |",
-		"- lineage ID: `" + lineage + "`", "- ✅ `validation.auc > baselines.always_bullish.validation.auc` (0.58 vs 0.5)"} {
+		"- lineage ID: `" + lineage + "`", "| validation.auc > baselines.always_bullish.validation.auc | 0.5800 | 0.5000 | – | – | – | passed (point check) |"} {
 		if !strings.Contains(prs[0].Body, want) {
 			t.Errorf("PR body lacks %q:\n%s", want, prs[0].Body)
 		}

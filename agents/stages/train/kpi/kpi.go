@@ -19,13 +19,38 @@ const (
 // Check is one KPI's outcome.
 type Check struct {
 	KPI config.KPI `json:"kpi"`
-	// Value is the metric's value; Threshold the constant or the baseline's
-	// value it is compared with (nil when missing).
+	// Value is the model's metric (on the gate split for a KPI with
+	// confidence); Threshold, for a point check, the constant or the
+	// baseline's value it is compared with (nil when missing).
 	Value     *float64 `json:"value,omitempty"`
 	Threshold *float64 `json:"threshold,omitempty"`
-	Passed    bool     `json:"passed"`
-	// Reason says, for a failed check, what failed in words naming the paths.
+	// Against names the reference of a KPI with confidence: a baseline
+	// column, "prior", "champion v3" or a constant. Reference is its metric
+	// on the same rows; Improvement the model's gain over it (positive is
+	// better, in the metric's unit); Low and High the confidence interval
+	// of the improvement; Rows the examples compared.
+	Against     string   `json:"against,omitempty"`
+	Reference   *float64 `json:"reference,omitempty"`
+	Improvement *float64 `json:"improvement,omitempty"`
+	Low         *float64 `json:"low,omitempty"`
+	High        *float64 `json:"high,omitempty"`
+	Rows        int      `json:"rows,omitempty"`
+	Passed      bool     `json:"passed"`
+	// Skipped is a champion KPI without a champion (it counts as passed).
+	Skipped bool `json:"skipped,omitempty"`
+	// Reason says, for a failed or skipped check, why, naming the paths.
 	Reason string `json:"reason,omitempty"`
+}
+
+// TableCell is one metric of one predictor on the gate split with its
+// confidence interval.
+type TableCell struct {
+	// Predictor is "model", "champion", a baseline column or "prior".
+	Predictor string  `json:"predictor"`
+	Metric    string  `json:"metric"`
+	Value     float64 `json:"value"`
+	Low       float64 `json:"low"`
+	High      float64 `json:"high"`
 }
 
 // Result is the gate's verdict over all KPIs.
@@ -35,6 +60,20 @@ type Result struct {
 	Checks  []Check `json:"checks"`
 	// Reasons are the failed checks' reasons, in KPI order.
 	Reasons []string `json:"reasons,omitempty"`
+
+	// The gate split's statistics (when a KPI has confidence): the split,
+	// its rows and bootstrap blocks, the resampling, the champion compared
+	// with, and the metrics table.
+	Split       string       `json:"split,omitempty"`
+	Rows        int          `json:"rows,omitempty"`
+	Block       string       `json:"block,omitempty"`
+	BlockLength int          `json:"blockLength,omitempty"`
+	Blocks      int          `json:"blocks,omitempty"`
+	Confidence  float64      `json:"confidence,omitempty"`
+	Resamples   int          `json:"resamples,omitempty"`
+	Seed        int64        `json:"seed,omitempty"`
+	Champion    *ChampionRef `json:"champion,omitempty"`
+	Table       []TableCell  `json:"table,omitempty"`
 }
 
 // Lookup returns the number at a dotted path ("validation.auc",
@@ -85,44 +124,13 @@ func compare(op string, a, b float64) (bool, error) {
 
 func num(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
 
-// Evaluate checks every KPI against metrics. A missing or non-numeric metric
-// or baseline fails its check with a reason naming the path.
+// Evaluate checks KPIs that are point checks (with op) against metrics;
+// see Decide for KPIs with confidence. A missing or non-numeric metric or
+// baseline fails its check with a reason naming the path.
 func Evaluate(metrics map[string]any, kpis []config.KPI) Result {
 	res := Result{Verdict: Passed, Checks: []Check{}}
 	for _, k := range kpis {
-		c := Check{KPI: k}
-		c.Reason = func() string {
-			v, err := Lookup(metrics, k.Metric)
-			if err != nil {
-				return fmt.Sprintf("%s %s …: %v", k.Metric, k.Op, err)
-			}
-			c.Value = &v
-			what := ""
-			switch {
-			case k.Baseline != "" && k.Value != nil:
-				return fmt.Sprintf("%s: give either value or baseline, not both", k.Metric)
-			case k.Baseline != "":
-				b, err := Lookup(metrics, k.Baseline)
-				if err != nil {
-					return fmt.Sprintf("%s %s %s: %v", k.Metric, k.Op, k.Baseline, err)
-				}
-				c.Threshold, what = &b, fmt.Sprintf("%s %s", k.Baseline, num(b))
-			case k.Value != nil:
-				t := *k.Value
-				c.Threshold, what = &t, num(t)
-			default:
-				return fmt.Sprintf("%s: give a value or a baseline to compare with", k.Metric)
-			}
-			ok, err := compare(k.Op, *c.Value, *c.Threshold)
-			if err != nil {
-				return fmt.Sprintf("%s: %v", k.Metric, err)
-			}
-			if ok {
-				c.Passed = true
-				return ""
-			}
-			return fmt.Sprintf("%s = %s is not %s %s", k.Metric, num(v), k.Op, what)
-		}()
+		c := pointCheck(metrics, k)
 		if !c.Passed {
 			res.Verdict = Failed
 			res.Reasons = append(res.Reasons, c.Reason)
@@ -130,6 +138,48 @@ func Evaluate(metrics map[string]any, kpis []config.KPI) Result {
 		res.Checks = append(res.Checks, c)
 	}
 	return res
+}
+
+// pointCheck compares one metrics.json value with a constant or another
+// metrics.json value.
+func pointCheck(metrics map[string]any, k config.KPI) Check {
+	c := Check{KPI: k}
+	c.Reason = func() string {
+		if k.Op == "" {
+			return fmt.Sprintf("%s: a KPI without op is measured on training.gate.split (use Decide)", k.Metric)
+		}
+		v, err := Lookup(metrics, k.Metric)
+		if err != nil {
+			return fmt.Sprintf("%s %s …: %v", k.Metric, k.Op, err)
+		}
+		c.Value = &v
+		what := ""
+		switch {
+		case k.Baseline != "" && k.Value != nil:
+			return fmt.Sprintf("%s: give either value or baseline, not both", k.Metric)
+		case k.Baseline != "":
+			b, err := Lookup(metrics, k.Baseline)
+			if err != nil {
+				return fmt.Sprintf("%s %s %s: %v", k.Metric, k.Op, k.Baseline, err)
+			}
+			c.Threshold, what = &b, fmt.Sprintf("%s %s", k.Baseline, num(b))
+		case k.Value != nil:
+			t := *k.Value
+			c.Threshold, what = &t, num(t)
+		default:
+			return fmt.Sprintf("%s: give a value or a baseline to compare with", k.Metric)
+		}
+		ok, err := compare(k.Op, *c.Value, *c.Threshold)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", k.Metric, err)
+		}
+		if ok {
+			c.Passed = true
+			return ""
+		}
+		return fmt.Sprintf("%s = %s is not %s %s", k.Metric, num(v), k.Op, what)
+	}()
+	return c
 }
 
 // Table renders the metrics table of the promotion pull request (markdown):
@@ -164,34 +214,6 @@ func Table(metrics map[string]any) string {
 				row(n, "baselines."+n+".", s)
 			}
 		}
-	}
-	return b.String()
-}
-
-// Markdown renders the gate's checks as a markdown list with ✅/❌.
-func (r Result) Markdown() string {
-	var b strings.Builder
-	for _, c := range r.Checks {
-		mark := "✅"
-		if !c.Passed {
-			mark = "❌"
-		}
-		rhs := c.KPI.Baseline
-		if c.KPI.Value != nil {
-			rhs = num(*c.KPI.Value)
-		}
-		fmt.Fprintf(&b, "- %s `%s %s %s`", mark, c.KPI.Metric, c.KPI.Op, rhs)
-		if c.Value != nil {
-			fmt.Fprintf(&b, " (%s", num(*c.Value))
-			if c.KPI.Baseline != "" && c.Threshold != nil {
-				fmt.Fprintf(&b, " vs %s", num(*c.Threshold))
-			}
-			b.WriteString(")")
-		}
-		if c.Reason != "" {
-			b.WriteString(": " + c.Reason)
-		}
-		b.WriteString("\n")
 	}
 	return b.String()
 }

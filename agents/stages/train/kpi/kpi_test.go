@@ -78,7 +78,9 @@ func TestTableAndMarkdown(t *testing.T) {
 		{Metric: "validation.auc", Op: ">", Baseline: "baselines.always_bullish.validation.auc"},
 		{Metric: "validation.auc", Op: ">=", Value: f(0.6)},
 	})
-	wantMD := "- ✅ `validation.auc > baselines.always_bullish.validation.auc` (0.58 vs 0.5)\n- ❌ `validation.auc >= 0.6` (0.58): validation.auc = 0.58 is not >= 0.6\n"
+	wantMD := "| KPI | model | reference | improvement | 95% interval | margin | verdict |\n|---|---:|---:|---:|---:|---:|---|\n" +
+		"| validation.auc > baselines.always_bullish.validation.auc | 0.5800 | 0.5000 | – | – | – | passed (point check) |\n" +
+		"| validation.auc >= 0.6 | 0.5800 | 0.6000 | – | – | – | failed (point check) |\n"
 	if got := r.Markdown(); got != wantMD {
 		t.Errorf("markdown =\n%q\nwant\n%q", got, wantMD)
 	}

@@ -165,11 +165,8 @@ func TestHandComputedFeaturesKO20100601(t *testing.T) {
 			t.Errorf("%s = %.15g, want %.15g", name, e.Features[i], w)
 		}
 	}
-	if e.Label != 1 || !e.HasLabel {
-		t.Errorf("label = %d, want 1 (26.2 > 25.64)", e.Label)
-	}
-	if e.Ret1Raw != e.Features[0] {
-		t.Errorf("ret_1_raw %g != ret_1 %g", e.Ret1Raw, e.Features[0])
+	if !e.HasLabel {
+		t.Errorf("2010-06-01 has no label")
 	}
 
 	// the window features, recomputed here from the CSV lines directly
@@ -238,6 +235,25 @@ func TestHandComputedFeaturesKO20100601(t *testing.T) {
 	if rsi < 0 || rsi > 100 {
 		t.Errorf("rsi %g out of range", rsi)
 	}
+	// Label: tomorrow's |return| (26.2/25.64 - 1 = 2.18 %) against vol_20;
+	// label_today: today's |return| (25.64/25.70 - 1) against vol_20 of the
+	// day before (the 20 returns ending 2010-05-28).
+	var prev []float64
+	for j := d - 20; j <= d-1; j++ {
+		prev = append(prev, c[j]/c[j-1]-1)
+	}
+	_, volPrev := sd(prev)
+	wantLabel, wantToday := 0, 0
+	if math.Abs(26.2/25.64-1) > vol {
+		wantLabel = 1
+	}
+	if math.Abs(25.64/25.70-1) > volPrev {
+		wantToday = 1
+	}
+	if e.Label != wantLabel || e.LabelToday != wantToday {
+		t.Errorf("label %d label_today %d, want %d and %d (vol_20 %.5f, the day before %.5f)", e.Label, e.LabelToday, wantLabel, wantToday, vol, volPrev)
+	}
+	t.Logf("KO 2010-06-01: vol_20 %.5f, label %d; the day before %.5f, label_today %d", vol, e.Label, volPrev, e.LabelToday)
 }
 
 func TestCleaningRealGapRows(t *testing.T) {
@@ -327,6 +343,9 @@ func TestNoLeakage(t *testing.T) {
 		for i, e := range pe {
 			if fe[i].Date != e.Date || fe[i].Features != e.Features {
 				t.Fatalf("%s %s: features differ after truncation", e.Ticker, e.Date)
+			}
+			if fe[i].LabelToday != e.LabelToday {
+				t.Fatalf("%s %s: label_today differs after truncation", e.Ticker, e.Date)
 			}
 			if e.HasLabel && fe[i].Label != e.Label {
 				t.Fatalf("%s %s: label differs", e.Ticker, e.Date)

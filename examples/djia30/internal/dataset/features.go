@@ -29,17 +29,27 @@ const NumFeatures = 10
 const Warmup = 49
 
 // Example is one feature row: a ticker on a date with raw (unnormalized)
-// features, the raw 1-day return (kept for the same_as_today baseline) and the
-// label. Label is 1 when the next trading day's close of the same ticker is
-// above this day's close, else 0; HasLabel is false on the ticker's last day.
+// features, the label and the same rule applied to today (for the
+// same_as_today baseline; not a model input).
+//
+// Label is 1 when the next trading day is a large move for the ticker: the
+// absolute close-to-close return from day d to d+1 exceeds vol_20 of day d
+// (the standard deviation of the ticker's last 20 daily returns, its
+// recent typical move); else 0. HasLabel is false on the ticker's last day.
+// LabelToday is the same rule one day earlier: 1 when |ret_1| of day d
+// exceeds vol_20 of day d-1, known at the close of day d.
 type Example struct {
-	Date     string
-	Ticker   string
-	Features [NumFeatures]float64
-	Ret1Raw  float64
-	Label    int
-	HasLabel bool
+	Date       string
+	Ticker     string
+	Features   [NumFeatures]float64
+	LabelToday int
+	Label      int
+	HasLabel   bool
 }
+
+// LabelRule is the label's definition in words (schema.json label_rule).
+const LabelRule = "1 when the next trading day's absolute close-to-close return of the same ticker exceeds vol_20 of this day " +
+	"(the population std of its last 20 daily returns), else 0"
 
 // Features computes one Example per trading day of s from index Warmup on
 // (rows without enough history are not returned). The last day is returned with
@@ -80,12 +90,7 @@ func Features(s *Series) []Example {
 		f[1] = c[d]/c[d-5] - 1
 		f[2] = c[d]/c[d-10] - 1
 		f[3] = c[d]/c[d-20] - 1
-		var rs [20]float64
-		for k := 0; k < 20; k++ {
-			j := d - 19 + k
-			rs[k] = c[j]/c[j-1] - 1
-		}
-		_, f[4] = meanStd(rs[:])
+		f[4] = vol20(c, d)
 		f[5] = rsiAt[d]
 		m10, _ := meanStd(c[d-9 : d+1])
 		f[6] = c[d]/m10 - 1
@@ -96,16 +101,30 @@ func Features(s *Series) []Example {
 			f[8] = (v[d] - vm) / vs
 		}
 		f[9] = (s.High[d] - s.Low[d]) / c[d]
-		e.Ret1Raw = f[0]
+		if math.Abs(f[0]) > vol20(c, d-1) {
+			e.LabelToday = 1
+		}
 		if d+1 < n {
 			e.HasLabel = true
-			if c[d+1] > c[d] {
+			if math.Abs(c[d+1]/c[d]-1) > f[4] {
 				e.Label = 1
 			}
 		}
 		out = append(out, e)
 	}
 	return out
+}
+
+// vol20 is the population standard deviation of the 20 daily returns of c
+// ending at day d (d >= 20).
+func vol20(c []float64, d int) float64 {
+	var rs [20]float64
+	for k := 0; k < 20; k++ {
+		j := d - 19 + k
+		rs[k] = c[j]/c[j-1] - 1
+	}
+	_, sd := meanStd(rs[:])
+	return sd
 }
 
 func rsi(gain, loss float64) float64 {

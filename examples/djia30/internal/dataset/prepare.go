@@ -89,9 +89,10 @@ type FeatureSchema struct {
 	Std   float64 `json:"std"`
 }
 
-// Ret1RawColumn is the extra CSV column holding the unnormalized 1-day return
-// (used by the same_as_today baseline; not a model input).
-const Ret1RawColumn = "ret_1_raw"
+// LabelTodayColumn is the extra CSV column holding the label rule applied
+// to the row's own day (used by the same_as_today baseline; not a model
+// input).
+const LabelTodayColumn = "label_today"
 
 // Result is what Prepare produced, in memory.
 type Result struct {
@@ -267,7 +268,7 @@ func makeSchema(mean, std [NumFeatures]float64, opts Options) Schema {
 	s := Schema{
 		Format: "branchml.djia30.dataset", FormatVersion: 1,
 		Label:         "label",
-		LabelRule:     "1 when the next trading day's close of the same ticker is above this day's close, else 0",
+		LabelRule:     LabelRule,
 		Normalization: "zscore: (x-mean)/std per feature, population std fitted on the train split; applied to all splits",
 		TrainEnd:      opts.TrainEnd, ValidationEnd: opts.ValidationEnd,
 	}
@@ -276,7 +277,7 @@ func makeSchema(mean, std [NumFeatures]float64, opts Options) Schema {
 		s.Columns = append(s.Columns, Column{f, "float64"})
 		s.Features = append(s.Features, FeatureSchema{Name: f, Index: i, Dtype: "float64", Mean: mean[i], Std: std[i]})
 	}
-	s.Columns = append(s.Columns, Column{Ret1RawColumn, "float64"}, Column{"label", "int64"})
+	s.Columns = append(s.Columns, Column{LabelTodayColumn, "int64"}, Column{"label", "int64"})
 	return s
 }
 
@@ -326,7 +327,7 @@ func appendExample(b []byte, e *Example) []byte {
 		b = strconv.AppendFloat(b, v, 'g', -1, 64)
 	}
 	b = append(b, ',')
-	b = strconv.AppendFloat(b, e.Ret1Raw, 'g', -1, 64)
+	b = strconv.AppendInt(b, int64(e.LabelToday), 10)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(e.Label), 10)
 	return append(b, '\n')

@@ -28,15 +28,16 @@ func ReadSchema(dir string) (Schema, error) {
 }
 
 // Split is one split read back from its CSV: X is rows×F normalized features
-// (row-major, F = len(Features)), Ret1Raw the raw 1-day return per row, Y the
+// (row-major, F = len(Features)), LabelToday the label rule applied to each row's own day, Y the
 // 0/1 labels.
 type Split struct {
 	Features []string
 	X        []float64
-	Ret1Raw  []float64
-	Y        []float64
-	Dates    []string
-	Tickers  []string
+	// LabelToday is each row's label rule applied to its own day (0 or 1).
+	LabelToday []float64
+	Y          []float64
+	Dates      []string
+	Tickers    []string
 }
 
 // Rows returns the number of rows.
@@ -55,8 +56,8 @@ func ReadSplit(dir, name string) (*Split, error) {
 		return nil, &InputError{File: p, Msg: "empty file"}
 	}
 	header := strings.Split(strings.TrimSpace(string(lines[0])), ",")
-	if len(header) < 4 || header[0] != "date" || header[1] != "ticker" || header[len(header)-1] != "label" || header[len(header)-2] != Ret1RawColumn {
-		return nil, &InputError{File: p, Line: 1, Msg: "bad header: want date,ticker,<features...>," + Ret1RawColumn + ",label"}
+	if len(header) < 4 || header[0] != "date" || header[1] != "ticker" || header[len(header)-1] != "label" || header[len(header)-2] != LabelTodayColumn {
+		return nil, &InputError{File: p, Line: 1, Msg: "bad header: want date,ticker,<features...>," + LabelTodayColumn + ",label"}
 	}
 	nf := len(header) - 4
 	s := &Split{Features: header[2 : 2+nf]}
@@ -79,7 +80,7 @@ func ReadSplit(dir, name string) (*Split, error) {
 			if k < nf {
 				s.X = append(s.X, v)
 			} else {
-				s.Ret1Raw = append(s.Ret1Raw, v)
+				s.LabelToday = append(s.LabelToday, v)
 			}
 		}
 		switch f[len(f)-1] {

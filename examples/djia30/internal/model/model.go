@@ -35,6 +35,9 @@ const (
 	SignatureFile = "signature.json"
 	MetricsFile   = "metrics.json"
 	CurvesFile    = "training_curves.png"
+	// PredictionsFile holds the per-example predictions of the gate split
+	// (the promotion gate's input, see the example's README).
+	PredictionsFile = "predictions.csv"
 )
 
 // File is the content of model.json.

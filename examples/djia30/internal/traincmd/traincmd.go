@@ -38,6 +38,8 @@ func Main(args []string, stderr io.Writer) int {
 	seed := fs.Int64("seed", d.Seed, "random seed (initialization and shuffling)")
 	metricsOut := fs.String("metrics-out", "", "optional extra copy of metrics.json (e.g. a KFP output artifact path)")
 	curvesOut := fs.String("curves-out", "", "optional extra copy of training_curves.png")
+	predSplit := fs.String("predictions-split", "test", "the held-out split whose per-example predictions are written (predictions.csv; not train or validation)")
+	predOut := fs.String("predictions-out", "", "optional extra copy of predictions.csv (e.g. a KFP output artifact path)")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -61,7 +63,7 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	start := time.Now()
 	res, err := trainer.Run(trainer.Options{Dataset: *ds, ModelBasePath: *base, ModelVersion: *version, ModelName: *name,
-		Params: p, MetricsOut: *metricsOut, CurvesOut: *curvesOut})
+		Params: p, MetricsOut: *metricsOut, CurvesOut: *curvesOut, PredictionsSplit: *predSplit, PredictionsOut: *predOut})
 	if err != nil {
 		fmt.Fprintln(stderr, "train:", err)
 		if dataset.IsInputError(err) {

@@ -1,7 +1,8 @@
 // Package trainer is the train component: it reads prepare-data's output,
 // trains the network (package nn), scores it and two baselines, and writes a
-// model version in TF Serving's layout (package model) with metrics.json and
-// training_curves.png.
+// model version in TF Serving's layout (package model) with metrics.json,
+// training_curves.png and predictions.csv (the per-example predictions of
+// the gate split, for branchml's promotion gate).
 package trainer
 
 import (
@@ -60,6 +61,11 @@ type Options struct {
 	Params        Params
 	MetricsOut    string // optional extra copy of metrics.json
 	CurvesOut     string // optional extra copy of training_curves.png
+	// PredictionsSplit is the split whose per-example predictions are
+	// written (default "test"); it must not be train (fitting) or validation
+	// (early stopping): the gate needs a split the model never saw.
+	PredictionsSplit string
+	PredictionsOut   string // optional extra copy of predictions.csv
 }
 
 // SplitScores holds Scores for the three splits.
@@ -69,15 +75,15 @@ type SplitScores struct {
 	Test       metrics.Scores `json:"test"`
 }
 
-// Baselines are the two reference predictors.
+// Baselines are the two reference predictors, both fitted on the train
+// split only.
 type Baselines struct {
-	// AlwaysBullish predicts "up" for every row with probability = the train
-	// split's share of label 1 (accuracy = share of label 1, AUC 0.5).
-	AlwaysBullish SplitScores `json:"always_bullish"`
-	// SameAsToday predicts tomorrow's direction = today's (up when the raw
-	// 1-day return is > 0), with probability 1-1e-15 for up and 1e-15 for
-	// down (hard labels clipped like scikit-learn's log_loss), so its log loss
-	// is large by construction.
+	// BaseRate predicts the train split's share of label 1 for every row
+	// (AUC 0.5).
+	BaseRate SplitScores `json:"base_rate"`
+	// SameAsToday is persistence: "tomorrow is a large move when today was
+	// one", as a probability: the train split's share of large moves after a
+	// large-move day, and after a calm day (label_today 1 or 0).
 	SameAsToday SplitScores `json:"same_as_today"`
 }
 
@@ -138,6 +144,18 @@ func Run(o Options) (*Result, error) {
 	if tr.Rows() == 0 || va.Rows() == 0 {
 		return nil, &dataset.InputError{File: o.Dataset, Msg: "train and validation splits must not be empty"}
 	}
+	if o.PredictionsSplit == "" {
+		o.PredictionsSplit = dataset.SplitTest
+	}
+	gate, ok := splits[o.PredictionsSplit]
+	switch {
+	case o.PredictionsSplit == dataset.SplitTrain || o.PredictionsSplit == dataset.SplitValidation:
+		return nil, &dataset.InputError{Msg: fmt.Sprintf("--predictions-split %s: the model is fitted on train and early-stopped on validation; the gate needs a held-out split (test)", o.PredictionsSplit)}
+	case !ok:
+		return nil, &dataset.InputError{Msg: fmt.Sprintf("--predictions-split %q: want test", o.PredictionsSplit)}
+	case gate.Rows() == 0:
+		return nil, &dataset.InputError{File: o.Dataset, Msg: "the " + o.PredictionsSplit + " split is empty: the gate has nothing to measure"}
+	}
 	p := o.Params
 	f := len(schema.Features)
 	net, hist, err := nn.Train(nn.Config{Hidden: p.Hidden, LearningRate: p.LearningRate, BatchSize: p.BatchSize,
@@ -152,18 +170,19 @@ func Run(o Options) (*Result, error) {
 	m.Train = metrics.Compute(net.Predict(tr.X), tr.Y)
 	m.Validation = metrics.Compute(net.Predict(va.X), va.Y)
 	m.Test = metrics.Compute(net.Predict(te.X), te.Y)
-	base := mean(tr.Y)
+	bl := FitBaselines(tr)
 	for _, c := range []struct {
 		s   *dataset.Split
 		dst [2]*metrics.Scores
 	}{
-		{tr, [2]*metrics.Scores{&m.Baselines.AlwaysBullish.Train, &m.Baselines.SameAsToday.Train}},
-		{va, [2]*metrics.Scores{&m.Baselines.AlwaysBullish.Validation, &m.Baselines.SameAsToday.Validation}},
-		{te, [2]*metrics.Scores{&m.Baselines.AlwaysBullish.Test, &m.Baselines.SameAsToday.Test}},
+		{tr, [2]*metrics.Scores{&m.Baselines.BaseRate.Train, &m.Baselines.SameAsToday.Train}},
+		{va, [2]*metrics.Scores{&m.Baselines.BaseRate.Validation, &m.Baselines.SameAsToday.Validation}},
+		{te, [2]*metrics.Scores{&m.Baselines.BaseRate.Test, &m.Baselines.SameAsToday.Test}},
 	} {
-		*c.dst[0] = AlwaysBullish(base, c.s.Y)
-		*c.dst[1] = SameAsToday(c.s.Ret1Raw, c.s.Y)
+		*c.dst[0] = metrics.Compute(bl.BaseRate(c.s), c.s.Y)
+		*c.dst[1] = metrics.Compute(bl.SameAsToday(c.s), c.s.Y)
 	}
+	preds := Predictions(o.PredictionsSplit, gate, net.Predict(gate.X), bl)
 
 	mf := model.File{Format: model.Format, FormatVersion: model.FormatVersion, ModelName: o.ModelName, ModelVersion: o.ModelVersion}
 	for _, fs := range schema.Features {
@@ -201,7 +220,7 @@ func Run(o Options) (*Result, error) {
 	}
 	dir, err := model.WriteVersion(o.ModelBasePath, o.ModelVersion, map[string][]byte{
 		model.ModelFile: append(modelJSON, '\n'), model.SignatureFile: sig,
-		model.MetricsFile: metricsJSON, model.CurvesFile: png,
+		model.MetricsFile: metricsJSON, model.CurvesFile: png, model.PredictionsFile: preds,
 	})
 	if err != nil {
 		return nil, err
@@ -209,7 +228,7 @@ func Run(o Options) (*Result, error) {
 	for _, c := range []struct {
 		path string
 		data []byte
-	}{{o.MetricsOut, metricsJSON}, {o.CurvesOut, png}} {
+	}{{o.MetricsOut, metricsJSON}, {o.CurvesOut, png}, {o.PredictionsOut, preds}} {
 		if c.path == "" {
 			continue
 		}
@@ -223,31 +242,73 @@ func Run(o Options) (*Result, error) {
 	return &Result{Metrics: m, VersionDir: dir, History: hist}, nil
 }
 
-// AlwaysBullish scores the constant "up" predictor with probability base
-// (the train split's share of label 1): accuracy is the share of label 1 in y,
-// AUC 0.5, log loss of the constant probability.
-func AlwaysBullish(base float64, y []float64) metrics.Scores {
-	p := make([]float64, len(y))
-	for i := range p {
-		p[i] = base
-	}
-	s := metrics.Compute(p, y)
-	s.Accuracy = mean(y)
-	return s
+// Baseline holds the two baselines' parameters, fitted on the train split.
+type Baseline struct {
+	// Rate is the train share of label 1; AfterLarge and AfterCalm the train
+	// shares of label 1 among rows with label_today 1 and 0.
+	Rate, AfterLarge, AfterCalm float64
 }
 
-// SameAsToday scores the predictor "tomorrow moves like today": up when
-// ret1Raw[i] > 0, with probability 1-metrics.Eps for up and metrics.Eps for
-// down (hard labels, clipped).
-func SameAsToday(ret1Raw, y []float64) metrics.Scores {
-	p := make([]float64, len(y))
-	for i, r := range ret1Raw {
-		p[i] = metrics.Eps
-		if r > 0 {
-			p[i] = 1 - metrics.Eps
+// FitBaselines fits both baselines on tr.
+func FitBaselines(tr *dataset.Split) Baseline {
+	var large, largeY, calm, calmY float64
+	for i, y := range tr.Y {
+		if tr.LabelToday[i] == 1 {
+			large, largeY = large+1, largeY+y
+		} else {
+			calm, calmY = calm+1, calmY+y
 		}
 	}
-	return metrics.Compute(p, y)
+	b := Baseline{Rate: mean(tr.Y), AfterLarge: largeY / max(large, 1), AfterCalm: calmY / max(calm, 1)}
+	return b
+}
+
+// BaseRate is the base_rate baseline's probability for every row of s.
+func (b Baseline) BaseRate(s *dataset.Split) []float64 {
+	p := make([]float64, s.Rows())
+	for i := range p {
+		p[i] = b.Rate
+	}
+	return p
+}
+
+// SameAsToday is the same_as_today baseline's probability for each row of s.
+func (b Baseline) SameAsToday(s *dataset.Split) []float64 {
+	p := make([]float64, s.Rows())
+	for i, t := range s.LabelToday {
+		p[i] = b.AfterCalm
+		if t == 1 {
+			p[i] = b.AfterLarge
+		}
+	}
+	return p
+}
+
+// PredictionsHeader is the header line of predictions.csv.
+const PredictionsHeader = "split,date,ticker,label,model,base_rate,same_as_today"
+
+// Predictions renders predictions.csv: one row per example of the split s
+// (named split) with its label, the model's probability p and both
+// baselines' probabilities, floats in the shortest form that round-trips.
+func Predictions(split string, s *dataset.Split, p []float64, b Baseline) []byte {
+	base, same := b.BaseRate(s), b.SameAsToday(s)
+	out := make([]byte, 0, 80*s.Rows()+len(PredictionsHeader)+1)
+	out = append(out, PredictionsHeader+"\n"...)
+	for i := range p {
+		out = append(out, split...)
+		out = append(out, ',')
+		out = append(out, s.Dates[i]...)
+		out = append(out, ',')
+		out = append(out, s.Tickers[i]...)
+		out = append(out, ',')
+		out = strconv.AppendInt(out, int64(s.Y[i]), 10)
+		for _, v := range []float64{p[i], base[i], same[i]} {
+			out = append(out, ',')
+			out = strconv.AppendFloat(out, v, 'g', -1, 64)
+		}
+		out = append(out, '\n')
+	}
+	return out
 }
 
 // Curves renders the training curves PNG: log loss and AUC per epoch for the

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -42,11 +43,15 @@ func smallParams() Params {
 	return p
 }
 
+// Retraining with the same data, flags and seed writes byte-identical
+// files, whatever GOMAXPROCS is.
 func TestTrainingIsDeterministic(t *testing.T) {
 	ds := prepared(t, "AAPL", "KO")
 	var dirs []string
 	var res []*Result
-	for i := 0; i < 2; i++ {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 4} {
+		runtime.GOMAXPROCS(procs)
 		base := t.TempDir()
 		extra := filepath.Join(t.TempDir(), "out", "metrics.json")
 		r, err := Run(Options{Dataset: ds, ModelBasePath: base, ModelVersion: 3, Params: smallParams(), MetricsOut: extra, CurvesOut: filepath.Join(filepath.Dir(extra), "c.png")})
@@ -63,7 +68,7 @@ func TestTrainingIsDeterministic(t *testing.T) {
 		}
 		dirs, res = append(dirs, r.VersionDir), append(res, r)
 	}
-	for _, f := range []string{model.ModelFile, model.SignatureFile, model.MetricsFile, model.CurvesFile} {
+	for _, f := range []string{model.ModelFile, model.SignatureFile, model.MetricsFile, model.CurvesFile, model.PredictionsFile} {
 		a, err := os.ReadFile(filepath.Join(dirs[0], f))
 		if err != nil {
 			t.Fatal(err)
@@ -74,8 +79,8 @@ func TestTrainingIsDeterministic(t *testing.T) {
 		}
 	}
 	m := res[0].Metrics
-	t.Logf("validation: model acc %.4f auc %.4f | always_bullish acc %.4f auc %.4f | same_as_today acc %.4f auc %.4f",
-		m.Validation.Accuracy, m.Validation.AUC, m.Baselines.AlwaysBullish.Validation.Accuracy, m.Baselines.AlwaysBullish.Validation.AUC,
+	t.Logf("validation: model acc %.4f auc %.4f | base_rate acc %.4f auc %.4f | same_as_today acc %.4f auc %.4f",
+		m.Validation.Accuracy, m.Validation.AUC, m.Baselines.BaseRate.Validation.Accuracy, m.Baselines.BaseRate.Validation.AUC,
 		m.Baselines.SameAsToday.Validation.Accuracy, m.Baselines.SameAsToday.Validation.AUC)
 	if m.Train.Rows != 2467+2468 {
 		t.Errorf("train rows %d", m.Train.Rows)
@@ -83,7 +88,7 @@ func TestTrainingIsDeterministic(t *testing.T) {
 	if m.Validation.Rows != 2*252 || m.Test.Rows != 2*250 {
 		t.Errorf("rows %d %d", m.Validation.Rows, m.Test.Rows)
 	}
-	if m.Baselines.AlwaysBullish.Validation.AUC != 0.5 || m.EpochsRun < 1 || m.BestEpoch < 1 || m.BestEpoch > m.EpochsRun {
+	if m.Baselines.BaseRate.Validation.AUC != 0.5 || m.EpochsRun < 1 || m.BestEpoch < 1 || m.BestEpoch > m.EpochsRun {
 		t.Errorf("metrics %+v", m)
 	}
 	// a different seed gives different weights
@@ -129,7 +134,7 @@ func TestMetricsJSONShape(t *testing.T) {
 	if got := strings.Join(keys(doc["train"]), ","); got != "accuracy,auc,log_loss,rows" {
 		t.Errorf("scores keys %s", got)
 	}
-	if got := strings.Join(keys(doc["baselines"]), ","); got != "always_bullish,same_as_today" {
+	if got := strings.Join(keys(doc["baselines"]), ","); got != "base_rate,same_as_today" {
 		t.Errorf("baselines keys %s", got)
 	}
 	if got := strings.Join(keys(doc["params"]), ","); got != "hidden,learning_rate,batch_size,epochs,patience,seed" {
@@ -177,20 +182,42 @@ func TestModelPredictMatchesNetwork(t *testing.T) {
 	}
 }
 
-func TestBaselines(t *testing.T) {
-	y := []float64{1, 0, 1, 1}
-	ab := AlwaysBullish(0.6, y)
-	wantLL := -(3*math.Log(0.6) + math.Log(0.4)) / 4
-	if ab.Accuracy != 0.75 || ab.AUC != 0.5 || math.Abs(ab.LogLoss-wantLL) > 1e-15 || ab.Rows != 4 {
-		t.Errorf("always_bullish %+v", ab)
+func TestBaselinesAndPredictions(t *testing.T) {
+	tr := &dataset.Split{Y: []float64{1, 0, 1, 1, 0}, LabelToday: []float64{1, 1, 0, 0, 0}}
+	b := FitBaselines(tr)
+	if b.Rate != 0.6 || b.AfterLarge != 0.5 || b.AfterCalm != 2.0/3 {
+		t.Errorf("baselines %+v", b)
 	}
-	st := SameAsToday([]float64{0.01, 0.02, -0.01, 0.03}, y) // predicts 1,1,0,1
-	if st.Accuracy != 0.5 || math.Abs(st.AUC-(2.0/3*0.5+(1.0/3)*0+0.5)/1) > 1 {
-		t.Errorf("same_as_today %+v", st)
+	te := &dataset.Split{Y: []float64{1, 0}, LabelToday: []float64{0, 1}, Dates: []string{"2017-01-03", "2017-01-03"}, Tickers: []string{"AAPL", "KO"}}
+	got := string(Predictions("test", te, []float64{0.25, 0.125}, b))
+	want := "split,date,ticker,label,model,base_rate,same_as_today\n" +
+		"test,2017-01-03,AAPL,1,0.25,0.6,0.6666666666666666\n" +
+		"test,2017-01-03,KO,0,0.125,0.6,0.5\n"
+	if got != want {
+		t.Errorf("predictions.csv =\n%s\nwant\n%s", got, want)
 	}
-	// AUC: positives scored (1,0,1) vs negative (1): pairs (1,1) tie .5, (0,1) 0, (1,1) .5 → 1/3
-	if math.Abs(st.AUC-1.0/3) > 1e-12 {
-		t.Errorf("same_as_today auc %v, want 1/3", st.AUC)
+}
+
+// The gate's predictions are the model's on the test split, and match the
+// test metrics of metrics.json; no other split can be asked for.
+func TestPredictionsFile(t *testing.T) {
+	ds := prepared(t, "KO")
+	out := filepath.Join(t.TempDir(), "artifact")
+	r, err := Run(Options{Dataset: ds, ModelBasePath: t.TempDir(), ModelVersion: 1, Params: smallParams(), PredictionsOut: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(out)
+	b, _ := os.ReadFile(filepath.Join(r.VersionDir, model.PredictionsFile))
+	lines := strings.Split(strings.TrimSpace(string(a)), "\n")
+	if !bytes.Equal(a, b) || len(lines) != 1+r.Metrics.Test.Rows || lines[0] != PredictionsHeader || !strings.HasPrefix(lines[1], "test,2017-01-03,KO,") {
+		t.Fatalf("predictions: %d lines, first %q", len(lines), lines[:2])
+	}
+	for _, split := range []string{"train", "validation", "holdout"} {
+		_, err := Run(Options{Dataset: ds, ModelBasePath: t.TempDir(), ModelVersion: 1, Params: smallParams(), PredictionsSplit: split})
+		if !dataset.IsInputError(err) || !strings.Contains(err.Error(), "--predictions-split") {
+			t.Errorf("%s: %v", split, err)
+		}
 	}
 }
 
@@ -212,7 +239,7 @@ func TestBadDataset(t *testing.T) {
 		t.Errorf("missing dataset: %v", err)
 	}
 	ds := prepared(t, "KO")
-	os.WriteFile(filepath.Join(ds, "validation.csv"), []byte("date,ticker,ret_1,ret_5,ret_10,ret_20,vol_20,rsi_14,ma10_gap,ma50_gap,volume_z20,range,ret_1_raw,label\n2016-01-04,KO,1,2,3,4,5,6,7,8,9,x,0.1,1\n"), 0o644)
+	os.WriteFile(filepath.Join(ds, "validation.csv"), []byte("date,ticker,ret_1,ret_5,ret_10,ret_20,vol_20,rsi_14,ma10_gap,ma50_gap,volume_z20,range,label_today,label\n2016-01-04,KO,1,2,3,4,5,6,7,8,9,x,0,1\n"), 0o644)
 	_, err = Run(Options{Dataset: ds, ModelBasePath: t.TempDir(), ModelVersion: 1, Params: smallParams()})
 	if !dataset.IsInputError(err) || !strings.Contains(err.Error(), "validation.csv:2: bad range") {
 		t.Errorf("bad row: %v", err)
