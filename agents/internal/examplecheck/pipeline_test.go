@@ -176,7 +176,8 @@ func TestDJIA30PipelineSpec(t *testing.T) {
 			}
 		case "exec-train":
 			if !strings.Contains(joined, "--dataset {{$.inputs.artifacts['dataset'].path}}") || !strings.Contains(joined, "--metrics-out {{$.outputs.artifacts['metrics'].path}}") ||
-				!strings.Contains(joined, "--model-version {{$.inputs.parameters['model_version']}}") {
+				!strings.Contains(joined, "--model-version {{$.inputs.parameters['model_version']}}") ||
+				!strings.Contains(joined, "--predictions-out {{$.outputs.artifacts['predictions'].path}}") {
 				t.Errorf("train args %q", joined)
 			}
 		}
@@ -189,7 +190,7 @@ func TestDJIA30PipelineSpec(t *testing.T) {
 		"learning_rate": pipelinespec.ParameterType_NUMBER_DOUBLE, "batch_size": pipelinespec.ParameterType_NUMBER_INTEGER,
 		"epochs": pipelinespec.ParameterType_NUMBER_INTEGER, "patience": pipelinespec.ParameterType_NUMBER_INTEGER,
 		"seed": pipelinespec.ParameterType_NUMBER_INTEGER, "train_end": pipelinespec.ParameterType_STRING,
-		"validation_end": pipelinespec.ParameterType_STRING,
+		"validation_end": pipelinespec.ParameterType_STRING, "gate_split": pipelinespec.ParameterType_STRING,
 	}
 	if len(params) != len(wantType) {
 		t.Errorf("%d root parameters, want %d", len(params), len(wantType))
@@ -203,7 +204,7 @@ func TestDJIA30PipelineSpec(t *testing.T) {
 	str := func(n string) string { return params[n].GetDefaultValue().GetStringValue() }
 	if str("hidden") != "32,16" || num("learning_rate") != 0.001 || num("batch_size") != 256 || num("epochs") != 30 ||
 		num("patience") != 5 || num("seed") != 42 || num("model_version") != 1 || str("train_end") != "2015-12-31" ||
-		str("validation_end") != "2016-12-31" || str("data_path") == "" || str("model_base_path") == "" {
+		str("validation_end") != "2016-12-31" || str("data_path") == "" || str("model_base_path") == "" || str("gate_split") != "test" {
 		t.Errorf("defaults: %v", params)
 	}
 }

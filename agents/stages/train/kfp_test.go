@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,6 +38,28 @@ const exampleMetrics = `{"model_name":"djia30","model_version":1,` +
 	`"baselines":{"always_bullish":{"train":{"accuracy":0.53,"auc":0.5,"log_loss":0.691,"rows":1762},"validation":{"accuracy":0.53,"auc":0.5,"log_loss":0.6918,"rows":252},"test":{"accuracy":0.51,"auc":0.5,"log_loss":0.6931,"rows":252}}},` +
 	`"epochs_run":12,"best_epoch":7}`
 
+// examplePredictions is a predictions.csv in the shape the example's train
+// task writes for the gate split (examples/djia30/README.md): 60 trading
+// days of 10 tickers whose model column ranks the labels clearly better
+// than same_as_today, so the example's KPIs pass with confidence.
+func examplePredictions() []byte {
+	var b strings.Builder
+	b.WriteString("split,date,ticker,label,model,same_as_today\n")
+	x := uint32(7)
+	next := func() float64 { x = x*1664525 + 1013904223; return float64(x>>8) / (1 << 24) }
+	for d := 0; d < 60; d++ {
+		for k := 0; k < 10; k++ {
+			label := 0
+			if next() < 0.3 {
+				label = 1
+			}
+			model := 0.2 + 0.25*float64(label) + 0.3*next()
+			fmt.Fprintf(&b, "test,2017-%02d-%02d,T%d,%d,%.4f,%.4f\n", 1+d/28, 1+d%28, k, label, model, 0.1+0.4*next())
+		}
+	}
+	return []byte(b.String())
+}
+
 // kfpEnv is the training stage against a KFP 2.x stand-in: the v2beta1 API
 // server fake with the example's pipeline uploaded, ML Metadata, the
 // pipeline root's object store, and a launcher that records the example's
@@ -69,6 +92,7 @@ func setupKFP(t *testing.T, opts ...fakekfp.Option) *kfpEnv {
 		for _, o := range []fakekfp.Output{
 			{Task: "prepare-data", Name: "dataset", Type: "system.Dataset", Files: map[string][]byte{"features.csv": []byte("x")}},
 			{Task: "train", Name: "metrics", Type: "system.Metrics", Files: map[string][]byte{"": []byte(exampleMetrics)}},
+			{Task: "train", Name: "predictions", Type: "system.Dataset", Files: map[string][]byte{"": examplePredictions()}},
 		} {
 			if _, _, err := l.Record(r, "djia30-sentiment", o); err != nil {
 				t.Error(err)
@@ -158,7 +182,8 @@ func TestKFPMetricsReachTheGateAndThePROpens(t *testing.T) {
 	}
 	prs, _ := ke.forge.ListPullRequests(context.Background(), "open")
 	if len(prs) != 1 || prs[0].Head != "branchml/promote-djia30-v1" || !strings.Contains(prs[0].Body, "| **model** | validation | 0.5400 | 0.5520 | 0.6890 |") ||
-		!strings.Contains(prs[0].Body, "✅ `validation.log_loss < baselines.always_bullish.validation.log_loss` (0.689 vs 0.6918)") {
+		!strings.Contains(prs[0].Body, "| auc vs same_as_today | 0.9831 | 0.5818 | +0.4012 | [+0.3396, +0.4552] | 0.02 | passed |") ||
+		!strings.Contains(prs[0].Body, "| auc vs champion | – | – | – | – | 0 | skipped: no champion: nothing is deployed on deploy-model yet |") {
 		t.Fatalf("PRs %+v", prs)
 	}
 	if rec := ke.record(); rec.State != "SUCCEEDED" || rec.Gate != "passed" || js(rec.Metrics) != js(want) {
@@ -166,7 +191,7 @@ func TestKFPMetricsReachTheGateAndThePROpens(t *testing.T) {
 	}
 	// The run was made with the example's parameters and the volumes' mount paths.
 	r := ke.kfp.Runs()[0]
-	if r.Parameters["epochs"] != float64(30) || r.Parameters["hidden"] != "32,16" || r.Parameters["model_version"] != float64(1) {
+	if r.Parameters["epochs"] != float64(30) || r.Parameters["hidden"] != "" || r.Parameters["learning_rate"] != 0.01 || r.Parameters["gate_split"] != "test" || r.Parameters["model_version"] != float64(1) {
 		t.Errorf("parameters %v", r.Parameters)
 	}
 	calls := strings.Join(ke.md.Calls(), ",")
@@ -196,6 +221,8 @@ func TestKFPUnreadableMetricsExit1(t *testing.T) {
 	r := ke.kfp.Runs()[0]
 	(&fakekfp.Launcher{MLMD: ke.md, S3: ke.s3, Root: "minio://mlpipeline/v2/artifacts"}).Record(r, "djia30-sentiment",
 		fakekfp.Output{Task: "train", Name: "metrics", Type: "system.Metrics", Files: map[string][]byte{"": []byte(exampleMetrics)}})
+	(&fakekfp.Launcher{MLMD: ke.md, S3: ke.s3, Root: "minio://mlpipeline/v2/artifacts"}).Record(r, "djia30-sentiment",
+		fakekfp.Output{Task: "train", Name: "predictions", Type: "system.Dataset", Files: map[string][]byte{"": examplePredictions()}})
 	again, err := Run(context.Background(), ke.opts())
 	if err != nil || !again.Reused || again.RunID != res.RunID || again.Gate.Verdict != "passed" || again.PullRequest == nil {
 		t.Fatalf("again: %+v, %v", again, err)
@@ -318,7 +345,7 @@ func TestKFPParametersTypedBySpec(t *testing.T) {
 	got := ke.kfp.Runs()[0].Parameters
 	delete(got, "data_path")
 	delete(got, "model_base_path")
-	want := `{"epochs":30,"hidden":[32,16],"learning_rate":1,"model_version":1,"options":{"dropout":0.1},"patience":"5","seed":42,"shuffle":true,"train_end":"2015-12-31"}`
+	want := `{"epochs":30,"gate_split":"test","hidden":[32,16],"learning_rate":1,"model_version":1,"options":{"dropout":0.1},"patience":"5","seed":42,"shuffle":true,"train_end":"2015-12-31"}`
 	if js(got) != want {
 		t.Errorf("runtime_config.parameters = %s\nwant %s", js(got), want)
 	}
