@@ -19,8 +19,8 @@ import (
 )
 
 var (
-	_ storage.Backend   = (*Backend)(nil)
-	_ storage.Restorer  = (*Backend)(nil)
+	_ storage.Backend     = (*Backend)(nil)
+	_ storage.Restorer    = (*Backend)(nil)
 	_ storage.Annotator   = (*Backend)(nil)
 	_ storage.Preflighter = (*Backend)(nil)
 )
