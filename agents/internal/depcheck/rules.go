@@ -180,6 +180,8 @@ var thirdParty = []struct {
 	{"github.com/go-openapi", []string{"backends/pipelines/kfp"}},
 	{"k8s.io/client-go", []string{"backends/storage", "backends/serving"}},
 	{"github.com/kubernetes-csi", []string{"backends/storage"}},
+	// The Kubernetes test bed (test/k8s) is for tests and `quickstart --cluster` only.
+	{Module + "/test/", []string{"cli/quickstart"}},
 }
 
 // ThirdParty reports whether package from may import the non-module path to.

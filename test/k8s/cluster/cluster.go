@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -45,6 +46,9 @@ type Options struct {
 	// NoStorage leaves out the CSI stack (driver, provisioner, snapshotter,
 	// snapshot controller) and the snapshot CRDs: a bare control plane.
 	NoStorage bool
+	// EtcdDir keeps etcd's data across restarts of the test bed ("": a
+	// fresh directory in /dev/shm, removed by Stop).
+	EtcdDir string
 	// Kubelet also runs a kubelet registered as node "node-1" against a
 	// containerd it starts (see kubelet.go).
 	Kubelet bool
@@ -131,7 +135,15 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		shm = "/dev/shm"
 	}
-	if c.etcdDir, err = os.MkdirTemp(shm, "branchml-etcd-"); err != nil {
+	reap(shm, "branchml-etcd-")
+	reap("", "bml-csi-")
+	etcdData := opt.EtcdDir
+	if etcdData == "" {
+		if c.etcdDir, err = os.MkdirTemp(shm, tempPrefix("branchml-etcd-")); err != nil {
+			return c, err
+		}
+		etcdData = c.etcdDir
+	} else if err := os.MkdirAll(etcdData, 0o700); err != nil {
 		return c, err
 	}
 	ports, err := freePorts(3)
@@ -141,7 +153,7 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	if err := c.run(ctx, "etcd", procSpec{bin: etcd, args: []string{
-		"--name=default", "--data-dir=" + c.etcdDir,
+		"--name=default", "--data-dir=" + etcdData,
 		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
 		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
 		"--initial-cluster=default=" + peerURL, "--log-level=warn",
@@ -200,7 +212,7 @@ func (c *Cluster) startStorage(ctx context.Context, src string, env []string) er
 		return err
 	}
 	c.HostPathDir = filepath.Join(c.Dir, "hostpath")
-	sockDir, err := os.MkdirTemp("", "bml-csi-") // short: unix socket paths have a 107-byte limit
+	sockDir, err := os.MkdirTemp("", tempPrefix("bml-csi-")) // short: unix socket paths have a 107-byte limit
 	if err != nil {
 		return err
 	}
@@ -402,6 +414,30 @@ func (c *Cluster) caPool() *x509.CertPool {
 		pool.AppendCertsFromPEM(raw)
 	}
 	return pool
+}
+
+// tempPrefix names temporary directories after this process, so that reap
+// can tell those of a crashed process (whose components Pdeathsig killed).
+func tempPrefix(p string) string { return p + strconv.Itoa(os.Getpid()) + "-" }
+
+// reap removes the temporary directories prefix<pid>-* in dir ("" = the
+// temp dir) of processes that no longer run.
+func reap(dir, prefix string) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // alive (or not ours to judge)
+		}
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
 }
 
 func freePorts(n int) ([]int, error) {
