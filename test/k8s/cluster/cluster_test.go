@@ -89,20 +89,45 @@ func TestCrashLeavesNothingRunning(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if syscall.Kill(-pid, 0) == nil {
-			t.Errorf("process group %d of %s still has members", pid, name)
+		for groupAlive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process group %d of %s still has live members", pid, name)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }
 
+// stat returns the state and process group of pid from /proc/PID/stat.
+func stat(pid string) (state string, pgrp int, ok bool) {
+	raw, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // after "pid (comm)"
+	if len(f) < 3 {
+		return "", 0, false
+	}
+	pgrp, _ = strconv.Atoi(f[2])
+	return f[0], pgrp, true
+}
+
 // alive reports whether pid runs (a zombie, reaped by init soon, is not).
 func alive(pid int) bool {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
+	st, _, ok := stat(strconv.Itoa(pid))
+	return ok && st != "Z"
+}
+
+// groupAlive reports whether a live process is in process group pgid.
+func groupAlive(pgid int) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if st, g, ok := stat(e.Name()); ok && g == pgid && st != "Z" {
+			return true
+		}
 	}
-	f := strings.Fields(string(raw))
-	return len(f) > 2 && f[2] != "Z"
+	return false
 }
 
 func child(t *testing.T) {

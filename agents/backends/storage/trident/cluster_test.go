@@ -264,14 +264,23 @@ func TestRetentionAndLineage(t *testing.T) {
 	if _, ok := vs.Annotations[storage.AnnotationLineage]; ok {
 		t.Fatalf("an empty value did not remove the annotation: %v", vs.Annotations)
 	}
-	// Retention keeping 1: delete the two older ones.
+	// Retention keeping 1: delete the two older ones. They are gone from
+	// the list at once, although the snapshot controller still holds them
+	// (finalizers) for a moment.
 	for _, s := range list[1:] {
 		if err := b.DeleteSnapshot(cx, s.Name); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if list, _ := b.ListSnapshots(cx, "m"); len(list) != 1 || list[0].Name != "m-3" {
+		t.Fatalf("right after the deletes: %+v", list)
+	}
+	waitGone(t, func() error {
+		_, err := e.snap.SnapshotV1().VolumeSnapshots(e.ns).Get(cx, "m-1", metav1.GetOptions{})
+		return err
+	})
 	if err := b.DeleteSnapshot(cx, "m-1"); !errors.Is(err, storage.ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
+		t.Fatalf("delete of a deleted snapshot: %v", err)
 	}
 	for _, h := range handles[:2] {
 		waitGone(t, func() error {
@@ -670,12 +679,8 @@ func TestCloneSizeWhenRestoreSizeIsWrong(t *testing.T) {
 	if _, err := b.Snapshot(cx, "d", storage.SnapshotSpec{Name: "d-1"}); err != nil {
 		t.Fatal(err)
 	}
-	stopController(t, e)
-	vs, _ := e.snap.SnapshotV1().VolumeSnapshots(e.ns).Get(cx, "d-1", metav1.GetOptions{})
-	vs.Status.RestoreSize = new(resource.MustParse("-69894144"))
-	if _, err := e.snap.SnapshotV1().VolumeSnapshots(e.ns).UpdateStatus(cx, vs, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// The source PVC goes first: the snapshot controller must be running
+	// to lift its snapshot-source protection finalizer.
 	if err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Delete(cx, "d", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -683,6 +688,12 @@ func TestCloneSizeWhenRestoreSizeIsWrong(t *testing.T) {
 		_, err := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Get(cx, "d", metav1.GetOptions{})
 		return err
 	})
+	stopController(t, e) // so that it does not correct the status below
+	vs, _ := e.snap.SnapshotV1().VolumeSnapshots(e.ns).Get(cx, "d-1", metav1.GetOptions{})
+	vs.Status.RestoreSize = new(resource.MustParse("-69894144"))
+	if _, err := e.snap.SnapshotV1().VolumeSnapshots(e.ns).UpdateStatus(cx, vs, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	c, err := b.Clone(cx, "d-1", "d-back")
 	if err != nil {
 		t.Fatal(err)

@@ -285,7 +285,9 @@ func toSnapshot(vs *snapv1.VolumeSnapshot, content *snapv1.VolumeSnapshotContent
 }
 
 // ListSnapshots lists the VolumeSnapshots in the namespace whose source is
-// the PVC volume, newest first (creation time; ties by name descending).
+// the PVC volume, newest first (creation time; ties by name descending),
+// leaving out those being deleted (their finalizers keep them visible for a
+// while after DeleteSnapshot).
 func (b *Backend) ListSnapshots(ctx context.Context, volume string) ([]storage.Snapshot, error) {
 	ns := b.opt.namespace
 	list, err := b.snap.SnapshotV1().VolumeSnapshots(ns).List(ctx, metav1.ListOptions{})
@@ -295,6 +297,9 @@ func (b *Backend) ListSnapshots(ctx context.Context, volume string) ([]storage.S
 	var out []storage.Snapshot
 	for i := range list.Items {
 		vs := &list.Items[i]
+		if vs.DeletionTimestamp != nil {
+			continue // being deleted (the snapshot controller's finalizers): not kept, not restorable
+		}
 		if src := vs.Spec.Source.PersistentVolumeClaimName; src != nil && *src == volume {
 			out = append(out, *toSnapshot(vs, nil))
 		}
