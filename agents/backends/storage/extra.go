@@ -158,3 +158,14 @@ var ErrPreflight = errors.New("storage preflight failed")
 type Preflighter interface {
 	Preflight(ctx context.Context) error
 }
+
+// HostPather is a Backend whose volumes are directories on this machine
+// that local processes can read and write (the trident backend on a
+// single-machine cluster whose CSI driver keeps volumes as directories,
+// backends.storage.hostPathDir). Stages and commands use it through this
+// interface, never the implementation.
+type HostPather interface {
+	// HostPath returns the directory of the existing volume; an error
+	// wrapping ErrNotFound when there is no such volume.
+	HostPath(ctx context.Context, volume string) (string, error)
+}

@@ -23,6 +23,7 @@ var (
 	_ storage.Restorer    = (*Backend)(nil)
 	_ storage.Annotator   = (*Backend)(nil)
 	_ storage.Preflighter = (*Backend)(nil)
+	_ storage.HostPather  = (*Backend)(nil)
 )
 
 // Driver is the CSI driver name of Trident, the default expected driver of

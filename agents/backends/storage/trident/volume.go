@@ -258,3 +258,16 @@ func (b *Backend) cloneSize(ctx context.Context, vs *snapv1.VolumeSnapshot) (res
 	}
 	return size, nil
 }
+
+// HostPath returns the directory of the PVC volume on this machine
+// (WithHostPathDir); storage.ErrUnsupported without a host path directory.
+func (b *Backend) HostPath(ctx context.Context, volume string) (string, error) {
+	if b.opt.hostPathDir == "" {
+		return "", fmt.Errorf("%w: PVCs are not directories on this machine (backends.storage.hostPathDir is not set)", storage.ErrUnsupported)
+	}
+	pvc, err := b.kube.CoreV1().PersistentVolumeClaims(b.opt.namespace).Get(ctx, volume, metav1.GetOptions{})
+	if err != nil {
+		return "", apiErr("get", "PersistentVolumeClaim", b.opt.namespace, volume, err)
+	}
+	return b.hostPath(ctx, pvc)
+}
