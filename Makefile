@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/branchml/branchml/agents/cli.Version=$(VERSION)
 AGENTS := branchml branchml-build branchml-pipeline branchml-train branchml-snapshot branchml-deploy
 
-.PHONY: all build test test-go test-example test-groovy vet fuzz quickstart bench clean
+.PHONY: all build test test-go test-example test-groovy test-k8s k8s-build k8s-up k8s-down vet fuzz quickstart bench clean
 
 all: build
 
@@ -19,8 +19,8 @@ build:
 quickstart: build
 	PATH="$(BIN):$$PATH" $(BIN)/branchml quickstart $(QUICKSTART_FLAGS)
 
-## test: vet, race tests of the agents and of the example, Groovy checks, fuzz targets
-test: vet test-go test-example test-groovy fuzz
+## test: vet, race tests of the agents and of the example, Groovy checks, fuzz targets, the Kubernetes test bed's tests
+test: vet test-go test-example test-groovy fuzz test-k8s
 
 vet:
 	$(GO) vet ./...
@@ -39,6 +39,27 @@ test-groovy:
 ## fuzz: every fuzz target for FUZZTIME (default 4s) each
 fuzz:
 	bash scripts/fuzz.sh
+
+## Kubernetes test bed (test/k8s): etcd, control plane and CSI snapshot stack on 127.0.0.1
+TESTBED := $(GO) run ./test/k8s/cmd/testbed
+
+## k8s-build: build the test bed's binaries into ~/.cache/branchml/k8s/<version>/bin (once per machine)
+k8s-build:
+	@$(TESTBED) build >/dev/null
+
+## k8s-up: start the test bed in the background; prints the kubeconfig path (kubectl --kubeconfig PATH get pvc)
+k8s-up:
+	@$(TESTBED) up
+
+## k8s-down: stop it
+k8s-down:
+	@$(TESTBED) down
+
+## test-k8s: the tests that need the test bed (storage backend on real PVCs and VolumeSnapshots, quickstart --cluster)
+test-k8s: k8s-build
+	cd test/k8s/build && $(GO) vet ./csi-hostpath
+	BRANCHML_K8S_TESTS=1 $(GO) test -race -timeout 30m ./test/k8s/... ./agents/backends/storage/trident/...
+	BRANCHML_K8S_TESTS=1 $(GO) test -race -timeout 30m -run Cluster ./agents/cli/quickstart/
 
 ## bench: benchmarks of every package (figures quoted in the issues' notes)
 bench:

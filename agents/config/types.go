@@ -215,7 +215,9 @@ type ArtifactRef struct {
 type Snapshot struct {
 	// Enabled switches snapshots and lineage on (the seed's ML versioning switch).
 	Enabled bool `json:"enabled"`
-	// Class is the VolumeSnapshotClass (its driver must be csi.trident.netapp.io).
+	// Class is the VolumeSnapshotClass (its driver must be
+	// backends.storage.driver); "" uses the class marked default
+	// (snapshot.storage.kubernetes.io/is-default-class) for that driver.
 	Class string `json:"class"`
 	// Keep is how many snapshots per volume retention keeps (newest first);
 	// snapshots referenced by a deployed model's lineage are always kept.
@@ -398,6 +400,21 @@ type StorageBackend struct {
 	Kubeconfig   string `json:"kubeconfig,omitempty"`
 	// AccessMode of new PVCs: "ReadWriteOnce" (default) or "ReadWriteMany".
 	AccessMode string `json:"accessMode,omitempty"`
+	// Driver is the CSI driver the storage class and the snapshot class
+	// must use (default "csi.trident.netapp.io", Trident's); the test bed
+	// sets its hostpath driver.
+	Driver string `json:"driver,omitempty"`
+	// HostPathDir is, on a single machine whose CSI driver keeps volumes
+	// as directories (the test bed's hostpath driver), that driver's data
+	// directory: a PVC's files are then at HostPathDir/<its PV's
+	// spec.csi.volumeHandle>, which local pipeline tasks read and write.
+	// Empty (the default) for a real cluster, whose PVCs are mounted in pods.
+	HostPathDir string `json:"hostPathDir,omitempty"`
+	// RestoreMode of an in-place restore: "auto" (default: Trident's
+	// TridentActionSnapshotRestore when the cluster serves it, else
+	// "recreate"), "tasr", or "recreate" (delete the PVC and create it
+	// again from the snapshot, as NetApp's DataOps Toolkit does).
+	RestoreMode string `json:"restoreMode,omitempty"`
 }
 
 // ServingBackend: type "local" (processes behind a weighted gateway) or

@@ -152,3 +152,29 @@ func ValidName(name string) error {
 	}
 	return nil
 }
+
+// ErrPreflight is wrapped by the errors of a Preflighter: the cluster
+// cannot provision or snapshot volumes as configured (a configuration
+// problem, not a transient failure: exit 2, nothing was created).
+var ErrPreflight = errors.New("storage preflight failed")
+
+// Preflighter is a Backend that can check, read-only, before anything is
+// provisioned, that it can provision and snapshot as configured (Trident:
+// the snapshot CRDs are served, the storage class and the snapshot class
+// exist with the configured CSI driver). Stages call it before provisioning
+// and in --dry-run, not only when the first snapshot is taken after a
+// whole training run.
+type Preflighter interface {
+	Preflight(ctx context.Context) error
+}
+
+// HostPather is a Backend whose volumes are directories on this machine
+// that local processes can read and write (the trident backend on a
+// single-machine cluster whose CSI driver keeps volumes as directories,
+// backends.storage.hostPathDir). Stages and commands use it through this
+// interface, never the implementation.
+type HostPather interface {
+	// HostPath returns the directory of the existing volume; an error
+	// wrapping ErrNotFound when there is no such volume.
+	HostPath(ctx context.Context, volume string) (string, error)
+}

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
 	"github.com/branchml/branchml/agents/backends/registry/localimages"
+	"github.com/branchml/branchml/agents/backends/storage"
 	slocal "github.com/branchml/branchml/agents/backends/storage/local"
+	"github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -80,6 +83,21 @@ func modelRoot(cfg *config.Config, ws string) string {
 		return ws
 	}
 	if t := cfg.Backends.Storage.Type; t != "" && t != "local" {
+		// A cluster's PVC is a directory here only on the test bed
+		// (backends.storage.hostPathDir).
+		if cfg.Backends.Storage.HostPathDir == "" {
+			return ws
+		}
+		st, err := storagefactory.New(cfg)
+		hp, ok := st.(storage.HostPather)
+		if err != nil || !ok {
+			return ws
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if dir, err := hp.HostPath(ctx, spec.Model.Volume); err == nil {
+			return dir
+		}
 		return ws
 	}
 	st, err := slocal.New(statedir.Dir(cfg))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -33,6 +34,10 @@ type Options struct {
 	Serve bool
 	// Rerun starts a new training run even when this commit has one.
 	Rerun bool
+	// Cluster puts the storage on the Kubernetes test bed (test/k8s): PVCs
+	// and CSI VolumeSnapshots instead of local directories; the rest of the
+	// flow is unchanged.
+	Cluster bool
 	// Out receives the progress lines and the summary; Log the stages' logs.
 	Out io.Writer
 	Log *logrus.Logger
@@ -141,6 +146,14 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		"BRANCHML_BACKENDS_STATE_DIR":    filepath.Join(opt.Workdir, "state"),
 		"BRANCHML_BACKENDS_FORGE_REMOTE": repo.Remote,
 		"BRANCHML_TRAINING_DATA_SOURCE":  data,
+	}
+	if opt.Cluster {
+		c, env, err := r.startCluster(ctx, filepath.Dir(filepath.Dir(example)))
+		if err != nil {
+			return r.sum, err
+		}
+		defer c.Stop()
+		maps.Copy(r.env, env)
 	}
 	for k, v := range r.env {
 		os.Setenv(k, v)

@@ -141,6 +141,13 @@ func (r *run) render(w io.Writer, f *facts, p *Prediction) {
 	var lb bytes.Buffer
 	lineage.Show(&lb, f.Lineage)
 	fmt.Fprintf(w, "%s\n", indent(lb.String()))
+	if kc := r.env["BRANCHML_BACKENDS_STORAGE_KUBECONFIG"]; kc != "" {
+		d, m := f.Lineage.Data, f.Lineage.Model.Snapshot
+		fmt.Fprintf(w, "CSI VolumeSnapshots: %s/%s (content %s), %s/%s (content %s)\n"+
+			"  the test bed stops with the quickstart and keeps its state; while it runs (make k8s-up is another one):\n"+
+			"  kubectl --kubeconfig %s get volumesnapshots,pvc\n\n",
+			d.Namespace, d.Snapshot, d.Handle, m.Namespace, m.Snapshot, m.Handle, kc)
+	}
 	if f.Deploy.CanaryWeight > 0 {
 		fmt.Fprintf(w, "Deployment of %s: %s, stable v%d, canary v%d at %d%%\n", f.Deploy.Model, f.Deploy.Phase, f.Deploy.StableVersion, f.Deploy.CanaryVersion, f.Deploy.CanaryWeight)
 	} else {

@@ -82,7 +82,7 @@ func runStage(e *cli.Env, w Wiring) (*agent.Result, error) {
 		p  pipelines.Backend
 		st storage.Backend
 	)
-	if !e.DryRun { // a plan touches neither the pipelines backend nor storage
+	if !e.DryRun { // a plan touches no pipelines backend, and storage only to preflight it
 		var closeP func()
 		if p, closeP, err = w.Pipelines(e); err != nil {
 			return nil, agent.Usage("pipelines backend", err, "check backends.pipelines in branchml.yaml")
@@ -90,6 +90,12 @@ func runStage(e *cli.Env, w Wiring) (*agent.Result, error) {
 		if closeP != nil {
 			defer closeP()
 		}
+		if st, err = w.Storage(e); err != nil {
+			return nil, agent.Usage("storage backend", err, "check backends.storage in branchml.yaml")
+		}
+	} else if e.Config.Backends.Storage.Type == "trident" {
+		// A plan runs the cluster storage's read-only preflight (classes,
+		// CRDs); the local backend would create its directories, so not it.
 		if st, err = w.Storage(e); err != nil {
 			return nil, agent.Usage("storage backend", err, "check backends.storage in branchml.yaml")
 		}

@@ -183,6 +183,8 @@ var thirdParty = []struct {
 	{"github.com/kubeflow/pipelines/third_party/ml-metadata", []string{"backends/pipelines/kfp", "internal/fake/mlmd"}},
 	{"github.com/minio/minio-go", []string{"backends/pipelines/kfp"}},
 	{"github.com/johannesboyne/gofakes3", []string{"internal/fake/s3"}},
+	// The Kubernetes test bed (test/k8s) is for tests and `quickstart --cluster` only.
+	{Module + "/test/", []string{"cli/quickstart"}},
 }
 
 // ThirdParty reports whether package from may import the non-module path to.

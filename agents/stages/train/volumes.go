@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -38,6 +39,9 @@ func (s *stage) volumes(ctx context.Context) (*vols, error) {
 	t := s.cfg.Training
 	model := s.cfg.Deploy.Model
 	v := &vols{dataPath: KFPDataMount, modelBase: KFPModelMount + "/" + model}
+	if err := s.preflight(ctx); err != nil {
+		return nil, err
+	}
 	if s.o.DryRun {
 		if s.cfg.Backends.Pipelines.Type != "kfp" {
 			v.dataPath, v.modelBase = "<path of volume "+t.Data.Volume+">", "<path of volume "+t.Model.Volume+">/"+model
@@ -78,6 +82,24 @@ func (s *stage) volumes(ctx context.Context) (*vols, error) {
 		}
 	}
 	return v, nil
+}
+
+// preflight runs the storage backend's read-only checks (storage.Preflighter)
+// before anything is provisioned, and in a plan, so that a missing snapshot
+// class is found now and not after the whole training run. A plan without a
+// storage backend skips it.
+func (s *stage) preflight(ctx context.Context) error {
+	p, ok := s.o.Storage.(storage.Preflighter)
+	if !ok {
+		return nil
+	}
+	if err := p.Preflight(ctx); err != nil {
+		if errors.Is(err, storage.ErrPreflight) {
+			return agent.Usage("storage preflight", err, "fix backends.storage and snapshot.class (nothing was created)")
+		}
+		return agent.Failed("storage preflight", err, "check the cluster of backends.storage and its credentials, then run the stage again")
+	}
+	return nil
 }
 
 // fetch copies a local data source into an empty local data volume. A

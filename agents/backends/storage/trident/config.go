@@ -41,10 +41,20 @@ func NewFromConfig(cfg *config.Config, opts ...Option) (*Backend, error) {
 }
 
 // ConfigOptions are the options branchml.yaml sets: namespace, storage
-// class, access mode, snapshot class and ready timeout.
+// class, access mode, CSI driver, host path directory, restore mode,
+// snapshot class and ready timeout.
 func ConfigOptions(cfg *config.Config) []Option {
 	st := cfg.Backends.Storage
 	opts := []Option{WithStorageClass(st.StorageClass), WithSnapshotClass(cfg.Snapshot.Class), WithAccessMode(st.AccessMode)}
+	if st.Driver != "" {
+		opts = append(opts, WithDriver(st.Driver))
+	}
+	if st.HostPathDir != "" {
+		opts = append(opts, WithHostPathDir(cfg.Path(st.HostPathDir)))
+	}
+	if st.RestoreMode != "" {
+		opts = append(opts, WithRestoreMode(st.RestoreMode))
+	}
 	if st.Namespace != "" {
 		opts = append(opts, WithNamespace(st.Namespace))
 	}

@@ -19,13 +19,26 @@ import (
 )
 
 var (
-	_ storage.Backend   = (*Backend)(nil)
-	_ storage.Restorer  = (*Backend)(nil)
-	_ storage.Annotator = (*Backend)(nil)
+	_ storage.Backend     = (*Backend)(nil)
+	_ storage.Restorer    = (*Backend)(nil)
+	_ storage.Annotator   = (*Backend)(nil)
+	_ storage.Preflighter = (*Backend)(nil)
+	_ storage.HostPather  = (*Backend)(nil)
 )
 
-// Driver is the CSI driver name of Trident; the snapshot class must use it.
+// Driver is the CSI driver name of Trident, the default expected driver of
+// the storage class and the snapshot class (WithDriver changes it).
 const Driver = "csi.trident.netapp.io"
+
+// Restore modes (WithRestoreMode).
+const (
+	// RestoreAuto uses a TASR when the cluster serves the CRD, else RestoreRecreate.
+	RestoreAuto = "auto"
+	// RestoreTASR always uses Trident's TridentActionSnapshotRestore.
+	RestoreTASR = "tasr"
+	// RestoreRecreate deletes the PVC and creates it again from the snapshot.
+	RestoreRecreate = "recreate"
+)
 
 // SnapshotGroupVersion is the CSI snapshot API branchml uses.
 const SnapshotGroupVersion = "snapshot.storage.k8s.io/v1"
@@ -50,6 +63,9 @@ type options struct {
 	storageClass  string
 	snapshotClass string
 	accessMode    corev1.PersistentVolumeAccessMode
+	driver        string
+	hostPathDir   string
+	restoreMode   string
 	readyTimeout  time.Duration
 	bindTimeout   time.Duration
 	poll          time.Duration
@@ -65,7 +81,22 @@ func WithNamespace(ns string) Option { return func(o *options) { o.namespace = n
 // WithStorageClass sets the PVCs' storageClassName ("" = the cluster default).
 func WithStorageClass(c string) Option { return func(o *options) { o.storageClass = c } }
 
-// WithSnapshotClass sets the VolumeSnapshotClass every snapshot names (required).
+// WithDriver sets the CSI driver the storage class and the snapshot class
+// must use (default Driver, Trident's; the test bed's hostpath driver there).
+func WithDriver(d string) Option { return func(o *options) { o.driver = d } }
+
+// WithHostPathDir makes volumes reachable on this machine: dir is a
+// hostpath CSI driver's data directory, and Volume.Path of a PVC is
+// dir/<its PV's spec.csi.volumeHandle> (only on a single-machine cluster
+// whose driver keeps volumes as directories, like the test bed's).
+func WithHostPathDir(dir string) Option { return func(o *options) { o.hostPathDir = dir } }
+
+// WithRestoreMode sets how Restore rolls a PVC back: RestoreAuto (default),
+// RestoreTASR or RestoreRecreate.
+func WithRestoreMode(m string) Option { return func(o *options) { o.restoreMode = m } }
+
+// WithSnapshotClass sets the VolumeSnapshotClass every snapshot names ("":
+// the class marked default for the driver, found by Preflight).
 func WithSnapshotClass(c string) Option { return func(o *options) { o.snapshotClass = c } }
 
 // WithAccessMode sets the PVCs' access mode: "ReadWriteOnce" (default) or "ReadWriteMany".
@@ -94,13 +125,17 @@ type Backend struct {
 
 	mu      sync.Mutex
 	checked bool
+	// class is the VolumeSnapshotClass snapshots name: the configured one,
+	// or the driver's default class found by Preflight.
+	class string
 }
 
-// New returns a Backend using the given clients. The snapshot class is
-// required; the access mode must be ReadWriteOnce or ReadWriteMany.
+// New returns a Backend using the given clients. The access mode must be
+// ReadWriteOnce or ReadWriteMany; nothing is read from the cluster yet
+// (Preflight does that).
 func New(kube kubernetes.Interface, snap snapclient.Interface, dyn dynamic.Interface, opts ...Option) (*Backend, error) {
 	o := options{
-		namespace: "default", accessMode: corev1.ReadWriteOnce,
+		namespace: "default", accessMode: corev1.ReadWriteOnce, driver: Driver, restoreMode: RestoreAuto,
 		readyTimeout: DefaultReadyTimeout, bindTimeout: DefaultBindTimeout, poll: DefaultPollInterval,
 	}
 	for _, f := range opts {
@@ -117,8 +152,10 @@ func New(kube kubernetes.Interface, snap snapclient.Interface, dyn dynamic.Inter
 	switch {
 	case kube == nil || snap == nil || dyn == nil:
 		return nil, errors.New("trident storage: kubernetes, snapshot and dynamic clients are all required")
-	case o.snapshotClass == "":
-		return nil, errors.New("trident storage: no VolumeSnapshotClass; set snapshot.class to a class whose driver is " + Driver)
+	case o.driver == "":
+		return nil, errors.New("trident storage: empty CSI driver name; set backends.storage.driver (Trident's is " + Driver + ")")
+	case o.restoreMode != RestoreAuto && o.restoreMode != RestoreTASR && o.restoreMode != RestoreRecreate:
+		return nil, fmt.Errorf("trident storage: restore mode %q: use auto, tasr or recreate", o.restoreMode)
 	case o.accessMode != corev1.ReadWriteOnce && o.accessMode != corev1.ReadWriteMany:
 		return nil, fmt.Errorf("trident storage: access mode %q: use ReadWriteOnce or ReadWriteMany", o.accessMode)
 	case o.namespace == "":

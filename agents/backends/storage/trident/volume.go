@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,7 +49,7 @@ func (b *Backend) EnsureVolume(ctx context.Context, spec storage.VolumeSpec) (*s
 	if err := b.waitBound(ctx, pvc, created); err != nil {
 		return nil, err
 	}
-	return b.toVolume(pvc, created), nil
+	return b.toVolume(ctx, pvc, created)
 }
 
 func (b *Backend) newPVC(name string, size resource.Quantity, labels map[string]string) *corev1.PersistentVolumeClaim {
@@ -66,14 +69,52 @@ func (b *Backend) newPVC(name string, size resource.Quantity, labels map[string]
 	return pvc
 }
 
-func (b *Backend) toVolume(pvc *corev1.PersistentVolumeClaim, created bool) *storage.Volume {
+// toVolume describes pvc; with a host path directory (WithHostPathDir),
+// Path is the directory its PV's CSI volumeHandle names there.
+func (b *Backend) toVolume(ctx context.Context, pvc *corev1.PersistentVolumeClaim, created bool) (*storage.Volume, error) {
 	v := &storage.Volume{Name: pvc.Name, Namespace: pvc.Namespace, Created: created}
 	if q, ok := pvc.Status.Capacity[corev1.ResourceStorage]; ok {
 		v.Size = q.String()
 	} else if q, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
 		v.Size = q.String()
 	}
-	return v
+	if b.opt.hostPathDir == "" {
+		return v, nil
+	}
+	p, err := b.hostPath(ctx, pvc)
+	if err != nil {
+		return nil, err
+	}
+	v.Path = p
+	return v, nil
+}
+
+// hostPath resolves a bound PVC to its directory on this machine: PV
+// spec.csi.volumeHandle under the hostpath driver's data directory.
+func (b *Backend) hostPath(ctx context.Context, pvc *corev1.PersistentVolumeClaim) (string, error) {
+	fail := func(format string, a ...any) error {
+		return &storage.ObjectError{Op: "locate on this machine", Kind: "PersistentVolumeClaim", Namespace: pvc.Namespace, Name: pvc.Name,
+			Err: fmt.Errorf(format+" (backends.storage.hostPathDir is set: only for a hostpath CSI driver on this machine)", a...)}
+	}
+	if pvc.Spec.VolumeName == "" {
+		return "", fail("not bound to a PersistentVolume")
+	}
+	pv, err := b.kube.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		return "", apiErr("get", "PersistentVolume", "", pvc.Spec.VolumeName, err)
+	}
+	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != b.opt.driver {
+		return "", fail("PersistentVolume %s is not a CSI volume of %s", pv.Name, b.opt.driver)
+	}
+	h := pv.Spec.CSI.VolumeHandle
+	if h == "" || h != filepath.Base(h) || h == "." || h == ".." {
+		return "", fail("PersistentVolume %s has volumeHandle %q, not a directory name", pv.Name, h)
+	}
+	dir := filepath.Join(b.opt.hostPathDir, h)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", fail("PersistentVolume %s: %s is not a directory", pv.Name, dir)
+	}
+	return dir, nil
 }
 
 // waitBound waits until the claim is Bound (not for WaitForFirstConsumer
@@ -119,8 +160,8 @@ func (b *Backend) waitBound(ctx context.Context, pvc *corev1.PersistentVolumeCla
 }
 
 // Clone creates the PVC newVolume with the VolumeSnapshot snapshot as
-// dataSource (apiGroup snapshot.storage.k8s.io), of at least the snapshot's
-// restoreSize, and waits until it is Bound. A claim of that name with the
+// dataSource (apiGroup snapshot.storage.k8s.io), sized by cloneSize, and
+// waits until it is Bound. A claim of that name with the
 // same dataSource is returned as is (Created false); any other claim of that
 // name is an error wrapping storage.ErrExists.
 func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*storage.Volume, error) {
@@ -137,7 +178,7 @@ func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*stora
 		if err := b.waitBound(ctx, pvc, false); err != nil {
 			return nil, err
 		}
-		return b.toVolume(pvc, false), nil
+		return b.toVolume(ctx, pvc, false)
 	} else if !apierrors.IsNotFound(err) {
 		return nil, apiErr("get", "PersistentVolumeClaim", ns, newVolume, err)
 	}
@@ -149,16 +190,9 @@ func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*stora
 		return nil, &storage.ObjectError{Op: "clone", Kind: "VolumeSnapshot", Namespace: ns, Name: snapshot, Retriable: true,
 			Err: errors.New("the snapshot is not readyToUse yet")}
 	}
-	size := resource.MustParse("1Gi")
-	if vs.Status.RestoreSize != nil {
-		size = *vs.Status.RestoreSize
-	}
-	if src := vs.Spec.Source.PersistentVolumeClaimName; src != nil {
-		if pvc, err := b.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, *src, metav1.GetOptions{}); err == nil {
-			if q, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; ok && q.Cmp(size) > 0 {
-				size = q
-			}
-		}
+	size, err := b.cloneSize(ctx, vs)
+	if err != nil {
+		return nil, err
 	}
 	pvc := b.newPVC(newVolume, size, map[string]string{storage.KeyVolume: newVolume})
 	pvc.Annotations = map[string]string{storage.AnnotationSourceSnap: snapshot}
@@ -171,5 +205,69 @@ func (b *Backend) Clone(ctx context.Context, snapshot, newVolume string) (*stora
 	if err := b.waitBound(ctx, pvc, true); err != nil {
 		return nil, err
 	}
-	return b.toVolume(pvc, true), nil
+	return b.toVolume(ctx, pvc, true)
+}
+
+// cloneSize is the size of a volume made from vs: the largest positive
+// restoreSize the VolumeSnapshot and its bound VolumeSnapshotContent
+// report, raised to the source PVC's request when that PVC still exists. A
+// restoreSize that is absent, zero or negative (seen from Trident after a
+// failed ONTAP size query) is not a size; when no size is known at all the
+// clone is refused with an error naming each value, never made at a guessed
+// size that would fail or truncate the restore.
+func (b *Backend) cloneSize(ctx context.Context, vs *snapv1.VolumeSnapshot) (resource.Quantity, error) {
+	ns := vs.Namespace
+	var size resource.Quantity
+	known := false
+	vsSize, contentSize, srcSize := "absent", "absent", "gone"
+	if q := vs.Status.RestoreSize; q != nil {
+		vsSize = q.String()
+		if q.Sign() > 0 {
+			size, known = *q, true
+		}
+	}
+	if cn := vs.Status.BoundVolumeSnapshotContentName; cn != nil && *cn != "" {
+		c, err := b.snap.SnapshotV1().VolumeSnapshotContents().Get(ctx, *cn, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return size, apiErr("get", "VolumeSnapshotContent", "", *cn, err)
+		}
+		if err == nil && c.Status != nil && c.Status.RestoreSize != nil {
+			contentSize = fmt.Sprint(*c.Status.RestoreSize)
+			if n := *c.Status.RestoreSize; n > 0 && (!known || size.Value() < n) {
+				size, known = *resource.NewQuantity(n, resource.BinarySI), true
+			}
+		}
+	}
+	if src := vs.Spec.Source.PersistentVolumeClaimName; src != nil {
+		pvc, err := b.kube.CoreV1().PersistentVolumeClaims(ns).Get(ctx, *src, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return size, apiErr("get", "PersistentVolumeClaim", ns, *src, err)
+		}
+		if err == nil {
+			if q, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+				srcSize = q.String()
+				if !known || q.Cmp(size) > 0 {
+					size, known = q, true
+				}
+			}
+		}
+	}
+	if !known {
+		return size, &storage.ObjectError{Op: "clone", Kind: "VolumeSnapshot", Namespace: ns, Name: vs.Name,
+			Err: fmt.Errorf("no size to restore it at: restoreSize %s on the VolumeSnapshot, %s on its VolumeSnapshotContent, source PVC %s; fix the snapshot's status on the storage side (kubectl describe volumesnapshotcontent), or clone from another snapshot", vsSize, contentSize, srcSize)}
+	}
+	return size, nil
+}
+
+// HostPath returns the directory of the PVC volume on this machine
+// (WithHostPathDir); storage.ErrUnsupported without a host path directory.
+func (b *Backend) HostPath(ctx context.Context, volume string) (string, error) {
+	if b.opt.hostPathDir == "" {
+		return "", fmt.Errorf("%w: PVCs are not directories on this machine (backends.storage.hostPathDir is not set)", storage.ErrUnsupported)
+	}
+	pvc, err := b.kube.CoreV1().PersistentVolumeClaims(b.opt.namespace).Get(ctx, volume, metav1.GetOptions{})
+	if err != nil {
+		return "", apiErr("get", "PersistentVolumeClaim", b.opt.namespace, volume, err)
+	}
+	return b.hostPath(ctx, pvc)
 }
