@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,32 @@ import (
 	stage "github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/records"
 )
+
+// The test binary doubles as branchml-deploy for the serving planes the
+// deploys spawn (ServeArgv): with DEPLOYCMD_TEST_MAIN=1 it runs the app on
+// its arguments, and exits when the test process that started the chain
+// (DEPLOYCMD_TEST_PARENT) is gone, so that a crashed test leaves nothing.
+func TestMain(m *testing.M) {
+	if os.Getenv("DEPLOYCMD_TEST_MAIN") == "1" {
+		if pid, _ := strconv.Atoi(os.Getenv("DEPLOYCMD_TEST_PARENT")); pid > 0 {
+			go func() {
+				for syscall.Kill(pid, 0) == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+			}()
+		}
+		os.Exit(cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, os.Args[1:]...), cli.StdStreams()))
+	}
+	os.Setenv("DEPLOYCMD_TEST_MAIN", "1")
+	os.Setenv("DEPLOYCMD_TEST_PARENT", strconv.Itoa(os.Getpid()))
+	stage.ServeArgv = func(stateDir, model, addr string) ([]string, error) {
+		return []string{os.Args[0], "serve", "--model", model, "--state-dir", stateDir}, nil
+	}
+	code := m.Run()
+	os.Unsetenv("DEPLOYCMD_TEST_MAIN")
+	os.Exit(code)
+}
 
 func build(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "fake-tfserving")
@@ -56,12 +84,7 @@ backends:
 	spec := func(v int) {
 		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
 	}
-	t.Cleanup(func() {
-		st, _ := local.ReadState(state, "djia30")
-		for _, v := range st.Variants {
-			exec.Command("kill", fmt.Sprint(v.PID)).Run()
-		}
-	})
+	t.Cleanup(func() { killAll(t, state) })
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
@@ -104,7 +127,7 @@ backends:
 		t.Fatalf("status = %d\n%s", code, out)
 	}
 	code, out, _ = run("status", "--workspace", ws)
-	if code != 0 || !strings.HasPrefix(out, "djia30: RolledBack; stable v1 (1 failed analyses") || !strings.Contains(out, "\nserving (local):\n  stable djia30 v1 at 100% (pid ") ||
+	if code != 0 || !strings.HasPrefix(out, "djia30: RolledBack; stable v1 (1 failed analyses") || !strings.Contains(out, "\nserving (local, http://127.0.0.1:") || !strings.Contains(out, "):\n  stable djia30 v1 at 100% (pid ") ||
 		!strings.Contains(out, "  rolled-back      1 failed analyses") || strings.Contains(out, "status.") || strings.Contains(out, "null") {
 		t.Fatalf("status text = %d\n%s", code, out)
 	}
@@ -115,24 +138,16 @@ backends:
 	}
 }
 
-// killAll stops every model server of the state directory, as the
-// quickstart does at its end (or a Ctrl-C of the whole process group).
+// killAll stops the serving plane of the state directory and with it
+// every model server, as 'branchml-deploy serve --stop' does.
 func killAll(t *testing.T, state string) {
 	t.Helper()
-	st, _ := local.ReadState(state, "djia30")
-	for _, v := range st.Variants {
-		exec.Command("kill", fmt.Sprint(v.PID)).Run()
+	if _, err := local.StopPlane(state, "djia30", 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, _ := local.ReadState(state, "djia30")
-		if len(st.Variants) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("servers still run: %+v", st.Variants)
-		}
-		time.Sleep(10 * time.Millisecond)
+	st, err := local.ReadState(context.Background(), state, "djia30")
+	if err != nil || len(st.Variants) != 0 || len(st.Orphans) != 0 {
+		t.Fatalf("after stopping the plane: %+v, %v", st, err)
 	}
 }
 
@@ -203,7 +218,7 @@ backends:
 	defer cancel()
 	go func() {
 		for ctx.Err() == nil {
-			if st, _ := local.ReadState(state, "djia30"); st.CanaryWeight >= 50 {
+			if st, _ := local.ReadState(context.Background(), state, "djia30"); st.CanaryWeight >= 50 {
 				cancel()
 				return
 			}
@@ -260,7 +275,7 @@ backends:
 			t.Fatalf("rollback --to %s = %d\n%s\n%s", to, code, out, errs)
 		}
 	}
-	if st, _ := local.ReadState(state, "djia30"); len(st.Variants) != 0 {
+	if st, _ := local.ReadState(context.Background(), state, "djia30"); len(st.Variants) != 0 {
 		t.Fatalf("a refused or planned rollback started %+v", st.Variants)
 	}
 
@@ -279,7 +294,7 @@ backends:
 	if code, out, errs = run("run", "--workspace", ws, "--commit", "writeback-of-c3", "--serve-command", bin); code != 0 {
 		t.Fatalf("rerun = %d\n%s\n%s", code, out, errs)
 	}
-	if s, _ := local.ReadState(state, "djia30"); s.Get("stable") == nil || s.Get("stable").Model.Version != 2 {
+	if s, _ := local.ReadState(context.Background(), state, "djia30"); s.Get("stable") == nil || s.Get("stable").Model.Version != 2 {
 		t.Fatalf("after the rerun: %+v", s)
 	}
 	if _, after := written(); after != before {

@@ -159,11 +159,10 @@ func (r *run) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, url, err := r.gateway(ctx, cfg)
+	_, url, err := r.serving(ctx, cfg)
 	if err != nil {
-		return agent.Failed("start the serving gateway", err, "")
+		return agent.Failed("start the serving plane", err, "a temporary failure: run the quickstart again")
 	}
-	r.gw = gw
 	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
 	if err != nil {
 		return agent.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
@@ -189,21 +188,16 @@ func (r *run) finish(ctx context.Context) error {
 	return nil
 }
 
-// stopServing stops the gateway and every model server.
+// stopServing stops the serving plane this process hosts, and with it
+// every model server; a plane another process runs (a by-hand deploy, a
+// `branchml serve`) is left alone.
 func (r *run) stopServing() {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
 	if r.gw == nil {
-		cfgPath := filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml")
-		cfg, err := config.Load(cfgPath)
-		if err != nil {
-			return
-		}
-		if r.gw, _, err = r.gateway(ctx, cfg); err != nil {
-			return
-		}
+		return
 	}
-	r.gw.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = r.gw.Close(ctx)
 }
 
 func (r *run) add(name string, d time.Duration, summary string) {
@@ -233,6 +227,16 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	}
 	if err := r.repo.workspace(ctx, ws, c.branch, commit); err != nil {
 		return nil, agent.Failed("check out "+c.branch, err, "")
+	}
+	if c.agent == "branchml-deploy" {
+		// The deploy stage changes the one serving plane of the model.
+		cfg, err := config.Load(filepath.Join(ws, "branchml.yaml"))
+		if err != nil {
+			return nil, agent.Failed("read "+c.branch+"'s branchml.yaml", err, "")
+		}
+		if _, _, err := r.serving(ctx, cfg); err != nil {
+			return nil, agent.Failed("start the serving plane", err, "a temporary failure: run the quickstart again")
+		}
 	}
 	params := map[string]any{
 		"workspace": ws,
