@@ -26,6 +26,9 @@ import (
 // its arguments, and exits when the test process that started the chain
 // (DEPLOYCMD_TEST_PARENT) is gone, so that a crashed test leaves nothing.
 func TestMain(m *testing.M) {
+	if os.Getenv("DEPLOYCMD_TEST_LOAD") == "1" {
+		os.Exit(loadMain(os.Args[1:]))
+	}
 	if os.Getenv("DEPLOYCMD_TEST_MAIN") == "1" {
 		if pid, _ := strconv.Atoi(os.Getenv("DEPLOYCMD_TEST_PARENT")); pid > 0 {
 			go func() {
