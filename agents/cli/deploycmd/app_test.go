@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/cli"
@@ -302,5 +303,132 @@ backends:
 	}
 	if _, after := written(); after != before {
 		t.Fatalf("the rerun wrote the status back:\n%s", after)
+	}
+}
+
+// The canary edges of the operator's night, by the exit codes and texts
+// of the CLI: a by-hand deploy with no traffic sends its own (no "no data"
+// rollback); a version that cannot load is a failed canary, exit 3 at
+// once, recorded; rollback --to an unknown version exit 2 at once, not
+// recorded; a corrupted status file is exit 2 naming it, the history left
+// as it was.
+func TestCLICanaryEdges(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	for v, beh := range map[int]string{1: "", 2: "", 6: `{"loadError":"Could not parse saved_model.pb"}`} {
+		d := filepath.Join(ws, "models", "djia30", fmt.Sprint(v))
+		os.MkdirAll(d, 0o755)
+		if beh != "" {
+			os.WriteFile(filepath.Join(d, "behavior.json"), []byte(beh), 0o644)
+		}
+	}
+	cfg := `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+deploy:
+  model: djia30
+  canary: {steps: [50, 100], interval: 300ms, threshold: 1, minRequests: 5, successRate: 99, maxLatencyP99: 1s}
+backends:
+  stateDir: ` + state + "\n"
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
+		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(v int) {
+		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
+	}
+	t.Cleanup(func() { killAll(t, state) })
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	history := func() string {
+		raw, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+		var st records.DeployStatus
+		json.Unmarshal(raw, &st)
+		var k []string
+		for _, e := range st.History {
+			if e.Event != "step" && e.Event != "analysis-failed" {
+				k = append(k, fmt.Sprintf("%s v%d", e.Event, e.Version))
+			}
+		}
+		return strings.Join(k, ", ")
+	}
+	spec(1)
+	if code, out, errs := run("run", "--workspace", ws, "--commit", "c1", "--serve-command", bin); code != 0 {
+		t.Fatalf("run v1 = %d\n%s\n%s", code, out, errs)
+	}
+	// By hand, no traffic: the agent's own analysis traffic (auto).
+	spec(2)
+	code, out, errs := run("run", "--workspace", ws, "--commit", "c2", "--serve-command", bin, "--load-body", `{"instances":[[1]]}`)
+	if code != 0 || !strings.Contains(errs, "analysis traffic: ") || !strings.Contains(out, "djia30: Succeeded; stable v2") {
+		t.Fatalf("by-hand deploy of v2 = %d\n%s\n%s", code, out, errs)
+	}
+	// v6 cannot load: exit 3 at once, recorded.
+	spec(6)
+	start := time.Now()
+	code, out, errs = run("run", "--workspace", ws, "--commit", "c6", "--serve-command", bin, "--load-body", `{"instances":[[1]]}`)
+	if code != 3 || !strings.Contains(out, "djia30: RolledBack; stable v2 (canary v6 cannot load: start canary djia30 v6") || !strings.Contains(errs, "failed to load: INVALID_ARGUMENT: Could not parse saved_model.pb") || !strings.Contains(errs, "fix: the version cannot load") {
+		t.Fatalf("run v6 = %d\n%s\n%s", code, out, errs)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("the failed load took %v", d)
+	}
+	if got := history(); got != "promoted v1, promoted v2, rolled-back v6" {
+		t.Fatalf("history = %s", got)
+	}
+	// rollback --to 99: refused at once, nothing recorded.
+	before := history()
+	start = time.Now()
+	code, _, errs = run("rollback", "--workspace", ws, "--serve-command", bin, "--to", "99")
+	if code != 2 || !strings.Contains(errs, "--to 99: v99 never served djia30 (the deploy history knows v1, v2)") || time.Since(start) > 5*time.Second {
+		t.Fatalf("rollback --to 99 = %d after %v\n%s", code, time.Since(start), errs)
+	}
+	if history() != before {
+		t.Fatalf("the refused rollback was recorded: %s", history())
+	}
+	// No traffic and nothing to send: the rollout waits, saying where to
+	// send traffic, then gives up without blaming the model (exit 1).
+	spec(1)
+	code, out, errs = run("run", "--workspace", ws, "--commit", "c8", "--serve-command", bin)
+	if code != 1 || !strings.Contains(errs, "no predict body for the analysis traffic: pass --load-body") ||
+		!strings.Contains(errs, "waiting for traffic at 50%: 0 canary requests in the interval, need 5; send predict requests to http://127.0.0.1:") ||
+		!strings.Contains(errs, "fix: the canary got too few requests to judge") || strings.Contains(errs, "fix the model") {
+		t.Fatalf("run with no traffic = %d\n%s\n%s", code, out, errs)
+	}
+	before = history()
+	// history lists it all; -o json too.
+	code, out, _ = run("history", "--workspace", ws)
+	if code != 0 || !strings.HasPrefix(out, "djia30: ") || !strings.Contains(out, "served as stable: v1, v2") || !strings.Contains(out, "rolled-back      canary v6 cannot load") || !strings.Contains(out, "waiting          waiting for traffic at 50%") {
+		t.Fatalf("history = %d\n%s", code, out)
+	}
+	code, out, _ = run("history", "--workspace", ws, "-o", "json")
+	var hj struct {
+		Outputs struct {
+			Served  []int64               `json:"served"`
+			History []records.DeployEvent `json:"history"`
+		} `json:"outputs"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &hj) != nil || fmt.Sprint(hj.Outputs.Served) != "[1 2]" || len(hj.Outputs.History) == 0 {
+		t.Fatalf("history -o json = %d\n%s", code, out)
+	}
+	// A corrupted deploy status on the deploy branch: exit 2 naming it.
+	good, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+	if _, err := remote.WriteBack(context.Background(), forge.WriteBack{Branch: "deploy-model", Message: "truncate",
+		Files: map[string][]byte{records.DeployStatusPath: good[:len(good)/2]}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"run", "--commit", "c7"}, {"rollback"}, {"status"}} {
+		code, _, errs = run(append(args, "--workspace", ws, "--serve-command", bin)...)
+		if code != 2 || !strings.Contains(errs, "the deploy status .branchml/deploy-status.json on branch deploy-model is corrupted") || !strings.Contains(errs, "fix: restore it from the branch's history") {
+			t.Fatalf("%v with a corrupted status = %d\n%s", args, code, errs)
+		}
+	}
+	if raw, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath); string(raw) != string(good[:len(good)/2]) {
+		t.Fatal("the corrupted status was overwritten")
 	}
 }

@@ -349,7 +349,7 @@ func (b *Backend) typed(op string, pe *planeErr) error {
 	case kindPreempted:
 		return &serving.Error{Op: op, Err: &serving.PreemptedError{By: pe.By, Reason: pe.Reason}}
 	case kindLoadFailed:
-		return &serving.Error{Op: op, Err: fmt.Errorf("%w: %s", serving.ErrLoadFailed, strings.TrimPrefix(pe.Msg, serving.ErrLoadFailed.Error()+": "))}
+		return &serving.Error{Op: op, Err: fmt.Errorf("%w: %s", serving.ErrLoadFailed, pe.Msg)}
 	}
 	return &serving.Error{Op: op, Err: errors.New(pe.Msg), Retriable: pe.Retriable}
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -392,10 +393,10 @@ func (p *Plane) deploy(ctx context.Context, lease string, v serving.Variant, m r
 	dir := filepath.Join(p.dir, fmt.Sprintf("%s-v%d-%d", v, m.Version, time.Now().UnixNano()))
 	pr, err := startProc(ctx, argv, dir, v, m, p.o.readyTimeout)
 	if err != nil {
-		os.RemoveAll(dir)
+		// The directory stays: the error names its server.log.
 		var se *serving.Error
 		if errors.As(err, &se) && errors.Is(err, serving.ErrLoadFailed) {
-			return &planeErr{Kind: kindLoadFailed, Msg: err.Error()}
+			return &planeErr{Kind: kindLoadFailed, Msg: strings.Replace(err.Error(), serving.ErrLoadFailed.Error()+": ", "", 1)}
 		}
 		return &planeErr{Kind: kindFailed, Msg: err.Error(), Retriable: serving.IsTemporary(err)}
 	}

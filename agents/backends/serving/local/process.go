@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,6 +124,7 @@ func startProc(ctx context.Context, command []string, dir string, v serving.Vari
 		if len(tail) > 800 {
 			tail = tail[len(tail)-800:]
 		}
+		tail = bytes.TrimSpace(tail)
 		return nil, &serving.Error{Op: op + " (" + argv[0] + ")", Err: fmt.Errorf("%w; server log %s: %s", err, logPath, tail)}
 	}
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)

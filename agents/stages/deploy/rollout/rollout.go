@@ -276,7 +276,11 @@ func (r *Rollout) Start(ctx context.Context) error {
 		if errors.Is(err, serving.ErrLoadFailed) {
 			// The version itself is bad: a failed canary, judged at once.
 			r.abortDetached("")
-			reason := fmt.Sprintf("canary v%d cannot load: %v", r.st.Canary.Version, err)
+			detail := err.Error()
+			if i := strings.Index(detail, serving.ErrLoadFailed.Error()+": "); i >= 0 {
+				detail = detail[i+len(serving.ErrLoadFailed.Error())+2:]
+			}
+			reason := fmt.Sprintf("canary v%d cannot load: %s", r.st.Canary.Version, detail)
 			r.st.Phase, r.st.Weight, r.st.Reason = PhaseRolledBack, 0, reason
 			r.event(EventRolledBack, reason)
 			return fmt.Errorf("%w: canary %s v%d: %w", ErrRolledBack, r.st.Canary.Name, r.st.Canary.Version, err)

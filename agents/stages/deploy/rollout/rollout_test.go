@@ -527,7 +527,7 @@ func TestCanaryThatCannotLoadIsRolledBack(t *testing.T) {
 	if !errors.Is(err, rollout.ErrRolledBack) || !errors.Is(err, serving.ErrLoadFailed) || st.Phase != rollout.PhaseRolledBack {
 		t.Fatalf("Run = %v, %+v", err, st)
 	}
-	if !strings.HasPrefix(st.Reason, "canary v2 cannot load: deploy canary djia30 v2: the model version cannot load: model djia30 version 2 failed to load") {
+	if st.Reason != "canary v2 cannot load: model djia30 version 2 failed to load: INVALID_ARGUMENT: bad" {
 		t.Fatalf("reason = %q", st.Reason)
 	}
 	if len(st.History) != 1 || st.History[0].Event != rollout.EventRolledBack || len(st.Analyses) != 0 {
