@@ -194,6 +194,8 @@ type Gateway struct {
 	table *table
 	// control, when set, serves the paths under ControlPrefix.
 	control http.Handler
+	// transport carries the requests to the servers (default: the shared pool).
+	transport http.RoundTripper
 
 	srv *http.Server
 	ln  net.Listener
@@ -236,7 +238,7 @@ func (g *Gateway) SetRoutes(routes ...Route) {
 					pr.Out.URL.RawPath = ""
 				}
 			},
-			Transport: transport,
+			Transport: g.roundTripper(),
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				writeErr(w, http.StatusBadGateway, "upstream %s: %v", u.Host, err)
 			},
@@ -246,6 +248,13 @@ func (g *Gateway) SetRoutes(routes ...Route) {
 	g.mu.Lock()
 	g.table = t
 	g.mu.Unlock()
+}
+
+func (g *Gateway) roundTripper() http.RoundTripper {
+	if g.transport != nil {
+		return g.transport
+	}
+	return transport
 }
 
 // Drain waits until no request is in flight to up, or ctx ends.
