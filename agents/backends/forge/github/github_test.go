@@ -271,7 +271,7 @@ func TestEnsurePullRequestIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := forge.PullRequest{Number: 1, Head: "training", Base: "main", Title: "Promote r1", Body: "acc 0.61", State: "open", URL: "https://github.com/acme/ml/pull/1"}
+	want := forge.PullRequest{Number: 1, Head: "training", Base: "main", Title: "Promote r1", Body: "acc 0.61", State: "open", URL: "https://github.com/acme/ml/pull/1", Author: "branchml-bot"}
 	if !reflect.DeepEqual(*pr, want) {
 		t.Fatalf("pr = %+v", *pr)
 	}
