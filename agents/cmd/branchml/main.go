@@ -3,12 +3,14 @@ package main
 import (
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/branchmlcmd"
+	"github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/cli/jenkinscmd"
+	"github.com/branchml/branchml/agents/cli/prcmd"
 	"github.com/branchml/branchml/agents/cli/quickstart"
 	"github.com/branchml/branchml/agents/cli/registrycmd"
 )
 
 func main() {
-	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command())
+	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command(), prcmd.Command(), deploycmd.ServeCommand())
 	cli.Main(branchmlcmd.App())
 }
