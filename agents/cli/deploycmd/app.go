@@ -13,6 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
 	"github.com/branchml/branchml/agents/backends/serving"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
@@ -237,6 +238,11 @@ func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 	f, err := forgeOf(e)
 	if err != nil {
 		return deploy.Options{}, nil, agent.Failed("open the forge", err, "check backends.forge and its credentials")
+	}
+	if f != nil && e.CLI.Command.Name == "run" {
+		if err := forgefactory.RequireApproval(e.Ctx, cfg, f, config.StageDeploy, e.Build.Commit, e.DryRun); err != nil {
+			return deploy.Options{}, nil, err
+		}
 	}
 	serveCmd := e.CLI.StringSlice("serve-command")
 	stopImages := func() {}

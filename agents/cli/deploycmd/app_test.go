@@ -432,3 +432,72 @@ backends:
 		t.Fatal("the corrupted status was overwritten")
 	}
 }
+
+// stages.deploy.requireApproval: a commit that did not arrive through an
+// approved pull request is refused, exit 2, before any work (no serving
+// plane started); after a reviewer approved and merged, the stage runs.
+func TestCLIRequireApproval(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	os.MkdirAll(filepath.Join(ws, "models", "djia30", "1"), 0o755)
+	cfg := `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+stages:
+  deploy: {requireApproval: true}
+deploy:
+  model: djia30
+backends:
+  stateDir: ` + state + "\n"
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1, volume: djia30-model, path: models/djia30}\n"), 0o644)
+	ctx := context.Background()
+	remote, err := gitremote.Init(ctx, filepath.Join(state, "forge", "djia30.git"), map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model", "training"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { killAll(t, state) })
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(ctx, stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	pushed, err := remote.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "someone's push", Files: map[string][]byte{"deploy.yaml": []byte("x\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run("run", "--workspace", ws, "--commit", pushed, "--serve-command", bin)
+	if code != 2 || !strings.Contains(errs, "stages.deploy.requireApproval: commit ") || !strings.Contains(errs, "did not arrive through a merged pull request") ||
+		!strings.Contains(errs, "fix: merge into deploy-model through a pull request with an approving review") {
+		t.Fatalf("unreviewed commit = %d\n%s", code, errs)
+	}
+	if _, _, ok := local.PlaneOwner(state, "djia30"); ok {
+		t.Fatal("a refused run started the serving plane")
+	}
+	pr, _ := remote.EnsurePullRequest(ctx, forge.PullRequest{Head: "training", Base: "deploy-model", Title: "Promote v1", Author: "branchml"})
+	merge, err := remote.MergeAs(ctx, pr.Number, "reviewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs = run("run", "--workspace", ws, "--commit", merge, "--serve-command", bin); code != 2 || !strings.Contains(errs, "arrived through pull request #1, which no reviewer approved") {
+		t.Fatalf("unapproved merge = %d\n%s", code, errs)
+	}
+	// Approved: merged again through a second, approved pull request.
+	remote.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "v1 again", Files: map[string][]byte{"deploy.yaml": []byte("y\n")}})
+	pr2, _ := remote.EnsurePullRequest(ctx, forge.PullRequest{Head: "training", Base: "deploy-model", Title: "Promote v1", Author: "branchml"})
+	if _, err := remote.Review(ctx, pr2.Number, "reviewer", "APPROVED", ""); err != nil {
+		t.Fatal(err)
+	}
+	merge2, err := remote.MergeAs(ctx, pr2.Number, "reviewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := run("run", "--workspace", ws, "--commit", merge2, "--serve-command", bin); code != 0 {
+		t.Fatalf("approved merge = %d\n%s\n%s", code, out, errs)
+	}
+	// A dry run (a change request) only plans: no gate.
+	if code, _, errs := run("run", "--workspace", ws, "--commit", pushed, "--dry-run"); code != 0 {
+		t.Fatalf("dry run = %d\n%s", code, errs)
+	}
+}

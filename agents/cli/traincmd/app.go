@@ -19,6 +19,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	sbackends "github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/snapshot"
 	"github.com/branchml/branchml/agents/stages/train"
@@ -71,6 +72,9 @@ func runStage(e *cli.Env, w Wiring) (*agent.Result, error) {
 	f, err := w.Forge(e)
 	if err != nil {
 		return nil, agent.Usage("forge backend", err, "check backends.forge in branchml.yaml and its credentials")
+	}
+	if err := forgefactory.RequireApproval(e.Ctx, e.Config, f, config.StageTrain, e.Build.Commit, e.DryRun); err != nil {
+		return nil, err
 	}
 	var (
 		p  pipelines.Backend
