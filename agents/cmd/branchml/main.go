@@ -8,9 +8,10 @@ import (
 	"github.com/branchml/branchml/agents/cli/prcmd"
 	"github.com/branchml/branchml/agents/cli/quickstart"
 	"github.com/branchml/branchml/agents/cli/registrycmd"
+	"github.com/branchml/branchml/agents/cli/statuscmd"
 )
 
 func main() {
-	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command(), prcmd.Command(), deploycmd.ServeCommand())
+	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command(), prcmd.Command(), deploycmd.ServeCommand(), statuscmd.Command())
 	cli.Main(branchmlcmd.App())
 }
