@@ -22,31 +22,7 @@ import (
 	"github.com/branchml/branchml/agents/stages/deploy/loadgen"
 )
 
-// loadMain is the independent load generator (a process of its own, the
-// test binary with DEPLOYCMD_TEST_LOAD=1): args URL RATE MAX_SECONDS
-// STOP_FILE. It sends predicts at RATE until STOP_FILE exists or
-// MAX_SECONDS passed, then prints its report as JSON.
-func loadMain(args []string) int {
-	if len(args) != 4 {
-		fmt.Fprintln(os.Stderr, "load: URL RATE MAX_SECONDS STOP_FILE")
-		return 2
-	}
-	rate, _ := strconv.ParseFloat(args[1], 64)
-	maxSecs, _ := strconv.Atoi(args[2])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(maxSecs)*time.Second)
-	defer cancel()
-	go func() {
-		for ctx.Err() == nil {
-			if _, err := os.Stat(args[3]); err == nil {
-				cancel()
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	rep, _ := loadgen.Run(ctx, loadgen.Options{URL: args[0], Body: []byte(`{"instances":[[1.0]]}`), Rate: rate, Concurrency: 16, Timeout: 10 * time.Second, VariantHeader: local.VariantHeader})
-	_ = json.NewEncoder(os.Stdout).Encode(rep)
-	return 0
-}
+func loadMain(args []string) int { return loadgen.Main(args, os.Stdout, os.Stderr) }
 
 // agentProc is one agent run as a process of its own.
 type agentProc struct {
