@@ -65,15 +65,54 @@ func user(e *cli.Env) string {
 	return gitremote.User(os.Getenv)
 }
 
-func number(e *cli.Env) (int, error) {
-	if e.CLI.NArg() != 1 {
-		return 0, agent.Usagef("give the pull request number, e.g. 'branchml pr "+e.CLI.Command.Name+" 3' ('branchml pr list' lists them)", "%s takes one pull request number", e.CLI.Command.Name)
+func baseFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "base", Usage: "with a head BRANCH (or none): the open pull request into this `BRANCH`"}
+}
+
+// pick is the pull request the arguments name, as gh does: a NUMBER (or
+// #NUMBER), or a head BRANCH (the open pull request from it, --base
+// narrowing it down), or none with --base (the one open pull request
+// into it).
+func pick(e *cli.Env, f *gitremote.Forge) (int, error) {
+	arg, base := e.CLI.Args().First(), e.CLI.String("base")
+	if e.CLI.NArg() > 1 || (arg == "" && base == "") {
+		return 0, agent.Usagef("name the pull request: 'branchml pr "+e.CLI.Command.Name+" 3', '... ds1 --base build-components' or '... --base deploy-model' ('branchml pr list' lists them)",
+			"%s takes one pull request: a number, a head branch, or --base alone", e.CLI.Command.Name)
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(e.CLI.Args().First(), "#"))
-	if err != nil || n <= 0 {
-		return 0, agent.Usagef("give the pull request number, e.g. 3", "%q is not a pull request number", e.CLI.Args().First())
+	if n, err := strconv.Atoi(strings.TrimPrefix(arg, "#")); err == nil {
+		if n <= 0 {
+			return 0, agent.Usagef("give a pull request number, e.g. 3", "%q is not a pull request number", arg)
+		}
+		return n, nil
 	}
-	return n, nil
+	open, err := f.ListPullRequests(e.Ctx, "open")
+	if err != nil {
+		return 0, agent.Failed("list pull requests", err, "")
+	}
+	var found []gitremote.PullRecord
+	for _, pr := range open {
+		if (arg == "" || pr.Head == arg) && (base == "" || pr.Base == base) {
+			found = append(found, pr)
+		}
+	}
+	what := "from " + arg
+	if arg == "" {
+		what = ""
+	}
+	if base != "" {
+		what = strings.TrimSpace(what + " into " + base)
+	}
+	switch len(found) {
+	case 1:
+		return found[0].Number, nil
+	case 0:
+		return 0, agent.Usagef("'branchml pr list' lists the open ones; 'branchml pr open --head BRANCH --base BRANCH' opens one", "no open pull request %s", what)
+	}
+	var nums []string
+	for _, pr := range found {
+		nums = append(nums, fmt.Sprintf("#%d (%s → %s)", pr.Number, pr.Head, pr.Base))
+	}
+	return 0, agent.Usagef("give its number, or --base", "%d open pull requests %s: %s", len(found), what, strings.Join(nums, ", "))
 }
 
 func notFound(what string, err error) error {
@@ -170,14 +209,14 @@ func Command() *ucli.Command {
 		},
 	})
 	showCmd := cli.Command(cli.Spec{
-		Name: "show", Usage: "show a pull request: its state, author, reviews, merge and comments", ArgsUsage: "NUMBER", Stage: "pr",
-		Flags: []ucli.Flag{remoteFlag()},
+		Name: "show", Usage: "show a pull request: its state, author, reviews, merge and comments", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
+		Flags: []ucli.Flag{remoteFlag(), baseFlag()},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			n, err := number(e)
+			f, err := open(e)
 			if err != nil {
 				return nil, err
 			}
-			f, err := open(e)
+			n, err := pick(e, f)
 			if err != nil {
 				return nil, err
 			}
@@ -228,14 +267,14 @@ func Command() *ucli.Command {
 		},
 	})
 	approve := cli.Command(cli.Spec{
-		Name: "approve", Usage: "approve a pull request (as --as, never its author)", ArgsUsage: "NUMBER", Stage: "pr",
-		Flags: []ucli.Flag{remoteFlag(), asFlag(), &ucli.StringFlag{Name: "body", Usage: "a review comment `TEXT`"}},
+		Name: "approve", Usage: "approve a pull request (as --as, never its author)", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
+		Flags: []ucli.Flag{remoteFlag(), asFlag(), baseFlag(), &ucli.StringFlag{Name: "body", Usage: "a review comment `TEXT`"}},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			n, err := number(e)
+			f, err := open(e)
 			if err != nil {
 				return nil, err
 			}
-			f, err := open(e)
+			n, err := pick(e, f)
 			if err != nil {
 				return nil, err
 			}
@@ -250,14 +289,14 @@ func Command() *ucli.Command {
 		},
 	})
 	merge := cli.Command(cli.Spec{
-		Name: "merge", Usage: "merge a pull request (a merge commit on its base, as the web UI's merge button)", ArgsUsage: "NUMBER", Stage: "pr",
-		Flags: []ucli.Flag{remoteFlag(), asFlag()},
+		Name: "merge", Usage: "merge a pull request (a merge commit on its base, as the web UI's merge button)", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
+		Flags: []ucli.Flag{remoteFlag(), asFlag(), baseFlag()},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			n, err := number(e)
+			f, err := open(e)
 			if err != nil {
 				return nil, err
 			}
-			f, err := open(e)
+			n, err := pick(e, f)
 			if err != nil {
 				return nil, err
 			}
@@ -285,14 +324,14 @@ func Command() *ucli.Command {
 		},
 	})
 	closeCmd := cli.Command(cli.Spec{
-		Name: "close", Usage: "close a pull request without merging it", ArgsUsage: "NUMBER", Stage: "pr",
-		Flags: []ucli.Flag{remoteFlag(), asFlag()},
+		Name: "close", Usage: "close a pull request without merging it", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
+		Flags: []ucli.Flag{remoteFlag(), asFlag(), baseFlag()},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			n, err := number(e)
+			f, err := open(e)
 			if err != nil {
 				return nil, err
 			}
-			f, err := open(e)
+			n, err := pick(e, f)
 			if err != nil {
 				return nil, err
 			}

@@ -42,10 +42,13 @@ func TestPRLifecycle(t *testing.T) {
 	if code, _, errs = run("approve", "1"); code != 2 || !strings.Contains(errs, "ds1 opened it and cannot approve") || !strings.Contains(errs, "fix: approve as another user: --as NAME") {
 		t.Fatalf("self-approval = %d %s", code, errs)
 	}
-	if code, out, errs = run("approve", "1", "--as", "reviewer", "--body", "lgtm"); code != 0 || !strings.Contains(out, "(by ds1; approved by reviewer)") {
+	if code, out, errs = run("approve", "--base", "build-components", "--as", "reviewer", "--body", "lgtm"); code != 0 || !strings.Contains(out, "(by ds1; approved by reviewer)") {
 		t.Fatalf("approve = %d %s %s", code, out, errs)
 	}
-	if code, out, errs = run("merge", "#1", "--as", "reviewer"); code != 0 || !strings.Contains(out, "merged #1   merged  ds1 → build-components  Tune the network  (by ds1; approved by reviewer; merged by reviewer)") ||
+	if code, _, errs = run("merge", "build-components", "--as", "reviewer"); code != 2 || !strings.Contains(errs, "no open pull request from build-components") {
+		t.Fatalf("merge of a branch with no PR = %d %s", code, errs)
+	}
+	if code, out, errs = run("merge", "ds1", "--base", "build-components", "--as", "reviewer"); code != 0 || !strings.Contains(out, "merged #1   merged  ds1 → build-components  Tune the network  (by ds1; approved by reviewer; merged by reviewer)") ||
 		!strings.Contains(out, "build-components is now ") {
 		t.Fatalf("merge = %d %s %s", code, out, errs)
 	}
