@@ -37,16 +37,27 @@ const loadRate = 150
 // canary rollout). On a workdir where both are done it runs every stage once
 // more, which changes nothing (and finishes an interrupted run).
 func (r *run) flow(ctx context.Context) error {
+	if r.opt.Continue {
+		return r.continueFlow(ctx)
+	}
 	tuned, err := r.repo.hasFile(ctx, "origin/ds1", "branchml.yaml", tuneTo)
 	if err != nil {
 		return err
 	}
-	if !tuned {
+	owns, _, err := r.ownsDS1(ctx)
+	if err != nil {
+		return err
+	}
+	// ds1 with a person's commits flows through as it is: no scripted tuning.
+	if !tuned && owns {
 		if err := r.pass(ctx, "1"); err != nil {
 			return err
 		}
 		if err := r.repo.edit(ctx, "ds1", "branchml.yaml", tuneFrom, tuneTo, tuneMessage); err != nil {
 			return agent.Failed("commit the tuning change on ds1", err, "")
+		}
+		if err := r.noteDS1(ctx); err != nil {
+			return err
 		}
 		r.progress("ds1: %s", tuneMessage)
 	}
@@ -91,8 +102,10 @@ func (r *run) pass(ctx context.Context, n string) error {
 	return nil
 }
 
-// mergePromotion merges the open pull request into deploy-model that the
-// training stage opened, as a reviewer would; "" when there is none.
+// mergePromotion merges the pull request into deploy-model that promotes
+// the training branch's latest model, as a reviewer would (approve, then
+// merge); "" when there is none. A promotion pull request of another
+// model version is stale: it is left open, and said so.
 func (r *run) mergePromotion(ctx context.Context) (string, error) {
 	f, err := gitremote.New(r.repo.Remote)
 	if err != nil {
@@ -102,16 +115,30 @@ func (r *run) mergePromotion(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	current, err := r.promotedHead(ctx)
+	if err != nil {
+		return "", err
+	}
+	merged := ""
 	for _, pr := range prs {
 		if pr.Base != "deploy-model" || !strings.HasPrefix(pr.Head, "branchml/promote-") {
 			continue
 		}
-		if _, err := f.MergePullRequest(ctx, pr.Number); err != nil {
-			return "", agent.Failed(fmt.Sprintf("merge pull request #%d", pr.Number), err, "")
+		if pr.Head != current {
+			r.progress("deploy-model: pull request #%d (%s) left open: stale, the training branch's latest model is promoted by %s", pr.Number, pr.Title, current)
+			continue
 		}
-		return fmt.Sprintf("pull request #%d (%s)", pr.Number, pr.Title), nil
+		if len(pr.Approvals) == 0 {
+			if _, err := f.Review(ctx, pr.Number, reviewer, "APPROVED", ""); err != nil {
+				return "", agent.Failed(fmt.Sprintf("approve pull request #%d", pr.Number), err, "")
+			}
+		}
+		if _, err := f.MergeAs(ctx, pr.Number, reviewer); err != nil {
+			return "", agent.Failed(fmt.Sprintf("merge pull request #%d", pr.Number), err, "run the quickstart again")
+		}
+		merged = fmt.Sprintf("pull request #%d (%s), approved and merged by %s", pr.Number, pr.Title, reviewer)
 	}
-	return "", nil
+	return merged, nil
 }
 
 // hasFile reports whether path at ref of the clone contains s. The clone's
