@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -155,8 +156,11 @@ func Read(ctx context.Context, cfg *config.Config, f forge.Forge, stateDir strin
 		if run.Gate != "" {
 			s.Summary += ", KPI gate " + run.Gate
 		}
-		if run.PullRequest != "" {
-			s.Summary += ", pull request " + run.PullRequest
+		if pr := run.PullRequest; pr != "" {
+			if strings.HasPrefix(pr, "file://") { // the local forge's record: <meta>/pulls/<n>.json
+				pr = "#" + strings.TrimSuffix(path.Base(pr), ".json")
+			}
+			s.Summary += ", pull request " + pr
 		}
 	}
 	st.Stages = append(st.Stages, s)

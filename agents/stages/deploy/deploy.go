@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -502,8 +503,12 @@ func (o *Options) finish(ctx context.Context, res *Result, st records.DeployStat
 	return res, werr
 }
 
+// appendHistory appends ev to h, in time order (the events of runs that
+// overlapped, such as a rollout and the rollback that preempted it,
+// interleave), keeping the newest MaxHistory.
 func appendHistory(h, ev []records.DeployEvent) []records.DeployEvent {
 	out := append(append([]records.DeployEvent(nil), h...), ev...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	if len(out) > MaxHistory {
 		out = out[len(out)-MaxHistory:]
 	}
