@@ -13,6 +13,8 @@ const APIVersion = "branchml.dev/v1"
 const (
 	ComponentsLockPath = ".branchml/components.lock.json"
 	PipelineLockPath   = ".branchml/pipeline.lock.json"
+	// PipelineSpecPath is the composed KFP v2 IR the pipeline stage uploaded.
+	PipelineSpecPath = ".branchml/pipeline.composed.yaml"
 	TrainingLockPath   = ".branchml/training.lock.json"
 	RunsDir            = ".branchml/runs"    // <run-id>.json
 	LineageDir         = ".branchml/lineage" // <lineage-id>.json
