@@ -11,6 +11,8 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
+	slocal "github.com/branchml/branchml/agents/backends/serving/local"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/procid"
 	"github.com/branchml/branchml/agents/records"
@@ -96,4 +98,32 @@ func asAgent(err error, target **agent.Error) bool {
 		*target = e
 	}
 	return ok
+}
+
+// A quickstart uses the serving plane another process runs (a by-hand
+// deploy's, a 'branchml serve') and, at its end, leaves it running: it
+// stops only a plane it hosts itself (its Ctrl-C used to delete the state
+// of a server a by-hand deploy had started).
+func TestQuickstartLeavesAnotherPlaneRunning(t *testing.T) {
+	ctx := context.Background()
+	state := t.TempDir()
+	other, err := slocal.New("djia30", nil, slocal.WithStateDir(state), slocal.WithHost(), slocal.WithOwner("branchml serve"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	r := &run{opt: Options{Out: &syncWriter{}}, started: time.Now(), env: map[string]string{"BRANCHML_BACKENDS_STATE_DIR": state}, state: &qsState{Ran: map[string]string{}}}
+	cfg := &config.Config{}
+	cfg.Deploy.Model = "djia30"
+	b, url, err := r.serving(ctx, cfg)
+	if err != nil || url != other.URL() || b.Hosted() {
+		t.Fatalf("serving = %v %q hosted %v; want the running plane %s", err, url, b.Hosted(), other.URL())
+	}
+	r.stopServing()
+	if _, u, ok := slocal.PlaneOwner(state, "djia30"); !ok || u != other.URL() {
+		t.Fatal("the quickstart stopped a plane it did not start")
+	}
 }

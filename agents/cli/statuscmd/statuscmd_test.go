@@ -127,6 +127,10 @@ func TestStatusAndLists(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "run-1  djia30-aaaaaaaaaaaa      SUCCEEDED   djia30 v1  commit dddddddddddd  started 2026-12-01T11:00:00Z\nrun-2  ") {
 		t.Fatalf("train list = %d\n%s\n%s", code, out, errs)
 	}
+	// branchml-train status takes the --workspace its error suggests.
+	if code, _, errs = run(train, "status", "no-such-run", "--workspace", ws); code != 1 || strings.Contains(errs, "flag provided but not defined") {
+		t.Fatalf("train status --workspace = %d\n%s", code, errs)
+	}
 	// branchml-snapshot lineage list (from the training branch through the forge)
 	code, out, errs = run(snapshot, "lineage", "list", "--config", filepath.Join(ws, "branchml.yaml"))
 	if code != 0 || out != rec.ID+"  djia30 v2  run run-2  commit aaaaaaaaaaaa  PR #5 (approved by reviewer)  data djia30-data-lin-x  model djia30-model-lin-x\n" {
