@@ -15,11 +15,11 @@ const (
 	PipelineLockPath   = ".branchml/pipeline.lock.json"
 	// PipelineSpecPath is the composed KFP v2 IR the pipeline stage uploaded.
 	PipelineSpecPath = ".branchml/pipeline.composed.yaml"
-	TrainingLockPath   = ".branchml/training.lock.json"
-	RunsDir            = ".branchml/runs"    // <run-id>.json
-	LineageDir         = ".branchml/lineage" // <lineage-id>.json
-	DeploySpecPath     = "deploy.yaml"
-	DeployStatusPath   = ".branchml/deploy-status.json"
+	TrainingLockPath = ".branchml/training.lock.json"
+	RunsDir          = ".branchml/runs"    // <run-id>.json
+	LineageDir       = ".branchml/lineage" // <lineage-id>.json
+	DeploySpecPath   = "deploy.yaml"
+	DeployStatusPath = ".branchml/deploy-status.json"
 )
 
 // ComponentsLock is written to the build branch by branchml-build.
