@@ -13,14 +13,16 @@ const APIVersion = "branchml.dev/v1"
 const (
 	ComponentsLockPath = ".branchml/components.lock.json"
 	PipelineLockPath   = ".branchml/pipeline.lock.json"
-	// PipelineSpecPath is the composed KFP v2 IR the pipeline stage uploaded.
-	PipelineSpecPath = ".branchml/pipeline.composed.yaml"
-	TrainingLockPath = ".branchml/training.lock.json"
-	RunsDir          = ".branchml/runs"    // <run-id>.json
-	LineageDir       = ".branchml/lineage" // <lineage-id>.json
-	DeploySpecPath   = "deploy.yaml"
-	DeployStatusPath = ".branchml/deploy-status.json"
+	TrainingLockPath   = ".branchml/training.lock.json"
+	RunsDir            = ".branchml/runs"    // <run-id>.json
+	LineageDir         = ".branchml/lineage" // <lineage-id>.json
+	DeploySpecPath     = "deploy.yaml"
+	DeployStatusPath   = ".branchml/deploy-status.json"
 )
+
+// PipelineSpecPath is the composed KFP v2 IR the pipeline stage uploaded,
+// on the pipeline branch.
+const PipelineSpecPath = ".branchml/pipeline.composed.yaml"
 
 // ComponentsLock is written to the build branch by branchml-build.
 type ComponentsLock struct {
