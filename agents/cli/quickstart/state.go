@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
@@ -129,15 +128,14 @@ func (r *run) ownsDS1(ctx context.Context) (bool, string, error) {
 	if r.state.DS1 != "" {
 		return tip == r.state.DS1, tip, nil
 	}
-	// No record (a workdir of an earlier quickstart): the quickstart's
-	// commits are the data scientist identity's with its own messages.
-	out, err := git(ctx, r.repo.Remote, "log", "-1", "--format=%ae%x00%s", tip)
+	// No record (a workdir of an earlier quickstart): the quickstart
+	// commits as the data scientist identity of gitEnv; a person commits
+	// in their clone under their own.
+	email, err := git(ctx, r.repo.Remote, "log", "-1", "--format=%ae", tip)
 	if err != nil {
 		return false, tip, err
 	}
-	email, subject, _ := strings.Cut(out, "\x00")
-	ours := email == "ds1@example.com" && (subject == tuneMessage || strings.HasPrefix(subject, "DJIA 30 stock-sentiment model") || subject == "Initial commit")
-	return ours || email == "", tip, nil
+	return email == "ds1@example.com", tip, nil
 }
 
 // promotedHead is the promotion branch of the training branch's latest
