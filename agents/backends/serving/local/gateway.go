@@ -45,6 +45,15 @@ var transport = &http.Transport{
 	ForceAttemptHTTP2:   false,
 }
 
+// bufferPool lends the proxies their copy buffers (ReverseProxy allocates
+// 32 KiB per request without one).
+var bufferPool = &bytePool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bytePool struct{ p sync.Pool }
+
+func (b *bytePool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bytePool) Put(x []byte) { b.p.Put(&x) }
+
 // Upstream is one model server behind the gateway.
 type Upstream struct {
 	// URL is the server's REST base URL, e.g. "http://127.0.0.1:41234".
@@ -238,7 +247,8 @@ func (g *Gateway) SetRoutes(routes ...Route) {
 					pr.Out.URL.RawPath = ""
 				}
 			},
-			Transport: g.roundTripper(),
+			Transport:  g.roundTripper(),
+			BufferPool: bufferPool,
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				writeErr(w, http.StatusBadGateway, "upstream %s: %v", u.Host, err)
 			},
