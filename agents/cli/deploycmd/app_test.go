@@ -501,3 +501,50 @@ backends:
 		t.Fatalf("dry run = %d\n%s", code, errs)
 	}
 }
+
+// run --serve hosts the serving plane in the process itself and keeps
+// serving after the rollout until interrupted; then it stops the plane and
+// every model server.
+func TestCLIRunServeHostsThePlane(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	os.MkdirAll(filepath.Join(ws, "models", "djia30", "1"), 0o755)
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte("apiVersion: branchml.dev/v1\nproject: djia30\nbranches: {build: b, pipeline: p, train: t, deploy: deploy-model}\ndeploy:\n  model: djia30\nbackends:\n  stateDir: "+state+"\n"), 0o644)
+	os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1, volume: djia30-model, path: models/djia30}\n"), 0o644)
+	if _, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"), map[string][]byte{"README.md": []byte("x\n")}, []string{"main", "deploy-model"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		done <- cli.Run(ctx, stage.App(), []string{"branchml-deploy", "run", "--workspace", ws, "--commit", "c1", "--serve-command", bin, "--serve"}, cli.Streams{Out: &bytes.Buffer{}, Err: &errb})
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if st, _ := local.ReadState(context.Background(), state, "djia30"); st.Get("stable") != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing served:\n%s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	owner, _, ok := local.PlaneOwner(state, "djia30")
+	if !ok || owner.PID != os.Getpid() || owner.What != "branchml-deploy run --serve" {
+		t.Fatalf("plane owner = %+v, %v", owner, ok)
+	}
+	st, _ := local.ReadState(context.Background(), state, "djia30")
+	pid := st.Get("stable").PID
+	cancel()
+	if code := <-done; code != 0 && code != 130 {
+		t.Fatalf("run --serve = %d\n%s", code, errb.String())
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("model server %d survives run --serve", pid)
+	}
+	if _, _, ok := local.PlaneOwner(state, "djia30"); ok {
+		t.Fatal("the plane survives run --serve")
+	}
+}
