@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -63,6 +64,7 @@ func ServeCommand() *ucli.Command {
 				}
 				return &agent.Result{Summary: fmt.Sprintf("stopped the serving plane of %s (%s, %s) and its model servers", model, owner, url)}, nil
 			}
+			debug.SetGCPercent(local.PlaneGCPercent) // this process only serves: see PlaneGCPercent
 			p, err := local.NewPlane(model, dir, local.WithAddr(addr), local.WithLogger(e.Log), local.WithOwner(e.CLI.App.Name+" serve"))
 			if err != nil {
 				return nil, agent.Usage("serve", err, "pass --model and --state-dir")

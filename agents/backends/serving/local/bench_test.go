@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +23,8 @@ import (
 )
 
 // The test binary doubles as a gateway process for the benchmark (as the
-// serving plane is a process of its own): with LOCAL_BENCH_GATEWAY_UPSTREAM
+// serving plane is a process of its own, with PlaneGCPercent as 'branchml
+// serve' sets it): with LOCAL_BENCH_GATEWAY_UPSTREAM
 // set it serves a gateway routing everything to that server, with
 // LOCAL_BENCH_GATEWAY_POOL idle connections, prints "listening on ADDR" and
 // runs until killed.
@@ -32,6 +34,7 @@ func init() {
 		return
 	}
 	pool, _ := strconv.Atoi(os.Getenv("LOCAL_BENCH_GATEWAY_POOL"))
+	debug.SetGCPercent(PlaneGCPercent) // as 'branchml serve' runs the plane
 	gw := NewGateway()
 	tr := transport.Clone()
 	tr.MaxIdleConnsPerHost = pool

@@ -23,6 +23,12 @@ import (
 	"github.com/branchml/branchml/agents/records"
 )
 
+// PlaneGCPercent is the garbage collector target of a process that only
+// runs a serving plane (`branchml serve`): its heap is small and steady, so
+// collecting less often costs little memory and takes the collector's
+// pauses out of the gateway's latency tail (runtime/debug.SetGCPercent).
+const PlaneGCPercent = 400
+
 // Files of a model's serving plane in StateDir(stateDir, model).
 const (
 	// planeLock is flocked by the plane for its whole life: one plane per
