@@ -203,6 +203,7 @@ func runAction(c *ucli.Context, spec Spec, required []string) (err error) {
 		return agent.Usage("logging flags", err, "use --log-format text|json and --log-level debug|info|warn|error")
 	}
 	env.Log = log
+	c.App.Metadata["logFormat"] = c.String("log-format")
 	if spec.ArgsUsage == "" && c.Args().Len() > 0 {
 		return agent.Usagef("run '"+c.App.Name+" "+spec.Name+" --help'", "unexpected argument %q: '%s' takes no arguments", c.Args().First(), spec.Name)
 	}
@@ -541,18 +542,59 @@ func Run(ctx context.Context, app *ucli.App, args []string, streams Streams) int
 	}
 	var ae actionError
 	if !errors.As(err, &ae) {
-		fmt.Fprintf(streams.Err, "%s: error: %s\n  fix: run '%s --help'\n", app.Name, secrets.Redact(err.Error()), strings.Join(args[:min(len(args), 2)], " "))
+		sayError(streams.Err, app, args, agent.ExitUsage, err.Error(), "run '"+strings.Join(args[:min(len(args), 2)], " ")+" --help'")
 		return agent.ExitUsage
 	}
 	code := agent.CodeOf(ae.err)
 	if errors.Is(ae.err, context.Canceled) {
 		code = agent.ExitInterrupted
 	}
-	fmt.Fprintf(streams.Err, "%s: error: %s\n", app.Name, secrets.Redact(ae.err.Error()))
-	if fix := agent.FixOf(ae.err); fix != "" {
-		fmt.Fprintf(streams.Err, "  fix: %s\n", secrets.Redact(fix))
-	}
+	fix := agent.FixOf(ae.err)
+	sayError(streams.Err, app, args, code, ae.err.Error(), fix)
 	return code
+}
+
+// sayError prints the final error once on w: as "<app>: error: …" and
+// "  fix: …" lines, or, when the logs are JSON (--log-format json, or
+// BRANCHML_LOG_FORMAT=json), as one more JSON log line, so that the log
+// stays JSON to its last line.
+func sayError(w io.Writer, app *ucli.App, args []string, code int, msg, fix string) {
+	msg, fix = secrets.Redact(msg), secrets.Redact(fix)
+	format, _ := app.Metadata["logFormat"].(string)
+	if format == "" {
+		format = logFormatOf(args)
+	}
+	if format == "json" {
+		line := map[string]any{"level": "error", "time": time.Now().Format(time.RFC3339), "msg": app.Name + ": error: " + msg, "exitCode": code}
+		if fix != "" {
+			line["fix"] = fix
+		}
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(line)
+		return
+	}
+	fmt.Fprintf(w, "%s: error: %s\n", app.Name, msg)
+	if fix != "" {
+		fmt.Fprintf(w, "  fix: %s\n", fix)
+	}
+}
+
+// logFormatOf is the --log-format the arguments (or BRANCHML_LOG_FORMAT)
+// ask for, for errors found before the flags are parsed.
+func logFormatOf(args []string) string {
+	f := os.Getenv("BRANCHML_LOG_FORMAT")
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--log-format="); ok {
+			f = v
+		} else if a == "--log-format" && i+1 < len(args) {
+			f = args[i+1]
+		}
+	}
+	return f
 }
 
 // Main runs app on the process's arguments and exits with its code.

@@ -137,7 +137,7 @@ func TestSecretsMaskedInResultErrorAndLogs(t *testing.T) {
 	if strings.Contains(all, "kfp-very-secret-token") {
 		t.Fatalf("secret leaked:\n%s", all)
 	}
-	if !strings.Contains(errOut, "upload: 401 for token ***") || !strings.Contains(errOut, "fix: check ***") {
+	if !strings.Contains(errOut, "upload: 401 for token ***") || !strings.Contains(errOut, `"fix":"check ***"`) {
 		t.Errorf("stderr: %s", errOut)
 	}
 }
@@ -330,5 +330,35 @@ func TestBadParamsWriteResultAndErrorDetails(t *testing.T) {
 	if code != agent.ExitUsage || r.OK || r.ExitCode != agent.ExitUsage || r.Stage != "test" || d.What != "read --params" ||
 		!strings.Contains(d.Why, `"experimnt" is not a flag of this command`) || d.Fix == "" {
 		t.Errorf("code %d result %+v details %+v", code, r, d)
+	}
+}
+
+// With --log-format json every line of stderr is JSON, the final error
+// too (it used to end in two plain-text lines), also for a bad flag.
+func TestJSONLogsStayJSONToTheLastLine(t *testing.T) {
+	var s seen
+	for _, args := range [][]string{
+		{"run", "--log-format", "json"},
+		{"run", "--log-format=json", "--no-such-flag"},
+	} {
+		code, _, errOut := runApp(t, testApp(&s, func(e *Env) (*agent.Result, error) {
+			e.Log.Info("working")
+			return nil, agent.Failed("push djia30/train", errors.New("503"), "retry later")
+		}), args...)
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		for _, l := range lines {
+			var v map[string]any
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Fatalf("%v: stderr line %q is not JSON:\n%s", args, l, errOut)
+			}
+		}
+		var last map[string]any
+		json.Unmarshal([]byte(lines[len(lines)-1]), &last)
+		if last["level"] != "error" || !strings.HasPrefix(last["msg"].(string), "branchml-test: error: ") || last["exitCode"] != float64(code) {
+			t.Fatalf("%v: last line %v (exit %d)", args, last, code)
+		}
+		if code == 1 && last["fix"] != "retry later" {
+			t.Fatalf("fix = %v", last["fix"])
+		}
 	}
 }

@@ -27,18 +27,34 @@ type Config struct {
 	Project string `json:"project"`
 	// Branches maps a stage key (build, pipeline, train, deploy) to the git
 	// branch whose merges run it. Several stages may share one branch.
-	Branches   map[string]string `json:"branches"`
-	Components []Component       `json:"components"`
-	Pipeline   Pipeline          `json:"pipeline"`
-	Training   Training          `json:"training"`
-	Snapshot   Snapshot          `json:"snapshot"`
-	Deploy     Deploy            `json:"deploy"`
-	Backends   Backends          `json:"backends"`
+	Branches map[string]string `json:"branches"`
+	// Stages holds options per stage key (build, pipeline, train, deploy).
+	Stages     map[string]StageOptions `json:"stages,omitempty"`
+	Components []Component             `json:"components"`
+	Pipeline   Pipeline                `json:"pipeline"`
+	Training   Training                `json:"training"`
+	Snapshot   Snapshot                `json:"snapshot"`
+	Deploy     Deploy                  `json:"deploy"`
+	Backends   Backends                `json:"backends"`
 
 	// File is the path the configuration was read from ("" for defaults only).
 	File string `json:"-"`
 	// Dir is the directory of File: relative paths in the file are relative to it.
 	Dir string `json:"-"`
+}
+
+// StageOptions are the options of one stage.
+type StageOptions struct {
+	// RequireApproval makes the stage refuse (exit 2, before any work) a
+	// commit that did not arrive on its branch through a merged pull
+	// request with an approving review.
+	RequireApproval bool `json:"requireApproval,omitempty"`
+}
+
+// RequiresApproval reports whether stage (a key of Branches) has
+// stages.<stage>.requireApproval set.
+func (c *Config) RequiresApproval(stage string) bool {
+	return c != nil && c.Stages[stage].RequireApproval
 }
 
 // Component is one pipeline component whose image the build stage makes.

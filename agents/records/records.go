@@ -20,6 +20,10 @@ const (
 	DeployStatusPath   = ".branchml/deploy-status.json"
 )
 
+// PipelineSpecPath is the composed KFP v2 IR the pipeline stage uploaded,
+// on the pipeline branch.
+const PipelineSpecPath = ".branchml/pipeline.composed.yaml"
+
 // ComponentsLock is written to the build branch by branchml-build.
 type ComponentsLock struct {
 	APIVersion string `json:"apiVersion"`
@@ -125,7 +129,8 @@ type DeployStatus struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"` // "DeployStatus"
 	Model      string `json:"model"`
-	// Phase is "Succeeded" (promoted), "RolledBack", "Progressing" or "Failed".
+	// Phase is "Succeeded" (promoted), "RolledBack", "Progressing",
+	// "Failed" or "Interrupted".
 	Phase         string        `json:"phase"`
 	StableVersion int64         `json:"stableVersion"`
 	CanaryVersion int64         `json:"canaryVersion,omitempty"`
@@ -141,7 +146,15 @@ type DeployEvent struct {
 	Time    time.Time `json:"time"`
 	Version int64     `json:"version"`
 	Weight  int       `json:"weight"`
-	// Event is "step", "analysis-failed", "promoted", "rolled-back".
+	// Event is "step", "analysis-failed", "waiting", "promoted",
+	// "rolled-back", "restored", "failed" or "interrupted".
 	Event   string `json:"event"`
 	Message string `json:"message,omitempty"`
+	// From is, for a manual rollback ("rolled-back" with Version the
+	// version brought back), the version rolled back from: a plain
+	// rollback never brings it back.
+	From int64 `json:"from,omitempty"`
+	// By names who did it when not the deploy stage of a merge, e.g.
+	// "pid 4242 (branchml-deploy rollback)".
+	By string `json:"by,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrNotFound is returned (wrapped) when a ref, file or pull request does not exist.
@@ -38,6 +39,117 @@ type PullRequest struct {
 	URL    string `json:"url,omitempty"`
 	// State is "open", "closed" or "merged".
 	State string `json:"state,omitempty"`
+	// Author is who opened it (a login; "branchml" for the promotion PRs).
+	Author string `json:"author,omitempty"`
+	// MergeCommit, MergedBy and MergedAt are set once it is merged.
+	MergeCommit string     `json:"mergeCommit,omitempty"`
+	MergedBy    string     `json:"mergedBy,omitempty"`
+	MergedAt    *time.Time `json:"mergedAt,omitempty"`
+	// Approvals are the reviews that approve it: each reviewer's latest
+	// review, when that is an approval (as GitHub counts them).
+	Approvals []Review `json:"approvals,omitempty"`
+}
+
+// Review is one pull request review.
+type Review struct {
+	User string `json:"user"`
+	// State is GitHub's review state: "APPROVED", "CHANGES_REQUESTED",
+	// "COMMENTED" or "DISMISSED".
+	State string `json:"state"`
+	// Commit is the head commit the review was given on.
+	Commit string    `json:"commit,omitempty"`
+	Body   string    `json:"body,omitempty"`
+	At     time.Time `json:"submittedAt"`
+}
+
+// Approvers are the users whose latest review approves.
+func (pr *PullRequest) Approvers() []string {
+	var out []string
+	for _, r := range pr.Approvals {
+		out = append(out, r.User)
+	}
+	return out
+}
+
+// LatestApprovals reduces reviews (oldest first) to each reviewer's latest
+// review that counts (approved, changes requested, dismissed; a comment
+// does not change a verdict) and keeps the approvals, in reviewer order.
+func LatestApprovals(reviews []Review) []Review {
+	latest := map[string]Review{}
+	var order []string
+	for _, r := range reviews {
+		if r.State == "COMMENTED" || r.State == "PENDING" {
+			continue
+		}
+		if _, ok := latest[r.User]; !ok {
+			order = append(order, r.User)
+		}
+		latest[r.User] = r
+	}
+	var out []Review
+	for _, u := range order {
+		if latest[u].State == "APPROVED" {
+			out = append(out, latest[u])
+		}
+	}
+	return out
+}
+
+// Auditor is a forge that can tell through which pull request a commit
+// arrived on a branch (GitHub: the commit's pulls and their reviews; the
+// local forge: its pull request records).
+type Auditor interface {
+	// MergedPullRequest returns the merged pull request into base whose
+	// merge commit is commit, or, when commit is a branchml write-back
+	// (author AuthorEmail), the one its first-parent ancestors of
+	// write-backs lead to; nil and no error when the commit did not arrive
+	// through a pull request.
+	MergedPullRequest(ctx context.Context, base, commit string) (*PullRequest, error)
+}
+
+// DirLister is a forge that can list a directory of a branch.
+type DirLister interface {
+	// ListDir returns the names of the files directly in dir at ref,
+	// sorted; an empty list when dir does not exist.
+	ListDir(ctx context.Context, ref, dir string) ([]string, error)
+}
+
+// ApprovalError is a commit refused because it did not arrive through an
+// approved pull request (a stage with requireApproval: true).
+type ApprovalError struct {
+	Branch, Commit string
+	// PR is the pull request it arrived through, when any.
+	PR     *PullRequest
+	Reason string
+}
+
+func (e *ApprovalError) Error() string {
+	c := e.Commit
+	if len(c) > 12 {
+		c = c[:12]
+	}
+	return fmt.Sprintf("commit %s on %s %s", c, e.Branch, e.Reason)
+}
+
+// RequireApproval returns the approved pull request commit arrived through
+// on branch, or an *ApprovalError: no pull request, or one without an
+// approving review. A forge that cannot tell (no Auditor) is an error.
+func RequireApproval(ctx context.Context, f Forge, branch, commit string) (*PullRequest, error) {
+	a, ok := f.(Auditor)
+	if !ok {
+		return nil, fmt.Errorf("this forge cannot tell through which pull request a commit arrived: requireApproval needs the local forge or GitHub")
+	}
+	pr, err := a.MergedPullRequest(ctx, branch, commit)
+	if err != nil {
+		return nil, err
+	}
+	if pr == nil {
+		return nil, &ApprovalError{Branch: branch, Commit: commit, Reason: "did not arrive through a merged pull request"}
+	}
+	if len(pr.Approvals) == 0 {
+		return pr, &ApprovalError{Branch: branch, Commit: commit, PR: pr, Reason: fmt.Sprintf("arrived through pull request #%d, which no reviewer approved", pr.Number)}
+	}
+	return pr, nil
 }
 
 // Status is a commit status; State is one of "pending", "success",

@@ -2,7 +2,9 @@ package serving
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/branchml/branchml/agents/backends/serving/tfserving"
 	"github.com/branchml/branchml/agents/records"
@@ -61,6 +63,10 @@ type State struct {
 	Endpoint     string         `json:"endpoint,omitempty"`
 	CanaryWeight int            `json:"canaryWeight"`
 	Variants     []VariantState `json:"variants"`
+	// Orphans are model servers that still run although nothing routes to
+	// them (the local plane that started them died); the next plane stops
+	// them.
+	Orphans []VariantState `json:"orphans,omitempty"`
 }
 
 // VariantState is one running variant.
@@ -72,6 +78,8 @@ type VariantState struct {
 	Replicas int `json:"replicas"`
 	// PID is the process ID (local backend only).
 	PID int `json:"pid,omitempty"`
+	// Since is when the variant took its current weight (zero when unknown).
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Get returns the state of variant v, or nil when it does not run.
@@ -111,4 +119,71 @@ func IsTemporary(err error) bool {
 		err = u.Unwrap()
 	}
 	return false
+}
+
+// ErrLoadFailed is wrapped by Deploy when the model version itself cannot
+// serve: its directory is missing, or the server gave up loading it (TF
+// Serving's state END with an error). The rollout treats it as a failed
+// canary, not as a failure of the serving system.
+var ErrLoadFailed = errors.New("the model version cannot load")
+
+// Leaser is a backend that serializes the rollouts of its model: one lease
+// holder at a time may change what serves. The local backend keeps the
+// lease in its serving plane; a Kubernetes backend would keep a
+// coordination.k8s.io Lease.
+type Leaser interface {
+	// Lease takes the model's rollout lease for r.What. When another live
+	// holder has it, Lease returns a *HeldError at once, or with r.Wait
+	// waits (calling r.OnWait once with the holder) until it is free or
+	// ctx ends; with r.Preempt it takes the lease from the holder, whose
+	// canary is removed first (traffic back to stable, drained, stopped).
+	// While the lease is held the backend's changes carry it; a change by
+	// a holder whose lease was taken fails with a *PreemptedError.
+	Lease(ctx context.Context, r LeaseRequest) (Lease, error)
+}
+
+// LeaseRequest says who asks for the lease and how.
+type LeaseRequest struct {
+	// What the holder does, e.g. "branchml-deploy run: djia30 v2"; shown to
+	// whoever waits.
+	What    string
+	Wait    bool
+	Preempt bool
+	OnWait  func(holder string)
+}
+
+// Lease is a held rollout lease.
+type Lease interface {
+	// Lost is closed when the lease was taken by another (preempted).
+	Lost() <-chan struct{}
+	// Err is the *PreemptedError once Lost is closed, else nil.
+	Err() error
+	// Release gives the lease back (idempotent).
+	Release(ctx context.Context) error
+}
+
+// HeldError is a lease that another live process holds.
+type HeldError struct {
+	Model string
+	// Holder names it, e.g. "pid 4242 (branchml-deploy run: djia30 v2, since 12:00:01)".
+	Holder string
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("rollout of %s in progress by %s", e.Model, e.Holder)
+}
+
+// PreemptedError is a change refused because the caller's lease was taken
+// by another holder (a manual rollback preempts a rollout).
+type PreemptedError struct {
+	// By names the holder that took the lease, Reason what it did.
+	By     string
+	Reason string
+}
+
+func (e *PreemptedError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("preempted by %s: %s", e.By, e.Reason)
+	}
+	return "preempted by " + e.By
 }

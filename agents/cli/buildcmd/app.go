@@ -59,6 +59,9 @@ func run(e *cli.Env) (*agent.Result, error) {
 	if err != nil {
 		return nil, agent.Usage("open the forge", err, "fix backends.forge in branchml.yaml (for local: create the remote, e.g. with branchml quickstart)")
 	}
+	if err := forgefactory.RequireApproval(e.Ctx, cfg, f, config.StageBuild, e.Build.Commit, e.DryRun); err != nil {
+		return nil, err
+	}
 	reg, closeReg, err := registry.Open(e.Ctx, cfg.Backends.Registry, statedir.Dir(cfg), registry.WithLogger(e.Log))
 	if err != nil {
 		return nil, agent.Usage("open the registry", err, "fix backends.registry in branchml.yaml")

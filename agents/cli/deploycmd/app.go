@@ -5,20 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
 	"github.com/branchml/branchml/agents/backends/serving"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
+	"github.com/branchml/branchml/agents/backends/serving/tfserving"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
+	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/deploy"
 	"github.com/branchml/branchml/agents/stages/deploy/loadgen"
+	"github.com/branchml/branchml/agents/stages/deploy/rollout"
 )
 
 // NewForge opens the forge of the ML repository for the status write-back;
@@ -36,39 +42,58 @@ func backendFlags() []ucli.Flag {
 
 // App returns the branchml-deploy application.
 func App() *ucli.App {
-	return cli.NewApp("branchml-deploy", "the deploy stage of branchml", runCmd(), statusCmd(), rollbackCmd())
+	return cli.NewApp("branchml-deploy", "the deploy stage of branchml", runCmd(), statusCmd(), historyCmd(), rollbackCmd(), ServeCommand())
+}
+
+// ServeArgv is the command a deploy runs, detached, to start the model's
+// serving plane when none runs: this executable's serve command. Tests
+// replace it.
+var ServeArgv = func(stateDir, model, addr string) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	argv := []string{exe, "serve", "--model", model, "--state-dir", stateDir}
+	if addr != "" {
+		argv = append(argv, "--addr", addr)
+	}
+	return argv, nil
 }
 
 func runCmd() *ucli.Command {
 	return cli.Command(cli.Spec{
 		Name: "run", Usage: "make serving match deploy.yaml (canary or A/B), write the status back", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
 		Flags: append(backendFlags(),
-			&ucli.BoolFlag{Name: "serve", Usage: "local backend: keep the gateway up after the rollout until interrupted"},
-			&ucli.Float64Flag{Name: "load", Usage: "local backend: send `RATE` predicts/s through the gateway during the rollout (the first smoke request, or --load-body)"},
-			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load"},
+			&ucli.BoolFlag{Name: "serve", Usage: "local backend: host the serving plane in this process and keep serving after the rollout until interrupted"},
+			&ucli.StringFlag{Name: "load", Usage: "local backend: analysis traffic through the gateway during the rollout, `RATE` predicts/s, \"auto\" (enough for deploy.canary.minRequests at the first step; the default when run by hand, i.e. without --build-url) or 0 (none: wait for real traffic)"},
+			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load (default: the first deploy.canary.smoke request, else zeros shaped as the model's signature)"},
+			&ucli.BoolFlag{Name: "no-wait", Usage: "when another rollout of the model is in progress, fail at once naming it instead of waiting for it"},
 		),
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			o, closeFn, err := options(e)
+			o, closeFn, err := options(e, e.CLI.Bool("serve"))
 			if err != nil {
 				return nil, err
 			}
 			defer closeFn()
+			o.NoWait, o.By = e.CLI.Bool("no-wait"), "branchml-deploy run"
 			stopLoad, err := startLoad(e, o.Serving)
 			if err != nil {
 				return nil, err
 			}
 			res, err := deploy.Run(e.Ctx, o)
 			if rep, ok := stopLoad(); ok {
-				e.Log.Infof("load: %d sent, %d failed", rep.Sent, rep.Failed)
+				e.Log.Infof("analysis traffic: %d sent, %d failed", rep.Sent, rep.Failed)
 			}
 			out := result(e, res, o.DryRun)
 			if err != nil {
 				return out, classify("deploy "+o.Config.Deploy.Model, err)
 			}
-			if e.CLI.Bool("serve") && !o.DryRun {
-				if lb, ok := o.Serving.(*local.Backend); ok {
+			if lb, ok := o.Serving.(*local.Backend); ok && !o.DryRun {
+				if lb.Hosted() {
 					e.Log.Infof("serving %s on %s until interrupted", o.Config.Deploy.Model, lb.URL())
 					<-e.Ctx.Done()
+				} else {
+					e.Log.Infof("%s serves on %s (serving plane: %s; stop it with 'branchml-deploy serve --stop')", o.Config.Deploy.Model, lb.URL(), lb.Owner())
 				}
 			}
 			return out, nil
@@ -81,31 +106,66 @@ func statusCmd() *ucli.Command {
 		Name: "status", Usage: "what serves which version at which weight, with history", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
 		Flags: backendFlags(),
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			cfg := e.Config
-			if t := cfg.Backends.Serving.Type; t == "" || t == local.Name {
-				// Read the state files; start nothing.
-				dir := stateDir(e)
-				st, err := local.ReadState(dir, cfg.Deploy.Model)
-				if err != nil {
-					return nil, agent.Failed("read local serving state", err, "")
-				}
-				res := &deploy.Result{Serving: st}
-				o := deploy.Options{Config: cfg, Serving: readOnly{st}, StatusFile: statusFile(dir, cfg.Deploy.Model), Log: e.Log}
-				if r, err := deploy.Status(e.Ctx, o); err == nil {
-					res.Status = r.Status
-				}
-				return result(e, res, true), nil
-			}
-			o, closeFn, err := options(e)
+			res, err := readStatus(e)
 			if err != nil {
 				return nil, err
 			}
-			defer closeFn()
-			res, err := deploy.Status(e.Ctx, o)
-			if err != nil {
-				return nil, agent.Failed("read deploy status", err, "")
-			}
 			return result(e, res, true), nil
+		},
+	})
+}
+
+// readStatus reads what serves and the recorded status, starting nothing.
+func readStatus(e *cli.Env) (*deploy.Result, error) {
+	cfg := e.Config
+	if t := cfg.Backends.Serving.Type; t == "" || t == local.Name {
+		dir := stateDir(e)
+		st, err := local.ReadState(e.Ctx, dir, cfg.Deploy.Model)
+		if err != nil {
+			return nil, agent.Usage("read the local serving state", err, "see the message: the file named is corrupted")
+		}
+		o := deploy.Options{Config: cfg, Serving: readOnly{st}, StatusFile: statusFile(dir, cfg.Deploy.Model), Log: e.Log}
+		if f, ferr := forgeOf(e); ferr == nil {
+			o.Forge = f
+		}
+		r, err := deploy.Status(e.Ctx, o)
+		if err != nil {
+			return nil, classify("read the deploy status", err)
+		}
+		return r, nil
+	}
+	o, closeFn, err := options(e, false)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	res, err := deploy.Status(e.Ctx, o)
+	if err != nil {
+		return nil, classify("read the deploy status", err)
+	}
+	return res, nil
+}
+
+func historyCmd() *ucli.Command {
+	return cli.Command(cli.Spec{
+		Name: "history", Usage: "the deploy history: every step, promotion, rollback and failure, oldest first", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
+		Flags: backendFlags(),
+		Run: func(e *cli.Env) (*agent.Result, error) {
+			res, err := readStatus(e)
+			if err != nil {
+				return nil, err
+			}
+			h := res.Status.History
+			if h == nil {
+				h = []records.DeployEvent{}
+			}
+			out := &agent.Result{Summary: deploy.HistoryText(res.Status.Model, h)}
+			if e.Output == "json" || e.CLI.String("result") != "" {
+				out.Outputs = map[string]any{"model": res.Status.Model, "history": h, "served": deploy.ServedVersions(h)}
+			} else {
+				out.Outputs = struct{}{}
+			}
+			return out, nil
 		},
 	})
 }
@@ -119,11 +179,12 @@ func rollbackCmd() *ucli.Command {
 				return nil, agent.Usagef("pass --to VERSION (a positive integer, e.g. --to 1), or leave --to out to bring back the version before the current stable",
 					"--to %d: a model version is a positive integer", to)
 			}
-			o, closeFn, err := options(e)
+			o, closeFn, err := options(e, false)
 			if err != nil {
 				return nil, err
 			}
 			defer closeFn()
+			o.By = "branchml-deploy rollback"
 			res, err := deploy.Rollback(e.Ctx, o, e.CLI.Int64("to"))
 			if err != nil {
 				return result(e, res, true), classify("roll back "+o.Config.Deploy.Model, err)
@@ -144,30 +205,47 @@ func statusFile(dir, model string) string {
 	return filepath.Join(local.StateDir(dir, model), "deploy-status.json")
 }
 
+// forgeOf opens the forge of the ML repository (nil when NewForge is unset).
+func forgeOf(e *cli.Env) (forge.Forge, error) {
+	if NewForge == nil {
+		return nil, nil
+	}
+	return NewForge(e.Ctx, e.Config, e.Build)
+}
+
 // options builds deploy.Options: the backend, the forge, the workspace.
-func options(e *cli.Env) (deploy.Options, func(), error) {
+// The local backend uses the model's serving plane: the one that runs,
+// else one hosted here (host: --serve) or spawned (ServeArgv), which keeps
+// serving after this process ends.
+func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 	cfg := e.Config
 	ws := e.Build.Workspace
 	if ws == "" {
 		ws = cfg.Dir
 	}
 	dir := stateDir(e)
-	if e.DryRun && (cfg.Backends.Serving.Type == "" || cfg.Backends.Serving.Type == local.Name) {
+	localServing := cfg.Backends.Serving.Type == "" || cfg.Backends.Serving.Type == local.Name
+	if e.DryRun && localServing {
 		// Plan from the recorded state; start nothing.
-		st, _ := local.ReadState(dir, cfg.Deploy.Model)
-		return deploy.Options{Config: cfg, Workspace: ws, ModelRoot: ws, Serving: readOnly{st}, StatusFile: statusFile(dir, cfg.Deploy.Model),
+		st, err := local.ReadState(e.Ctx, dir, cfg.Deploy.Model)
+		if err != nil {
+			return deploy.Options{}, nil, agent.Usage("read the local serving state", err, "see the message: the file named is corrupted")
+		}
+		f, _ := forgeOf(e)
+		return deploy.Options{Config: cfg, Workspace: ws, ModelRoot: modelRoot(cfg, ws), Serving: readOnly{st}, StatusFile: statusFile(dir, cfg.Deploy.Model), Forge: f,
 			Commit: e.Build.Commit, BuildURL: e.Build.BuildURL, Log: e.Log, DryRun: true}, func() {}, nil
 	}
-	var f forge.Forge
-	if NewForge != nil {
-		var err error
-		if f, err = NewForge(e.Ctx, cfg, e.Build); err != nil {
-			return deploy.Options{}, nil, agent.Failed("open the forge", err, "check backends.forge and its credentials")
+	f, err := forgeOf(e)
+	if err != nil {
+		return deploy.Options{}, nil, agent.Failed("open the forge", err, "check backends.forge and its credentials")
+	}
+	if f != nil && e.CLI.Command.Name == "run" {
+		if err := forgefactory.RequireApproval(e.Ctx, cfg, f, config.StageDeploy, e.Build.Commit, e.DryRun); err != nil {
+			return deploy.Options{}, nil, err
 		}
 	}
 	serveCmd := e.CLI.StringSlice("serve-command")
 	stopImages := func() {}
-	localServing := cfg.Backends.Serving.Type == "" || cfg.Backends.Serving.Type == local.Name
 	if len(serveCmd) == 0 && len(cfg.Deploy.Serving.Command) == 0 && localServing && f != nil {
 		argv, stop, err := componentCommand(e, f)
 		if err != nil {
@@ -175,13 +253,20 @@ func options(e *cli.Env) (deploy.Options, func(), error) {
 		}
 		serveCmd, stopImages = argv, stop
 	}
-	b, closeB, err := servingfactory.New(e.Ctx, cfg, servingfactory.Options{ServeCommand: serveCmd, StateDir: dir, Image: e.CLI.String("serving-image"), Log: e.Log})
+	so := servingfactory.Options{ServeCommand: serveCmd, StateDir: dir, Image: e.CLI.String("serving-image"), Log: e.Log, Host: host, Owner: "branchml-deploy run --serve"}
+	if localServing && !host {
+		if so.Spawn, err = ServeArgv(dir, cfg.Deploy.Model, cfg.Backends.Serving.Addr); err != nil {
+			stopImages()
+			return deploy.Options{}, nil, agent.Failed("find the serve command", err, "")
+		}
+	}
+	b, closeB, err := servingfactory.New(e.Ctx, cfg, so)
 	if err != nil {
 		stopImages()
-		return deploy.Options{}, nil, agent.Usage("open the serving backend", err, "set deploy.serving.command (local) or deploy.serving.image and backends.serving (kubernetes)")
+		return deploy.Options{}, nil, agent.Failed("open the serving backend", err, "set deploy.serving.command (local) or deploy.serving.image and backends.serving (kubernetes); a temporary failure: run again")
 	}
 	closeFn := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = closeB(ctx)
 		stopImages()
@@ -195,22 +280,65 @@ func options(e *cli.Env) (deploy.Options, func(), error) {
 	return o, closeFn, nil
 }
 
-// startLoad runs the --load generator against the local gateway.
+// startLoad runs the analysis traffic against the local gateway during
+// the rollout: --load RATE, or "auto" (the default when run by hand:
+// without a --build-url) at the rate that gives the first canary step
+// deploy.canary.minRequests per interval, twice over (at least 5/s, at
+// most 200/s). With no body to send it says so and sends nothing: the
+// rollout then waits for real traffic.
 func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), error) {
-	rate := e.CLI.Float64("load")
+	none := func() (loadgen.Report, bool) { return loadgen.Report{}, false }
 	lb, ok := b.(*local.Backend)
-	if rate <= 0 || !ok || e.DryRun {
-		return func() (loadgen.Report, bool) { return loadgen.Report{}, false }, nil
+	if !ok || e.DryRun {
+		return none, nil
+	}
+	spec := e.CLI.String("load")
+	if spec == "" {
+		if e.Build.BuildURL != "" {
+			return none, nil // run by Jenkins (or the quickstart): real traffic, or its own --load
+		}
+		spec = "auto"
+	}
+	canary := e.Config.Deploy.Canary
+	var rate float64
+	if spec == "auto" {
+		first := 100
+		if len(canary.Steps) > 0 {
+			first = max(canary.Steps[0], 1)
+		}
+		secs := canary.Interval.Duration.Seconds()
+		if secs <= 0 {
+			secs = 60
+		}
+		rate = 2 * float64(max(canary.MinRequests, 1)) * 100 / float64(first) / secs
+		rate = min(max(rate, 5), 200)
+	} else {
+		v, err := strconv.ParseFloat(spec, 64)
+		if err != nil || v < 0 {
+			return nil, agent.Usagef("give --load a rate in requests per second (e.g. --load 50), auto, or 0", "--load %q is not a rate", spec)
+		}
+		rate = v
+	}
+	if rate == 0 {
+		return none, nil
 	}
 	body := []byte(e.CLI.String("load-body"))
 	if len(body) == 0 {
-		if sm := e.Config.Deploy.Canary.Smoke; len(sm) > 0 {
+		if sm := canary.Smoke; len(sm) > 0 {
 			body, _ = json.Marshal(sm[0].Request)
 		}
 	}
-	if len(body) == 0 || !json.Valid(body) {
-		return nil, agent.Usagef("give --load-body '{\"instances\": [...]}' or a deploy.canary.smoke request", "--load needs a predict body")
+	if len(body) == 0 {
+		body = zerosBody(e.Ctx, lb.URL(), e.Config.Deploy.Model)
 	}
+	if len(body) == 0 {
+		e.Log.Warnf("no predict body for the analysis traffic: pass --load-body '{\"instances\": [...]}' or set deploy.canary.smoke; the rollout waits for real traffic on %s/v1/models/%s:predict", lb.URL(), e.Config.Deploy.Model)
+		return none, nil
+	}
+	if !json.Valid(body) {
+		return nil, agent.Usagef("give --load-body as JSON, e.g. '{\"instances\": [[1.0, 2.0]]}'", "--load-body is not JSON")
+	}
+	e.Log.Infof("analysis traffic: %.0f predicts/s through %s during the rollout (--load 0 turns it off)", rate, lb.URL())
 	ctx, cancel := context.WithCancel(e.Ctx)
 	done := make(chan loadgen.Report, 1)
 	go func() {
@@ -220,19 +348,89 @@ func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), er
 	return func() (loadgen.Report, bool) { cancel(); return <-done, true }, nil
 }
 
-// classify maps deploy errors to exit codes: interrupted 130, rolled
-// back 3, bad spec or usage 2, else 1.
+// zerosBody is a predict body of zeros shaped as the serving model's
+// signature (GET /v1/models/{model}/metadata: the one input of
+// serving_default with a fixed inner shape), or nil when that cannot be
+// read.
+func zerosBody(ctx context.Context, url, model string) []byte {
+	c, err := tfserving.New(url, tfserving.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil
+	}
+	raw, err := c.Metadata(ctx, model, tfserving.Selector{})
+	if err != nil {
+		return nil
+	}
+	var md struct {
+		Metadata struct {
+			SignatureDef struct {
+				SignatureDef map[string]struct {
+					Inputs map[string]struct {
+						TensorShape struct {
+							Dim []struct {
+								Size string `json:"size"`
+							} `json:"dim"`
+						} `json:"tensor_shape"`
+					} `json:"inputs"`
+				} `json:"signature_def"`
+			} `json:"signature_def"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &md) != nil {
+		return nil
+	}
+	sig, ok := md.Metadata.SignatureDef.SignatureDef["serving_default"]
+	if !ok || len(sig.Inputs) != 1 {
+		return nil
+	}
+	for _, in := range sig.Inputs {
+		dims := in.TensorShape.Dim
+		if len(dims) != 2 {
+			return nil
+		}
+		n, err := strconv.Atoi(dims[1].Size)
+		if err != nil || n <= 0 || n > 1<<16 {
+			return nil
+		}
+		row := make([]float64, n)
+		body, _ := json.Marshal(map[string]any{"instances": [][]float64{row}})
+		return body
+	}
+	return nil
+}
+
+// classify maps deploy errors to exit codes: interrupted 130; rolled
+// back, preempted by a manual rollback, or a version that cannot load 3;
+// bad spec, usage or a corrupted status 2; else 1.
 func classify(what string, err error) error {
 	var se *deploy.SpecError
 	var ue *deploy.UsageError
 	var re *deploy.RestoreError
+	var ce *deploy.CorruptStatusError
+	var he *serving.HeldError
+	var pe *serving.PreemptedError
+	var lse *local.StateError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return agent.Failed(what, err, "interrupted: a canary in progress was removed and the deploy status records the interruption; run the stage again (it restores the recorded stable first)")
 	case errors.Is(err, context.DeadlineExceeded):
-		return agent.Failed(what, err, "out of time: a canary in progress was removed and the deploy status records it; raise --timeout and run the stage again")
+		return agent.Failed(what, err, "out of time: a canary in progress was removed and the deploy status records it; run the stage again, with a longer --timeout if the rollout needs it")
+	case errors.As(err, &pe):
+		return agent.Gate(what, err, "a manual rollback took over while this rollout ran: its canary was removed and the version the rollback chose serves; see 'branchml-deploy history'")
+	case errors.Is(err, deploy.ErrRolledBack) && errors.Is(err, serving.ErrLoadFailed):
+		return agent.Gate(what, err, "the version cannot load (see the server log named above); the stable version keeps serving; fix the model or merge a deploy.yaml naming another version")
 	case errors.Is(err, deploy.ErrRolledBack):
-		return agent.Gate(what, err, "the canary was rolled back and the stable version serves; fix the model (see the status history) and merge a new deploy.yaml")
+		return agent.Gate(what, err, "the canary was rolled back and the stable version serves; fix the model (see 'branchml-deploy history') and merge a new deploy.yaml")
+	case errors.Is(err, serving.ErrLoadFailed):
+		return agent.Gate(what, err, "the version cannot load (see the server log named above); fix the model or merge a deploy.yaml naming another version")
+	case errors.Is(err, rollout.ErrNoTraffic):
+		return agent.Failed(what, err, "the canary got too few requests to judge: send predict traffic to the gateway during the rollout, or run with --load (e.g. --load auto); the stable version keeps serving")
+	case errors.As(err, &he):
+		return agent.Failed(what, err, "wait for it to end and run again (without --no-wait the stage waits for it)")
+	case errors.As(err, &ce):
+		return agent.Usage(what, err, ce.Fix)
+	case errors.As(err, &lse):
+		return agent.Usage(what, err, "see the message: the file named is corrupted")
 	case errors.As(err, &ue):
 		return agent.Usage(what, err, ue.Fix)
 	case errors.As(err, &se):

@@ -8,16 +8,48 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/cli"
 	stage "github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/records"
 )
+
+// The test binary doubles as branchml-deploy for the serving planes the
+// deploys spawn (ServeArgv): with DEPLOYCMD_TEST_MAIN=1 it runs the app on
+// its arguments, and exits when the test process that started the chain
+// (DEPLOYCMD_TEST_PARENT) is gone, so that a crashed test leaves nothing.
+func TestMain(m *testing.M) {
+	if os.Getenv("DEPLOYCMD_TEST_LOAD") == "1" {
+		os.Exit(loadMain(os.Args[1:]))
+	}
+	if os.Getenv("DEPLOYCMD_TEST_MAIN") == "1" {
+		if pid, _ := strconv.Atoi(os.Getenv("DEPLOYCMD_TEST_PARENT")); pid > 0 {
+			go func() {
+				for syscall.Kill(pid, 0) == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+			}()
+		}
+		os.Exit(cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, os.Args[1:]...), cli.StdStreams()))
+	}
+	os.Setenv("DEPLOYCMD_TEST_MAIN", "1")
+	os.Setenv("DEPLOYCMD_TEST_PARENT", strconv.Itoa(os.Getpid()))
+	stage.ServeArgv = func(stateDir, model, addr string) ([]string, error) {
+		return []string{os.Args[0], "serve", "--model", model, "--state-dir", stateDir}, nil
+	}
+	code := m.Run()
+	os.Unsetenv("DEPLOYCMD_TEST_MAIN")
+	os.Exit(code)
+}
 
 func build(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "fake-tfserving")
@@ -56,12 +88,7 @@ backends:
 	spec := func(v int) {
 		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
 	}
-	t.Cleanup(func() {
-		st, _ := local.ReadState(state, "djia30")
-		for _, v := range st.Variants {
-			exec.Command("kill", fmt.Sprint(v.PID)).Run()
-		}
-	})
+	t.Cleanup(func() { killAll(t, state) })
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
@@ -104,7 +131,7 @@ backends:
 		t.Fatalf("status = %d\n%s", code, out)
 	}
 	code, out, _ = run("status", "--workspace", ws)
-	if code != 0 || !strings.HasPrefix(out, "djia30: RolledBack; stable v1 (1 failed analyses") || !strings.Contains(out, "\nserving (local):\n  stable djia30 v1 at 100% (pid ") ||
+	if code != 0 || !strings.HasPrefix(out, "djia30: RolledBack; stable v1 (1 failed analyses") || !strings.Contains(out, "\nserving (local, http://127.0.0.1:") || !strings.Contains(out, "):\n  stable djia30 v1 at 100% (pid ") ||
 		!strings.Contains(out, "  rolled-back      1 failed analyses") || strings.Contains(out, "status.") || strings.Contains(out, "null") {
 		t.Fatalf("status text = %d\n%s", code, out)
 	}
@@ -115,24 +142,16 @@ backends:
 	}
 }
 
-// killAll stops every model server of the state directory, as the
-// quickstart does at its end (or a Ctrl-C of the whole process group).
+// killAll stops the serving plane of the state directory and with it
+// every model server, as 'branchml-deploy serve --stop' does.
 func killAll(t *testing.T, state string) {
 	t.Helper()
-	st, _ := local.ReadState(state, "djia30")
-	for _, v := range st.Variants {
-		exec.Command("kill", fmt.Sprint(v.PID)).Run()
+	if _, err := local.StopPlane(state, "djia30", 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, _ := local.ReadState(state, "djia30")
-		if len(st.Variants) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("servers still run: %+v", st.Variants)
-		}
-		time.Sleep(10 * time.Millisecond)
+	st, err := local.ReadState(context.Background(), state, "djia30")
+	if err != nil || len(st.Variants) != 0 || len(st.Orphans) != 0 {
+		t.Fatalf("after stopping the plane: %+v, %v", st, err)
 	}
 }
 
@@ -203,7 +222,7 @@ backends:
 	defer cancel()
 	go func() {
 		for ctx.Err() == nil {
-			if st, _ := local.ReadState(state, "djia30"); st.CanaryWeight >= 50 {
+			if st, _ := local.ReadState(context.Background(), state, "djia30"); st.CanaryWeight >= 50 {
 				cancel()
 				return
 			}
@@ -260,7 +279,7 @@ backends:
 			t.Fatalf("rollback --to %s = %d\n%s\n%s", to, code, out, errs)
 		}
 	}
-	if st, _ := local.ReadState(state, "djia30"); len(st.Variants) != 0 {
+	if st, _ := local.ReadState(context.Background(), state, "djia30"); len(st.Variants) != 0 {
 		t.Fatalf("a refused or planned rollback started %+v", st.Variants)
 	}
 
@@ -279,10 +298,253 @@ backends:
 	if code, out, errs = run("run", "--workspace", ws, "--commit", "writeback-of-c3", "--serve-command", bin); code != 0 {
 		t.Fatalf("rerun = %d\n%s\n%s", code, out, errs)
 	}
-	if s, _ := local.ReadState(state, "djia30"); s.Get("stable") == nil || s.Get("stable").Model.Version != 2 {
+	if s, _ := local.ReadState(context.Background(), state, "djia30"); s.Get("stable") == nil || s.Get("stable").Model.Version != 2 {
 		t.Fatalf("after the rerun: %+v", s)
 	}
 	if _, after := written(); after != before {
 		t.Fatalf("the rerun wrote the status back:\n%s", after)
+	}
+}
+
+// The canary edges of the operator's night, by the exit codes and texts
+// of the CLI: a by-hand deploy with no traffic sends its own (no "no data"
+// rollback); a version that cannot load is a failed canary, exit 3 at
+// once, recorded; rollback --to an unknown version exit 2 at once, not
+// recorded; a corrupted status file is exit 2 naming it, the history left
+// as it was.
+func TestCLICanaryEdges(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	for v, beh := range map[int]string{1: "", 2: "", 6: `{"loadError":"Could not parse saved_model.pb"}`} {
+		d := filepath.Join(ws, "models", "djia30", fmt.Sprint(v))
+		os.MkdirAll(d, 0o755)
+		if beh != "" {
+			os.WriteFile(filepath.Join(d, "behavior.json"), []byte(beh), 0o644)
+		}
+	}
+	cfg := `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+deploy:
+  model: djia30
+  canary: {steps: [50, 100], interval: 300ms, threshold: 1, minRequests: 5, successRate: 99, maxLatencyP99: 1s}
+backends:
+  stateDir: ` + state + "\n"
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
+		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func(v int) {
+		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
+	}
+	t.Cleanup(func() { killAll(t, state) })
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	history := func() string {
+		raw, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+		var st records.DeployStatus
+		json.Unmarshal(raw, &st)
+		var k []string
+		for _, e := range st.History {
+			if e.Event != "step" && e.Event != "analysis-failed" {
+				k = append(k, fmt.Sprintf("%s v%d", e.Event, e.Version))
+			}
+		}
+		return strings.Join(k, ", ")
+	}
+	spec(1)
+	if code, out, errs := run("run", "--workspace", ws, "--commit", "c1", "--serve-command", bin); code != 0 {
+		t.Fatalf("run v1 = %d\n%s\n%s", code, out, errs)
+	}
+	// By hand, no traffic: the agent's own analysis traffic (auto).
+	spec(2)
+	code, out, errs := run("run", "--workspace", ws, "--commit", "c2", "--serve-command", bin, "--load-body", `{"instances":[[1]]}`)
+	if code != 0 || !strings.Contains(errs, "analysis traffic: ") || !strings.Contains(out, "djia30: Succeeded; stable v2") {
+		t.Fatalf("by-hand deploy of v2 = %d\n%s\n%s", code, out, errs)
+	}
+	// v6 cannot load: exit 3 at once, recorded.
+	spec(6)
+	start := time.Now()
+	code, out, errs = run("run", "--workspace", ws, "--commit", "c6", "--serve-command", bin, "--load-body", `{"instances":[[1]]}`)
+	if code != 3 || !strings.Contains(out, "djia30: RolledBack; stable v2 (canary v6 cannot load: start canary djia30 v6") || !strings.Contains(errs, "failed to load: INVALID_ARGUMENT: Could not parse saved_model.pb") || !strings.Contains(errs, "fix: the version cannot load") {
+		t.Fatalf("run v6 = %d\n%s\n%s", code, out, errs)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("the failed load took %v", d)
+	}
+	if got := history(); got != "promoted v1, promoted v2, rolled-back v6" {
+		t.Fatalf("history = %s", got)
+	}
+	// rollback --to 99: refused at once, nothing recorded.
+	before := history()
+	start = time.Now()
+	code, _, errs = run("rollback", "--workspace", ws, "--serve-command", bin, "--to", "99")
+	if code != 2 || !strings.Contains(errs, "--to 99: v99 never served djia30 (the deploy history knows v1, v2)") || time.Since(start) > 5*time.Second {
+		t.Fatalf("rollback --to 99 = %d after %v\n%s", code, time.Since(start), errs)
+	}
+	if history() != before {
+		t.Fatalf("the refused rollback was recorded: %s", history())
+	}
+	// No traffic and nothing to send: the rollout waits, saying where to
+	// send traffic, then gives up without blaming the model (exit 1).
+	spec(1)
+	code, out, errs = run("run", "--workspace", ws, "--commit", "c8", "--serve-command", bin)
+	if code != 1 || !strings.Contains(errs, "no predict body for the analysis traffic: pass --load-body") ||
+		!strings.Contains(errs, "waiting for traffic at 50%: 0 canary requests in the interval, need 5; send predict requests to http://127.0.0.1:") ||
+		!strings.Contains(errs, "fix: the canary got too few requests to judge") || strings.Contains(errs, "fix the model") {
+		t.Fatalf("run with no traffic = %d\n%s\n%s", code, out, errs)
+	}
+	before = history()
+	// history lists it all; -o json too.
+	code, out, _ = run("history", "--workspace", ws)
+	if code != 0 || !strings.HasPrefix(out, "djia30: ") || !strings.Contains(out, "served as stable: v1, v2") || !strings.Contains(out, "rolled-back      canary v6 cannot load") || !strings.Contains(out, "waiting          waiting for traffic at 50%") {
+		t.Fatalf("history = %d\n%s", code, out)
+	}
+	code, out, _ = run("history", "--workspace", ws, "-o", "json")
+	var hj struct {
+		Outputs struct {
+			Served  []int64               `json:"served"`
+			History []records.DeployEvent `json:"history"`
+		} `json:"outputs"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &hj) != nil || fmt.Sprint(hj.Outputs.Served) != "[1 2]" || len(hj.Outputs.History) == 0 {
+		t.Fatalf("history -o json = %d\n%s", code, out)
+	}
+	// A corrupted deploy status on the deploy branch: exit 2 naming it.
+	good, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+	if _, err := remote.WriteBack(context.Background(), forge.WriteBack{Branch: "deploy-model", Message: "truncate",
+		Files: map[string][]byte{records.DeployStatusPath: good[:len(good)/2]}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"run", "--commit", "c7"}, {"rollback"}, {"status"}} {
+		code, _, errs = run(append(args, "--workspace", ws, "--serve-command", bin)...)
+		if code != 2 || !strings.Contains(errs, "the deploy status .branchml/deploy-status.json on branch deploy-model is corrupted") || !strings.Contains(errs, "fix: restore it from the branch's history") {
+			t.Fatalf("%v with a corrupted status = %d\n%s", args, code, errs)
+		}
+	}
+	if raw, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath); string(raw) != string(good[:len(good)/2]) {
+		t.Fatal("the corrupted status was overwritten")
+	}
+}
+
+// stages.deploy.requireApproval: a commit that did not arrive through an
+// approved pull request is refused, exit 2, before any work (no serving
+// plane started); after a reviewer approved and merged, the stage runs.
+func TestCLIRequireApproval(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	os.MkdirAll(filepath.Join(ws, "models", "djia30", "1"), 0o755)
+	cfg := `apiVersion: branchml.dev/v1
+project: djia30
+branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
+stages:
+  deploy: {requireApproval: true}
+deploy:
+  model: djia30
+backends:
+  stateDir: ` + state + "\n"
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
+	os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1, volume: djia30-model, path: models/djia30}\n"), 0o644)
+	ctx := context.Background()
+	remote, err := gitremote.Init(ctx, filepath.Join(state, "forge", "djia30.git"), map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model", "training"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { killAll(t, state) })
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(ctx, stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	pushed, err := remote.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "someone's push", Files: map[string][]byte{"deploy.yaml": []byte("x\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run("run", "--workspace", ws, "--commit", pushed, "--serve-command", bin)
+	if code != 2 || !strings.Contains(errs, "stages.deploy.requireApproval: commit ") || !strings.Contains(errs, "did not arrive through a merged pull request") ||
+		!strings.Contains(errs, "fix: merge into deploy-model through a pull request with an approving review") {
+		t.Fatalf("unreviewed commit = %d\n%s", code, errs)
+	}
+	if _, _, ok := local.PlaneOwner(state, "djia30"); ok {
+		t.Fatal("a refused run started the serving plane")
+	}
+	pr, _ := remote.EnsurePullRequest(ctx, forge.PullRequest{Head: "training", Base: "deploy-model", Title: "Promote v1", Author: "branchml"})
+	merge, err := remote.MergeAs(ctx, pr.Number, "reviewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs = run("run", "--workspace", ws, "--commit", merge, "--serve-command", bin); code != 2 || !strings.Contains(errs, "arrived through pull request #1, which no reviewer approved") {
+		t.Fatalf("unapproved merge = %d\n%s", code, errs)
+	}
+	// Approved: merged again through a second, approved pull request.
+	remote.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "v1 again", Files: map[string][]byte{"deploy.yaml": []byte("y\n")}})
+	pr2, _ := remote.EnsurePullRequest(ctx, forge.PullRequest{Head: "training", Base: "deploy-model", Title: "Promote v1", Author: "branchml"})
+	if _, err := remote.Review(ctx, pr2.Number, "reviewer", "APPROVED", ""); err != nil {
+		t.Fatal(err)
+	}
+	merge2, err := remote.MergeAs(ctx, pr2.Number, "reviewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := run("run", "--workspace", ws, "--commit", merge2, "--serve-command", bin); code != 0 {
+		t.Fatalf("approved merge = %d\n%s\n%s", code, out, errs)
+	}
+	// A dry run (a change request) only plans: no gate.
+	if code, _, errs := run("run", "--workspace", ws, "--commit", pushed, "--dry-run"); code != 0 {
+		t.Fatalf("dry run = %d\n%s", code, errs)
+	}
+}
+
+// run --serve hosts the serving plane in the process itself and keeps
+// serving after the rollout until interrupted; then it stops the plane and
+// every model server.
+func TestCLIRunServeHostsThePlane(t *testing.T) {
+	bin := build(t)
+	ws := t.TempDir()
+	state := filepath.Join(ws, "state")
+	os.MkdirAll(filepath.Join(ws, "models", "djia30", "1"), 0o755)
+	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte("apiVersion: branchml.dev/v1\nproject: djia30\nbranches: {build: b, pipeline: p, train: t, deploy: deploy-model}\ndeploy:\n  model: djia30\nbackends:\n  stateDir: "+state+"\n"), 0o644)
+	os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: 1, volume: djia30-model, path: models/djia30}\n"), 0o644)
+	if _, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"), map[string][]byte{"README.md": []byte("x\n")}, []string{"main", "deploy-model"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		done <- cli.Run(ctx, stage.App(), []string{"branchml-deploy", "run", "--workspace", ws, "--commit", "c1", "--serve-command", bin, "--serve"}, cli.Streams{Out: &bytes.Buffer{}, Err: &errb})
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if st, _ := local.ReadState(context.Background(), state, "djia30"); st.Get("stable") != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing served:\n%s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	owner, _, ok := local.PlaneOwner(state, "djia30")
+	if !ok || owner.PID != os.Getpid() || owner.What != "branchml-deploy run --serve" {
+		t.Fatalf("plane owner = %+v, %v", owner, ok)
+	}
+	st, _ := local.ReadState(context.Background(), state, "djia30")
+	pid := st.Get("stable").PID
+	cancel()
+	if code := <-done; code != 0 && code != 130 {
+		t.Fatalf("run --serve = %d\n%s", code, errb.String())
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("model server %d survives run --serve", pid)
+	}
+	if _, _, ok := local.PlaneOwner(state, "djia30"); ok {
+		t.Fatal("the plane survives run --serve")
 	}
 }

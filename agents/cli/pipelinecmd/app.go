@@ -7,6 +7,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/backends/pipelines/pipelinesfactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/pipeline"
 )
@@ -25,6 +26,9 @@ func App() *ucli.App {
 			f, err := forgefactory.New(e.Config, forgefactory.WithLogger(e.Log))
 			if err != nil {
 				return nil, agent.Usage("open the forge", err, "check backends.forge in branchml.yaml")
+			}
+			if err := forgefactory.RequireApproval(e.Ctx, e.Config, f, config.StagePipeline, e.Build.Commit, e.DryRun); err != nil {
+				return nil, err
 			}
 			b, err := pipelinesfactory.New(e.Config, pipelinesfactory.WithLogger(e.Log), pipelinesfactory.WithRunner(runner.New(nil)))
 			if err != nil {

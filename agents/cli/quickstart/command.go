@@ -26,6 +26,7 @@ func Command() *ucli.Command {
 			&ucli.BoolFlag{Name: "serve", Usage: "keep serving the model until interrupted"},
 			&ucli.BoolFlag{Name: "rerun", Usage: "start a new training run even if this commit has one"},
 			&ucli.BoolFlag{Name: "cluster", Usage: "storage on the Kubernetes test bed (PVCs, CSI VolumeSnapshots; built on first use, see test/k8s)"},
+			&ucli.BoolFlag{Name: "continue", Usage: "run only the stages whose branch moved since they last ran here (after you merged a pull request); merge nothing"},
 			&ucli.BoolFlag{Name: "verbose", Usage: "also print the agents' logs"},
 		},
 		Run: func(e *cli.Env) (*agent.Result, error) {
@@ -37,7 +38,7 @@ func Command() *ucli.Command {
 			}
 			opt := Options{
 				Data: e.CLI.String("data"), Workdir: e.CLI.String("workdir"), Example: e.CLI.String("example"),
-				Serve: e.CLI.Bool("serve"), Rerun: e.CLI.Bool("rerun"), Cluster: e.CLI.Bool("cluster"), Out: os.Stderr, Log: e.Log,
+				Serve: e.CLI.Bool("serve"), Rerun: e.CLI.Bool("rerun"), Cluster: e.CLI.Bool("cluster"), Continue: e.CLI.Bool("continue"), Out: os.Stderr, Log: e.Log,
 			}
 			if e.Output == "text" {
 				opt.Out = e.Out

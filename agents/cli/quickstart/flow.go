@@ -81,21 +81,34 @@ const loadRate = 150
 // rollout. On a workdir where all is done it runs the last pass once more,
 // which changes nothing (and finishes an interrupted run).
 func (r *run) flow(ctx context.Context) error {
+	if r.opt.Continue {
+		return r.continueFlow(ctx)
+	}
 	cfg, err := r.repo.read(ctx, "origin/ds1", "branchml.yaml")
 	if err != nil {
 		return err
 	}
 	done := applied(cfg)
+	owns, _, err := r.ownsDS1(ctx)
+	if err != nil {
+		return err
+	}
+	if !owns {
+		// ds1 carries a person's commits: they flow through as they are,
+		// and the quickstart commits no scripted change on top of them.
+		r.progress("ds1 has commits of yours: they flow through as they are (no scripted change)")
+		return r.pass(ctx, done+1)
+	}
 	for n := done; n <= len(dsChanges); n++ {
 		if n > done {
 			c := dsChanges[n-1]
 			if err := r.repo.commitChange(ctx, "ds1", "branchml.yaml", n, c.message); err != nil {
 				return agent.Failed("commit the change on ds1", err, "")
 			}
+			if err := r.noteDS1(ctx); err != nil {
+				return err
+			}
 			r.progress("ds1: %s", c.message)
-		}
-		if n < done {
-			continue
 		}
 		if err := r.pass(ctx, n+1); err != nil {
 			return err
@@ -180,8 +193,10 @@ func short(sha string) string {
 	return sha
 }
 
-// mergePromotion merges the open pull request into deploy-model that the
-// training stage opened, as a reviewer would; "" when there is none.
+// mergePromotion merges the pull request into deploy-model that promotes
+// the training branch's latest model, as a reviewer would (approve, then
+// merge); "" when there is none. A promotion pull request of another
+// model version is stale: it is left open, and said so.
 func (r *run) mergePromotion(ctx context.Context) (string, error) {
 	f, err := gitremote.New(r.repo.Remote)
 	if err != nil {
@@ -191,16 +206,30 @@ func (r *run) mergePromotion(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	current, err := r.promotedHead(ctx)
+	if err != nil {
+		return "", err
+	}
+	merged := ""
 	for _, pr := range prs {
 		if pr.Base != "deploy-model" || !strings.HasPrefix(pr.Head, "branchml/promote-") {
 			continue
 		}
-		if _, err := f.MergePullRequest(ctx, pr.Number); err != nil {
-			return "", agent.Failed(fmt.Sprintf("merge pull request #%d", pr.Number), err, "")
+		if pr.Head != current {
+			r.progress("deploy-model: pull request #%d (%s) left open: stale, the training branch's latest model is promoted by %s", pr.Number, pr.Title, current)
+			continue
 		}
-		return fmt.Sprintf("pull request #%d (%s)", pr.Number, pr.Title), nil
+		if len(pr.Approvals) == 0 {
+			if _, err := f.Review(ctx, pr.Number, reviewer, "APPROVED", ""); err != nil {
+				return "", agent.Failed(fmt.Sprintf("approve pull request #%d", pr.Number), err, "")
+			}
+		}
+		if _, err := f.MergeAs(ctx, pr.Number, reviewer); err != nil {
+			return "", agent.Failed(fmt.Sprintf("merge pull request #%d", pr.Number), err, "run the quickstart again")
+		}
+		merged = fmt.Sprintf("pull request #%d (%s), approved and merged by %s", pr.Number, pr.Title, reviewer)
 	}
-	return "", nil
+	return merged, nil
 }
 
 // read returns path at ref of the clone ("" when absent). The clone's

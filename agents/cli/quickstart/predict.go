@@ -111,15 +111,34 @@ func (r *run) predictBody(ctx context.Context) (string, error) {
 	return string(body), err
 }
 
-// gateway adopts the model servers the deploy stage left running and serves
-// the TF Serving REST API in front of them.
-func (r *run) gateway(ctx context.Context, cfg *config.Config) (*slocal.Backend, string, error) {
-	b, err := slocal.New(cfg.Deploy.Model, nil, slocal.WithStateDir(r.env["BRANCHML_BACKENDS_STATE_DIR"]), slocal.WithAddr("127.0.0.1:0"), slocal.WithLogger(r.log))
+// serving makes sure the model's serving plane runs: the one that runs
+// already (a `branchml serve`, or the plane a by-hand deploy started: the
+// quickstart then uses it and leaves it running), else one this process
+// hosts until the quickstart ends (with --serve, until Ctrl-C). Every
+// deploy stage, in this process or run by hand meanwhile, uses that one
+// gateway.
+func (r *run) serving(ctx context.Context, cfg *config.Config) (*slocal.Backend, string, error) {
+	if r.gw != nil {
+		return r.gw, r.gw.URL(), nil
+	}
+	owner := "branchml quickstart"
+	if r.opt.Serve {
+		owner += " --serve"
+	}
+	b, err := slocal.New(cfg.Deploy.Model, nil, slocal.WithStateDir(r.env["BRANCHML_BACKENDS_STATE_DIR"]), slocal.WithAddr(cfg.Backends.Serving.Addr),
+		slocal.WithLogger(r.log), slocal.WithHost(), slocal.WithOwner(owner))
 	if err != nil {
 		return nil, "", err
 	}
 	url, err := b.Start(ctx)
-	return b, url, err
+	if err != nil {
+		return nil, "", err
+	}
+	r.gw = b
+	if !b.Hosted() {
+		r.progress("serving plane of %s: %s, run by %s (left running at the end)", cfg.Deploy.Model, url, b.Owner())
+	}
+	return b, url, nil
 }
 
 // predict sends one predict request through the gateway.

@@ -38,11 +38,17 @@ type Options struct {
 	// and CSI VolumeSnapshots instead of local directories; the rest of the
 	// flow is unchanged.
 	Cluster bool
+	// Continue runs only the stages whose branch moved since they last ran
+	// here (a person merged a pull request), merging nothing itself.
+	Continue bool
 	// Out receives the progress lines and the summary; Log the stages' logs.
 	Out io.Writer
 	Log *logrus.Logger
 	// LogOut receives the agents' own log lines (default: Workdir/logs/<stage>.log).
 	LogOut io.Writer
+	// BinDir is where the agents' binaries are, for the summary's PATH line
+	// (default: this executable's directory when branchml-deploy is there).
+	BinDir string
 }
 
 // StageTime is how long one stage took.
@@ -84,6 +90,8 @@ type run struct {
 	gw      *slocal.Backend
 	// log is the quickstart's own log (Workdir/logs/quickstart.log).
 	log *logrus.Logger
+	// state is what this and earlier quickstarts did (quickstart.json).
+	state *qsState
 }
 
 func (r *run) progress(format string, args ...any) {
@@ -97,16 +105,37 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	}
 	cwd, _ := os.Getwd()
 	exe, _ := os.Executable()
+	// A workdir named remembers where its example and data came from, so
+	// that 'quickstart --continue --workdir DIR' works from anywhere.
+	recorded := &qsState{}
+	if opt.Workdir != "" {
+		if abs, err := filepath.Abs(opt.Workdir); err == nil {
+			if st, err := readState(abs); err == nil {
+				recorded = st
+			}
+		}
+	}
 	example, err := findExample(opt.Example, cwd, filepath.Dir(exe))
+	if err != nil && opt.Example == "" && recorded.Example != "" {
+		example, err = recorded.Example, nil
+	}
 	if err != nil {
 		return nil, agent.Usage("find the example", err, "run 'branchml quickstart' from the branchml checkout")
 	}
 	data, err := findData(opt.Data, cwd, filepath.Dir(exe), example)
+	if err != nil && opt.Data == "" && recorded.Data != "" {
+		data, err = recorded.Data, nil
+	}
 	if err != nil {
 		return nil, agent.Usage("find the data", err, "pass --data DIR")
 	}
 	if opt.Workdir == "" {
 		opt.Workdir = filepath.Join(filepath.Dir(filepath.Dir(example)), ".work", "quickstart")
+	}
+	if opt.BinDir == "" {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(exe), "branchml-deploy")); err == nil {
+			opt.BinDir = filepath.Dir(exe)
+		}
 	}
 	if opt.Workdir, err = filepath.Abs(opt.Workdir); err != nil {
 		return nil, err
@@ -114,7 +143,16 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	if err := os.MkdirAll(opt.Workdir, 0o755); err != nil {
 		return nil, err
 	}
+	release, err := lockWorkdir(ctx, opt.Workdir)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	r := &run{opt: opt, started: time.Now(), sum: &Summary{Workdir: opt.Workdir, Data: data, Outputs: map[string]any{}}}
+	if r.state, err = readState(opt.Workdir); err != nil {
+		return nil, err
+	}
+	r.state.Example, r.state.Data = example, data
 	if err := os.MkdirAll(filepath.Join(opt.Workdir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
@@ -133,12 +171,34 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	r.progress("workdir %s, data %s", opt.Workdir, data)
 
 	t0 := time.Now()
-	repo, changed, err := ensureRepo(ctx, opt.Workdir, example)
+	repo, err := ensureRepo(ctx, opt.Workdir)
 	if err != nil {
-		return nil, agent.Failed("create the local ML repository", err, "run again: the repository under "+opt.Workdir+" is reused as it is (a stale git lock is named above with what to do)")
+		return nil, agent.Failed("create the local ML repository", err, "run again: a half-made repository is made again, nothing else is touched")
 	}
 	r.repo = repo
-	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s; %s", repo.Remote, map[bool]string{true: "examples/djia30 committed to ds1", false: "ds1 already has examples/djia30"}[changed]))
+	what := "ds1 already has examples/djia30"
+	owns, tip, err := r.ownsDS1(ctx)
+	switch {
+	case err != nil:
+		return nil, agent.Failed("read ds1", err, "run again")
+	case !owns:
+		what = fmt.Sprintf("ds1 has commits of yours (tip %s): left as they are", tip[:min(12, len(tip))])
+	default:
+		changed, err := repo.syncExample(ctx, example)
+		if err != nil {
+			return nil, agent.Failed("commit examples/djia30 to ds1", err, "run again")
+		}
+		if changed {
+			what = "examples/djia30 committed to ds1"
+		}
+		if err := r.noteDS1(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := repo.ensureYours(ctx); err != nil {
+		return nil, agent.Failed("clone the ML repository into "+repo.Yours, err, "run again")
+	}
+	r.add("repository", time.Since(t0), fmt.Sprintf("bare remote %s; %s", repo.Remote, what))
 
 	// What Jenkins would give every agent through withEnv: the shared state
 	// of the local backends and where the data comes from.
@@ -174,11 +234,10 @@ func (r *run) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, url, err := r.gateway(ctx, cfg)
+	_, url, err := r.serving(ctx, cfg)
 	if err != nil {
-		return agent.Failed("start the serving gateway", err, "")
+		return agent.Failed("start the serving plane", err, "a temporary failure: run the quickstart again")
 	}
-	r.gw = gw
 	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
 	if err != nil {
 		return agent.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
@@ -204,21 +263,16 @@ func (r *run) finish(ctx context.Context) error {
 	return nil
 }
 
-// stopServing stops the gateway and every model server.
+// stopServing stops the serving plane this process hosts, and with it
+// every model server; a plane another process runs (a by-hand deploy, a
+// `branchml serve`) is left alone.
 func (r *run) stopServing() {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
 	if r.gw == nil {
-		cfgPath := filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml")
-		cfg, err := config.Load(cfgPath)
-		if err != nil {
-			return
-		}
-		if r.gw, _, err = r.gateway(ctx, cfg); err != nil {
-			return
-		}
+		return
 	}
-	r.gw.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = r.gw.Close(ctx)
 }
 
 func (r *run) add(name string, d time.Duration, summary string) {
@@ -235,7 +289,7 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	what := "read the tip of " + c.branch
 	if c.from != "" {
 		what = "merge " + c.from + " into " + c.branch
-		commit, err = r.repo.merge(ctx, c.from, c.branch)
+		commit, err = r.mergeByPR(ctx, c.from, c.branch)
 	} else {
 		commit, err = r.repo.tip(ctx, c.branch)
 	}
@@ -248,6 +302,16 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	}
 	if err := r.repo.workspace(ctx, ws, c.branch, commit); err != nil {
 		return nil, agent.Failed("check out "+c.branch, err, "")
+	}
+	if c.agent == "branchml-deploy" {
+		// The deploy stage changes the one serving plane of the model.
+		cfg, err := config.Load(filepath.Join(ws, "branchml.yaml"))
+		if err != nil {
+			return nil, agent.Failed("read "+c.branch+"'s branchml.yaml", err, "")
+		}
+		if _, _, err := r.serving(ctx, cfg); err != nil {
+			return nil, agent.Failed("start the serving plane", err, "a temporary failure: run the quickstart again")
+		}
 	}
 	params := map[string]any{
 		"workspace": ws,
@@ -286,5 +350,21 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	if out.ExitCode != 0 {
 		return out, agent.Failed(name+" stage", out.Err(), "see "+logFile.Name())
 	}
+	if tip, err := r.repo.tip(ctx, c.branch); err == nil {
+		r.state.Ran[c.branch] = tip
+		if err := r.saveState(); err != nil {
+			return out, err
+		}
+	}
 	return out, nil
+}
+
+// noteDS1 records ds1's tip as the quickstart's own.
+func (r *run) noteDS1(ctx context.Context) error {
+	tip, err := r.repo.tip(ctx, "ds1")
+	if err != nil {
+		return err
+	}
+	r.state.DS1 = tip
+	return r.saveState()
 }

@@ -3,7 +3,6 @@ package quickstart
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,42 +14,49 @@ import (
 var exampleBranches = []string{"ds1", "build-components", "kf-pipeline", "training", "deploy-model"}
 
 // mlRepo is the local ML repository: a bare remote (what the forge and the
-// Jenkins workspaces see) and a working clone (where the "data scientist" merges).
+// Jenkins workspaces see), the quickstart's own working clone (where it
+// commits the example and the scripted tuning) and the person's clone
+// (WORKDIR/clone, made once on ds1 and never touched again).
 type mlRepo struct {
 	Remote string // bare repository
-	Clone  string // working clone
+	Clone  string // the quickstart's working clone
+	Yours  string // the person's clone
 }
 
-// ensureRepo creates the bare remote and the clone on first use, then syncs
-// the example's files onto ds1 (a commit only when they changed).
-func ensureRepo(ctx context.Context, workdir, example string) (*mlRepo, bool, error) {
-	r := &mlRepo{Remote: filepath.Join(workdir, "remote.git"), Clone: filepath.Join(workdir, "clone")}
+// ensureRepo creates the bare remote, the clone and the branches on first
+// use (syncExample then puts the example onto ds1).
+func ensureRepo(ctx context.Context, workdir string) (*mlRepo, error) {
+	r := &mlRepo{Remote: filepath.Join(workdir, "remote.git"), Clone: filepath.Join(workdir, ".quickstart", "clone"), Yours: filepath.Join(workdir, "clone")}
+	if err := os.MkdirAll(filepath.Dir(r.Clone), 0o755); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(filepath.Join(r.Remote, "HEAD")); errors.Is(err, os.ErrNotExist) {
-		// A half-made repository from an interrupted first run is rebuilt.
+		// A half-made repository from an interrupted first run is rebuilt
+		// (nothing of anyone's can be in it yet).
 		os.RemoveAll(r.Remote)
 		os.RemoveAll(r.Clone)
 		if err := os.MkdirAll(r.Remote, 0o755); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if _, err := git(ctx, r.Remote, "init", "--bare", "--initial-branch=main"); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
 	if _, err := os.Stat(filepath.Join(r.Clone, ".git")); errors.Is(err, os.ErrNotExist) {
 		os.RemoveAll(r.Clone)
 		if _, err := git(ctx, workdir, "clone", "--quiet", r.Remote, r.Clone); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
 	heads, err := git(ctx, r.Remote, "for-each-ref", "--format=%(refname:short)", "refs/heads")
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if !strings.Contains("\n"+heads+"\n", "\nmain\n") {
 		readme := "# djia30\n\nThe DJIA 30 stock-sentiment ML repository, driven by branchml.\n" +
 			"Branches: ds1 (development), build-components, kf-pipeline, training, deploy-model.\n"
 		if err := os.WriteFile(filepath.Join(r.Clone, "README.md"), []byte(readme), 0o644); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		for _, args := range [][]string{
 			{"checkout", "--quiet", "-B", "main"},
@@ -59,7 +65,7 @@ func ensureRepo(ctx context.Context, workdir, example string) (*mlRepo, bool, er
 			{"push", "--quiet", "origin", "main"},
 		} {
 			if _, err := git(ctx, r.Clone, args...); err != nil {
-				return nil, false, err
+				return nil, err
 			}
 		}
 	}
@@ -68,13 +74,22 @@ func ensureRepo(ctx context.Context, workdir, example string) (*mlRepo, bool, er
 		if !strings.Contains("\n"+heads+"\n", "\n"+b+"\n") {
 			if _, err := git(ctx, r.Clone, "push", "--quiet", "origin", "origin/main:refs/heads/"+b); err != nil {
 				if _, err2 := git(ctx, r.Clone, "push", "--quiet", "origin", "main:refs/heads/"+b); err2 != nil {
-					return nil, false, err
+					return nil, err
 				}
 			}
 		}
 	}
-	changed, err := r.syncExample(ctx, example)
-	return r, changed, err
+	return r, nil
+}
+
+// ensureYours makes the person's clone once, on ds1 (tracking origin/ds1);
+// an existing one is theirs and is not touched.
+func (r *mlRepo) ensureYours(ctx context.Context) error {
+	if _, err := os.Stat(r.Yours); !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_, err := git(ctx, filepath.Dir(r.Yours), "clone", "--quiet", "--branch", "ds1", r.Remote, r.Yours)
+	return err
 }
 
 // syncExample copies the example's files onto ds1 and pushes a commit when
@@ -120,26 +135,6 @@ func (r *mlRepo) syncExample(ctx context.Context, example string) (bool, error) 
 	return true, err
 }
 
-// merge merges branch from into into (a merge commit, as a reviewer merging
-// a pull request does) and pushes it. It returns into's tip after the merge.
-func (r *mlRepo) merge(ctx context.Context, from, into string) (string, error) {
-	if _, err := git(ctx, r.Clone, "fetch", "--quiet", "origin"); err != nil {
-		return "", err
-	}
-	if _, err := git(ctx, r.Clone, "checkout", "--quiet", "-B", into, "origin/"+into); err != nil {
-		return "", err
-	}
-	msg := fmt.Sprintf("Merge %s into %s", from, into)
-	if _, err := git(ctx, r.Clone, "merge", "--quiet", "--no-ff", "--no-edit", "-m", msg, "origin/"+from); err != nil {
-		git(ctx, r.Clone, "merge", "--abort")
-		return "", fmt.Errorf("merge %s into %s: %w", from, into, err)
-	}
-	if _, err := git(ctx, r.Clone, "push", "--quiet", "origin", into); err != nil {
-		return "", err
-	}
-	return git(ctx, r.Clone, "rev-parse", "HEAD")
-}
-
 // workspace checks out commit of branch into a Jenkins-like workspace.
 func (r *mlRepo) workspace(ctx context.Context, dir, branch, commit string) error {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); errors.Is(err, os.ErrNotExist) {
@@ -152,6 +147,10 @@ func (r *mlRepo) workspace(ctx context.Context, dir, branch, commit string) erro
 		return err
 	}
 	if _, err := git(ctx, dir, "checkout", "--quiet", "-f", "-B", branch, commit); err != nil {
+		return err
+	}
+	// Tracking origin, so that 'git pull' works in it by hand.
+	if _, err := git(ctx, dir, "branch", "--quiet", "--set-upstream-to=origin/"+branch, branch); err != nil {
 		return err
 	}
 	_, err := git(ctx, dir, "clean", "--quiet", "-fd")

@@ -156,7 +156,7 @@ func (r *run) render(w io.Writer, f *facts, p *Prediction) {
 	for _, ev := range f.Deploy.History {
 		fmt.Fprintf(w, "  %s  v%d  weight %3d%%  %-16s %s\n", ev.Time.Format("15:04:05.000"), ev.Version, ev.Weight, ev.Event, ev.Message)
 	}
-	fmt.Fprintf(w, "\nTo run the agents by hand on this workdir (see README.md, Running an agent by hand):\n%s", r.exports())
+	fmt.Fprintf(w, "\nTo run the agents by hand on this workdir (README.md, \"Running an agent by hand\"), paste:\n%s", r.exports())
 	if p != nil {
 		fmt.Fprintf(w, "\nPrediction: POST %s\n  request:  %s\n  response: %s\n  → P(%s moves more than its 20-day σ on the trading day after %s) = %.4f (it actually %s)\n",
 			p.URL, p.Request, p.Response, p.Ticker, p.Date, p.Probability, map[int]string{0: "did not", 1: "did"}[p.Actual])
@@ -216,8 +216,10 @@ func indent(s string) string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// exports is the environment the quickstart gave every agent, as shell
-// export lines, with the workspace of each branch.
+// exports is what a person pastes to run the agents by hand on this
+// workdir (README.md, "Running an agent by hand"): the agents on PATH, the
+// workdir, and the environment the quickstart gave every agent, as shell
+// export lines.
 func (r *run) exports() string {
 	keys := make([]string, 0, len(r.env))
 	for k := range r.env {
@@ -225,10 +227,24 @@ func (r *run) exports() string {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "  export %s=%s\n", k, r.env[k])
+	if r.opt.BinDir != "" {
+		fmt.Fprintf(&b, "  export PATH=%s:\"$PATH\"\n", shellQuote(r.opt.BinDir))
 	}
-	fmt.Fprintf(&b, "  # workspaces: %s/<branch>, e.g. branchml-deploy status --workspace %s\n",
-		filepath.Join(r.opt.Workdir, "jenkins", "workspace"), filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model"))
+	fmt.Fprintf(&b, "  export %s=%s\n", WorkdirEnv, shellQuote(r.opt.Workdir))
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  export %s=%s\n", k, shellQuote(r.env[k]))
+	}
 	return b.String()
+}
+
+// WorkdirEnv is the variable of the by-hand commands that names the
+// quickstart's workdir (its summary exports it).
+const WorkdirEnv = "QUICKSTART_WORKDIR"
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@%+=,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -44,7 +46,7 @@ func App() *ucli.App { return AppWith(DefaultWiring) }
 // AppWith returns the application with the given wiring.
 func AppWith(w Wiring) *ucli.App {
 	return cli.NewApp("branchml-snapshot", "snapshots of data and model volumes, with lineage (ML versioning)",
-		runCommand(w), verifyCommand(w), cloneCommand(w, "clone"), cloneCommand(w, "restore"), pruneCommand(w), lineageCommand())
+		runCommand(w), listCommand(w), verifyCommand(w), cloneCommand(w, "clone"), cloneCommand(w, "restore"), pruneCommand(w), lineageCommand(w))
 }
 
 func storageOf(w Wiring, e *cli.Env) (storage.Backend, error) {
@@ -119,6 +121,51 @@ func runCommand(w Wiring) *ucli.Command {
 				Outputs: map[string]any{"lineageId": rec.ID, "dataSnapshot": rec.Data, "modelSnapshot": rec.Model.Snapshot,
 					"modelVersion": rec.Model.Version, "path": lineage.Path(rec.ID)},
 			}, nil
+		},
+	})
+}
+
+func listCommand(w Wiring) *ucli.Command {
+	return cli.Command(cli.Spec{
+		Name: "list", Usage: "list the snapshots of the data and model volumes (or --volume), newest first", Stage: "snapshot", NeedsConfig: true, BuildFlags: true,
+		Flags: []ucli.Flag{&ucli.StringSliceFlag{Name: "volume", Usage: "a `VOLUME` whose snapshots to list (repeatable; default training.data.volume and training.model.volume)"}},
+		Run: func(e *cli.Env) (*agent.Result, error) {
+			vols := e.CLI.StringSlice("volume")
+			if len(vols) == 0 {
+				vols = []string{e.Config.Training.Data.Volume, e.Config.Training.Model.Volume}
+			}
+			st, err := storageOf(w, e)
+			if err != nil {
+				return nil, err
+			}
+			all := []storage.Snapshot{}
+			var b strings.Builder
+			for _, v := range vols {
+				snaps, err := st.ListSnapshots(e.Ctx, v)
+				if err != nil {
+					return nil, agent.Failed("list the snapshots of "+v, err, "check the volume name and backends.storage")
+				}
+				fmt.Fprintf(&b, "%s: %d snapshots\n", v, len(snaps))
+				for _, s := range snaps {
+					line := fmt.Sprintf("  %s  %s", s.CreatedAt.UTC().Format(time.RFC3339), s.Name)
+					if id := s.Labels[storage.KeyLineageID]; id != "" {
+						line += "  lineage " + id
+					}
+					if r := s.Labels[storage.KeyRunID]; r != "" {
+						line += ", run " + r
+					}
+					if s.Handle != "" {
+						line += ", handle " + s.Handle
+					}
+					b.WriteString(line + "\n")
+				}
+				all = append(all, snaps...)
+			}
+			res := &agent.Result{Summary: strings.TrimRight(b.String(), "\n"), Outputs: map[string]any{"snapshots": all}}
+			if e.Output != "json" && e.CLI.String("result") == "" {
+				res.Outputs = struct{}{}
+			}
+			return res, nil
 		},
 	})
 }
@@ -291,12 +338,38 @@ func pruneCommand(w Wiring) *ucli.Command {
 	})
 }
 
-func lineageCommand() *ucli.Command {
+func lineageCommand(w Wiring) *ucli.Command {
 	dirFlag := &ucli.StringFlag{Name: "lineage-dir", Value: records.LineageDir, Usage: "the lineage records `DIR` (relative to --workspace)"}
-	wsFlag := &ucli.StringFlag{Name: "workspace", EnvVars: []string{"WORKSPACE"}, Usage: "a checkout of the training branch"}
+	wsFlag := &ucli.StringFlag{Name: "workspace", EnvVars: []string{"WORKSPACE"}, Usage: "a checkout of the training branch (default: read the training branch through backends.forge of --config)"}
 	load := func(e *cli.Env) ([]*lineage.Record, error) {
 		dir := e.CLI.String("lineage-dir")
-		if ws := e.CLI.String("workspace"); ws != "" && !filepath.IsAbs(dir) {
+		ws := e.CLI.String("workspace")
+		if ws == "" && !e.CLI.IsSet("lineage-dir") {
+			// No checkout named: the training branch itself, through the forge.
+			cfg, err := config.Load(e.CLI.String("config"))
+			if err != nil {
+				return nil, agent.Usage("load configuration", err, "run where branchml.yaml is (or --config), or pass --workspace with a checkout of the training branch")
+			}
+			e.Config = cfg
+			f, err := w.Forge(e)
+			if err != nil {
+				return nil, agent.Usage("forge", err, "check backends.forge in branchml.yaml, or pass --workspace")
+			}
+			branch := cfg.Branches[config.StageTrain]
+			recs, err := lineage.LoadBranch(e.Ctx, f, branch)
+			var re *lineage.RecordError
+			if errors.As(err, &re) {
+				return nil, agent.Usage("read the lineage records", err, fmt.Sprintf("restore it from %s's history (git log -p %s -- %s)", branch, branch, records.LineageDir))
+			}
+			if err != nil {
+				return nil, agent.Failed("read the lineage records", err, "a temporary failure: run again")
+			}
+			if len(recs) == 0 {
+				return nil, agent.Usagef("train a model first (branchml-train run records its lineage)", "no lineage records on %s", branch)
+			}
+			return recs, nil
+		}
+		if ws != "" && !filepath.IsAbs(dir) {
 			dir = filepath.Join(ws, dir)
 		}
 		recs, err := lineage.LoadDir(dir)
@@ -308,6 +381,29 @@ func lineageCommand() *ucli.Command {
 		}
 		return recs, nil
 	}
+	list := cli.Command(cli.Spec{
+		Name: "list", Usage: "list the lineage records: model version, run, commit, pull request, snapshots", Stage: "snapshot", Flags: []ucli.Flag{dirFlag, wsFlag},
+		Run: func(e *cli.Env) (*agent.Result, error) {
+			recs, err := load(e)
+			if err != nil {
+				return nil, err
+			}
+			var b strings.Builder
+			for _, r := range recs {
+				line := fmt.Sprintf("%s  %s v%d  run %s  commit %s", r.ID, r.Model.Name, r.Model.Version, r.Run.ID, shortSHA(r.Source.Commit))
+				if pr := r.PullRequest; pr != nil {
+					line += fmt.Sprintf("  PR #%d (approved by %s)", pr.Number, strings.Join(pr.Approvers, ", "))
+				}
+				line += fmt.Sprintf("  data %s  model %s", r.Data.Snapshot, r.Model.Snapshot.Snapshot)
+				b.WriteString(line + "\n")
+			}
+			res := &agent.Result{Summary: strings.TrimRight(b.String(), "\n"), Outputs: map[string]any{"records": recs}}
+			if e.Output != "json" && e.CLI.String("result") == "" {
+				res.Outputs = struct{}{}
+			}
+			return res, nil
+		},
+	})
 	show := cli.Command(cli.Spec{
 		Name: "show", Usage: "print the chain of a lineage record: commit → config → pipeline version → images → run → snapshots → model version",
 		ArgsUsage: "ID|MODEL:VERSION|VERSION", Stage: "snapshot", Flags: []ucli.Flag{dirFlag, wsFlag},
@@ -348,6 +444,14 @@ func lineageCommand() *ucli.Command {
 			if err := lineage.Graph(&b, recs, f); err != nil {
 				return nil, err
 			}
+			ids := make([]string, len(recs))
+			for i, r := range recs {
+				ids[i] = r.ID
+			}
+			if e.Output == "json" && e.CLI.String("out") == "" {
+				// -o json is JSON: the graph's text is a field of the result.
+				return &agent.Result{Summary: fmt.Sprintf("%s graph of %d records", f, len(recs)), Outputs: map[string]any{"format": f, "records": ids, "graph": b.String()}}, nil
+			}
 			if out := e.CLI.String("out"); out != "" {
 				if err := atomicfile.WriteFile(out, b.Bytes(), 0o644); err != nil {
 					return nil, agent.Failed("write "+out, err, "")
@@ -358,5 +462,12 @@ func lineageCommand() *ucli.Command {
 			return nil, err
 		},
 	})
-	return &ucli.Command{Name: "lineage", Usage: "show lineage records", Subcommands: []*ucli.Command{show, graph}}
+	return &ucli.Command{Name: "lineage", Usage: "list and show lineage records", Subcommands: []*ucli.Command{list, show, graph}}
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
 }

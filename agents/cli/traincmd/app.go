@@ -2,10 +2,12 @@ package traincmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +24,9 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	sbackends "github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
+	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/snapshot"
 	"github.com/branchml/branchml/agents/stages/train"
 	"github.com/branchml/branchml/agents/stages/train/follow"
@@ -67,16 +71,23 @@ func AppWith(w Wiring) *ucli.App {
 		Run: func(e *cli.Env) (*agent.Result, error) { return runStage(e, w) },
 	})
 	status := cli.Command(cli.Spec{
-		Name: "status", Usage: "show a run's state and tasks", ArgsUsage: "RUN_ID", Stage: "train", NeedsConfig: true,
+		Name: "status", Usage: "show a run's state and tasks", ArgsUsage: "RUN_ID", Stage: "train", NeedsConfig: true, BuildFlags: true,
 		Run: func(e *cli.Env) (*agent.Result, error) { return statusOf(e, w) },
 	})
-	return cli.NewApp("branchml-train", "the train stage of branchml", run, status)
+	list := cli.Command(cli.Spec{
+		Name: "list", Usage: "list the training runs recorded on the training branch, oldest first", Stage: "train", NeedsConfig: true, BuildFlags: true,
+		Run: func(e *cli.Env) (*agent.Result, error) { return listRuns(e, w) },
+	})
+	return cli.NewApp("branchml-train", "the train stage of branchml", run, status, list)
 }
 
 func runStage(e *cli.Env, w Wiring) (*agent.Result, error) {
 	f, err := w.Forge(e)
 	if err != nil {
 		return nil, agent.Usage("forge backend", err, "check backends.forge in branchml.yaml and its credentials")
+	}
+	if err := forgefactory.RequireApproval(e.Ctx, e.Config, f, config.StageTrain, e.Build.Commit, e.DryRun); err != nil {
+		return nil, err
 	}
 	var (
 		p  pipelines.Backend
@@ -280,4 +291,66 @@ func StorageVolumes(e *cli.Env) runner.Volumes {
 // (snapshot.TrainHook), in the shape of Wiring.Snapshotter.
 func TrainSnapshotter(e *cli.Env, st storage.Backend, f forge.Forge) (train.Snapshotter, error) {
 	return &snapshot.TrainHook{Storage: st, Forge: f, Log: e.Log, Build: e.Build}, nil
+}
+
+// listRuns lists the run records of the training branch (records.RunsDir)
+// through the forge; a record that does not parse is an error naming it.
+func listRuns(e *cli.Env, w Wiring) (*agent.Result, error) {
+	f, err := w.Forge(e)
+	if err != nil {
+		return nil, agent.Usage("forge backend", err, "check backends.forge in branchml.yaml")
+	}
+	dl, ok := f.(forge.DirLister)
+	if !ok {
+		return nil, agent.Usagef("use a forge that lists directories (the local forge or GitHub)", "this forge cannot list %s", records.RunsDir)
+	}
+	branch := e.Config.Branches[config.StageTrain]
+	names, err := dl.ListDir(e.Ctx, branch, records.RunsDir)
+	if err != nil {
+		return nil, agent.Failed("list "+records.RunsDir+" on "+branch, err, "a temporary failure: run again")
+	}
+	runs := []records.RunRecord{}
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		p := records.RunsDir + "/" + n
+		raw, err := f.ReadFile(e.Ctx, branch, p)
+		if err != nil {
+			return nil, agent.Failed("read "+p, err, "")
+		}
+		var r records.RunRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, agent.Usage("read "+p, fmt.Errorf("%s on branch %s is corrupted: %w", p, branch, err), fmt.Sprintf("restore it from %s's history (git log -p %s -- %s)", branch, branch, p))
+		}
+		runs = append(runs, r)
+	}
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].StartedAt.Before(runs[j].StartedAt) })
+	var b strings.Builder
+	if len(runs) == 0 {
+		b.WriteString("no training runs recorded on " + branch)
+	}
+	for _, r := range runs {
+		line := fmt.Sprintf("%s  %-24s %-10s", r.RunID, r.DisplayName, r.State)
+		if r.Model != nil {
+			line += fmt.Sprintf("  %s v%d", r.Model.Name, r.Model.Version)
+		}
+		if r.Gate != "" {
+			line += "  gate " + r.Gate
+		}
+		line += "  commit " + short(r.SourceCommit) + "  started " + r.StartedAt.UTC().Format(time.RFC3339)
+		b.WriteString(line + "\n")
+	}
+	res := &agent.Result{Summary: strings.TrimRight(b.String(), "\n"), Outputs: map[string]any{"runs": runs}}
+	if e.Output != "json" && e.CLI.String("result") == "" {
+		res.Outputs = struct{}{}
+	}
+	return res, nil
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
 }

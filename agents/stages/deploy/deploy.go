@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -16,6 +19,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/serving"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/atomicfile"
+	"github.com/branchml/branchml/agents/internal/procid"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/deploy/rollout"
 )
@@ -54,6 +58,12 @@ type Options struct {
 	Clock    rollout.Clock
 	Log      logrus.FieldLogger
 	DryRun   bool
+	// NoWait makes a run that finds another rollout of the model in
+	// progress fail at once (naming its holder) instead of waiting for it.
+	NoWait bool
+	// By names who runs the stage in lease and history records, e.g.
+	// "branchml-deploy run"; default "branchml deploy".
+	By string
 }
 
 // Result is what Run, Rollback and Status report.
@@ -141,24 +151,100 @@ func (o *Options) spec() (*records.DeploySpec, error) {
 	return &c, nil
 }
 
-// previous returns the status last written back ("" phase when none).
-func (o *Options) previous(ctx context.Context) records.DeployStatus {
+// CorruptStatusError is a recorded deploy status that is not valid JSON:
+// the stage stops (exit 2) rather than start a new, empty history.
+type CorruptStatusError struct {
+	// Where names it: a file, or the path on the deploy branch.
+	Where string
+	Err   error
+	Fix   string
+}
+
+func (e *CorruptStatusError) Error() string {
+	return fmt.Sprintf("the deploy status %s is corrupted: %v", e.Where, e.Err)
+}
+
+func (e *CorruptStatusError) Unwrap() error { return e.Err }
+
+// previous returns the status last written back (the deploy branch's copy,
+// else StatusFile; "" phase when none). A copy that does not parse is a
+// *CorruptStatusError: never silently an empty history.
+func (o *Options) previous(ctx context.Context) (records.DeployStatus, error) {
 	var st records.DeployStatus
 	if o.Forge != nil {
-		if raw, err := o.Forge.ReadFile(ctx, o.branch(), records.DeployStatusPath); err == nil {
-			if json.Unmarshal(raw, &st) == nil {
-				return st
+		raw, err := o.Forge.ReadFile(ctx, o.branch(), records.DeployStatusPath)
+		switch {
+		case err == nil:
+			if jerr := json.Unmarshal(raw, &st); jerr != nil {
+				return records.DeployStatus{}, &CorruptStatusError{Where: records.DeployStatusPath + " on branch " + o.branch(), Err: jerr,
+					Fix: fmt.Sprintf("restore it from the branch's history (git log -p %s -- %s shows the last good copy; commit it back), then run again", o.branch(), records.DeployStatusPath)}
 			}
-		} else if !errors.Is(err, forge.ErrNotFound) {
+			return st, nil
+		case !errors.Is(err, forge.ErrNotFound):
 			o.Log.Warnf("read previous deploy status: %v", err)
 		}
 	}
 	if o.StatusFile != "" {
-		if raw, err := os.ReadFile(o.StatusFile); err == nil {
-			_ = json.Unmarshal(raw, &st)
+		raw, err := os.ReadFile(o.StatusFile)
+		switch {
+		case err == nil:
+			if jerr := json.Unmarshal(raw, &st); jerr != nil {
+				return records.DeployStatus{}, &CorruptStatusError{Where: o.StatusFile, Err: jerr,
+					Fix: fmt.Sprintf("restore it from the deploy branch (git show %s:%s > %s), or move it aside to start a new history (mv %s %s.bad)", o.branch(), records.DeployStatusPath, o.StatusFile, o.StatusFile, o.StatusFile)}
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return records.DeployStatus{}, fmt.Errorf("read %s: %w", o.StatusFile, err)
 		}
 	}
-	return st
+	return st, nil
+}
+
+// by is who runs the stage, for lease and history records.
+func (o *Options) by() string {
+	if o.By != "" {
+		return o.By
+	}
+	return "branchml deploy"
+}
+
+// lease takes the model's rollout lease when the backend has one: it waits
+// for a rollout in progress (or, with NoWait, fails naming it); preempt
+// takes it from the holder (a manual rollback). The returned context ends
+// with the *serving.PreemptedError as its cause when the lease is taken
+// from us; release gives the lease back.
+func (o *Options) lease(ctx context.Context, what string, preempt bool) (context.Context, func(), error) {
+	l, ok := o.Serving.(serving.Leaser)
+	if !ok {
+		return ctx, func() {}, nil
+	}
+	lease, err := l.Lease(ctx, serving.LeaseRequest{What: o.by() + ": " + what, Wait: !o.NoWait, Preempt: preempt,
+		OnWait: func(h string) { o.Log.Infof("rollout in progress by %s: waiting for it to end", h) }})
+	if err != nil {
+		return ctx, nil, err
+	}
+	if preempt {
+		o.Log.Infof("rollout lease taken for %s (a rollout in progress, if any, was stopped and its canary removed)", what)
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-lease.Lost():
+			o.Log.Warnf("the rollout lease was taken: %v", lease.Err())
+			cancel(lease.Err())
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return lctx, func() {
+		once.Do(func() {
+			close(done)
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer rcancel()
+			_ = lease.Release(rctx)
+			cancel(nil)
+		})
+	}, nil
 }
 
 // recordedStable is the stable version prev records for model ("0" when
@@ -205,14 +291,28 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	} else if strategy != "ab" {
 		return nil, &SpecError{Path: "branchml.yaml", Err: fmt.Errorf("deploy.strategy %q: use canary or ab", strategy)}
 	}
+	if !o.DryRun {
+		lctx, release, err := o.lease(ctx, fmt.Sprintf("deploy %s v%d", spec.Model.Name, spec.Model.Version), false)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		ctx = lctx
+	}
 	state, err := o.Serving.State(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read serving state of %s: %w", spec.Model.Name, err)
 	}
-	prev := o.previous(ctx)
+	prev, err := o.previous(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Serving: state, DryRun: o.DryRun}
 	stable, canary := state.Get(serving.Stable), state.Get(serving.Canary)
 	want := spec.Model
+	if state.Endpoint != "" {
+		policy.NoTrafficHint = fmt.Sprintf("send predict requests to %s/v1/models/%s:predict", state.Endpoint, want.Name)
+	}
 	// restore is the recorded stable to start again because nothing serves.
 	var restore *records.ModelRef
 	if v := recordedStable(prev, want.Name); stable == nil && v > 0 {
@@ -230,7 +330,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return 0
 	}
 
-	st := records.DeployStatus{APIVersion: records.APIVersion, Kind: "DeployStatus", Model: want.Name, SourceCommit: o.Commit, History: prev.History, StableVersion: stableVersion()}
+	st := records.DeployStatus{APIVersion: records.APIVersion, Kind: "DeployStatus", Model: want.Name, SourceCommit: o.Commit, StableVersion: stableVersion()}
 	if canary == nil && stable != nil && stable.Model.Version == want.Version && stable.Model.Path == want.Path {
 		res.Plan = append(res.Plan, fmt.Sprintf("nothing to do: %s v%d already serves at 100%%", want.Name, want.Version))
 		if o.DryRun || settled(prev, want) {
@@ -357,6 +457,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // uses a fresh short context, so that an interrupted rollout is recorded.
 func (o *Options) finish(ctx context.Context, res *Result, st records.DeployStatus, events []records.DeployEvent, runErr error, want records.ModelRef) (*Result, error) {
 	if cause := ctx.Err(); cause != nil {
+		if c := context.Cause(ctx); c != nil && c != cause {
+			o.Log.Warnf("stopped: %v", c)
+		}
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		ctx = wctx
@@ -377,7 +480,6 @@ func (o *Options) finish(ctx context.Context, res *Result, st records.DeployStat
 			}
 		}
 	}
-	st.History = appendHistory(st.History, events)
 	st.UpdatedAt = o.Clock.Now().UTC()
 	st.CanaryVersion, st.CanaryWeight = 0, 0
 	if now, err := o.Serving.State(ctx); err == nil {
@@ -389,8 +491,8 @@ func (o *Options) finish(ctx context.Context, res *Result, st records.DeployStat
 			st.StableVersion = s.Model.Version
 		}
 	}
+	st, sha, werr := o.write(ctx, st, events, want)
 	res.Status = st
-	sha, werr := o.write(ctx, st, want)
 	res.WriteBack = sha
 	if werr != nil {
 		o.Log.Errorf("record the deploy status: %v", werr)
@@ -401,16 +503,42 @@ func (o *Options) finish(ctx context.Context, res *Result, st records.DeployStat
 	return res, werr
 }
 
+// appendHistory appends ev to h, in time order (the events of runs that
+// overlapped, such as a rollout and the rollback that preempted it,
+// interleave), keeping the newest MaxHistory.
 func appendHistory(h, ev []records.DeployEvent) []records.DeployEvent {
 	out := append(append([]records.DeployEvent(nil), h...), ev...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	if len(out) > MaxHistory {
 		out = out[len(out)-MaxHistory:]
 	}
 	return out
 }
 
-// write stores the status in StatusFile and writes it back to the deploy branch.
-func (o *Options) write(ctx context.Context, st records.DeployStatus, m records.ModelRef) (string, error) {
+// write records st with events appended to the history as it is now:
+// under a lock beside StatusFile it reads the latest status again (another
+// process, e.g. a manual rollback, may have written since this run began),
+// appends this run's events, stores it in StatusFile and writes it back to
+// the deploy branch. It returns the status written.
+func (o *Options) write(ctx context.Context, st records.DeployStatus, events []records.DeployEvent, m records.ModelRef) (records.DeployStatus, string, error) {
+	if o.StatusFile != "" {
+		release, err := procid.Lock(ctx, o.StatusFile+".lock", procid.LockOptions{What: o.by() + ": record the deploy status", Wait: true})
+		if err != nil {
+			return st, "", err
+		}
+		defer release()
+	}
+	latest, err := o.previous(ctx)
+	if err != nil {
+		return st, "", err
+	}
+	st.History = appendHistory(latest.History, events)
+	sha, err := o.store(ctx, st, m)
+	return st, sha, err
+}
+
+// store writes st to StatusFile and back to the deploy branch.
+func (o *Options) store(ctx context.Context, st records.DeployStatus, m records.ModelRef) (string, error) {
 	js, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return "", err
@@ -440,11 +568,16 @@ func (o *Options) write(ctx context.Context, st records.DeployStatus, m records.
 }
 
 // Rollback aborts a canary in progress and, when to > 0 or no canary ran,
-// brings back version to (default: the version that served before the
-// current stable, from the status history) at 100% without analysis. When
-// nothing serves, the recorded status says what the current stable is and
-// to is started as stable (its path from deploy.yaml). With DryRun it only
-// plans, from the recorded status.
+// brings back version to at 100% without analysis. The default to is
+// defined by the recorded history (RollbackTarget): the newest version
+// that served as stable before the current one and that no rollback has
+// left since; a version the history never saw serve is refused at once
+// (a *UsageError: exit 2). A rollout in progress in another process is
+// preempted: its canary is removed (traffic back to stable, drained) and
+// that rollout ends naming this rollback. When nothing serves, the
+// recorded status says what the current stable is and to is started as
+// stable (its path from deploy.yaml). With DryRun it only plans, from the
+// recorded status. A failure is recorded in the history too.
 func Rollback(ctx context.Context, o Options, to int64) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -453,63 +586,127 @@ func Rollback(ctx context.Context, o Options, to int64) (*Result, error) {
 		return nil, &UsageError{Err: fmt.Errorf("--to %d: a model version is a positive integer", to),
 			Fix: "pass --to VERSION (e.g. --to 1), or leave --to out to bring back the version before the current stable"}
 	}
+	// Read and check first: a refused rollback preempts nothing.
+	prev, err := o.previous(ctx)
+	if err != nil {
+		return nil, err
+	}
 	state, err := o.Serving.State(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read serving state: %w", err)
 	}
-	prev := o.previous(ctx)
+	res, plan, err := o.planRollback(prev, state, to, nil)
+	if err != nil || o.DryRun {
+		if o.DryRun {
+			res.Status = prev
+		}
+		return res, err
+	}
+	lctx, release, err := o.lease(ctx, "rollback "+plan.base.Name, true)
+	if err != nil {
+		return res, err
+	}
+	defer release()
+	ctx = lctx
+	// A preempted rollout's canary is gone now: plan again on what serves
+	// (and on the status as it is now). A canary seen before stays what the
+	// rollback is about: it is not a rollback of the stable version.
+	if state, err = o.Serving.State(ctx); err != nil {
+		return res, fmt.Errorf("read serving state: %w", err)
+	}
+	if prev, err = o.previous(ctx); err != nil {
+		return res, err
+	}
+	if res, plan, err = o.planRollback(prev, state, to, plan.canary); err != nil {
+		return res, err
+	}
+	return o.doRollback(ctx, res, plan)
+}
+
+// rollbackPlan is what Rollback does.
+type rollbackPlan struct {
+	// base is the served model (name and path), cur the current stable
+	// version (serving, else recorded), to the version brought back.
+	base    records.ModelRef
+	cur, to int64
+	canary  *serving.VariantState
+	// preempted is the canary a preempted rollout had (already removed).
+	preempted *serving.VariantState
+	// start: nothing serves, to is started as stable.
+	start bool
+	prev  records.DeployStatus
+}
+
+func (o *Options) planRollback(prev records.DeployStatus, state serving.State, to int64, sawCanary *serving.VariantState) (*Result, *rollbackPlan, error) {
 	stable, canary := state.Get(serving.Stable), state.Get(serving.Canary)
 	res := &Result{Serving: state, DryRun: o.DryRun}
-	// base is the served model (name and path); cur the current stable
-	// version: serving, else recorded.
-	var base records.ModelRef
-	var cur int64
-	if stable != nil {
-		base, cur = stable.Model, stable.Model.Version
-	} else {
-		base.Name = o.Config.Deploy.Model
-		if base.Name == "" {
-			base.Name = prev.Model
+	p := &rollbackPlan{canary: canary, prev: prev}
+	if canary == nil && sawCanary != nil && to == 0 {
+		// Removed when the rollout in progress was preempted.
+		p.preempted = sawCanary
+		p.base = sawCanary.Model
+		if stable != nil {
+			p.base, p.cur = stable.Model, stable.Model.Version
 		}
-		cur = recordedStable(prev, base.Name)
+		res.Plan = append(res.Plan, fmt.Sprintf("abort canary v%d (removed when its rollout was preempted); stable v%d serves 100%%", sawCanary.Model.Version, p.cur))
+		return res, p, nil
 	}
-	if cur == 0 && canary == nil {
+	if stable != nil {
+		p.base, p.cur = stable.Model, stable.Model.Version
+	} else {
+		p.base.Name = o.Config.Deploy.Model
+		if p.base.Name == "" {
+			p.base.Name = prev.Model
+		}
+		p.cur = recordedStable(prev, p.base.Name)
+	}
+	if p.cur == 0 && canary == nil {
 		if prev.Phase == "" {
-			return res, &UsageError{Err: fmt.Errorf("nothing serves %s and no deploy status was recorded: there is nothing to roll back", base.Name),
+			return res, nil, &UsageError{Err: fmt.Errorf("nothing serves %s and no deploy status was recorded: there is nothing to roll back", p.base.Name),
 				Fix: "deploy a version first with 'branchml-deploy run'"}
 		}
-		return res, &UsageError{Err: fmt.Errorf("nothing serves %s and the deploy status (%s) records no stable version: there is nothing to roll back", base.Name, prev.Phase),
+		return res, nil, &UsageError{Err: fmt.Errorf("nothing serves %s and the deploy status (%s) records no stable version: there is nothing to roll back", p.base.Name, prev.Phase),
 			Fix: "deploy a version with 'branchml-deploy run'"}
 	}
+	known := ServedVersions(prev.History)
+	if p.cur > 0 && !slices.Contains(known, p.cur) {
+		known = append(known, p.cur)
+		slices.Sort(known)
+	}
+	if to > 0 && !slices.Contains(known, to) {
+		return res, nil, &UsageError{Err: fmt.Errorf("--to %d: v%d never served %s (the deploy history knows %s)", to, to, p.base.Name, versionList(known)),
+			Fix: "pass --to with one of the versions the history knows ('branchml-deploy history' lists them)"}
+	}
 	if to == 0 && canary == nil {
-		to = previousVersion(prev.History, cur)
+		to = RollbackTarget(prev.History, p.cur)
 		if to == 0 {
-			return res, &UsageError{Err: fmt.Errorf("no version earlier than v%d in the deploy status history", cur),
-				Fix: "pass --to VERSION to name the version to bring back"}
+			return res, nil, &UsageError{Err: fmt.Errorf("no version earlier than v%d in the deploy status history that was not rolled back from", p.cur),
+				Fix: "pass --to VERSION to name the version to bring back ('branchml-deploy history' lists them)"}
 		}
 	}
-	st := records.DeployStatus{APIVersion: records.APIVersion, Kind: "DeployStatus", Model: base.Name, SourceCommit: o.Commit, StableVersion: cur, History: prev.History}
+	p.to = to
 	if canary != nil {
 		if stable != nil {
-			res.Plan = append(res.Plan, fmt.Sprintf("abort canary v%d; stable v%d serves 100%%", canary.Model.Version, cur))
+			res.Plan = append(res.Plan, fmt.Sprintf("abort canary v%d; stable v%d serves 100%%", canary.Model.Version, p.cur))
 		} else {
 			res.Plan = append(res.Plan, fmt.Sprintf("abort canary v%d", canary.Model.Version))
 		}
 	}
-	start := stable == nil && to > 0 // nothing serves: start to as stable
+	p.start = stable == nil && to > 0 // nothing serves: start to as stable
 	switch {
-	case start && to == cur:
-		res.Plan = append(res.Plan, fmt.Sprintf("start %s v%d, the recorded stable, at 100%% (nothing serves)", base.Name, to))
-	case start:
-		res.Plan = append(res.Plan, fmt.Sprintf("start %s v%d as stable at 100%% (nothing serves; the status records stable v%d)", base.Name, to, cur))
-	case to > 0 && to != cur:
-		res.Plan = append(res.Plan, fmt.Sprintf("bring back %s v%d at 100%% (replacing v%d)", base.Name, to, cur))
+	case p.start && to == p.cur:
+		res.Plan = append(res.Plan, fmt.Sprintf("start %s v%d, the recorded stable, at 100%% (nothing serves)", p.base.Name, to))
+	case p.start:
+		res.Plan = append(res.Plan, fmt.Sprintf("start %s v%d as stable at 100%% (nothing serves; the status records stable v%d)", p.base.Name, to, p.cur))
+	case to > 0 && to != p.cur:
+		res.Plan = append(res.Plan, fmt.Sprintf("bring back %s v%d at 100%% (replacing v%d)", p.base.Name, to, p.cur))
 	}
-	if o.DryRun {
-		res.Status = prev
-		return res, nil
-	}
-	if start {
+	return res, p, nil
+}
+
+func (o *Options) doRollback(ctx context.Context, res *Result, p *rollbackPlan) (*Result, error) {
+	base, cur, to := p.base, p.cur, p.to
+	if p.start {
 		spec, err := o.spec()
 		if err != nil {
 			return res, &UsageError{Err: fmt.Errorf("nothing serves, so the model path comes from deploy.yaml: %w", err),
@@ -517,32 +714,66 @@ func Rollback(ctx context.Context, o Options, to int64) (*Result, error) {
 		}
 		base.Name, base.Path = spec.Model.Name, spec.Model.Path
 	}
+	by := fmt.Sprintf("pid %d (%s)", os.Getpid(), o.by())
 	var events []records.DeployEvent
-	ev := func(v int64, w int, kind, msg string) {
-		events = append(events, records.DeployEvent{Time: o.Clock.Now().UTC(), Version: v, Weight: w, Event: kind, Message: msg})
+	ev := func(v int64, w int, kind, msg string, from int64) {
+		events = append(events, records.DeployEvent{Time: o.Clock.Now().UTC(), Version: v, Weight: w, Event: kind, Message: msg, From: from, By: by})
 	}
-	if canary != nil {
-		if err := o.Serving.Abort(ctx); err != nil {
-			return res, fmt.Errorf("abort canary v%d: %w", canary.Model.Version, err)
+	st := records.DeployStatus{APIVersion: records.APIVersion, Kind: "DeployStatus", Model: base.Name, SourceCommit: o.Commit, StableVersion: cur}
+	record := func(runErr error) (*Result, error) {
+		st.UpdatedAt = o.Clock.Now().UTC()
+		wctx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
 		}
-		ev(canary.Model.Version, 0, rollout.EventRolledBack, "manual rollback: canary aborted")
+		if now, err := o.Serving.State(wctx); err == nil {
+			res.Serving = now
+			if s := now.Get(serving.Stable); s != nil {
+				st.StableVersion = s.Model.Version
+			}
+		}
+		written, sha, err := o.write(wctx, st, events, records.ModelRef{Name: st.Model, Version: st.StableVersion})
+		res.Status, res.WriteBack = written, sha
+		if runErr != nil {
+			return res, runErr
+		}
+		return res, err
+	}
+	failed := func(v int64, err error) (*Result, error) {
+		st.Phase, st.Message = rollout.PhaseFailed, fmt.Sprintf("manual rollback to v%d failed: %v; v%d still serves", v, err, cur)
+		if p.start {
+			st.Message = fmt.Sprintf("manual rollback to v%d failed: %v; nothing serves", v, err)
+		}
+		ev(v, 0, rollout.EventFailed, st.Message, 0)
+		return record(err)
+	}
+	if p.canary != nil {
+		if err := o.Serving.Abort(ctx); err != nil {
+			return res, fmt.Errorf("abort canary v%d: %w", p.canary.Model.Version, err)
+		}
+		ev(p.canary.Model.Version, 0, rollout.EventRolledBack, "manual rollback: canary aborted", 0)
+	}
+	if p.preempted != nil {
+		ev(p.preempted.Model.Version, 0, rollout.EventRolledBack, "manual rollback: canary aborted (its rollout in progress was preempted)", 0)
 	}
 	m := base
 	m.Version = to
 	switch {
-	case start:
+	case p.start:
 		err := o.Serving.Deploy(ctx, serving.Stable, m)
 		if err == nil {
 			err = o.Serving.Route(ctx, 0)
 		}
 		if err != nil {
-			return res, fmt.Errorf("start %s v%d: %w", m.Name, to, err)
+			return failed(to, fmt.Errorf("start %s v%d: %w", m.Name, to, err))
 		}
 		st.StableVersion = to
 		if to == cur {
-			ev(to, 100, rollout.EventRestored, fmt.Sprintf("manual rollback: v%d, the recorded stable, restored (nothing served)", to))
+			ev(to, 100, rollout.EventRestored, fmt.Sprintf("manual rollback: v%d, the recorded stable, restored (nothing served)", to), 0)
 		} else {
-			ev(to, 100, rollout.EventRolledBack, fmt.Sprintf("manual rollback from v%d to v%d (nothing served)", cur, to))
+			ev(to, 100, rollout.EventRolledBack, fmt.Sprintf("manual rollback from v%d to v%d (nothing served)", cur, to), cur)
 		}
 	case to > 0 && to != cur:
 		err := o.Serving.Deploy(ctx, serving.Canary, m)
@@ -554,32 +785,64 @@ func Rollback(ctx context.Context, o Options, to int64) (*Result, error) {
 		}
 		if err != nil {
 			_ = o.Serving.Abort(context.WithoutCancel(ctx))
-			return res, fmt.Errorf("roll back %s to v%d: %w", m.Name, to, err)
+			return failed(to, fmt.Errorf("roll back %s to v%d: %w", m.Name, to, err))
 		}
 		st.StableVersion = to
-		ev(to, 100, rollout.EventRolledBack, fmt.Sprintf("manual rollback from v%d to v%d", cur, to))
+		ev(to, 100, rollout.EventRolledBack, fmt.Sprintf("manual rollback from v%d to v%d", cur, to), cur)
 	}
 	st.Phase = rollout.PhaseRolledBack
 	st.Message = fmt.Sprintf("manual rollback: v%d serves at 100%%; revert deploy.yaml too, or the next deploy brings the spec's version back", st.StableVersion)
-	st.History = appendHistory(st.History, events)
-	st.UpdatedAt = o.Clock.Now().UTC()
-	res.Status = st
-	if now, err := o.Serving.State(ctx); err == nil {
-		res.Serving = now
-	}
-	sha, err := o.write(ctx, st, records.ModelRef{Name: st.Model, Version: st.StableVersion})
-	res.WriteBack = sha
-	return res, err
+	return record(nil)
 }
 
-// previousVersion is the newest promoted version in h other than current.
-func previousVersion(h []records.DeployEvent, current int64) int64 {
+// ServedVersions are the versions the history shows serving as stable
+// (promoted, restored or brought back by a rollback), ascending.
+func ServedVersions(h []records.DeployEvent) []int64 {
+	var out []int64
+	for _, e := range h {
+		served := e.Event == rollout.EventPromoted || e.Event == rollout.EventRestored || (e.Event == rollout.EventRolledBack && e.From > 0)
+		if served && e.Version > 0 && !slices.Contains(out, e.Version) {
+			out = append(out, e.Version)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RollbackTarget is the version a plain rollback brings back, defined by
+// the history h: walking from the newest event, the first version other
+// than current that served as stable (promoted, restored, or brought back
+// by a rollback) and that was not rolled back from after it served (a
+// manual rollback's From, or a canary that was rolled back); 0 when none.
+func RollbackTarget(h []records.DeployEvent, current int64) int64 {
+	bad := map[int64]bool{}
 	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].Event == rollout.EventPromoted && h[i].Version != current && h[i].Version > 0 {
-			return h[i].Version
+		e := h[i]
+		switch {
+		case e.Event == rollout.EventRolledBack && e.From > 0:
+			bad[e.From] = true
+		case e.Event == rollout.EventRolledBack:
+			bad[e.Version] = true // a canary rolled back (by analysis or by hand)
+			continue
+		case e.Event != rollout.EventPromoted && e.Event != rollout.EventRestored:
+			continue
+		}
+		if v := e.Version; v > 0 && v != current && !bad[v] {
+			return v
 		}
 	}
 	return 0
+}
+
+func versionList(vs []int64) string {
+	if len(vs) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("v%d", v)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Status reports what serves (from the backend) and the last status written.
@@ -591,5 +854,9 @@ func Status(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read serving state: %w", err)
 	}
-	return &Result{Serving: state, Status: o.previous(ctx)}, nil
+	prev, err := o.previous(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Serving: state, Status: prev}, nil
 }

@@ -131,18 +131,18 @@ func setup(t *testing.T) *env {
 	return e
 }
 
-// startBackend starts a local backend on the env's state directory (it
-// adopts the servers that still run).
+// startBackend starts a local backend on the env's state directory that
+// hosts its serving plane.
 func (e *env) startBackend(t *testing.T) {
 	t.Helper()
-	b, err := local.New("djia30", []string{fakeBin}, local.WithStateDir(e.stateDir), local.WithLogger(e.log))
+	b, err := local.New("djia30", []string{fakeBin}, local.WithStateDir(e.stateDir), local.WithLogger(e.log), local.WithHost())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	e.b, e.opts.Serving = b, b
 	e.opts.StatusFile = filepath.Join(local.StateDir(e.stateDir, "djia30"), "deploy-status.json")
 }
@@ -151,7 +151,7 @@ func (e *env) startBackend(t *testing.T) {
 // at its end, and starts a new backend that finds nothing serving.
 func (e *env) stopAll(t *testing.T) {
 	t.Helper()
-	if err := e.b.Shutdown(context.Background()); err != nil {
+	if err := e.b.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e.startBackend(t)
@@ -244,7 +244,9 @@ func TestRunRevertRollbackCycle(t *testing.T) {
 	if written.Phase != "RolledBack" || written.StableVersion != 1 || written.SourceCommit != "c4" || written.History[len(written.History)-1].Event != "rolled-back" {
 		t.Fatalf("written status = %+v", written)
 	}
-	// Manual rollback to v2, then back to the previous version (v1).
+	// Manual rollback to v2. A plain rollback then never brings back v1,
+	// which was rolled back from; --to 1 does, by name. An unknown version
+	// is refused at once, changing nothing.
 	rb, err := deploy.Rollback(context.Background(), e.opts, 2)
 	if err != nil || rb.Status.StableVersion != 2 {
 		t.Fatalf("rollback --to 2: %+v, %v", rb, err)
@@ -252,9 +254,24 @@ func TestRunRevertRollbackCycle(t *testing.T) {
 	if v, _ := e.stable(t); v != 2 {
 		t.Fatalf("after rollback --to 2: v%d", v)
 	}
-	rb, err = deploy.Rollback(context.Background(), e.opts, 0)
+	if last := rb.Status.History[len(rb.Status.History)-1]; last.Event != "rolled-back" || last.From != 1 || last.Version != 2 || !strings.HasSuffix(last.By, "(branchml deploy)") {
+		t.Fatalf("rollback event = %+v", last)
+	}
+	writes := len(e.f.writes)
+	var ue *deploy.UsageError
+	if _, err := deploy.Rollback(context.Background(), e.opts, 0); !errors.As(err, &ue) || !strings.Contains(err.Error(), "not rolled back from") {
+		t.Fatalf("plain rollback after rolling back from v1: %v", err)
+	}
+	start := time.Now()
+	if _, err := deploy.Rollback(context.Background(), e.opts, 99); !errors.As(err, &ue) || err.Error() != "--to 99: v99 never served djia30 (the deploy history knows v1, v2)" {
+		t.Fatalf("rollback --to 99: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second || len(e.f.writes) != writes {
+		t.Fatalf("refusals took %v and wrote %d", d, len(e.f.writes)-writes)
+	}
+	rb, err = deploy.Rollback(context.Background(), e.opts, 1)
 	if err != nil || rb.Status.StableVersion != 1 {
-		t.Fatalf("rollback: %+v, %v", rb.Status, err)
+		t.Fatalf("rollback --to 1: %+v, %v", rb.Status, err)
 	}
 	st, err := deploy.Status(context.Background(), e.opts)
 	if err != nil || st.Status.Phase != "RolledBack" || st.Serving.Get(serving.Stable).Model.Version != 1 {
@@ -304,4 +321,27 @@ func FuzzParseSpec(f *testing.F) {
 			t.Fatalf("accepted %q", in)
 		}
 	})
+}
+
+// The night: v3 good, v6 bad; after rollback --to 3 a plain
+// rollback must not bring v6 back (it did, at 100%).
+func TestRollbackTargetFromHistory(t *testing.T) {
+	ev := func(kind string, v, from int64) records.DeployEvent {
+		return records.DeployEvent{Event: kind, Version: v, From: from}
+	}
+	h := []records.DeployEvent{ev("promoted", 1, 0), ev("promoted", 3, 0), ev("step", 5, 0), ev("rolled-back", 5, 0), ev("promoted", 6, 0), ev("rolled-back", 3, 6)}
+	if got := deploy.RollbackTarget(h, 3); got != 1 {
+		t.Fatalf("after rollback --to 3 from v6: target v%d, want v1 (never v6, never the rolled-back canary v5)", got)
+	}
+	if got := deploy.RollbackTarget(h[:5], 6); got != 3 {
+		t.Fatalf("from v6: target v%d, want v3", got)
+	}
+	// Promoted again after the rollback: it may come back.
+	h2 := append(append([]records.DeployEvent(nil), h...), ev("promoted", 6, 0), ev("promoted", 7, 0))
+	if got := deploy.RollbackTarget(h2, 7); got != 6 {
+		t.Fatalf("after v6 was promoted again: target v%d, want v6", got)
+	}
+	if got := fmt.Sprint(deploy.ServedVersions(h)); got != "[1 3 6]" {
+		t.Fatalf("served versions = %s", got)
+	}
 }

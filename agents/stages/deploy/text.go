@@ -104,6 +104,9 @@ func (r *Result) Text() string {
 			if vs.Endpoint != "" {
 				extra = append(extra, vs.Endpoint)
 			}
+			if !vs.Since.IsZero() {
+				extra = append(extra, "since "+vs.Since.UTC().Format(time.RFC3339))
+			}
 			if len(extra) > 0 {
 				line += " (" + strings.Join(extra, ", ") + ")"
 			}
@@ -111,6 +114,9 @@ func (r *Result) Text() string {
 		}
 	}
 
+	for _, o := range r.Serving.Orphans {
+		fmt.Fprintf(&b, "  orphan %s v%d (pid %d, %s): runs but nothing routes to it (its serving plane died); the next plane stops it\n", o.Model.Name, o.Model.Version, o.PID, o.Endpoint)
+	}
 	// The status.
 	st := r.Status
 	if st.Phase == "" {
@@ -176,6 +182,9 @@ func eventLine(ev records.DeployEvent) string {
 	if ev.Message != "" {
 		line += "  " + ev.Message
 	}
+	if ev.By != "" {
+		line += " (by " + ev.By + ")"
+	}
 	return strings.TrimRight(line, " ")
 }
 
@@ -184,4 +193,21 @@ func short(sha string) string {
 		return sha[:12]
 	}
 	return sha
+}
+
+// HistoryText is the deploy history for people: a header line, then one
+// line per event, oldest first (time, version, weight, event, message).
+func HistoryText(model string, h []records.DeployEvent) string {
+	if model == "" {
+		model = "the model"
+	}
+	if len(h) == 0 {
+		return model + ": no deploy history recorded"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d events, oldest first; served as stable: %s\n", model, len(h), versionList(ServedVersions(h)))
+	for _, ev := range h {
+		b.WriteString("  " + eventLine(ev) + "\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
 }

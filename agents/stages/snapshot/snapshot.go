@@ -104,6 +104,21 @@ func Run(ctx context.Context, o Options) (*lineage.Record, error) {
 			return done, nil
 		}
 	}
+	if a, ok := o.Forge.(forge.Auditor); ok {
+		// The human in the loop: the reviewed pull request the training
+		// commit arrived through.
+		pr, err := a.MergedPullRequest(ctx, branch, rec.Source.Commit)
+		switch {
+		case err != nil:
+			o.Log.Warnf("find the pull request of %s on %s: %v (the lineage names none)", rec.Source.Commit, branch, err)
+		case pr != nil:
+			rec.PullRequest = &lineage.PullRequest{Number: pr.Number, URL: pr.URL, Title: pr.Title, Author: pr.Author, Approvers: pr.Approvers(),
+				MergedBy: pr.MergedBy, MergedAt: pr.MergedAt, MergeCommit: pr.MergeCommit}
+			if rec.PullRequest.Approvers == nil {
+				rec.PullRequest.Approvers = []string{}
+			}
+		}
+	}
 	labels, ann := Labels(rec)
 	for _, ref := range []*lineage.SnapshotRef{&rec.Data, &rec.Model.Snapshot} {
 		l, a := with(labels, storage.KeyRole, role(ref, rec)), with(ann, storage.KeyRole, role(ref, rec))

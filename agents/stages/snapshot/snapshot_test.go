@@ -312,3 +312,39 @@ func TestPrune(t *testing.T) {
 func trainWB(branch, path string, data []byte) forge.WriteBack {
 	return forge.WriteBack{Branch: branch, From: "main", Files: map[string][]byte{path: data}, Message: "branchml pipeline: lock for test"}
 }
+
+// The lineage names the reviewed pull request whose merge put the training
+// commit on its branch: number, author, approvers, who merged.
+func TestLineageNamesThePullRequest(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	if _, err := w.forge.WriteBack(ctx, forge.WriteBack{Branch: "main", Message: "pipeline change", Files: map[string][]byte{"pipeline.yaml": []byte("x\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := w.forge.EnsurePullRequest(ctx, forge.PullRequest{Head: "main", Base: "training", Title: "Merge kf-pipeline into training", Author: "ana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.forge.Review(ctx, pr.Number, "bob", "APPROVED", ""); err != nil {
+		t.Fatal(err)
+	}
+	merge, err := w.forge.MergeAs(ctx, pr.Number, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testInput()
+	in.Run.SourceCommit, in.Build.Commit = merge, merge
+	rec, err := Run(ctx, Options{Config: w.cfg, Storage: w.st, Forge: w.forge, Input: in, Log: quiet(), Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &lineage.PullRequest{Number: 1, URL: pr.URL, Title: "Merge kf-pipeline into training", Author: "ana", Approvers: []string{"bob"}, MergedBy: "bob", MergeCommit: merge}
+	got := rec.PullRequest
+	if got == nil || got.MergedAt == nil {
+		t.Fatalf("pull request = %+v", got)
+	}
+	got.MergedAt = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("pull request = %+v\nwant %+v", got, want)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
 	"github.com/branchml/branchml/agents/config"
@@ -395,6 +397,9 @@ func (s *stage) start(ctx context.Context) (*pipelines.Run, error) {
 	}
 	s.res.Parameters = params
 	s.res.Model = &records.ModelRef{Name: s.cfg.Deploy.Model, Version: version, Volume: s.cfg.Training.Model.Volume, Path: s.cfg.Deploy.Model}
+	if err := s.checkParams(ctx, params); err != nil {
+		return nil, err
+	}
 	if s.o.DryRun {
 		s.log().Infof("plan: start run %q of pipeline %s version %s (%s) in experiment %q with parameters %s",
 			s.res.DisplayName, s.lock.PipelineName, s.lock.VersionName, s.lock.VersionID, s.res.Experiment, paramString(params))
@@ -668,4 +673,43 @@ func short(commit string) string {
 		return commit[:12]
 	}
 	return commit
+}
+
+// checkParams refuses (exit 2) parameters the pipeline does not declare
+// (root.inputDefinitions.parameters of the composed spec the pipeline stage
+// wrote to its branch), so that --dry-run finds the typo the run would
+// refuse. Without that file (an older pipeline stage) nothing is checked.
+func (s *stage) checkParams(ctx context.Context, params map[string]any) error {
+	branch := s.cfg.Branches[config.StagePipeline]
+	raw, err := s.o.Forge.ReadFile(ctx, branch, records.PipelineSpecPath)
+	if err != nil {
+		return nil
+	}
+	var spec struct {
+		Root struct {
+			InputDefinitions struct {
+				Parameters map[string]any `json:"parameters"`
+			} `json:"inputDefinitions"`
+		} `json:"root"`
+	}
+	if err := yaml.Unmarshal(raw, &spec); err != nil || spec.Root.InputDefinitions.Parameters == nil {
+		return nil
+	}
+	declared := spec.Root.InputDefinitions.Parameters
+	var unknown, names []string
+	for k := range params {
+		if _, ok := declared[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	for k := range declared {
+		names = append(names, k)
+	}
+	sort.Strings(unknown)
+	sort.Strings(names)
+	return agent.Usagef("fix training.parameters in branchml.yaml: the pipeline's parameters are "+strings.Join(names, ", "),
+		"training.parameters.%s: pipeline version %s declares no parameter %s", strings.Join(unknown, ", "), s.lock.VersionName, strings.Join(unknown, ", "))
 }

@@ -808,3 +808,22 @@ func TestRunCancelledInTheBackendSaysSo(t *testing.T) {
 		t.Errorf("record = %+v", rec)
 	}
 }
+
+// --dry-run checks the parameter names against the pipeline the pipeline
+// stage composed (as the run would refuse a typo), exit 2 naming it.
+func TestDryRunRefusesAnUnknownParameter(t *testing.T) {
+	e := setup(t, false, strings.Replace(configYAML, "epochs: 3", "epocs: 3", 1))
+	spec := "root:\n  inputDefinitions:\n    parameters:\n      data_path: {parameterType: STRING}\n      epochs: {parameterType: NUMBER_INTEGER}\n" +
+		"      model_base_path: {parameterType: STRING}\n      model_version: {parameterType: NUMBER_INTEGER}\n"
+	if _, err := e.forge.WriteBack(context.Background(), forgeWB("kf-pipeline", records.PipelineSpecPath, []byte(spec))); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts()
+	o.DryRun, o.Storage, o.Pipelines = true, nil, nil
+	_, err := Run(context.Background(), o)
+	var ae *agent.Error
+	if !errors.As(err, &ae) || ae.Code != agent.ExitUsage || err.Error() != "training.parameters.epocs: pipeline version abc-1234 declares no parameter epocs" ||
+		ae.Fix != "fix training.parameters in branchml.yaml: the pipeline's parameters are data_path, epochs, model_base_path, model_version" {
+		t.Fatalf("err = %v (%#v)", err, err)
+	}
+}

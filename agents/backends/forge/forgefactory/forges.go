@@ -1,6 +1,8 @@
 package forgefactory
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge/github"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/statedir"
 )
 
@@ -91,4 +94,31 @@ func New(cfg *config.Config, opts ...Option) (forge.Forge, error) {
 	default:
 		return nil, fmt.Errorf("backends.forge.type %q is unknown: use one of %s", fb.Type, strings.Join(Types, ", "))
 	}
+}
+
+// RequireApproval is the gate of stages.<stage>.requireApproval: when set
+// (and not a dry run: a change request only plans), the commit the stage
+// runs for must have arrived on the stage's branch through a merged pull
+// request with an approving review (forge.RequireApproval). It returns nil
+// or an *agent.Error of exit code 2, to be returned before any work.
+func RequireApproval(ctx context.Context, cfg *config.Config, f forge.Forge, stage, commit string, dryRun bool) error {
+	if !cfg.RequiresApproval(stage) || dryRun {
+		return nil
+	}
+	branch := cfg.Branches[stage]
+	what := fmt.Sprintf("stages.%s.requireApproval", stage)
+	if commit == "" {
+		return agent.Usagef("pass --commit (Jenkins sets GIT_COMMIT)", "%s: the commit is not known", what)
+	}
+	_, err := forge.RequireApproval(ctx, f, branch, commit)
+	var ae *forge.ApprovalError
+	switch {
+	case errors.As(err, &ae) && ae.PR != nil:
+		return agent.Usage(what, err, fmt.Sprintf("have a reviewer approve pull request #%d (GitHub, or 'branchml pr approve %d --as REVIEWER'), then run the stage again", ae.PR.Number, ae.PR.Number))
+	case errors.As(err, &ae):
+		return agent.Usage(what, err, fmt.Sprintf("merge into %s through a pull request with an approving review ('branchml pr open --head BRANCH --base %s', approve, merge), or set stages.%s.requireApproval: false", branch, branch, stage))
+	case err != nil:
+		return agent.Usage(what, err, "check backends.forge; requireApproval needs the local forge or GitHub")
+	}
+	return nil
 }

@@ -347,11 +347,104 @@ func (f *Forge) findOpen(ctx context.Context, head, base string) (*gh.PullReques
 
 func convert(p *gh.PullRequest) *forge.PullRequest {
 	state := p.GetState()
-	if p.GetMerged() {
+	if p.GetMerged() || p.MergedAt != nil {
 		state = "merged"
 	}
-	return &forge.PullRequest{Number: p.GetNumber(), Head: p.GetHead().GetRef(), Base: p.GetBase().GetRef(),
-		Title: p.GetTitle(), Body: p.GetBody(), URL: p.GetHTMLURL(), State: state}
+	out := &forge.PullRequest{Number: p.GetNumber(), Head: p.GetHead().GetRef(), Base: p.GetBase().GetRef(),
+		Title: p.GetTitle(), Body: p.GetBody(), URL: p.GetHTMLURL(), State: state, Author: p.GetUser().GetLogin()}
+	if state == "merged" {
+		out.MergeCommit, out.MergedBy = p.GetMergeCommitSHA(), p.GetMergedBy().GetLogin()
+		if p.MergedAt != nil {
+			t := p.MergedAt.UTC()
+			out.MergedAt = &t
+		}
+	}
+	return out
+}
+
+var (
+	_ forge.Auditor   = (*Forge)(nil)
+	_ forge.DirLister = (*Forge)(nil)
+)
+
+// MergedPullRequest returns the merged pull request into base whose merge
+// commit is commit (GET /repos/{owner}/{repo}/commits/{sha}/pulls), with
+// who merged it (GET …/pulls/{n}) and its approvals (GET …/pulls/{n}/reviews:
+// each reviewer's latest review, when it approves). When commit is a
+// branchml write-back (author forge.AuthorEmail, GET …/git/commits/{sha}),
+// its first parent is looked at instead, up to 20 deep; nil when the
+// commit did not arrive through a pull request.
+func (f *Forge) MergedPullRequest(ctx context.Context, base, commit string) (*forge.PullRequest, error) {
+	sha := commit
+	for depth := 0; depth < 20 && sha != ""; depth++ {
+		prs, resp, err := f.client.PullRequests.ListPullRequestsWithCommit(ctx, f.owner, f.repo, sha, &gh.ListOptions{PerPage: 100})
+		if err != nil {
+			return nil, fmt.Errorf("pull requests of commit %s in %s: %w", sha, f.Repo(), wrap("list pull requests of a commit", resp, err))
+		}
+		for _, p := range prs {
+			if p.GetMergeCommitSHA() == sha && p.MergedAt != nil && p.GetBase().GetRef() == base {
+				return f.pullWithReviews(ctx, p.GetNumber())
+			}
+		}
+		c, resp, err := f.client.Git.GetCommit(ctx, f.owner, f.repo, sha)
+		if err != nil {
+			return nil, fmt.Errorf("commit %s in %s: %w", sha, f.Repo(), wrap("get commit", resp, err))
+		}
+		if c.GetAuthor().GetEmail() != forge.AuthorEmail || len(c.Parents) == 0 {
+			return nil, nil
+		}
+		sha = c.Parents[0].GetSHA()
+	}
+	return nil, nil
+}
+
+func (f *Forge) pullWithReviews(ctx context.Context, number int) (*forge.PullRequest, error) {
+	p, resp, err := f.client.PullRequests.Get(ctx, f.owner, f.repo, number)
+	if err != nil {
+		return nil, fmt.Errorf("pull request #%d of %s: %w", number, f.Repo(), wrap("get pull request", resp, err))
+	}
+	out := convert(p)
+	var reviews []forge.Review
+	opt := &gh.ListOptions{PerPage: 100}
+	for {
+		rs, resp, err := f.client.PullRequests.ListReviews(ctx, f.owner, f.repo, number, opt)
+		if err != nil {
+			return nil, fmt.Errorf("reviews of pull request #%d of %s: %w", number, f.Repo(), wrap("list reviews", resp, err))
+		}
+		for _, r := range rs {
+			reviews = append(reviews, forge.Review{User: r.GetUser().GetLogin(), State: r.GetState(), Commit: r.GetCommitID(), Body: r.GetBody(), At: r.GetSubmittedAt().UTC()})
+		}
+		if resp.NextPage == 0 {
+			break
+		}
+		opt.Page = resp.NextPage
+	}
+	out.Approvals = forge.LatestApprovals(reviews)
+	return out, nil
+}
+
+// ListDir lists the files directly in dir at ref through the contents API.
+func (f *Forge) ListDir(ctx context.Context, ref, dir string) ([]string, error) {
+	dir = strings.Trim(dir, "/")
+	file, entries, resp, err := f.client.Repositories.GetContents(ctx, f.owner, f.repo, dir, &gh.RepositoryContentGetOptions{Ref: ref})
+	if err != nil {
+		e := wrap("get contents", resp, err)
+		if status(e) == http.StatusNotFound {
+			return []string{}, nil
+		}
+		return nil, fmt.Errorf("list %s at %s in %s: %w", dir, ref, f.Repo(), e)
+	}
+	if file != nil {
+		return nil, fmt.Errorf("list %s at %s in %s: is a file, not a directory", dir, ref, f.Repo())
+	}
+	names := []string{}
+	for _, e := range entries {
+		if e.GetType() == "file" {
+			names = append(names, e.GetName())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // SetStatus creates a commit status on commit (GitHub keeps the latest per context).

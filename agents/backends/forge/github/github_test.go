@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -270,8 +271,8 @@ func TestEnsurePullRequestIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := forge.PullRequest{Number: 1, Head: "training", Base: "main", Title: "Promote r1", Body: "acc 0.61", State: "open", URL: "https://github.com/acme/ml/pull/1"}
-	if *pr != want {
+	want := forge.PullRequest{Number: 1, Head: "training", Base: "main", Title: "Promote r1", Body: "acc 0.61", State: "open", URL: "https://github.com/acme/ml/pull/1", Author: "branchml-bot"}
+	if !reflect.DeepEqual(*pr, want) {
 		t.Fatalf("pr = %+v", *pr)
 	}
 	calls := srv.Calls()
@@ -523,5 +524,62 @@ func BenchmarkWriteBack(b *testing.B) {
 		if _, err := f.WriteBack(ctx, forge.WriteBack{Branch: "main", Files: map[string][]byte{"run.json": []byte(fmt.Sprint(i))}, Message: "bench"}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The audit trail through GitHub's REST API: the pull request a merge
+// commit (and a branchml write-back on top of it) arrived through, who
+// opened and merged it, and the approvals as GitHub counts them (each
+// reviewer's latest review); exactly these calls.
+func TestMergedPullRequestAndApprovals(t *testing.T) {
+	srv, f := setup(t)
+	ctx := context.Background()
+	srv.Commit("ds1", map[string][]byte{"params.yaml": []byte("lr: 0.01\n")}, "tune")
+	n := srv.OpenPull("ds1", "training", "Lower the learning rate", "ds-alice")
+	srv.ReviewPull(n, "bob", "CHANGES_REQUESTED")
+	srv.ReviewPull(n, "carol", "APPROVED")
+	srv.ReviewPull(n, "bob", "APPROVED")
+	srv.ReviewPull(n, "dave", "APPROVED")
+	srv.ReviewPull(n, "dave", "COMMENTED") // a comment does not take an approval back
+	merge := srv.MergePull(n, "carol")
+	wb, err := f.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "branchml train: run r1 for x", Files: map[string][]byte{".branchml/runs/r1.json": []byte("{}\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetRequests()
+	pr, err := f.MergedPullRequest(ctx, "training", wb)
+	if err != nil || pr == nil {
+		t.Fatalf("MergedPullRequest = %+v, %v", pr, err)
+	}
+	if pr.Number != n || pr.Author != "ds-alice" || pr.MergedBy != "carol" || pr.MergeCommit != merge || pr.State != "merged" || pr.MergedAt == nil ||
+		!reflect.DeepEqual(pr.Approvers(), []string{"bob", "carol", "dave"}) {
+		t.Fatalf("pr = %+v (approvers %v)", pr, pr.Approvers())
+	}
+	want := []string{
+		"GET /repos/acme/ml/commits/" + wb + "/pulls?per_page=100",
+		"GET /repos/acme/ml/git/commits/" + wb,
+		"GET /repos/acme/ml/commits/" + merge + "/pulls?per_page=100",
+		"GET /repos/acme/ml/pulls/1",
+		"GET /repos/acme/ml/pulls/1/reviews?per_page=100",
+	}
+	if got := srv.Calls(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("calls = %q\nwant %q", got, want)
+	}
+	// A commit pushed by someone: no pull request, and requireApproval refuses.
+	pushed := srv.Commit("training", map[string][]byte{"x": []byte("y")}, "a direct push")
+	if pr, err := f.MergedPullRequest(ctx, "training", pushed); err != nil || pr != nil {
+		t.Fatalf("pushed commit = %+v, %v", pr, err)
+	}
+	var ae *forge.ApprovalError
+	if _, err := forge.RequireApproval(ctx, f, "training", pushed); !errors.As(err, &ae) {
+		t.Fatalf("RequireApproval = %v", err)
+	}
+	// ListDir of the runs directory.
+	names, err := f.ListDir(ctx, "training", ".branchml/runs")
+	if err != nil || !reflect.DeepEqual(names, []string{"r1.json"}) {
+		t.Fatalf("ListDir = %v, %v", names, err)
+	}
+	if names, err := f.ListDir(ctx, "training", ".branchml/none"); err != nil || len(names) != 0 {
+		t.Fatalf("ListDir of nothing = %v, %v", names, err)
 	}
 }

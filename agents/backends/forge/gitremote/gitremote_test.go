@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -313,8 +314,8 @@ func TestPullRequestsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := forge.PullRequest{Number: 1, Head: "training", Base: "main", Title: "Promote r1", Body: "accuracy 0.61", State: "open", URL: "file://" + dir + ".branchml/pulls/1.json"}
-	if *pr != want {
+	want := forge.PullRequest{Number: 1, Head: "training", Base: "main", Title: "Promote r1", Body: "accuracy 0.61", State: "open", URL: "file://" + dir + ".branchml/pulls/1.json", Author: "branchml"}
+	if !reflect.DeepEqual(*pr, want) {
 		t.Fatalf("pr = %+v, want %+v", *pr, want)
 	}
 	pr2, err := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "training", Base: "main", Title: "Promote r2", Body: "accuracy 0.63"})

@@ -20,13 +20,15 @@ import (
 )
 
 // PullRecord is a pull request as kept in <meta>/pulls/<number>.json:
-// forge.PullRequest plus times and, once merged, the merge commit.
+// forge.PullRequest (with, once merged, the merge commit, who merged and
+// when) plus times. Its reviews are kept in <number>.reviews.json; the
+// Approvals of the records this package returns are computed from them.
 type PullRecord struct {
 	forge.PullRequest
-	CreatedAt   time.Time  `json:"createdAt"`
-	UpdatedAt   time.Time  `json:"updatedAt"`
-	MergeCommit string     `json:"mergeCommit,omitempty"`
-	MergedAt    *time.Time `json:"mergedAt,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// ClosedBy is who closed it without merging.
+	ClosedBy string `json:"closedBy,omitempty"`
 }
 
 // CommentRecord is one comment in <meta>/pulls/<number>.comments.json.
@@ -92,10 +94,13 @@ func (f *Forge) pulls() ([]PullRecord, error) {
 	for _, e := range entries {
 		n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".json"))
 		if err != nil || !strings.HasSuffix(e.Name(), ".json") || n <= 0 {
-			continue // comments, temporary files
+			continue // comments, reviews, temporary files
 		}
 		var pr PullRecord
 		if err := readJSON(f.pullPath(n), &pr); err != nil {
+			return nil, err
+		}
+		if err := f.withApprovals(&pr); err != nil {
 			return nil, err
 		}
 		out = append(out, pr)
@@ -112,6 +117,9 @@ func (f *Forge) pull(n int) (*PullRecord, error) {
 		}
 		return nil, err
 	}
+	if err := f.withApprovals(&pr); err != nil {
+		return nil, err
+	}
 	return &pr, nil
 }
 
@@ -119,6 +127,9 @@ func (f *Forge) pull(n int) (*PullRecord, error) {
 // or updates title and body of the open one with the same head and base
 // (same number). Both branches must exist on the remote. Numbers are
 // allocated under a lock file, so concurrent processes never collide.
+//
+// The author is pr.Author, else forge.AuthorName (the agents open their
+// pull requests as branchml).
 func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*forge.PullRequest, error) {
 	if err := checkRef("head branch", pr.Head); err != nil {
 		return nil, err
@@ -157,7 +168,7 @@ func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*f
 		if rec.State == "open" && rec.Head == pr.Head && rec.Base == pr.Base {
 			if rec.Title != pr.Title || rec.Body != pr.Body {
 				rec.Title, rec.Body, rec.UpdatedAt = pr.Title, pr.Body, t
-				if err := atomicfile.WriteJSON(f.pullPath(rec.Number), rec); err != nil {
+				if err := f.save(&rec); err != nil {
 					return nil, fmt.Errorf("update pull request #%d: %w", rec.Number, err)
 				}
 			}
@@ -165,12 +176,16 @@ func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*f
 			return &out, nil
 		}
 	}
+	author := pr.Author
+	if author == "" {
+		author = forge.AuthorName
+	}
 	rec := PullRecord{
-		PullRequest: forge.PullRequest{Number: max + 1, Head: pr.Head, Base: pr.Base, Title: pr.Title, Body: pr.Body, State: "open"},
+		PullRequest: forge.PullRequest{Number: max + 1, Head: pr.Head, Base: pr.Base, Title: pr.Title, Body: pr.Body, State: "open", Author: author},
 		CreatedAt:   t, UpdatedAt: t,
 	}
 	rec.URL = f.pullURL(rec.Number)
-	if err := atomicfile.WriteJSON(f.pullPath(rec.Number), rec); err != nil {
+	if err := f.save(&rec); err != nil {
 		return nil, fmt.Errorf("create pull request #%d: %w", rec.Number, err)
 	}
 	out := rec.PullRequest
@@ -232,14 +247,24 @@ func (f *Forge) Comments(ctx context.Context, number int) ([]CommentRecord, erro
 	return cs, nil
 }
 
-// MergePullRequest merges the open pull request number as a user would in a
-// web UI: a merge commit of head into base (parents: base tip, head tip)
-// with message "Merge pull request #<n> from <head>\n\n<title>", pushed to
-// base (re-done when base moves, bounded); the record becomes "merged". It
-// returns the merge commit: the recorded one for a merged pull request, the
-// base tip when head is already contained in base. Conflicts give a
-// *MergeConflictError naming the files; a closed pull request is an error.
+// MergePullRequest merges the open pull request number as the local user
+// (User) would in a web UI; see MergeAs.
 func (f *Forge) MergePullRequest(ctx context.Context, number int) (string, error) {
+	return f.MergeAs(ctx, number, "")
+}
+
+// MergeAs merges the open pull request number as user ("" = User()) would
+// in a web UI: a merge commit of head into base (parents: base tip, head
+// tip) authored by user (<user>@localhost) with message "Merge pull
+// request #<n> from <head>\n\n<title>", pushed to base (re-done when base
+// moves, bounded); the record becomes "merged", with who merged and when.
+// It returns the merge commit: the recorded one for a merged pull request,
+// the base tip when head is already contained in base. Conflicts give a
+// *MergeConflictError naming the files; a closed pull request is an error.
+func (f *Forge) MergeAs(ctx context.Context, number int, user string) (string, error) {
+	if user == "" {
+		user = User(os.Getenv)
+	}
 	unlock, err := f.lock(ctx)
 	if err != nil {
 		return "", err
@@ -264,7 +289,7 @@ func (f *Forge) MergePullRequest(ctx context.Context, number int) (string, error
 	var commit string
 	err = f.retryMoved(ctx, rec.Base, func(ctx context.Context, _ int) error {
 		var err error
-		commit, err = f.mergeOnce(ctx, w, rec)
+		commit, err = f.mergeOnce(ctx, w, rec, user)
 		return err
 	})
 	if re, ok := err.(*retry.Error); ok {
@@ -274,14 +299,14 @@ func (f *Forge) MergePullRequest(ctx context.Context, number int) (string, error
 		return "", err
 	}
 	t := now()
-	rec.State, rec.MergeCommit, rec.MergedAt, rec.UpdatedAt = "merged", commit, &t, t
-	if err := atomicfile.WriteJSON(f.pullPath(number), rec); err != nil {
+	rec.State, rec.MergeCommit, rec.MergedAt, rec.MergedBy, rec.UpdatedAt = "merged", commit, &t, user, t
+	if err := f.save(rec); err != nil {
 		return "", fmt.Errorf("merge pull request #%d: merged as %s but the record was not updated: %w", number, commit, err)
 	}
 	return commit, nil
 }
 
-func (f *Forge) mergeOnce(ctx context.Context, w *workArea, rec *PullRecord) (string, error) {
+func (f *Forge) mergeOnce(ctx context.Context, w *workArea, rec *PullRecord, user string) (string, error) {
 	if err := w.fetch(ctx); err != nil {
 		return "", err
 	}
@@ -312,7 +337,8 @@ func (f *Forge) mergeOnce(ctx context.Context, w *workArea, rec *PullRecord) (st
 	}
 	tree := strings.SplitN(out, "\n", 2)[0]
 	msg := fmt.Sprintf("Merge pull request #%d from %s\n\n%s\n", rec.Number, rec.Head, rec.Title)
-	commit, err := w.git(ctx, []byte(msg), "commit-tree", "--no-gpg-sign", tree, "-p", base, "-p", head, "-F", "-")
+	commit, err := w.f.git.run(ctx, w.dir, []byte(msg), append([]string{"GIT_INDEX_FILE=" + w.index}, identity(user)...),
+		"commit-tree", "--no-gpg-sign", tree, "-p", base, "-p", head, "-F", "-")
 	if err != nil {
 		return "", err
 	}

@@ -2,15 +2,18 @@ package local_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	tfs "github.com/branchml/branchml/agents/backends/serving/tfserving"
 	fake "github.com/branchml/branchml/agents/internal/fake/tfserving"
+	"github.com/branchml/branchml/agents/internal/procid"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/deploy/loadgen"
 	"github.com/branchml/branchml/agents/stages/deploy/rollout"
@@ -76,7 +80,24 @@ func models(t *testing.T, behaviors map[int64]string, versions ...int64) string 
 	return base
 }
 
-func newBackend(t *testing.T, stateDir string) *local.Backend {
+// hosted is a backend that hosts the plane of stateDir (shut down at the
+// end of the test).
+func hosted(t *testing.T, stateDir string, opts ...local.Option) *local.Backend {
+	t.Helper()
+	b, err := local.New("djia30", []string{fakeBin}, append([]local.Option{local.WithStateDir(stateDir), local.WithLogger(testLog(t)),
+		local.WithReadyTimeout(20 * time.Second), local.WithHost()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	return b
+}
+
+// client is another agent run's backend on the same plane.
+func client(t *testing.T, stateDir string) *local.Backend {
 	t.Helper()
 	b, err := local.New("djia30", []string{fakeBin}, local.WithStateDir(stateDir), local.WithLogger(testLog(t)), local.WithReadyTimeout(20*time.Second))
 	if err != nil {
@@ -85,10 +106,15 @@ func newBackend(t *testing.T, stateDir string) *local.Backend {
 	if _, err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	return b
 }
 
-func TestGatewaySplitsExactly(t *testing.T) {
+func ref(base string, v int64) records.ModelRef {
+	return records.ModelRef{Name: "djia30", Version: v, Path: base}
+}
+
+func TestGatewaySplitsExactlyAndPinsVersions(t *testing.T) {
 	stable, canary := fake.New("djia30"), fake.New("djia30")
 	stable.SetState(1, tfs.StateAvailable)
 	canary.SetState(2, tfs.StateAvailable)
@@ -103,7 +129,7 @@ func TestGatewaySplitsExactly(t *testing.T) {
 	defer gw.Close(context.Background())
 	us, uc := local.NewUpstream(s1.URL), local.NewUpstream(s2.URL)
 	for _, w := range []int{10, 25, 50} {
-		gw.SetRoutes(local.Route{Variant: serving.Stable, Upstream: us, Weight: 100 - w}, local.Route{Variant: serving.Canary, Upstream: uc, Weight: w})
+		gw.SetRoutes(local.Route{Variant: serving.Stable, Version: 1, Upstream: us, Weight: 100 - w}, local.Route{Variant: serving.Canary, Version: 2, Upstream: uc, Weight: w})
 		rep, err := loadgen.Run(context.Background(), loadgen.Options{URL: url + "/v1/models/djia30:predict", Body: []byte(body), Requests: 1000, Concurrency: 4, VariantHeader: local.VariantHeader})
 		if err != nil {
 			t.Fatal(err)
@@ -112,14 +138,41 @@ func TestGatewaySplitsExactly(t *testing.T) {
 			t.Fatalf("weight %d: report %+v", w, rep)
 		}
 	}
-	if c := uc.Stats.Counters(); c.Requests != 850 || c.Errors != 0 || c.Latency.Count != 850 {
+	if c := uc.Stats.Counters(); c.Requests != 850 || c.Codes[200] != 850 || c.Latency.Count != 850 {
 		t.Fatalf("canary stats = %+v", c)
+	}
+	// Pinned requests go to the server of that version, whatever the
+	// weights: all 20 of each (before: 404 from the other server 16 of 20).
+	gw.SetRoutes(local.Route{Variant: serving.Stable, Version: 1, Upstream: us, Weight: 90}, local.Route{Variant: serving.Canary, Version: 2, Upstream: uc, Weight: 10})
+	c, _ := tfs.New(url)
+	for _, sel := range []tfs.Selector{{Version: 2}, {Label: "canary"}, {Version: 1}, {Label: "stable"}} {
+		want := "[[2]]"
+		if sel.Version == 1 || sel.Label == "stable" {
+			want = "[[1]]"
+		}
+		for i := 0; i < 20; i++ {
+			p, err := c.Predict(context.Background(), "djia30", sel, []byte(body))
+			if err != nil || string(p.Predictions) != want {
+				t.Fatalf("pinned %+v request %d: %v, %v", sel, i, p, err)
+			}
+		}
+	}
+	if got := canary.Calls(); got[len(got)-1].Path != "/v1/models/djia30/versions/2:predict" {
+		t.Fatalf("a label request reaches the server as %q (it knows its version only)", got[len(got)-1].Path)
+	}
+	_, err = c.Predict(context.Background(), "djia30", tfs.Selector{Version: 7}, []byte(body))
+	var te *tfs.Error
+	if !errors.As(err, &te) || te.StatusCode != 404 || te.Message != "Servable not found for request: Specific(djia30, 7)" {
+		t.Fatalf("unknown version = %v", err)
 	}
 	// No routes: 503 with TF Serving's error body.
 	gw.SetRoutes()
 	rep, _ := loadgen.Run(context.Background(), loadgen.Options{URL: url + "/v1/models/djia30:predict", Body: []byte(body), Requests: 1})
 	if rep.Failed != 1 || rep.Errors[0] != `503: {"error":"no model version is serving"}`+"\n" {
 		t.Fatalf("no-route report = %+v", rep)
+	}
+	if _, err := local.NewGateway().Listen("0.0.0.0:0"); err == nil || !strings.Contains(err.Error(), "loopback only") {
+		t.Fatalf("listen on all interfaces: %v", err)
 	}
 }
 
@@ -140,19 +193,26 @@ func policy() rollout.Policy {
 	return rollout.Policy{Steps: []int{10, 25, 50, 100}, Interval: 150 * time.Millisecond, Threshold: 2, MinRequests: 5, SuccessRate: 99, MaxLatencyP99: time.Second}
 }
 
+// A rollout by one agent run, on the plane another process hosts, under
+// steady load: zero failed requests, each step's share as set, the old
+// stable stopped after promotion.
 func TestCanaryUnderSteadyLoadZeroDowntime(t *testing.T) {
 	ctx := context.Background()
 	base := models(t, nil, 1, 2)
-	b := newBackend(t, t.TempDir())
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	if err := b.Deploy(ctx, serving.Stable, records.ModelRef{Name: "djia30", Version: 1, Path: base}); err != nil {
+	state := t.TempDir()
+	owner := hosted(t, state)
+	if err := owner.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
 		t.Fatal(err)
 	}
-	st0, _ := b.State(ctx)
+	st0, _ := owner.State(ctx)
 	oldPID := st0.Get(serving.Stable).PID
-	stop := steadyLoad(t, b.URL())
+	stop := steadyLoad(t, owner.URL())
 	time.Sleep(100 * time.Millisecond)
-	r, err := rollout.New(b, records.ModelRef{Name: "djia30", Version: 2, Path: base}, policy(), rollout.WithLogger(testLog(t)))
+	agent := client(t, state)
+	if agent.URL() != owner.URL() || agent.Hosted() {
+		t.Fatalf("the agent's backend uses %s (hosted %v), the plane serves %s", agent.URL(), agent.Hosted(), owner.URL())
+	}
+	r, err := rollout.New(agent, ref(base, 2), policy(), rollout.WithLogger(testLog(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,34 +225,26 @@ func TestCanaryUnderSteadyLoadZeroDowntime(t *testing.T) {
 	if rep.Failed != 0 || rep.Sent < 300 {
 		t.Fatalf("load: %d sent, %d failed (%q); want 0 failed of at least 300", rep.Sent, rep.Failed, rep.Errors)
 	}
-	// One passed analysis per step. On a loaded machine the load generator
-	// can fall behind, and an interval with too few canary requests is a
-	// failed "no data" analysis (below the threshold): those carry no share.
-	var passed []rollout.Analysis
 	var weights []int
 	for _, a := range st.Analyses {
 		if a.Passed() {
-			passed = append(passed, a)
 			weights = append(weights, a.Weight)
+			if math.Abs(a.Share-float64(a.Weight)) > 5 {
+				t.Errorf("step %d%%: measured share %.2f%% (%d canary of %d)", a.Weight, a.Share, a.CanaryRequests, a.CanaryRequests+a.StableRequests)
+			}
 		}
 	}
 	if fmt.Sprint(weights) != "[10 25 50 100]" {
 		t.Fatalf("passed analyses at weights %v, want [10 25 50 100]: %+v", weights, st.Analyses)
 	}
-	for _, a := range passed {
-		if math.Abs(a.Share-float64(a.Weight)) > 5 {
-			t.Errorf("step %d%%: measured share %.2f%% (%d canary of %d)", a.Weight, a.Share, a.CanaryRequests, a.CanaryRequests+a.StableRequests)
-		}
-	}
-	now, _ := b.State(ctx)
-	if len(now.Variants) != 1 || now.Get(serving.Stable).Model.Version != 2 || now.CanaryWeight != 0 {
+	now, _ := owner.State(ctx)
+	if len(now.Variants) != 1 || now.Get(serving.Stable).Model.Version != 2 || now.CanaryWeight != 0 || now.Get(serving.Stable).Since.IsZero() {
 		t.Fatalf("state after promotion = %+v", now)
 	}
-	if err := exec.Command("kill", "-0", fmt.Sprint(oldPID)).Run(); err == nil {
+	if err := syscall.Kill(oldPID, 0); err == nil {
 		t.Fatalf("old stable pid %d still runs", oldPID)
 	}
-	// Every answer came from version 1 or 2, and the last ones from 2.
-	c, _ := tfs.New(b.URL())
+	c, _ := tfs.New(owner.URL())
 	p, err := c.Predict(ctx, "djia30", tfs.Selector{}, []byte(body))
 	if err != nil || string(p.Predictions) != "[[2]]" {
 		t.Fatalf("predict after promotion = %v, %v", p, err)
@@ -202,13 +254,12 @@ func TestCanaryUnderSteadyLoadZeroDowntime(t *testing.T) {
 func TestBadCanaryRolledBackWithinOneInterval(t *testing.T) {
 	ctx := context.Background()
 	base := models(t, map[int64]string{3: `{"failEvery":2}`}, 1, 3)
-	b := newBackend(t, t.TempDir())
-	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	if err := b.Deploy(ctx, serving.Stable, records.ModelRef{Name: "djia30", Version: 1, Path: base}); err != nil {
+	b := hosted(t, t.TempDir())
+	if err := b.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
 		t.Fatal(err)
 	}
 	stop := steadyLoad(t, b.URL())
-	r, _ := rollout.New(b, records.ModelRef{Name: "djia30", Version: 3, Path: base}, policy(), rollout.WithLogger(testLog(t)))
+	r, _ := rollout.New(b, ref(base, 3), policy(), rollout.WithLogger(testLog(t)))
 	st, err := r.Run(ctx)
 	rep := stop()
 	if !errors.Is(err, rollout.ErrRolledBack) || st.Phase != rollout.PhaseRolledBack {
@@ -217,75 +268,315 @@ func TestBadCanaryRolledBackWithinOneInterval(t *testing.T) {
 	if !strings.Contains(st.Reason, "2 failed analyses (threshold 2), last at 10%: success rate") {
 		t.Fatalf("reason = %q", st.Reason)
 	}
-	// Rolled back at the second analysis: within one interval of the threshold.
-	var failedAt, rolledAt time.Time
-	for _, e := range st.History {
-		if e.Event == rollout.EventAnalysisFailed {
-			failedAt = e.Time
-		}
-		if e.Event == rollout.EventRolledBack {
-			rolledAt = e.Time
-		}
-	}
-	if d := rolledAt.Sub(failedAt); d < 0 || d > policy().Interval {
-		t.Fatalf("rolled back %v after the threshold-crossing analysis", d)
-	}
 	now, _ := b.State(ctx)
 	if len(now.Variants) != 1 || now.Get(serving.Stable).Model.Version != 1 {
 		t.Fatalf("state after rollback = %+v", now)
 	}
-	// Stable served throughout: the failures came only from the canary.
 	if rep.ByVariant["stable"] == 0 || rep.Failed == 0 {
 		t.Fatalf("load = %+v", rep)
 	}
 	sc, _ := b.Counters(ctx, serving.Stable)
-	if sc.Errors != 0 {
-		t.Fatalf("stable errors = %d", sc.Errors)
+	if sc.Requests == 0 || sc.Codes[200] != sc.Requests {
+		t.Fatalf("stable counters = %+v", sc)
 	}
 }
 
-func TestAdoptFromAnotherProcessAndReadState(t *testing.T) {
+// A canary answering 400 to everything (the stable version answers 200)
+// is rolled back; before, the gateway counted only 5xx and promoted it.
+func TestCanaryAnswering400IsRolledBack(t *testing.T) {
+	ctx := context.Background()
+	base := models(t, map[int64]string{4: `{"status":400}`}, 1, 4)
+	b := hosted(t, t.TempDir())
+	if err := b.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
+		t.Fatal(err)
+	}
+	stop := steadyLoad(t, b.URL())
+	r, _ := rollout.New(b, ref(base, 4), policy(), rollout.WithLogger(testLog(t)))
+	st, err := r.Run(ctx)
+	stop()
+	if !errors.Is(err, rollout.ErrRolledBack) || !strings.Contains(st.Reason, "client errors (4xx) beyond the stable version's rate") {
+		t.Fatalf("rollout = %v, %q", err, st.Reason)
+	}
+	if now, _ := b.State(ctx); now.Get(serving.Stable).Model.Version != 1 || now.Get(serving.Canary) != nil {
+		t.Fatalf("state = %+v", now)
+	}
+}
+
+// A version that cannot load fails at once with serving.ErrLoadFailed:
+// its directory missing, or the server reporting the load failed.
+func TestVersionThatCannotLoadFailsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	base := models(t, map[int64]string{6: `{"loadError":"Could not parse saved_model.pb"}`}, 1, 6)
+	b := hosted(t, t.TempDir(), local.WithReadyTimeout(time.Minute))
+	if err := b.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		v    int64
+		want string
+	}{{99, "no version directory " + filepath.Join(base, "99")}, {6, "model djia30 version 6 failed to load: INVALID_ARGUMENT: Could not parse saved_model.pb"}} {
+		start := time.Now()
+		err := b.Deploy(ctx, serving.Canary, ref(base, tc.v))
+		if !errors.Is(err, serving.ErrLoadFailed) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("deploy v%d: %v", tc.v, err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("deploy v%d took %v to fail", tc.v, d)
+		}
+	}
+	if now, _ := b.State(ctx); len(now.Variants) != 1 || now.Get(serving.Stable).Model.Version != 1 {
+		t.Fatalf("state = %+v", now)
+	}
+}
+
+// Every server listens on loopback: the plane tells it so, and refuses one
+// that listens elsewhere.
+func TestServersListenOnLoopbackOnly(t *testing.T) {
+	ctx := context.Background()
+	base := models(t, nil, 1)
+	b := hosted(t, t.TempDir())
+	if err := b.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := b.State(ctx)
+	if ep := st.Get(serving.Stable).Endpoint; !strings.HasPrefix(ep, "http://127.0.0.1:") {
+		t.Fatalf("stable listens on %s", ep)
+	}
+	if cl := procid.Cmdline(st.Get(serving.Stable).PID); !strings.Contains(cl, "--rest_api_host=127.0.0.1") {
+		t.Fatalf("server command line %q", cl)
+	}
+	wide, err := local.New("djia30", []string{"/bin/sh", "-c", `exec "$0" "$@" --rest_api_host=0.0.0.0`, fakeBin},
+		local.WithStateDir(t.TempDir()), local.WithLogger(testLog(t)), local.WithHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wide.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close(ctx)
+	if err := wide.Deploy(ctx, serving.Stable, ref(base, 1)); err == nil || !strings.Contains(err.Error(), "not on loopback") {
+		t.Fatalf("a server on 0.0.0.0: %v", err)
+	}
+}
+
+// The rollout lease: one holder at a time, named; a preempting holder
+// (a manual rollback) removes the canary with no failed request and the
+// old holder's changes are refused as preempted.
+func TestLeaseHeldAndPreempted(t *testing.T) {
+	ctx := context.Background()
+	base := models(t, nil, 1, 2)
+	state := t.TempDir()
+	owner := hosted(t, state)
+	if err := owner.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rollout1, rollback := client(t, state), client(t, state)
+	l1, err := rollout1.Lease(ctx, serving.LeaseRequest{What: "branchml-deploy run: djia30 v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rollout1.Deploy(ctx, serving.Canary, ref(base, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rollout1.Route(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	// Another holder is refused, naming the holder; changes without the
+	// lease are refused too.
+	_, err = rollback.Lease(ctx, serving.LeaseRequest{What: "second deploy"})
+	var he *serving.HeldError
+	if !errors.As(err, &he) || !strings.HasPrefix(he.Holder, fmt.Sprintf("pid %d (branchml-deploy run: djia30 v2, since ", os.Getpid())) ||
+		!strings.HasPrefix(err.Error(), "rollout of djia30 in progress by pid ") {
+		t.Fatalf("second lease = %v", err)
+	}
+	if err := rollback.Route(ctx, 0); !errors.As(err, &he) {
+		t.Fatalf("a change without the lease = %v", err)
+	}
+	// Waiting: told once, and gets it once it is released.
+	var told []string
+	got := make(chan error, 1)
+	go func() {
+		l, err := rollback.Lease(ctx, serving.LeaseRequest{What: "waiter", Wait: true, OnWait: func(h string) { told = append(told, h) }})
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := l1.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil || len(told) != 1 || !strings.Contains(told[0], "branchml-deploy run") {
+		t.Fatalf("waiter: %v, told %q", err, told)
+	}
+	// Preemption under load.
+	l1, err = rollout1.Lease(ctx, serving.LeaseRequest{What: "branchml-deploy run: djia30 v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := steadyLoad(t, owner.URL())
+	time.Sleep(200 * time.Millisecond)
+	l2, err := rollback.Lease(ctx, serving.LeaseRequest{What: "branchml-deploy rollback", Preempt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Release(ctx)
+	time.Sleep(200 * time.Millisecond)
+	rep := stop()
+	if rep.Failed != 0 || rep.ByVariant["canary"] == 0 {
+		t.Fatalf("load across the preemption: %+v", rep)
+	}
+	if now, _ := owner.State(ctx); now.Get(serving.Canary) != nil || now.CanaryWeight != 0 {
+		t.Fatalf("the canary survived the preemption: %+v", now)
+	}
+	select {
+	case <-l1.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the preempted holder was not told")
+	}
+	var pe *serving.PreemptedError
+	if !errors.As(l1.Err(), &pe) || !strings.Contains(pe.By, "branchml-deploy rollback") || pe.Reason != "canary djia30 v2 removed, traffic back to stable" {
+		t.Fatalf("lost lease: %v", l1.Err())
+	}
+	if err := rollout1.Route(ctx, 100); !errors.As(err, &pe) {
+		t.Fatalf("a change by the preempted holder = %v", err)
+	}
+}
+
+// A server that exits by itself leaves the routes at once: the requests
+// after it go to the stable version.
+func TestServerExitingIsUnrouted(t *testing.T) {
+	ctx := context.Background()
+	base := models(t, nil, 1, 2)
+	b := hosted(t, t.TempDir())
+	if err := b.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Deploy(ctx, serving.Canary, ref(base, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Route(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := b.State(ctx)
+	_ = syscall.Kill(st.Get(serving.Canary).PID, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if now, _ := b.State(ctx); now.Get(serving.Canary) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead canary is still routed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rep, _ := loadgen.Run(ctx, loadgen.Options{URL: b.URL() + "/v1/models/djia30:predict", Body: []byte(body), Requests: 200, Concurrency: 4, VariantHeader: local.VariantHeader})
+	if rep.Failed != 0 || rep.ByVariant["stable"] != 200 {
+		t.Fatalf("after the canary died: %+v", rep)
+	}
+}
+
+// One plane per model per state directory: a second is refused, naming the
+// owner; ReadState from another process reads the live plane; after the
+// owner stops, nothing serves and nothing runs.
+func TestOnePlaneAndReadState(t *testing.T) {
 	ctx := context.Background()
 	base := models(t, nil, 1)
 	state := t.TempDir()
-	b1 := newBackend(t, state)
-	if err := b1.Deploy(ctx, serving.Stable, records.ModelRef{Name: "djia30", Version: 1, Path: base}); err != nil {
+	b := hosted(t, state, local.WithOwner("branchml quickstart --serve"))
+	if err := b.Deploy(ctx, serving.Stable, ref(base, 1)); err != nil {
 		t.Fatal(err)
 	}
-	_ = b1.Close(ctx) // the servers keep running
-	st, err := local.ReadState(state, "djia30")
-	if err != nil || st.Get(serving.Stable) == nil || st.Get(serving.Stable).Model.Version != 1 || st.Endpoint != "" {
+	p, _ := local.NewPlane("djia30", state, local.WithLogger(testLog(t)))
+	_, err := p.Start(ctx)
+	var re *local.RunningError
+	if !errors.As(err, &re) || re.URL != b.URL() || !strings.Contains(err.Error(), "(branchml quickstart --serve, since ") {
+		t.Fatalf("second plane = %v", err)
+	}
+	st, err := local.ReadState(ctx, state, "djia30")
+	if err != nil || st.Get(serving.Stable) == nil || st.Endpoint != b.URL() {
 		t.Fatalf("ReadState = %+v, %v", st, err)
 	}
 	pid := st.Get(serving.Stable).PID
-	b2 := newBackend(t, state)
-	defer b2.Shutdown(ctx)
-	st2, _ := b2.State(ctx)
-	if st2.Get(serving.Stable) == nil || st2.Get(serving.Stable).PID != pid {
-		t.Fatalf("adopted state = %+v", st2)
-	}
-	c, _ := tfs.New(b2.URL())
-	p, err := c.Predict(ctx, "djia30", tfs.Selector{}, []byte(body))
-	if err != nil || string(p.Predictions) != "[[1]]" {
-		t.Fatalf("predict through the new gateway = %v, %v", p, err)
-	}
-	if err := b2.Shutdown(ctx); err != nil {
+	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := exec.Command("kill", "-0", fmt.Sprint(pid)).Run(); err == nil {
-		t.Fatalf("pid %d survives Shutdown", pid)
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("pid %d survives the plane", pid)
+	}
+	if st, err := local.ReadState(ctx, state, "djia30"); err != nil || len(st.Variants) != 0 || st.Endpoint != "" || len(st.Orphans) != 0 {
+		t.Fatalf("ReadState after the stop = %+v, %v", st, err)
+	}
+	// The next plane takes the same URL.
+	b2 := hosted(t, state)
+	if b2.URL() != b.URL() {
+		t.Logf("the URL moved from %s to %s (the port was taken meanwhile)", b.URL(), b2.URL())
 	}
 }
 
-func TestStartFailureNamesTheLog(t *testing.T) {
-	b, _ := local.New("djia30", []string{fakeBin}, local.WithStateDir(t.TempDir()), local.WithLogger(testLog(t)), local.WithReadyTimeout(5*time.Second))
-	if _, err := b.Start(context.Background()); err != nil {
+// A plane that died without stopping its servers (recorded in its state
+// file) leaves orphans that ReadState shows and the next plane stops, PID
+// and start time checked: a recorded PID that now belongs to another
+// process is left alone.
+func TestLeftoverServersAreShownAndStopped(t *testing.T) {
+	ctx := context.Background()
+	state := t.TempDir()
+	dir := local.StateDir(state, "djia30")
+	orphan := exec.Command("sleep", "60")
+	bystander := exec.Command("sleep", "60")
+	for _, c := range []*exec.Cmd{orphan, bystander} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Process.Kill()
+	}
+	oid, _ := procid.Of(orphan.Process.Pid)
+	bid, _ := procid.Of(bystander.Process.Pid)
+	bid.Start++ // recorded with another start time: not the same process
+	left := map[string]any{"model": "djia30", "url": "http://127.0.0.1:1", "canaryWeight": 0, "variants": []map[string]any{
+		{"variant": "stable", "process": oid, "url": "http://127.0.0.1:2", "model": ref("/m", 1)},
+		{"variant": "canary", "process": bid, "url": "http://127.0.0.1:3", "model": ref("/m", 2)},
+	}}
+	raw, _ := json.Marshal(left)
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	defer b.Shutdown(context.Background())
-	err := b.Deploy(context.Background(), serving.Stable, records.ModelRef{Name: "djia30", Version: 1, Path: filepath.Join(t.TempDir(), "missing")})
-	var se *serving.Error
-	if !errors.As(err, &se) || !strings.Contains(err.Error(), "exited before listening") || !strings.Contains(err.Error(), "server.log") {
-		t.Fatalf("err = %v", err)
+	st, err := local.ReadState(ctx, state, "djia30")
+	if err != nil || len(st.Variants) != 0 || len(st.Orphans) != 1 || st.Orphans[0].PID != oid.PID {
+		t.Fatalf("ReadState = %+v, %v", st, err)
+	}
+	hosted(t, state)
+	done := make(chan error, 1)
+	go func() { done <- orphan.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the orphan was not stopped")
+	}
+	if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the bystander with a reused PID was hit: %v", err)
+	}
+	// A corrupted state file is an error naming it, never a silent reset.
+	dir2 := local.StateDir(t.TempDir(), "djia30")
+	os.MkdirAll(dir2, 0o755)
+	os.WriteFile(filepath.Join(dir2, "state.json"), []byte(`{"variants": [`), 0o644)
+	_, err = local.ReadState(ctx, filepath.Dir(filepath.Dir(dir2)), "djia30")
+	var se *local.StateError
+	if !errors.As(err, &se) || se.Path != filepath.Join(dir2, "state.json") || !strings.Contains(err.Error(), "is corrupted") {
+		t.Fatalf("corrupted state = %v", err)
+	}
+}
+
+// The control API answers only with the plane's token.
+func TestControlAPINeedsTheToken(t *testing.T) {
+	b := hosted(t, t.TempDir())
+	resp, err := http.Get(b.URL() + local.ControlPrefix + "state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("state without a token: %d", resp.StatusCode)
 	}
 }

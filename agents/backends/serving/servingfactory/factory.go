@@ -2,7 +2,6 @@ package servingfactory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +23,14 @@ type Options struct {
 	ServeCommand []string
 	// StateDir overrides backends.stateDir.
 	StateDir string
+	// Host makes the local backend host the serving plane in this process
+	// when none runs (closing it stops the plane); Spawn is the argv of a
+	// detached process to start instead (e.g. "branchml-deploy serve …"),
+	// which keeps serving after this process ends. Neither: the plane must
+	// run already. Owner names the hosting process.
+	Host  bool
+	Spawn []string
+	Owner string
 	// Image is the serving image for Kubernetes when deploy.serving.image is
 	// empty (the component's pinned image from the components lock).
 	Image string
@@ -47,16 +54,14 @@ func StateDir(cfg *config.Config) string {
 }
 
 // New returns the configured backend, started, and a close function (the
-// local backend's gateway stops on close; its servers keep running).
+// local backend gives its rollout leases back, and stops the serving plane
+// only when it hosts it).
 func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, func(context.Context) error, error) {
 	switch t := cfg.Backends.Serving.Type; t {
 	case "", local.Name:
 		cmd := o.ServeCommand
 		if len(cmd) == 0 {
 			cmd = cfg.Deploy.Serving.Command
-		}
-		if len(cmd) == 0 {
-			return nil, nil, errors.New("no serving command for the local backend: set deploy.serving.command, or pass --serve-command (the serving component's binary)")
 		}
 		dir := o.StateDir
 		if dir == "" {
@@ -65,6 +70,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 		opts := []local.Option{local.WithStateDir(dir), local.WithAddr(cfg.Backends.Serving.Addr)}
 		if o.Log != nil {
 			opts = append(opts, local.WithLogger(o.Log))
+		}
+		if o.Host {
+			opts = append(opts, local.WithHost())
+		}
+		if len(o.Spawn) > 0 {
+			opts = append(opts, local.WithSpawn(o.Spawn...))
+		}
+		if o.Owner != "" {
+			opts = append(opts, local.WithOwner(o.Owner))
 		}
 		b, err := local.New(cfg.Deploy.Model, cmd, opts...)
 		if err != nil {

@@ -2,6 +2,7 @@ package servingfactory_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -23,10 +24,10 @@ func TestNew(t *testing.T) {
 		t.Fatalf("unknown type: %v", err)
 	}
 	cfg.Backends.Serving.Type = "local"
-	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{StateDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "deploy.serving.command") {
-		t.Fatalf("local without command: %v", err)
+	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{StateDir: t.TempDir()}); !errors.Is(err, local.ErrNoPlane) || !strings.Contains(err.Error(), "branchml serve --model djia30") {
+		t.Fatalf("local with no plane running: %v", err)
 	}
-	b, closeFn, err := servingfactory.New(ctx, cfg, servingfactory.Options{StateDir: t.TempDir(), ServeCommand: []string{"/bin/true"}})
+	b, closeFn, err := servingfactory.New(ctx, cfg, servingfactory.Options{StateDir: t.TempDir(), ServeCommand: []string{"/bin/true"}, Host: true})
 	if err != nil {
 		t.Fatal(err)
 	}

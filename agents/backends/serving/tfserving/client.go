@@ -209,8 +209,24 @@ func (c *Client) Status(ctx context.Context, model string, sel Selector) ([]Vers
 	return st.ModelVersionStatus, nil
 }
 
+// LoadError is a model version TF Serving gave up loading: its status is
+// state END with an error code other than OK (GetModelStatus reports a
+// failed load so; see get_model_status_impl.cc and ServableState).
+type LoadError struct {
+	Model   string
+	Version int64
+	// Code is the error_code (e.g. "INVALID_ARGUMENT"), Message its error_message.
+	Code, Message string
+}
+
+func (e *LoadError) Error() string {
+	return fmt.Sprintf("model %s version %d failed to load: %s: %s", e.Model, e.Version, e.Code, e.Message)
+}
+
 // Available reports whether exactly version of model is AVAILABLE with
-// error_code OK. A 404 (not loaded yet) is false with no error.
+// error_code OK. A 404 (not loaded yet) is false with no error; a version
+// whose load failed (state END, error_code not OK) is false with a
+// *LoadError.
 func (c *Client) Available(ctx context.Context, model string, version int64) (bool, error) {
 	st, err := c.Status(ctx, model, Selector{Version: version})
 	if IsNotFound(err) {
@@ -220,21 +236,32 @@ func (c *Client) Available(ctx context.Context, model string, version int64) (bo
 		return false, err
 	}
 	for _, v := range st {
-		if v.Version == version && v.Available() {
+		if v.Version != version {
+			continue
+		}
+		if v.Available() {
 			return true, nil
+		}
+		if v.State == StateEnd && v.Status.ErrorCode != "" && v.Status.ErrorCode != "OK" {
+			return false, &LoadError{Model: model, Version: version, Code: v.Status.ErrorCode, Message: v.Status.ErrorMessage}
 		}
 	}
 	return false, nil
 }
 
 // WaitAvailable polls Available every poll until true or ctx ends; the
-// last error or state is in the returned error.
+// last error or state is in the returned error. A failed load ends the
+// wait at once with the *LoadError.
 func (c *Client) WaitAvailable(ctx context.Context, model string, version int64, poll time.Duration) error {
 	var last error
 	for {
 		ok, err := c.Available(ctx, model, version)
 		if ok {
 			return nil
+		}
+		var le *LoadError
+		if errors.As(err, &le) {
+			return err
 		}
 		last = err
 		select {

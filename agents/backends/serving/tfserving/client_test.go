@@ -75,7 +75,7 @@ func TestStatusAvailableMetadataPredict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Requests != 1 || m.Errors != 0 || m.Latency.Count != 1 {
+	if m.Requests != 1 || m.Codes[200] != 1 || m.Latency.Count != 1 {
 		t.Fatalf("metrics = %+v", m)
 	}
 }
@@ -155,4 +155,25 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// A version TF Serving gave up loading (state END, an error code) ends the
+// wait at once with a *LoadError, however long the deadline.
+func TestWaitAvailableStopsAtAFailedLoad(t *testing.T) {
+	f := fake.New("djia30")
+	f.SetError(3, "INVALID_ARGUMENT", "Could not parse saved_model.pb")
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c, _ := tfs.New(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	err := c.WaitAvailable(ctx, "djia30", 3, 10*time.Millisecond)
+	var le *tfs.LoadError
+	if !errors.As(err, &le) || le.Code != "INVALID_ARGUMENT" || err.Error() != "model djia30 version 3 failed to load: INVALID_ARGUMENT: Could not parse saved_model.pb" {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
 }

@@ -107,34 +107,127 @@ func (h Histogram) Quantile(q float64) time.Duration {
 
 func usToDuration(us float64) time.Duration { return time.Duration(us * float64(time.Microsecond)) }
 
-// Counters are one model's cumulative request counters: all requests,
-// failed ones (status label not "OK") and the latency histogram.
+// Counters are one model's cumulative request counters: all requests, the
+// requests by the HTTP status of their answer, and the latency histogram.
+// Which statuses count as errors is not decided here: the rollout's
+// analysis (agents/stages/deploy/rollout) decides, the same for every
+// serving backend.
 type Counters struct {
 	Requests uint64
-	Errors   uint64
-	Latency  Histogram
+	// Codes counts the requests by HTTP status code. Counters read from
+	// TF Serving's metrics map its status label (a canonical error code
+	// name) to the HTTP status its REST API answers with (HTTPStatus).
+	Codes   map[int]uint64
+	Latency Histogram
+}
+
+// Count adds one request answered with HTTP status code.
+func (c *Counters) Count(code int) {
+	if c.Codes == nil {
+		c.Codes = map[int]uint64{}
+	}
+	c.Requests++
+	c.Codes[code]++
+}
+
+// Clone returns a deep copy of c.
+func (c Counters) Clone() Counters {
+	out := Counters{Requests: c.Requests, Latency: c.Latency.clone()}
+	if c.Codes != nil {
+		out.Codes = make(map[int]uint64, len(c.Codes))
+		for k, v := range c.Codes {
+			out.Codes[k] = v
+		}
+	}
+	return out
 }
 
 // Sub returns c minus prev (what happened between the two samples); a
-// restart (counters going down) returns c whole.
+// restart (any counter going down) returns c whole.
 func (c Counters) Sub(prev Counters) Counters {
-	if prev.Requests > c.Requests || prev.Errors > c.Errors {
-		return c
+	if prev.Requests > c.Requests {
+		return c.Clone()
 	}
-	return Counters{Requests: c.Requests - prev.Requests, Errors: c.Errors - prev.Errors, Latency: c.Latency.Sub(prev.Latency)}
+	for k, v := range prev.Codes {
+		if v > c.Codes[k] {
+			return c.Clone()
+		}
+	}
+	out := Counters{Requests: c.Requests - prev.Requests, Codes: map[int]uint64{}, Latency: c.Latency.Sub(prev.Latency)}
+	for k, v := range c.Codes {
+		if d := v - prev.Codes[k]; d > 0 {
+			out.Codes[k] = d
+		}
+	}
+	return out
 }
 
-// SuccessRate is the percentage of requests that did not fail (100 with no requests).
-func (c Counters) SuccessRate() float64 {
-	if c.Requests == 0 {
-		return 100
+// HTTPStatus is the HTTP status TF Serving's REST API answers a request
+// with when it ended with the canonical status code name (the "status"
+// label of :tensorflow:serving:request_count), as ToHTTPStatusCode in
+// tensorflow_serving/model_servers/http_server.cc maps them; an unknown
+// name is 500.
+func HTTPStatus(code string) int {
+	switch code {
+	case "OK":
+		return 200
+	case "CANCELLED":
+		return 499
+	case "INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE":
+		return 400
+	case "DEADLINE_EXCEEDED":
+		return 504
+	case "NOT_FOUND":
+		return 404
+	case "ALREADY_EXISTS", "ABORTED":
+		return 409
+	case "PERMISSION_DENIED":
+		return 403
+	case "RESOURCE_EXHAUSTED":
+		return 429
+	case "UNIMPLEMENTED":
+		return 501
+	case "UNAVAILABLE":
+		return 503
+	case "UNAUTHENTICATED":
+		return 401
 	}
-	return 100 * float64(c.Requests-min(c.Errors, c.Requests)) / float64(c.Requests)
+	return 500 // UNKNOWN, INTERNAL, DATA_LOSS and anything else
+}
+
+// StatusName is a canonical status code name that HTTPStatus maps to the
+// HTTP status code (the first in TF Serving's table), for writing metrics.
+func StatusName(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 499:
+		return "CANCELLED"
+	case 400:
+		return "INVALID_ARGUMENT"
+	case 504:
+		return "DEADLINE_EXCEEDED"
+	case 404:
+		return "NOT_FOUND"
+	case 409:
+		return "ABORTED"
+	case 403:
+		return "PERMISSION_DENIED"
+	case 429:
+		return "RESOURCE_EXHAUSTED"
+	case 501:
+		return "UNIMPLEMENTED"
+	case 503:
+		return "UNAVAILABLE"
+	case 401:
+		return "UNAUTHENTICATED"
+	}
+	return "INTERNAL"
 }
 
 // ParseMetrics reads Prometheus text exposition format (version 0.0.4) as
 // TF Serving writes it and returns the counters of model: request_count
-// summed over status (Errors: status != "OK"), request_latency buckets
+// by status (Codes: the status label mapped by HTTPStatus), request_latency buckets
 // summed over API and entrypoint. Lines of other metrics are skipped;
 // a malformed line of one of these metrics is an error naming the line.
 func ParseMetrics(r io.Reader, model string) (Counters, error) {
@@ -159,10 +252,11 @@ func ParseMetrics(r io.Reader, model string) (Counters, error) {
 		}
 		switch name {
 		case MetricRequestCount:
-			c.Requests += uint64(value)
-			if labels["status"] != "OK" {
-				c.Errors += uint64(value)
+			if c.Codes == nil {
+				c.Codes = map[int]uint64{}
 			}
+			c.Requests += uint64(value)
+			c.Codes[HTTPStatus(labels["status"])] += uint64(value)
 		case MetricRequestLatency + "_bucket":
 			le := labels["le"]
 			if le == "+Inf" {
@@ -264,16 +358,27 @@ func parseSample(line string) (string, map[string]string, float64, error) {
 	return name, labels, v, nil
 }
 
-// WriteMetrics writes c in TF Serving's Prometheus format for model, with
-// status "OK" for successes and errStatus (e.g. "INTERNAL") for failures
-// and the histogram under API "predict", entrypoint "REST". Fakes and the
-// local gateway use it so that one parser reads them all.
-func WriteMetrics(w io.Writer, model string, c Counters, errStatus string) error {
+// WriteMetrics writes c in TF Serving's Prometheus format for model: one
+// request_count sample per status (StatusName of each HTTP code, sorted)
+// and the histogram under API "predict", entrypoint "REST". Fakes use it
+// so that one parser reads them all.
+func WriteMetrics(w io.Writer, model string, c Counters) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "# TYPE %s counter\n", MetricRequestCount)
-	fmt.Fprintf(bw, "%s{model_name=%q,status=\"OK\"} %d\n", MetricRequestCount, model, c.Requests-min(c.Errors, c.Requests))
-	if c.Errors > 0 {
-		fmt.Fprintf(bw, "%s{model_name=%q,status=%q} %d\n", MetricRequestCount, model, errStatus, c.Errors)
+	byName := map[string]uint64{}
+	for code, n := range c.Codes {
+		byName[StatusName(code)] += n
+	}
+	if len(byName) == 0 {
+		byName["OK"] = 0
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(bw, "%s{model_name=%q,status=%q} %d\n", MetricRequestCount, model, n, byName[n])
 	}
 	fmt.Fprintf(bw, "# TYPE %s histogram\n", MetricRequestLatency)
 	for i, b := range c.Latency.Bounds {

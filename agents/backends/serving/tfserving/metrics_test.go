@@ -28,7 +28,7 @@ func TestParseMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Requests != 100 || c.Errors != 5 || c.SuccessRate() != 95 {
+	if c.Requests != 100 || c.Codes[200] != 95 || c.Codes[500] != 5 || len(c.Codes) != 2 {
 		t.Fatalf("counters = %+v", c)
 	}
 	if got := c.Latency.Bounds; len(got) != 3 || got[0] != 1000 || got[2] != 4000 {
@@ -64,27 +64,35 @@ func TestParseMetricsErrors(t *testing.T) {
 func TestWriteParseRoundTripAndSub(t *testing.T) {
 	c := tfs.Counters{Latency: tfs.NewHistogram(tfs.LatencyBounds)}
 	for i := 0; i < 10; i++ {
-		c.Requests++
+		code := 200
+		if i < 2 {
+			code = 500
+		} else if i == 2 {
+			code = 404
+		}
+		c.Count(code)
 		c.Latency.Observe(time.Duration(i+1) * time.Millisecond)
 	}
-	c.Errors = 2
 	var buf bytes.Buffer
-	if err := tfs.WriteMetrics(&buf, "m", c, "INTERNAL"); err != nil {
+	if err := tfs.WriteMetrics(&buf, "m", c); err != nil {
 		t.Fatal(err)
 	}
 	got, err := tfs.ParseMetrics(&buf, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Requests != 10 || got.Errors != 2 || got.Latency.Count != 10 || len(got.Latency.Bounds) != 33 {
+	if got.Requests != 10 || got.Codes[500] != 2 || got.Codes[404] != 1 || got.Codes[200] != 7 || got.Latency.Count != 10 || len(got.Latency.Bounds) != 33 {
 		t.Fatalf("round trip = %+v", got)
 	}
-	d := got.Sub(tfs.Counters{Requests: 4, Errors: 1, Latency: tfs.NewHistogram(tfs.LatencyBounds)})
-	if d.Requests != 6 || d.Errors != 1 || d.Latency.Count != 10 {
+	d := got.Sub(tfs.Counters{Requests: 4, Codes: map[int]uint64{500: 1, 200: 3}, Latency: tfs.NewHistogram(tfs.LatencyBounds)})
+	if d.Requests != 6 || d.Codes[500] != 1 || d.Codes[200] != 4 || d.Codes[404] != 1 || d.Latency.Count != 10 {
 		t.Fatalf("sub = %+v", d)
 	}
 	// A restart (counters went down) yields the new sample whole.
 	if r := (tfs.Counters{Requests: 3}).Sub(tfs.Counters{Requests: 10}); r.Requests != 3 {
+		t.Fatalf("restart sub = %+v", r)
+	}
+	if r := (tfs.Counters{Requests: 3, Codes: map[int]uint64{200: 3}}).Sub(tfs.Counters{Requests: 2, Codes: map[int]uint64{500: 2}}); r.Requests != 3 || r.Codes[200] != 3 {
 		t.Fatalf("restart sub = %+v", r)
 	}
 }
@@ -98,19 +106,35 @@ func FuzzParseMetrics(f *testing.F) {
 			return
 		}
 		_ = c.Latency.Quantile(0.99)
-		_ = c.SuccessRate()
 	})
 }
 
 func BenchmarkParseMetrics(b *testing.B) {
 	var buf bytes.Buffer
-	c := tfs.Counters{Requests: 1e6, Errors: 10, Latency: tfs.NewHistogram(tfs.LatencyBounds)}
-	_ = tfs.WriteMetrics(&buf, "djia30", c, "INTERNAL")
+	c := tfs.Counters{Requests: 1e6, Codes: map[int]uint64{200: 1e6 - 10, 500: 10}, Latency: tfs.NewHistogram(tfs.LatencyBounds)}
+	_ = tfs.WriteMetrics(&buf, "djia30", c)
 	text := buf.String()
 	b.SetBytes(int64(len(text)))
 	for b.Loop() {
 		if _, err := tfs.ParseMetrics(strings.NewReader(text), "djia30"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Every canonical status code name maps to the HTTP status TF Serving's
+// REST API answers with (http_server.cc, ToHTTPStatusCode), and StatusName
+// inverts it.
+func TestHTTPStatusFollowsTFServing(t *testing.T) {
+	want := map[string]int{"OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
+		"NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400,
+		"ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501, "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401}
+	for name, code := range want {
+		if got := tfs.HTTPStatus(name); got != code {
+			t.Errorf("HTTPStatus(%s) = %d, want %d", name, got, code)
+		}
+		if got := tfs.HTTPStatus(tfs.StatusName(code)); got != code {
+			t.Errorf("HTTPStatus(StatusName(%d)) = %d", code, got)
 		}
 	}
 }

@@ -23,9 +23,27 @@ type Commit struct {
 type Pull struct {
 	Number                  int
 	Head, Base, Title, Body string
-	// State is "open" or "closed".
+	// State is "open" or "closed" (a merged pull request is closed).
 	State            string
 	Created, Updated time.Time
+	// User is the login that opened it (default "branchml-bot", the
+	// token's user).
+	User string
+	// Merged, MergedBy, MergeCommitSHA and MergedAt are set by MergePull.
+	Merged         bool
+	MergedBy       string
+	MergeCommitSHA string
+	MergedAt       time.Time
+	Reviews        []Review
+}
+
+// Review is one pull request review ("APPROVED", "CHANGES_REQUESTED",
+// "COMMENTED", "DISMISSED"), on the head commit it was given on.
+type Review struct {
+	ID                int64
+	User, State, Body string
+	CommitID          string
+	SubmittedAt       time.Time
 }
 
 // Status is one commit status as created through the API.

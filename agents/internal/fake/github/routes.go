@@ -42,6 +42,8 @@ func (s *Server) routes() *http.ServeMux {
 	handle("POST /pulls", s.createPull)
 	handle("GET /pulls/{number}", s.getPull)
 	handle("PATCH /pulls/{number}", s.updatePull)
+	handle("GET /pulls/{number}/reviews", s.listReviews)
+	handle("GET /commits/{sha}/pulls", s.commitPulls)
 	handle("POST /statuses/{sha}", s.createStatus)
 	handle("POST /issues/{number}/comments", s.createComment)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -337,14 +339,66 @@ func (s *Server) pullJSON(r *http.Request, p *Pull) map[string]any {
 	side := func(ref string) map[string]any {
 		return map[string]any{"label": s.Owner + ":" + ref, "ref": ref, "sha": s.repo.branches[ref]}
 	}
-	return map[string]any{
+	out := map[string]any{
 		"url": s.apiURL(r, "pulls/"+strconv.Itoa(p.Number)), "id": 5000 + p.Number, "node_id": "PR_" + strconv.Itoa(p.Number),
 		"html_url": "https://github.com/" + s.Owner + "/" + s.Repo + "/pull/" + strconv.Itoa(p.Number),
 		"number":   p.Number, "state": p.State, "locked": false, "title": p.Title, "body": p.Body,
 		"created_at": p.Created.Format(time.RFC3339), "updated_at": p.Updated.Format(time.RFC3339),
-		"head": side(p.Head), "base": side(p.Base), "merged": false, "draft": false,
-		"user": map[string]any{"login": "branchml-bot"},
+		"head": side(p.Head), "base": side(p.Base), "merged": p.Merged, "draft": false,
+		"user": map[string]any{"login": cmpOr(p.User, "branchml-bot")},
 	}
+	if p.Merged {
+		out["merged_at"] = p.MergedAt.Format(time.RFC3339)
+		out["merge_commit_sha"] = p.MergeCommitSHA
+		out["merged_by"] = map[string]any{"login": p.MergedBy}
+		out["closed_at"] = p.MergedAt.Format(time.RFC3339)
+	}
+	return out
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// GET /repos/{owner}/{repo}/pulls/{number}/reviews: the reviews, oldest
+// first (pull-request-review objects).
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) {
+	p := s.pullByNumber(w, r)
+	if p == nil {
+		return
+	}
+	out := []map[string]any{}
+	for _, rv := range p.Reviews {
+		out = append(out, map[string]any{"id": rv.ID, "node_id": "PRR_" + strconv.FormatInt(rv.ID, 10), "user": map[string]any{"login": rv.User},
+			"body": rv.Body, "state": rv.State, "commit_id": rv.CommitID, "submitted_at": rv.SubmittedAt.Format(time.RFC3339),
+			"html_url":           "https://github.com/" + s.Owner + "/" + s.Repo + "/pull/" + strconv.Itoa(p.Number) + "#pullrequestreview-" + strconv.FormatInt(rv.ID, 10),
+			"author_association": "MEMBER"})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// GET /repos/{owner}/{repo}/commits/{sha}/pulls: the pull requests
+// associated with a commit (pull-request-simple objects): those it is the
+// merge commit of, and the open ones whose head it is.
+func (s *Server) commitPulls(w http.ResponseWriter, r *http.Request) {
+	sha := r.PathValue("sha")
+	if s.repo.commits[sha] == nil {
+		writeError(w, http.StatusUnprocessableEntity, "No commit found for SHA: "+sha, docs+"/commits/commits#list-pull-requests-associated-with-a-commit")
+		return
+	}
+	out := []map[string]any{}
+	for _, p := range s.repo.pulls {
+		if p.MergeCommitSHA == sha || (p.State == "open" && s.repo.branches[p.Head] == sha) {
+			j := s.pullJSON(r, p)
+			delete(j, "merged") // not in pull-request-simple
+			delete(j, "merged_by")
+			out = append(out, j)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // headBranch strips "owner:" from a head filter or field.

@@ -2,6 +2,7 @@ package github
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -250,4 +251,40 @@ func (s *Server) ClosePull(number int) {
 
 func (s *Server) apiURL(r *http.Request, rest string) string {
 	return "http://" + r.Host + "/repos/" + s.Owner + "/" + s.Repo + "/" + strings.TrimPrefix(rest, "/")
+}
+
+// OpenPull opens a pull request from head into base by user, as a person
+// would in the web UI; it returns its number.
+func (s *Server) OpenPull(head, base, title, user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now().UTC().Truncate(time.Second)
+	p := &Pull{Number: len(s.repo.pulls) + 1, Head: head, Base: base, Title: title, State: "open", Created: now, Updated: now, User: user}
+	s.repo.pulls = append(s.repo.pulls, p)
+	return p.Number
+}
+
+// ReviewPull adds a review of pull request number by user, on its head.
+func (s *Server) ReviewPull(number int, user, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.repo.pulls[number-1]
+	p.Reviews = append(p.Reviews, Review{ID: s.repo.id(), User: user, State: state, CommitID: s.repo.branches[p.Head], SubmittedAt: time.Now().UTC().Truncate(time.Second)})
+}
+
+// MergePull merges pull request number as user would with the web UI's
+// merge button: a merge commit on base (parents: base tip, head tip; the
+// head's tree, the fake does not combine trees) authored by user; the pull
+// request is closed and merged. It returns the merge commit.
+func (s *Server) MergePull(number int, user string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.repo.pulls[number-1]
+	base, head := s.repo.branches[p.Base], s.repo.branches[p.Head]
+	c := Commit{Tree: s.repo.commits[head].Tree, Parents: []string{base, head}, Message: fmt.Sprintf("Merge pull request #%d from %s/%s\n\n%s", p.Number, s.Owner, p.Head, p.Title),
+		AuthorName: user, AuthorEmail: user + "@users.noreply.github.com", Date: time.Now().UTC().Truncate(time.Second)}
+	sha := s.repo.putCommit(c)
+	s.repo.branches[p.Base] = sha
+	p.State, p.Merged, p.MergedBy, p.MergeCommitSHA, p.MergedAt, p.Updated = "closed", true, user, sha, c.Date, c.Date
+	return sha
 }

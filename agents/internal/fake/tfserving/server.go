@@ -26,6 +26,14 @@ type Behavior struct {
 	FailEvery int `json:"failEvery,omitempty"`
 	// Output is the value every instance predicts; 0 means the version number.
 	Output float64 `json:"output,omitempty"`
+	// Status, when set, is the HTTP status every predict answers with (with
+	// TF Serving's {"error": …} body), e.g. 400 for a version that rejects
+	// its inputs.
+	Status int `json:"status,omitempty"`
+	// LoadError, when set, makes the version fail to load: its status is
+	// END with error_code INVALID_ARGUMENT and this message, as TF Serving
+	// reports a SavedModel it cannot read.
+	LoadError string `json:"loadError,omitempty"`
 }
 
 // UnmarshalJSON accepts "delay" as a Go duration string.
@@ -34,11 +42,13 @@ func (b *Behavior) UnmarshalJSON(raw []byte) error {
 		Delay     string  `json:"delay"`
 		FailEvery int     `json:"failEvery"`
 		Output    float64 `json:"output"`
+		Status    int     `json:"status"`
+		LoadError string  `json:"loadError"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return err
 	}
-	b.FailEvery, b.Output = v.FailEvery, v.Output
+	b.FailEvery, b.Output, b.Status, b.LoadError = v.FailEvery, v.Output, v.Status, v.LoadError
 	if v.Delay != "" {
 		d, err := time.ParseDuration(v.Delay)
 		if err != nil {
@@ -146,7 +156,11 @@ func (s *Server) Configure(mc tfs.ModelConfig, behaviors map[int64]Behavior) err
 	for _, v := range mc.Versions {
 		keep[v] = true
 		if s.versions[v] == nil {
-			s.versions[v] = &version{state: tfs.StateAvailable, errCode: "OK", behavior: behaviors[v]}
+			b := behaviors[v]
+			s.versions[v] = &version{state: tfs.StateAvailable, errCode: "OK", behavior: b}
+			if b.LoadError != "" {
+				s.versions[v].state, s.versions[v].errCode, s.versions[v].errMsg = tfs.StateEnd, "INVALID_ARGUMENT", b.LoadError
+			}
 		}
 	}
 	for v := range s.versions {
@@ -175,9 +189,7 @@ func (s *Server) Calls() []Call {
 func (s *Server) Counters() tfs.Counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.counters
-	c.Latency = c.Latency.Sub(tfs.Histogram{}) // copy
-	return c
+	return s.counters.Clone()
 }
 
 // InFlight is the number of predicts being answered now.
@@ -202,7 +214,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	if r.URL.Path == tfs.MetricsPath {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_ = tfs.WriteMetrics(w, s.model, s.Counters(), "INTERNAL")
+		_ = tfs.WriteMetrics(w, s.model, s.Counters())
 		return
 	}
 	path := r.URL.Path
@@ -370,16 +382,19 @@ func (s *Server) predict(w http.ResponseWriter, sel tfs.Selector, body string) {
 	if b.Delay > 0 {
 		time.Sleep(b.Delay)
 	}
-	fail := b.FailEvery > 0 && n%b.FailEvery == 0
-	s.mu.Lock()
-	s.counters.Requests++
-	if fail {
-		s.counters.Errors++
+	code := http.StatusOK
+	switch {
+	case b.FailEvery > 0 && n%b.FailEvery == 0:
+		code = http.StatusInternalServerError
+	case b.Status != 0:
+		code = b.Status
 	}
+	s.mu.Lock()
+	s.counters.Count(code)
 	s.counters.Latency.Observe(time.Since(start))
 	s.mu.Unlock()
-	if fail {
-		writeErr(w, http.StatusInternalServerError, "injected failure of version %d", v)
+	if code != http.StatusOK {
+		writeErr(w, code, "injected status %d of version %d", code, v)
 		return
 	}
 	out := b.Output

@@ -3,10 +3,13 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -152,4 +155,40 @@ func one(hc *http.Client, o Options) (string, error) {
 		return resp.Header.Get(o.VariantHeader), nil
 	}
 	return "", nil
+}
+
+// Main is a load generator process for tests of whole systems (a process
+// of its own, independent of the agents under test): args are URL RATE
+// MAX_SECONDS STOP_FILE [BODY]. It sends predicts (BODY, default
+// {"instances":[[1.0]]}) to URL at RATE per second with 16 workers until
+// STOP_FILE exists or MAX_SECONDS passed, then writes its Report as JSON
+// to stdout. It returns the exit code (2 for bad arguments).
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 4 || len(args) > 5 {
+		fmt.Fprintln(stderr, "loadgen: URL RATE MAX_SECONDS STOP_FILE [BODY]")
+		return 2
+	}
+	rate, err1 := strconv.ParseFloat(args[1], 64)
+	secs, err2 := strconv.Atoi(args[2])
+	if err1 != nil || err2 != nil || rate <= 0 || secs <= 0 || secs > 3600 {
+		fmt.Fprintln(stderr, "loadgen: RATE and MAX_SECONDS must be positive numbers (MAX_SECONDS at most 3600)")
+		return 2
+	}
+	body := []byte(`{"instances":[[1.0]]}`)
+	if len(args) == 5 {
+		body = []byte(args[4])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs)*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Stat(args[3]); err == nil {
+				cancel()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	rep, _ := Run(ctx, Options{URL: args[0], Body: body, Rate: rate, Concurrency: 16, Timeout: 10 * time.Second, VariantHeader: "X-Branchml-Variant"})
+	_ = json.NewEncoder(stdout).Encode(rep)
+	return 0
 }

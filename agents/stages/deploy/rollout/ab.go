@@ -104,8 +104,9 @@ func RunAB(ctx context.Context, b serving.Backend, candidate records.ModelRef, p
 			break
 		}
 	}
-	rep.CandidateAnalysis = analyse(p.Bounds, p.Weight, dc, ds)
-	rep.StableAnalysis = analyse(p.Bounds, 100-p.Weight, ds, dc)
+	rep.CandidateAnalysis = analyse(p.Bounds, p.Weight, dc, ds, -1)
+	// Each variant's 4xx are measured against the other's rate.
+	rep.StableAnalysis = analyse(p.Bounds, 100-p.Weight, ds, dc, -1)
 	rep.Verdict = abVerdict(rep.StableAnalysis, rep.CandidateAnalysis)
 	if err := b.Abort(ctx); err != nil {
 		return rep, &Error{Op: "end A/B experiment", Err: err, Retriable: serving.IsTemporary(err)}
@@ -115,11 +116,8 @@ func RunAB(ctx context.Context, b serving.Backend, candidate records.ModelRef, p
 }
 
 func abVerdict(s, c Analysis) string {
-	noData := func(a Analysis) bool {
-		return len(a.Failures) > 0 && len(a.Failures[0]) >= 7 && a.Failures[0][:7] == "no data"
-	}
 	switch {
-	case noData(s) || noData(c):
+	case s.Inconclusive() || c.Inconclusive():
 		return "inconclusive"
 	case c.Passed() && !s.Passed():
 		return "candidate-better"

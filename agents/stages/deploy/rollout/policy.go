@@ -15,13 +15,31 @@ type Policy struct {
 	Interval  time.Duration
 	Threshold int
 	// MinRequests is the least number of canary requests per analysis;
-	// fewer (no data) is a failed analysis.
+	// fewer makes the analysis inconclusive (no data): the step is held and
+	// the rollout waits for traffic, saying how to send it (NoTrafficHint).
 	MinRequests int
+	// MaxInconclusive is how many inconclusive analyses in a row end the
+	// rollout (Failed, the canary removed: no traffic to judge it by); 0
+	// means DefaultMaxInconclusive.
+	MaxInconclusive int
+	// NoTrafficHint is added to the wait-for-traffic message, e.g. "send
+	// predict requests to http://127.0.0.1:8501/v1/models/djia30:predict".
+	NoTrafficHint string
 	// SuccessRate is the least canary success rate in percent.
 	SuccessRate float64
 	// MaxLatencyP99 bounds the canary's p99 latency (0: unbounded).
 	MaxLatencyP99 time.Duration
 	Smoke         []config.SmokeTest
+}
+
+// DefaultMaxInconclusive is Policy.MaxInconclusive when unset.
+const DefaultMaxInconclusive = 10
+
+func (p Policy) maxInconclusive() int {
+	if p.MaxInconclusive > 0 {
+		return p.MaxInconclusive
+	}
+	return DefaultMaxInconclusive
 }
 
 // PolicyOf converts branchml.yaml's deploy.canary.

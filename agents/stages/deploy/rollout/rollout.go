@@ -37,11 +37,18 @@ const (
 	// EventRestored is the recorded stable version started again because
 	// nothing served (after an interruption or a stop of every server).
 	EventRestored = "restored"
+	// EventWaiting is a step held for lack of canary traffic (once per step).
+	EventWaiting = "waiting"
 )
 
 // ErrRolledBack is returned (wrapped with the reason) when the canary was
-// rolled back: stable kept serving.
+// rolled back: stable kept serving. A canary whose version cannot load,
+// and a rollout preempted by a manual rollback, end so too.
 var ErrRolledBack = errors.New("rolled back")
+
+// ErrNoTraffic is returned (wrapped) when the canary got too few requests
+// to judge for Policy.MaxInconclusive intervals in a row.
+var ErrNoTraffic = errors.New("no analysis traffic")
 
 // Error is a rollout step that failed for a reason other than analysis,
 // with whether a retry may succeed.
@@ -81,6 +88,14 @@ type Rollout struct {
 
 	st                     Status
 	baseCanary, baseStable tfserving.Counters
+	// stableCounted and stableClient add up the stable version's requests
+	// and 4xx answers over the rollout (its 4xx rate when it gets no
+	// traffic itself).
+	stableCounted, stableClient uint64
+	// waits counts inconclusive analyses in a row; waitedStep is the step
+	// a waiting event was recorded for.
+	waits      int
+	waitedStep int
 }
 
 type options struct {
@@ -126,7 +141,7 @@ func New(b serving.Backend, candidate records.ModelRef, p Policy, opts ...Option
 		return nil, err
 	}
 	o := newOptions(opts)
-	return &Rollout{b: b, p: p, clock: o.clock, log: o.log, obs: o.obs,
+	return &Rollout{b: b, p: p, clock: o.clock, log: o.log, obs: o.obs, waitedStep: -2,
 		st: Status{Phase: PhasePending, Step: -1, Canary: candidate}}, nil
 }
 
@@ -142,8 +157,16 @@ func (r *Rollout) Status() Status {
 // (nil), rolled back (ErrRolledBack wrapped with the reason) or failed (an
 // *Error). Cancelling ctx aborts the canary so that stable serves alone;
 // the status then is PhaseInterrupted and the error wraps ctx.Err().
+//
+// A rollout preempted by a manual rollback (an error wrapping a
+// *serving.PreemptedError from the backend, or ctx cancelled with one as
+// its cause) ends RolledBack, naming who took over; the canary is then
+// already gone.
 func (r *Rollout) Run(ctx context.Context) (Status, error) {
 	if err := r.Start(ctx); err != nil {
+		if pe := preemption(ctx, err); pe != nil {
+			return r.preempted(pe)
+		}
 		if ctx.Err() != nil {
 			return r.interrupt(ctx.Err())
 		}
@@ -152,10 +175,16 @@ func (r *Rollout) Run(ctx context.Context) (Status, error) {
 	for r.st.Phase == PhaseProgressing {
 		select {
 		case <-ctx.Done():
+			if pe := preemption(ctx, nil); pe != nil {
+				return r.preempted(pe)
+			}
 			return r.interrupt(ctx.Err())
 		case <-r.clock.After(r.p.Interval):
 		}
 		err := r.Tick(ctx)
+		if pe := preemption(ctx, err); pe != nil {
+			return r.preempted(pe)
+		}
 		if ctx.Err() != nil && (r.st.Phase == PhaseProgressing || r.st.Phase == PhaseFailed) {
 			// Whatever failed, it failed because ctx ended: not a verdict.
 			return r.interrupt(ctx.Err())
@@ -170,6 +199,37 @@ func (r *Rollout) Run(ctx context.Context) (Status, error) {
 		}
 	}
 	return r.Status(), nil
+}
+
+// preemption returns the *serving.PreemptedError that err wraps or that
+// ended ctx, or nil.
+func preemption(ctx context.Context, err error) *serving.PreemptedError {
+	var pe *serving.PreemptedError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &pe) {
+		return pe
+	}
+	return nil
+}
+
+// preempted ends the rollout because another holder took the lease (a
+// manual rollback): the canary was removed by it; this rollout records the
+// takeover and blames nothing on the model.
+func (r *Rollout) preempted(pe *serving.PreemptedError) (Status, error) {
+	msg := fmt.Sprintf("preempted at %d%% by %s: canary v%d removed, not judged", r.st.Weight, pe.By, r.st.Canary.Version)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if st, err := r.b.State(ctx); err == nil {
+		if s := st.Get(serving.Stable); s != nil {
+			r.st.Stable = s.Model
+			msg += fmt.Sprintf("; v%d serves", s.Model.Version)
+		}
+	}
+	r.st.Phase, r.st.Weight, r.st.Reason = PhaseRolledBack, 0, msg
+	r.event(EventRolledBack, msg)
+	return r.Status(), fmt.Errorf("%w: canary %s v%d: %w", ErrRolledBack, r.st.Canary.Name, r.st.Canary.Version, pe)
 }
 
 // interrupt removes the canary with a fresh context (ctx is done), records
@@ -210,6 +270,21 @@ func (r *Rollout) Start(ctx context.Context) error {
 		r.st.Stable = s.Model
 	}
 	if err := r.b.Deploy(ctx, serving.Canary, r.st.Canary); err != nil {
+		if preemption(ctx, err) != nil {
+			return err
+		}
+		if errors.Is(err, serving.ErrLoadFailed) {
+			// The version itself is bad: a failed canary, judged at once.
+			r.abortDetached("")
+			detail := err.Error()
+			if i := strings.Index(detail, serving.ErrLoadFailed.Error()+": "); i >= 0 {
+				detail = detail[i+len(serving.ErrLoadFailed.Error())+2:]
+			}
+			reason := fmt.Sprintf("canary v%d cannot load: %s", r.st.Canary.Version, detail)
+			r.st.Phase, r.st.Weight, r.st.Reason = PhaseRolledBack, 0, reason
+			r.event(EventRolledBack, reason)
+			return fmt.Errorf("%w: canary %s v%d: %w", ErrRolledBack, r.st.Canary.Name, r.st.Canary.Version, err)
+		}
 		r.abortDetached("canary did not start")
 		return r.fail(&Error{Op: fmt.Sprintf("deploy canary %s v%d", r.st.Canary.Name, r.st.Canary.Version), Err: err, Retriable: serving.IsTemporary(err)})
 	}
@@ -242,16 +317,40 @@ func (r *Rollout) Tick(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if err != nil {
+		if preemption(ctx, err) != nil {
+			return err
+		}
 		if !serving.IsTemporary(err) {
 			r.abortDetached("metrics unreadable")
 			return r.fail(&Error{Op: "read canary metrics", Err: err})
 		}
-		a = Analysis{Weight: r.st.Weight, Failures: []string{"no data: " + err.Error()}}
+		a = Analysis{Weight: r.st.Weight, NoData: "metrics unreadable: " + err.Error()}
 	}
 	r.st.Analyses = append(r.st.Analyses, a)
 	r.log.WithFields(logrus.Fields{"weight": a.Weight, "canaryRequests": a.CanaryRequests, "successRate": a.SuccessRate,
 		"p99ms": a.P99Millis, "share": a.Share}).Infof("analysis at %d%%: %s", a.Weight, verdict(a))
 
+	if a.Inconclusive() {
+		// No verdict: hold the step and wait for traffic (the next
+		// analysis covers a longer window), up to MaxInconclusive in a row.
+		r.waits++
+		msg := fmt.Sprintf("waiting for traffic at %d%%: %s", a.Weight, a.NoData)
+		if r.p.NoTrafficHint != "" {
+			msg += "; " + r.p.NoTrafficHint
+		}
+		r.log.Warn(msg)
+		if r.waitedStep != r.st.Step {
+			r.waitedStep = r.st.Step
+			r.event(EventWaiting, msg)
+		}
+		if r.waits >= r.p.maxInconclusive() {
+			r.abortDetached("no analysis traffic")
+			return r.fail(&Error{Op: fmt.Sprintf("analyse canary %s v%d", r.st.Canary.Name, r.st.Canary.Version),
+				Err: fmt.Errorf("%w: %d inconclusive analyses in a row (%s)", ErrNoTraffic, r.waits, msg)})
+		}
+		return nil
+	}
+	r.waits = 0
 	if !a.Passed() {
 		r.st.Failures++
 		r.event(EventAnalysisFailed, strings.Join(a.Failures, "; "))
@@ -270,7 +369,10 @@ func (r *Rollout) Tick(ctx context.Context) error {
 }
 
 func verdict(a Analysis) string {
-	if a.Passed() {
+	switch {
+	case a.Inconclusive():
+		return "inconclusive: " + a.NoData
+	case a.Passed():
 		return "passed"
 	}
 	return "failed: " + strings.Join(a.Failures, "; ")
@@ -286,7 +388,17 @@ func (r *Rollout) analyse(ctx context.Context) (Analysis, error) {
 	if err != nil && r.st.Weight < 100 {
 		return Analysis{}, err
 	}
-	a := analyse(r.p, r.st.Weight, c.Sub(r.baseCanary), s.Sub(r.baseStable))
+	rate := -1.0
+	if r.stableCounted > 0 {
+		rate = float64(r.stableClient) / float64(r.stableCounted)
+	}
+	ds := s.Sub(r.baseStable)
+	a := analyse(r.p, r.st.Weight, c.Sub(r.baseCanary), ds, rate)
+	if !a.Inconclusive() {
+		t := tallyOf(ds)
+		r.stableCounted += t.counted
+		r.stableClient += t.client
+	}
 	if a.Passed() {
 		a.Failures = append(a.Failures, smoke(ctx, r.b, serving.Canary, r.p.Smoke)...)
 	}
@@ -317,6 +429,9 @@ func (r *Rollout) resetBaseline(ctx context.Context) error {
 func (r *Rollout) route(ctx context.Context, step int) error {
 	w := r.p.Steps[step]
 	if err := r.b.Route(ctx, w); err != nil {
+		if preemption(ctx, err) != nil {
+			return err
+		}
 		if serving.IsTemporary(err) {
 			return &Error{Op: fmt.Sprintf("route %d%% to canary", w), Err: err, Retriable: true}
 		}
@@ -330,6 +445,9 @@ func (r *Rollout) route(ctx context.Context, step int) error {
 
 func (r *Rollout) promote(ctx context.Context) error {
 	if err := r.b.Promote(ctx); err != nil {
+		if preemption(ctx, err) != nil {
+			return err
+		}
 		if serving.IsTemporary(err) {
 			return &Error{Op: "promote canary", Err: err, Retriable: true}
 		}
@@ -345,6 +463,9 @@ func (r *Rollout) promote(ctx context.Context) error {
 // rollback aborts the canary and returns ErrRolledBack with reason.
 func (r *Rollout) rollback(ctx context.Context, reason string) error {
 	if err := r.b.Abort(ctx); err != nil {
+		if preemption(ctx, err) != nil {
+			return err
+		}
 		return r.fail(&Error{Op: "roll back canary", Err: fmt.Errorf("%v (rolling back because %s)", err, reason), Retriable: serving.IsTemporary(err)})
 	}
 	r.st.Phase, r.st.Weight, r.st.Reason = PhaseRolledBack, 0, reason
@@ -352,7 +473,8 @@ func (r *Rollout) rollback(ctx context.Context, reason string) error {
 	return fmt.Errorf("%w: canary %s v%d: %s", ErrRolledBack, r.st.Canary.Name, r.st.Canary.Version, reason)
 }
 
-// abortDetached tries to abort even when ctx is done, so stable serves alone.
+// abortDetached tries to abort even when ctx is done, so stable serves
+// alone; a non-empty why is recorded as an event.
 func (r *Rollout) abortDetached(why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -361,7 +483,9 @@ func (r *Rollout) abortDetached(why string) {
 		return
 	}
 	r.st.Weight = 0
-	r.event(EventRolledBack, why)
+	if why != "" {
+		r.event(EventRolledBack, why)
+	}
 }
 
 func (r *Rollout) fail(err error) error {

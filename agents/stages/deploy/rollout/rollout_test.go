@@ -44,17 +44,23 @@ type fakeBackend struct {
 	models   map[serving.Variant]records.ModelRef
 	counters map[serving.Variant]*tfserving.Counters
 	errEvery map[serving.Variant]int // every n-th request fails
+	errCode  map[serving.Variant]int // with this status (default 500)
+	// badEvery makes every n-th request a bad one (the client's fault):
+	// both variants answer it 400.
+	badEvery int
 	latency  map[serving.Variant]time.Duration
 	predict  float64
 	// metricsErr is returned by Counters(canary) when set.
 	metricsErr error
 	deployErr  error
+	routeErr   error
 	n          map[serving.Variant]int
+	total      int
 }
 
 func newFake(stable int64) *fakeBackend {
 	f := &fakeBackend{models: map[serving.Variant]records.ModelRef{}, counters: map[serving.Variant]*tfserving.Counters{},
-		errEvery: map[serving.Variant]int{}, latency: map[serving.Variant]time.Duration{serving.Stable: 2 * time.Millisecond, serving.Canary: 2 * time.Millisecond},
+		errEvery: map[serving.Variant]int{}, errCode: map[serving.Variant]int{}, latency: map[serving.Variant]time.Duration{serving.Stable: 2 * time.Millisecond, serving.Canary: 2 * time.Millisecond},
 		n: map[serving.Variant]int{}}
 	f.models[serving.Stable] = records.ModelRef{Name: "djia30", Version: stable, Path: "/m"}
 	for _, v := range []serving.Variant{serving.Stable, serving.Canary} {
@@ -80,6 +86,9 @@ func (f *fakeBackend) Route(_ context.Context, w int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record(fmt.Sprintf("route %d", w))
+	if f.routeErr != nil {
+		return f.routeErr
+	}
 	f.weight = w
 	return nil
 }
@@ -117,9 +126,7 @@ func (f *fakeBackend) Counters(_ context.Context, v serving.Variant) (tfserving.
 	if v == serving.Canary && f.metricsErr != nil {
 		return tfserving.Counters{}, f.metricsErr
 	}
-	c := *f.counters[v]
-	c.Latency = c.Latency.Sub(tfserving.Histogram{})
-	return c, nil
+	return f.counters[v].Clone(), nil
 }
 func (f *fakeBackend) Predict(_ context.Context, v serving.Variant, body []byte) (*tfserving.PredictResponse, error) {
 	out := f.predict
@@ -143,10 +150,17 @@ func (f *fakeBackend) serve(n int) {
 		}
 		c := f.counters[v]
 		f.n[v]++
-		c.Requests++
+		f.total++
+		code := 200
 		if e := f.errEvery[v]; e > 0 && f.n[v]%e == 0 {
-			c.Errors++
+			code = f.errCode[v]
+			if code == 0 {
+				code = 500
+			}
+		} else if f.badEvery > 0 && f.total%f.badEvery == 0 {
+			code = 400
 		}
+		c.Count(code)
 		c.Latency.Observe(f.latency[v])
 	}
 }
@@ -239,8 +253,8 @@ func TestRollbackOnErrorsAtThreshold(t *testing.T) {
 		t.Fatalf("calls = %q", f.calls)
 	}
 	// Stable served throughout: every stable request succeeded.
-	if c := f.counters[serving.Stable]; c.Requests != 900 || c.Errors != 0 {
-		t.Fatalf("stable counters = %d/%d", c.Requests, c.Errors)
+	if c := f.counters[serving.Stable]; c.Requests != 900 || c.Codes[200] != 900 {
+		t.Fatalf("stable counters = %d/%v", c.Requests, c.Codes)
 	}
 }
 
@@ -259,19 +273,50 @@ func TestRollbackOnLatencyAndNoData(t *testing.T) {
 			t.Fatalf("err = %v reason %q", err, r.Status().Reason)
 		}
 	})
-	t.Run("no data", func(t *testing.T) {
+	t.Run("no data holds the step, then fails for lack of traffic", func(t *testing.T) {
 		f := newFake(1)
 		p := policy()
-		p.Threshold = 1
+		p.Threshold, p.MaxInconclusive = 1, 3
+		p.NoTrafficHint = "send predict requests to http://gw/v1/models/djia30:predict"
 		r, _ := rollout.New(f, v2, p, rollout.WithClock(&fakeClock{}))
 		_ = r.Start(ctx)
+		for i := 0; i < 2; i++ {
+			if err := r.Tick(ctx); err != nil {
+				t.Fatalf("tick %d: %v", i, err)
+			}
+			if st := r.Status(); st.Phase != rollout.PhaseProgressing || st.Failures != 0 || st.Weight != 10 {
+				t.Fatalf("after inconclusive tick %d: %+v", i, st)
+			}
+		}
+		st := r.Status()
+		want := "waiting for traffic at 10%: 0 canary requests in the interval, need 5; send predict requests to http://gw/v1/models/djia30:predict"
+		if last := st.History[len(st.History)-1]; last.Event != rollout.EventWaiting || last.Message != want {
+			t.Fatalf("history = %+v", st.History)
+		}
+		// Traffic comes: the step goes on, judged on the whole wait.
+		f.serve(100)
+		if err := r.Tick(ctx); err != nil || r.Status().Weight != 25 {
+			t.Fatalf("after traffic: %v, %+v", err, r.Status())
+		}
+		for i := 0; i < 2; i++ {
+			_ = r.Tick(ctx)
+		}
 		err := r.Tick(ctx)
-		want := "1 failed analyses (threshold 1), last at 10%: no data: 0 canary requests, need 5"
-		if !errors.Is(err, rollout.ErrRolledBack) || r.Status().Reason != want {
-			t.Fatalf("err = %v reason %q", err, r.Status().Reason)
+		var re *rollout.Error
+		if !errors.Is(err, rollout.ErrNoTraffic) || !errors.As(err, &re) || r.Status().Phase != rollout.PhaseFailed || f.calls[len(f.calls)-1] != "abort" {
+			t.Fatalf("err = %v, status %+v, calls %q", err, r.Status(), f.calls)
+		}
+		waits := 0
+		for _, e := range r.Status().History {
+			if e.Event == rollout.EventWaiting {
+				waits++
+			}
+		}
+		if waits != 2 {
+			t.Fatalf("waiting events = %d, want one per held step", waits)
 		}
 	})
-	t.Run("temporary metrics error counts as no data", func(t *testing.T) {
+	t.Run("temporary metrics error is inconclusive", func(t *testing.T) {
 		f := newFake(1)
 		r, _ := rollout.New(f, v2, policy(), rollout.WithClock(&fakeClock{}))
 		_ = r.Start(ctx)
@@ -280,7 +325,7 @@ func TestRollbackOnLatencyAndNoData(t *testing.T) {
 		if err := r.Tick(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if st := r.Status(); st.Failures != 1 || !strings.HasPrefix(st.Analyses[0].Failures[0], "no data: GET http://x/monitoring/prometheus/metrics: 503") {
+		if st := r.Status(); st.Failures != 0 || st.Weight != 10 || !strings.HasPrefix(st.Analyses[0].NoData, "metrics unreadable: GET http://x/monitoring/prometheus/metrics: 503") {
 			t.Fatalf("status = %+v", st)
 		}
 	})
@@ -401,5 +446,117 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	if s, _ := f.State(context.Background()); s.Get(serving.Canary) != nil || s.CanaryWeight != 0 {
 		t.Fatalf("state = %+v", s)
+	}
+}
+
+// The one definition of a failed request: a canary that answers 400 (or
+// 404) where the stable version answers 200 fails; bad requests that both
+// answer 400 alike do not fail the canary; 429 and 5xx always count; a
+// client that gave up (499) counts neither way.
+func TestErrorDefinition(t *testing.T) {
+	ctx := context.Background()
+	run := func(t *testing.T, setup func(f *fakeBackend)) (rollout.Status, error) {
+		f := newFake(1)
+		setup(f)
+		clk := &fakeClock{}
+		clk.onAfter = func() { f.serve(400) }
+		r, _ := rollout.New(f, v2, policy(), rollout.WithClock(clk))
+		return r.Run(ctx)
+	}
+	for _, tc := range []struct {
+		name   string
+		setup  func(f *fakeBackend)
+		phase  string
+		reason string
+	}{
+		{"canary answers 400 to every request", func(f *fakeBackend) { f.errEvery[serving.Canary], f.errCode[serving.Canary] = 1, 400 },
+			rollout.PhaseRolledBack, "last at 10%: success rate 0.00% < 99.00% (40 of 40 failed: 0 server errors, 40 client errors (4xx) beyond the stable version's rate)"},
+		{"canary answers 404 (version not loaded)", func(f *fakeBackend) { f.errEvery[serving.Canary], f.errCode[serving.Canary] = 1, 404 },
+			rollout.PhaseRolledBack, "success rate 0.00%"},
+		{"canary overloaded (429)", func(f *fakeBackend) { f.errEvery[serving.Canary], f.errCode[serving.Canary] = 10, 429 },
+			rollout.PhaseRolledBack, "success rate 90.00% < 99.00% (4 of 40 failed)"},
+		{"clients send bad bodies to both alike", func(f *fakeBackend) { f.badEvery = 7 },
+			rollout.PhaseSucceeded, "v2 promoted after 4 steps"},
+		{"clients give up (499)", func(f *fakeBackend) { f.errEvery[serving.Canary], f.errCode[serving.Canary] = 2, 499 },
+			rollout.PhaseSucceeded, "v2 promoted after 4 steps"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := run(t, tc.setup)
+			if st.Phase != tc.phase || !strings.Contains(st.Reason, tc.reason) {
+				t.Fatalf("phase %s reason %q (err %v); want %s with %q", st.Phase, st.Reason, err, tc.phase, tc.reason)
+			}
+			if (tc.phase == rollout.PhaseRolledBack) != errors.Is(err, rollout.ErrRolledBack) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	// At 100% the stable version gets nothing: its 4xx rate measured at
+	// the earlier steps is the measure (1 in 7 bad bodies throughout: pass).
+	f := newFake(1)
+	f.badEvery = 7
+	clk := &fakeClock{}
+	clk.onAfter = func() { f.serve(400) }
+	r, _ := rollout.New(f, v2, policy(), rollout.WithClock(clk))
+	st, err := r.Run(ctx)
+	if err != nil || st.Phase != rollout.PhaseSucceeded {
+		t.Fatalf("bad bodies at every step: %v %+v", err, st)
+	}
+	last := st.Analyses[len(st.Analyses)-1]
+	if last.Weight != 100 || last.StableRequests != 0 || last.CanaryClientErrors != 57 || last.CanaryErrors != 0 || last.SuccessRate != 100 {
+		t.Fatalf("analysis at 100%% = %+v", last)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for code, want := range map[int]rollout.Outcome{200: rollout.Success, 204: rollout.Success, 400: rollout.ClientError, 404: rollout.ClientError,
+		409: rollout.ClientError, 429: rollout.ServerError, 499: rollout.Ignored, 408: rollout.Ignored, 500: rollout.ServerError,
+		502: rollout.ServerError, 503: rollout.ServerError, 504: rollout.ServerError, 0: rollout.ServerError} {
+		if got := rollout.Classify(code); got != want {
+			t.Errorf("Classify(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+// A version that cannot load is a failed canary: rolled back at once
+// (exit 3 for the stage), not a failure of the serving system.
+func TestCanaryThatCannotLoadIsRolledBack(t *testing.T) {
+	f := newFake(1)
+	f.deployErr = &serving.Error{Op: "deploy canary djia30 v2", Err: fmt.Errorf("%w: model djia30 version 2 failed to load: INVALID_ARGUMENT: bad", serving.ErrLoadFailed)}
+	r, _ := rollout.New(f, v2, policy(), rollout.WithClock(&fakeClock{}))
+	st, err := r.Run(context.Background())
+	if !errors.Is(err, rollout.ErrRolledBack) || !errors.Is(err, serving.ErrLoadFailed) || st.Phase != rollout.PhaseRolledBack {
+		t.Fatalf("Run = %v, %+v", err, st)
+	}
+	if st.Reason != "canary v2 cannot load: model djia30 version 2 failed to load: INVALID_ARGUMENT: bad" {
+		t.Fatalf("reason = %q", st.Reason)
+	}
+	if len(st.History) != 1 || st.History[0].Event != rollout.EventRolledBack || len(st.Analyses) != 0 {
+		t.Fatalf("history = %+v", st.History)
+	}
+}
+
+// A rollout whose lease a manual rollback took ends RolledBack naming the
+// rollback, not blaming the model: by a refused change, or by its context
+// ending with the preemption as cause.
+func TestPreemptedByManualRollback(t *testing.T) {
+	pe := &serving.PreemptedError{By: "pid 77 (branchml-deploy rollback)", Reason: "canary djia30 v2 removed, traffic back to stable"}
+	f := newFake(1)
+	clk := &fakeClock{}
+	clk.onAfter = func() { f.serve(400); f.routeErr = &serving.Error{Op: "route", Err: pe} }
+	r, _ := rollout.New(f, v2, policy(), rollout.WithClock(clk))
+	st, err := r.Run(context.Background())
+	var got *serving.PreemptedError
+	if !errors.Is(err, rollout.ErrRolledBack) || !errors.As(err, &got) || st.Phase != rollout.PhaseRolledBack ||
+		st.Reason != "preempted at 10% by pid 77 (branchml-deploy rollback): canary v2 removed, not judged; v1 serves" {
+		t.Fatalf("by refusal: %v, %+v", err, st)
+	}
+	f = newFake(1)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	clk = &fakeClock{}
+	clk.onAfter = func() { f.serve(400); cancel(pe) }
+	r, _ = rollout.New(f, v2, policy(), rollout.WithClock(clk))
+	st, err = r.Run(ctx)
+	if !errors.Is(err, rollout.ErrRolledBack) || errors.Is(err, context.Canceled) || st.Phase != rollout.PhaseRolledBack || !strings.HasPrefix(st.Reason, "preempted at ") {
+		t.Fatalf("by cause: %v, %+v", err, st)
 	}
 }

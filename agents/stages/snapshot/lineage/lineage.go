@@ -19,8 +19,9 @@ import (
 	"github.com/branchml/branchml/agents/records"
 )
 
-// SchemaVersion of the records this package writes; Parse rejects newer ones.
-const SchemaVersion = 1
+// SchemaVersion of the records this package writes; Parse rejects newer
+// ones. 2 added pullRequest (the reviewed pull request of the commit).
+const SchemaVersion = 2
 
 // APIVersion and Kind of a record.
 const (
@@ -50,6 +51,10 @@ type Record struct {
 	// Metrics is the run's metrics.json.
 	Metrics   map[string]any `json:"metrics,omitempty"`
 	StartedBy StartedBy      `json:"startedBy"`
+	// PullRequest is the reviewed pull request whose merge put the source
+	// commit on its branch (nil when it arrived otherwise, or the forge
+	// cannot tell).
+	PullRequest *PullRequest `json:"pullRequest,omitempty"`
 	// Backend is the storage backend of the snapshots: "local" or "trident".
 	Backend   string    `json:"backend"`
 	CreatedAt time.Time `json:"createdAt"`
@@ -117,6 +122,19 @@ type Model struct {
 	Version  int64       `json:"version"`
 	Path     string      `json:"path,omitempty"`
 	Snapshot SnapshotRef `json:"snapshot"`
+}
+
+// PullRequest is the human in the loop: the pull request through which the
+// source commit arrived, who opened it, who approved it and who merged it.
+type PullRequest struct {
+	Number      int        `json:"number"`
+	URL         string     `json:"url,omitempty"`
+	Title       string     `json:"title,omitempty"`
+	Author      string     `json:"author,omitempty"`
+	Approvers   []string   `json:"approvers"`
+	MergedBy    string     `json:"mergedBy,omitempty"`
+	MergedAt    *time.Time `json:"mergedAt,omitempty"`
+	MergeCommit string     `json:"mergeCommit,omitempty"`
 }
 
 // StartedBy is who started the build: the Jenkins build URL and user when known.

@@ -36,6 +36,8 @@ func Realistic() *Record {
 			Snapshot: SnapshotRef{Volume: "djia30-model", Snapshot: "djia30-model-lin-3f9a", Handle: "sha256:dd44", CreatedAt: t0.Add(5 * time.Minute)}},
 		Metrics:   map[string]any{"validation": map[string]any{"auc": 0.5712, "accuracy": 0.548}},
 		StartedBy: StartedBy{BuildURL: "https://jenkins.example.com/job/djia30/job/training/42/", User: "ana"},
+		PullRequest: &PullRequest{Number: 7, URL: "https://github.com/acme/djia30/pull/7", Title: "Merge kf-pipeline into training", Author: "ana",
+			Approvers: []string{"bob", "carol"}, MergedBy: "bob", MergeCommit: commit},
 		Backend:   "local",
 		CreatedAt: t0.Add(6 * time.Minute),
 	}
@@ -63,7 +65,7 @@ func TestShowGolden(t *testing.T) {
 	}
 	golden(t, "show.golden", b.Bytes())
 	// Every link of the chain is named, down to the snapshots.
-	for _, s := range []string{"9f2c4e1a7b3d", "sha256:4b1d9f0c", "v-7a3e", "djia30/train@sha256:bb22", "run-5d1c2a", "djia30-data-lin-3f9a", "djia30-model-lin-3f9a", "djia30 version 3"} {
+	for _, s := range []string{"9f2c4e1a7b3d", `pull request    #7 "Merge kf-pipeline into training" by ana, approved by bob, carol, merged by bob`, "sha256:4b1d9f0c", "v-7a3e", "djia30/train@sha256:bb22", "run-5d1c2a", "djia30-data-lin-3f9a", "djia30-model-lin-3f9a", "djia30 version 3"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("show lacks %q", s)
 		}
@@ -103,7 +105,7 @@ func TestParseRoundTripAndErrors(t *testing.T) {
 		t.Fatalf("round trip differs:\n%s\n%s", raw, again)
 	}
 	cases := map[string]string{
-		`{"apiVersion":"branchml.dev/v1","kind":"Lineage","schemaVersion":2}`: "schemaVersion 2 is not supported",
+		`{"apiVersion":"branchml.dev/v1","kind":"Lineage","schemaVersion":3}`: "schemaVersion 3 is not supported",
 		`{"apiVersion":"branchml.dev/v1","kind":"Lineage","schemaVersion":1,"id":"lin-0000000000000000","source":{"commit":"c"},"run":{"id":"r"},"data":{"snapshot":"s","volume":"v"}}`: "does not match commit and run",
 		`{"bogus":1}`: `unknown field "bogus"`,
 		`[]`:          "invalid lineage record",

@@ -33,6 +33,13 @@ func Show(w io.Writer, rec *Record) error {
 		where += fmt.Sprintf(" (pull request %s head)", src.ChangeID)
 	}
 	line(true, "commit", "%s on %s", src.Commit, where)
+	if pr := rec.PullRequest; pr != nil {
+		approved := "approved by " + strings.Join(pr.Approvers, ", ")
+		if len(pr.Approvers) == 0 {
+			approved = "not approved"
+		}
+		line(false, "pull request", "#%d %q by %s, %s, merged by %s", pr.Number, pr.Title, or(pr.Author, "-"), approved, or(pr.MergedBy, "-"))
+	}
 	line(false, "config", "%s %s", or(rec.Config.Path, "branchml.yaml"), rec.Config.Hash)
 	p := rec.Pipeline
 	line(false, "pipeline", "%s (%s) version %s (%s), spec %s", or(p.Name, "-"), p.ID, or(p.VersionName, "-"), p.VersionID, or(p.SpecHash, "-"))

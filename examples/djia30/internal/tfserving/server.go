@@ -228,6 +228,11 @@ func (s *Server) Sync() {
 			wantSet[v] = true
 		}
 		s.mu.Lock()
+		for v := range sv.failed {
+			if !wantSet[v] {
+				delete(sv.failed, v)
+			}
+		}
 		if s.models[j.name] == sv {
 			for v, m := range loadedNow {
 				sv.versions[v] = &loaded{m: m}
@@ -427,20 +432,40 @@ type versionStatus struct {
 
 func (s *Server) handleStatus(w http.ResponseWriter, sp spec) {
 	var vs []int64
+	// failed are the versions that did not load, reported as TF Serving's
+	// GetModelStatus does: state END with the load error.
+	failed := map[int64]string{}
 	if sp.version != 0 || sp.label != "" {
 		l, v, e := s.acquire(sp)
 		if e != nil {
-			writeError(w, e)
-			return
+			s.mu.RLock()
+			msg, ok := "", false
+			if sv := s.models[sp.name]; sv != nil && sp.version != 0 {
+				msg, ok = sv.failed[sp.version]
+			}
+			s.mu.RUnlock()
+			if !ok {
+				writeError(w, e)
+				return
+			}
+			failed[sp.version] = msg
+			vs = []int64{sp.version}
+		} else {
+			l.inflight.Done()
+			vs = []int64{v}
 		}
-		l.inflight.Done()
-		vs = []int64{v}
 	} else {
 		s.mu.RLock()
 		sv, ok := s.models[sp.name]
 		if ok {
 			for v := range sv.versions {
 				vs = append(vs, v)
+			}
+			for v, msg := range sv.failed {
+				if _, loaded := sv.versions[v]; !loaded {
+					failed[v] = msg
+					vs = append(vs, v)
+				}
 			}
 		}
 		s.mu.RUnlock()
@@ -456,6 +481,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, sp spec) {
 	for _, v := range vs {
 		st := versionStatus{Version: strconv.FormatInt(v, 10), State: "AVAILABLE"}
 		st.Status.ErrorCode = "OK"
+		if msg, ok := failed[v]; ok {
+			st.State, st.Status.ErrorCode, st.Status.ErrorMessage = "END", "INVALID_ARGUMENT", msg
+		}
 		out.ModelVersionStatus = append(out.ModelVersionStatus, st)
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -420,3 +420,33 @@ func BenchmarkPredictLatencyAt1000RPS(b *testing.B) {
 	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99_ms")
 }
+
+// A version that cannot load is reported as TF Serving's GetModelStatus
+// reports it: state END with the load error, for the model and for the
+// version (the deploy stage stops waiting at once on it).
+func TestFailedLoadReportedAsEnd(t *testing.T) {
+	base := t.TempDir()
+	writeTestModel(t, base, 1)
+	if err := os.MkdirAll(filepath.Join(base, "3"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "3", "model.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Models: []ModelConfig{{Name: "djia30", BasePath: base, Policy: PolicySpecific, Versions: []int64{1, 3}}}, Logf: func(string, ...any) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sync()
+	code, body := do(t, s, "GET", "/v1/models/djia30/versions/3", "")
+	if code != 200 || !strings.Contains(body, `"state": "END"`) || !strings.Contains(body, `"error_code": "INVALID_ARGUMENT"`) {
+		t.Fatalf("status of v3 = %d %s", code, body)
+	}
+	code, body = do(t, s, "GET", "/v1/models/djia30", "")
+	if code != 200 || !strings.Contains(body, `"version": "3"`) || !strings.Contains(body, `"version": "1"`) || strings.Count(body, `"END"`) != 1 {
+		t.Fatalf("status of the model = %d %s", code, body)
+	}
+	if code, _ := do(t, s, "GET", "/v1/models/djia30/versions/2", ""); code != 404 {
+		t.Fatalf("unknown v2: %d", code)
+	}
+}

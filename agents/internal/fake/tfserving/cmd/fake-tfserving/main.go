@@ -28,6 +28,7 @@ func run() error {
 	fs := flag.NewFlagSet("fake-tfserving", flag.ContinueOnError)
 	_ = fs.Int("port", 8500, "gRPC port (ignored)")
 	restPort := fs.Int("rest_api_port", 8501, "REST port (0: any free port)")
+	restHost := fs.String("rest_api_host", "127.0.0.1", "REST bind address (the example server's flag)")
 	name := fs.String("model_name", "default", "model name")
 	base := fs.String("model_base_path", "", "model base path")
 	cfgFile := fs.String("model_config_file", "", "model config file (text format)")
@@ -81,7 +82,7 @@ func run() error {
 			}
 		}()
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*restPort)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(*restHost, strconv.Itoa(*restPort)))
 	if err != nil {
 		return err
 	}
