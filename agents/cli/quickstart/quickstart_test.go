@@ -513,7 +513,7 @@ func operatorsNight(t *testing.T, work, exports string, pred *Prediction) {
 	}
 	sort.Strings(known)
 	sort.Strings(running)
-	if strings.Join(known, ",") != strings.Join(running, ",") || len(st.Orphans) != 0 || st.Get("stable") == nil || st.Get("stable").Model.Version != 2 {
+	if strings.Join(known, ",") != strings.Join(running, ",") || len(st.Orphans) != 0 || st.Get("stable") == nil || st.Get("stable").Model.Version != 3 {
 		t.Errorf("servers running %v, status knows %v (%+v)", running, known, st)
 	}
 	stopQuickstart()

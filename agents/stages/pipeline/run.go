@@ -22,7 +22,7 @@ import (
 
 // ComposedPath is where the composed spec is written back on the pipeline
 // branch, for the local backend and for humans.
-const ComposedPath = ".branchml/pipeline.composed.yaml"
+const ComposedPath = records.PipelineSpecPath
 
 // Options are the inputs of one pipeline stage run.
 type Options struct {

@@ -333,7 +333,8 @@ func TestKFPParametersTypedBySpec(t *testing.T) {
 	composed := "pipelineInfo: {name: djia30-sentiment}\nroot:\n  inputDefinitions:\n    parameters:\n" +
 		"      hidden: {parameterType: LIST}\n      options: {parameterType: STRUCT}\n      epochs: {parameterType: NUMBER_INTEGER}\n" +
 		"      learning_rate: {parameterType: NUMBER_DOUBLE}\n      shuffle: {parameterType: BOOLEAN}\n      train_end: {parameterType: STRING}\n" +
-		"      patience: {parameterType: STRING}\n---\nplatforms: {kubernetes: {}}\n"
+		"      patience: {parameterType: STRING}\n      seed: {parameterType: NUMBER_INTEGER}\n      model_version: {parameterType: NUMBER_INTEGER}\n" +
+		"      data_path: {parameterType: STRING}\n      model_base_path: {parameterType: STRING}\n      gate_split: {parameterType: STRING}\n---\nplatforms: {kubernetes: {}}\n"
 	if _, err := ke.forge.WriteBack(context.Background(), forgeWB("kf-pipeline", ComposedSpecPath, []byte(composed))); err != nil {
 		t.Fatal(err)
 	}

@@ -15,11 +15,12 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
+	"github.com/branchml/branchml/agents/records"
 )
 
 // ComposedSpecPath is where the pipeline stage writes the composed spec
 // on the pipeline branch; its root input definitions type the parameters.
-const ComposedSpecPath = ".branchml/pipeline.composed.yaml"
+const ComposedSpecPath = records.PipelineSpecPath
 
 // specParameterTypes reads the parameterType of each root input of the
 // composed spec on the pipeline branch (nil when the branch has none).

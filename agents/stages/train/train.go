@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
@@ -680,22 +679,10 @@ func short(commit string) string {
 // wrote to its branch), so that --dry-run finds the typo the run would
 // refuse. Without that file (an older pipeline stage) nothing is checked.
 func (s *stage) checkParams(ctx context.Context, params map[string]any) error {
-	branch := s.cfg.Branches[config.StagePipeline]
-	raw, err := s.o.Forge.ReadFile(ctx, branch, records.PipelineSpecPath)
-	if err != nil {
-		return nil
+	declared, err := s.specParameterTypes(ctx)
+	if err != nil || declared == nil {
+		return err
 	}
-	var spec struct {
-		Root struct {
-			InputDefinitions struct {
-				Parameters map[string]any `json:"parameters"`
-			} `json:"inputDefinitions"`
-		} `json:"root"`
-	}
-	if err := yaml.Unmarshal(raw, &spec); err != nil || spec.Root.InputDefinitions.Parameters == nil {
-		return nil
-	}
-	declared := spec.Root.InputDefinitions.Parameters
 	var unknown, names []string
 	for k := range params {
 		if _, ok := declared[k]; !ok {
