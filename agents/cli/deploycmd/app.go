@@ -15,6 +15,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/commitstatus"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/deploy"
@@ -47,7 +48,7 @@ func runCmd() *ucli.Command {
 			&ucli.Float64Flag{Name: "load", Usage: "local backend: send `RATE` predicts/s through the gateway during the rollout (the first smoke request, or --load-body)"},
 			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load"},
 		),
-		Run: func(e *cli.Env) (*agent.Result, error) {
+		Run: commitstatus.Wrap("deploy", func(e *cli.Env) (*agent.Result, error) {
 			o, closeFn, err := options(e)
 			if err != nil {
 				return nil, err
@@ -72,7 +73,7 @@ func runCmd() *ucli.Command {
 				}
 			}
 			return out, nil
-		},
+		}),
 	})
 }
 
