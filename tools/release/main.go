@@ -21,7 +21,7 @@ func run(args []string) int {
 	version := fs.String("version", "", "the release version, e.g. v0.1.0 (default: the pinned one)")
 	commit := fs.String("commit", "HEAD", "the source commit")
 	pinsPath := fs.String("pins", "resources/branchml/agents.sha256", "the pins file")
-	out := fs.String("out", "dist", "where the archives are written")
+	out := fs.String("out", "dist", "where the archives are written (with -check: kept there only when -out is given)")
 	goVersion := fs.String("go", runtime.Version(), "the Go toolchain to build with (GOTOOLCHAIN)")
 	check := fs.Bool("check", false, "rebuild what the pins name and compare; change nothing")
 	if err := fs.Parse(args); err != nil {
@@ -31,7 +31,13 @@ func run(args []string) int {
 	defer stop()
 	repo, _ := os.Getwd()
 	if *check {
-		return checkPins(ctx, repo, *pinsPath)
+		keep := ""
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "out" {
+				keep = *out
+			}
+		})
+		return checkPins(ctx, repo, *pinsPath, keep)
 	}
 	if *version == "" {
 		raw, err := os.ReadFile(*pinsPath)
@@ -78,8 +84,10 @@ func run(args []string) int {
 	return 0
 }
 
-// checkPins rebuilds the archives the pins name and reports every digest that differs.
-func checkPins(ctx context.Context, repo, pinsPath string) int {
+// checkPins rebuilds the archives the pins name and reports every digest
+// that differs; keep, when not "", receives the archives (make image uses
+// them).
+func checkPins(ctx context.Context, repo, pinsPath, keep string) int {
 	raw, err := os.ReadFile(pinsPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
@@ -96,7 +104,11 @@ func checkPins(ctx context.Context, repo, pinsPath string) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	got, err := Build(ctx, Options{Repo: repo, Commit: p.Source, Version: p.Version, Go: p.Go, Out: tmp, Log: os.Stderr})
+	dest := tmp
+	if keep != "" {
+		dest = keep
+	}
+	got, err := Build(ctx, Options{Repo: repo, Commit: p.Source, Version: p.Version, Go: p.Go, Out: dest, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
 		return 1
