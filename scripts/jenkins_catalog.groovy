@@ -269,11 +269,14 @@ List<Map> parseFile(String plugin, String path, String src) {
     /** The innermost class whose body holds position pos. */
     Closure owner = { int pos -> classes.findAll { it.open < pos && it.close > pos }.max { it.open } }
 
-    def ctor = code =~ /@DataBoundConstructor\b[^;{]*?\b(\w+)\s*\(/
+    def ctor = code =~ /@DataBoundConstructor\b/
     while (ctor.find()) {
         Map k = owner(ctor.start())
-        if (k == null || ctor.group(1) != k.name) { continue }
-        int open = ctor.end() - 1
+        if (k == null) { continue }
+        // The constructor's name follows, maybe after other annotations with arguments.
+        def name = code.substring(ctor.end()) =~ /\b${k.name}\s*\(/
+        if (!name.find()) { continue }
+        int open = ctor.end() + name.end() - 1
         String list = code.substring(open + 1, closeParen(code, open))
         k.ctor = splitParams(list).collect { param(it) }.findAll { it }
     }

@@ -258,6 +258,13 @@ class BranchmlPipelineTest extends StepTestBase {
     }
 
     @Test
+    void theExamplesJenkinsfileRunsTheBranchsStage() {
+        h.env.BRANCH_NAME = 'training'
+        assertEquals('SUCCESS', h.runJenkinsfile(new File(ROOT, 'examples/djia30/Jenkinsfile')))
+        assertEquals(['branchml', 'branchml-train'], agents.runs.collect { it.binary })
+    }
+
+    @Test
     void perStageJenkinsfilesPinTheirStage() {
         ['build-components': 'branchml-build', 'kf-pipeline': 'branchml-pipeline', 'training': 'branchml-train',
          'deploy-model'    : 'branchml-deploy'].each { String file, String binary ->
