@@ -77,3 +77,23 @@ func TestScriptApprovalHash(t *testing.T) {
 		t.Errorf("ScriptApprovalHash = %s\nwant %s", got, want)
 	}
 }
+
+func FuzzSameConfig(f *testing.F) {
+	desired, _ := jenkins.SeedJob{Repo: "https://github.com/branchml/branchml.git"}.ConfigXML()
+	f.Add(desired)
+	f.Add(`<?xml version="1.1" encoding="UTF-8"?><flow-definition plugin="workflow-job@1"><actions/></flow-definition>`)
+	f.Add("<a><b>x</b><b/></a>")
+	f.Add("<<<")
+	f.Fuzz(func(t *testing.T, current string) {
+		same, err := jenkins.SameConfig(current, desired)
+		if err != nil && same {
+			t.Fatalf("SameConfig(%q) = true with error %v", current, err)
+		}
+		// Every document covers itself.
+		if err == nil {
+			if ok, err2 := jenkins.SameConfig(current, current); err2 == nil && !ok {
+				t.Fatalf("%q does not cover itself", current)
+			}
+		}
+	})
+}
