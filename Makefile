@@ -6,7 +6,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/branchml/branchml/agents/cli.Version=$(VERSION)
 AGENTS := branchml branchml-build branchml-pipeline branchml-train branchml-snapshot branchml-deploy
 
-.PHONY: all build test test-go test-example test-groovy test-k8s k8s-build k8s-up k8s-down vet fuzz quickstart bench clean
+.PHONY: all build test test-go test-example test-groovy test-k8s k8s-build k8s-up k8s-down vet fuzz quickstart bench clean release image
+
+# The agents release pinned in resources/branchml/agents.sha256.
+PINNED := $(shell sed -n 's/^\# version: //p' resources/branchml/agents.sha256)
+RELEASE_VERSION ?= $(PINNED)
 
 all: build
 
@@ -66,5 +70,18 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	cd examples/djia30 && $(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
+## release: the agent archives of RELEASE_VERSION (default: the pinned one) for linux/amd64 and
+## linux/arm64 into dist/, built reproducibly from HEAD; their sha256 into resources/branchml/agents.sha256
+release:
+	$(GO) run ./tools/release -version $(RELEASE_VERSION)
+
+dist/branchml-agents-$(PINNED)-linux-amd64.tar.gz:
+	$(GO) run ./tools/release -check -out dist
+
+## image: the agents image (scripts/image.sh: buildah, no daemon, no base image pulled) from the pinned
+## release; IMAGE_PUSH=registry/repo:tag pushes it (IMAGE_TLS_VERIFY=false for a plain-HTTP registry)
+image: dist/branchml-agents-$(PINNED)-linux-amd64.tar.gz
+	VERSION=$(PINNED) PUSH=$(IMAGE_PUSH) TLS_VERIFY=$(or $(IMAGE_TLS_VERIFY),true) sh scripts/image.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

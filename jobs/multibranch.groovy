@@ -2,14 +2,28 @@
 // jobs/repos.groovy. Run by the seed job (jobs/seed.groovy).
 //
 // Every job discovers the stage branches, the ds* development branches and
-// pull requests from origin; regular branches build when a push (a merge)
-// lands, pull requests build to plan; nothing builds on the first indexing,
-// so re-seeding never rebuilds every branch, and a push made only of the
-// agents' own write-back commits (branchml@localhost) does not build again.
+// pull requests from origin. When Jenkins builds (the build strategies,
+// decided per branch or pull request at each push event or scan):
+//   - a pull request: when it is opened (the train stage's promotion PR
+//     too) and at each new head commit; it only plans (--dry-run);
+//   - a stage branch (not the deploy branch): at a push with at least one
+//     commit whose author is not the agents (branchml@localhost), so the
+//     agents' own write-backs do not build it again;
+//   - the deploy branch: at every push, so that merging the promotion PR
+//     builds it whatever the merge method (a rebase merge keeps the
+//     agents as the authors of every commit); the pipeline itself
+//     (branchmlPipeline) skips a push made only of the deploy stage's own
+//     write-backs;
+//   - no regular branch builds when it is first discovered (a new job, or
+//     re-seeding after the source changed), so seeding never builds every
+//     branch. (skipInitialBuildOnFirstBranchIndexing skips every newly
+//     discovered head, whenever discovered: it is not applied to pull
+//     requests, which must get their plan build when opened.)
 //
-// Jenkins plugins this script needs: job-dsl, workflow-multibranch,
-// github-branch-source, basic-branch-build-strategies (buildAllBranches,
-// buildAnyBranches, buildRegularBranches, buildChangeRequests,
+// Jenkins plugins this script needs (plugins.txt): job-dsl,
+// workflow-multibranch, github-branch-source, basic-branch-build-strategies
+// (buildChangeRequests, buildAllBranches, buildNoneBranches,
+// buildRegularBranches, buildNamedBranches with exact,
 // skipInitialBuildOnFirstBranchIndexing) and ignore-committer-strategy
 // (ignoreCommitterStrategy).
 
@@ -33,6 +47,10 @@ repos.each { Map repo ->
         folder(parts.take(i).join('/'))
     }
     List branches = (repo.branches ?: defaultBranches) + ['main', 'ds*']
+    String deployBranch = repo.deployBranch ?: 'deploy-model'
+    if (!(deployBranch in branches)) {
+        throw new IllegalArgumentException("jobs/repos.groovy: entry ${repo.name}: deployBranch ${deployBranch} is not one of its branches ${branches}")
+    }
 
     multibranchPipelineJob(repo.name) {
         displayName(repo.repository)
@@ -62,33 +80,43 @@ repos.each { Map repo ->
                     }
                 }
                 buildStrategies {
-                    // All of: not the first indexing of the job, and either a
-                    // pull request or a regular branch whose new commits are
-                    // not all write-backs of the agents. Every stage pushes
-                    // to its own branch as branchml <branchml@localhost>; that
-                    // push must not build the branch again (the rebuild would
-                    // write nothing). A merge by a person still builds: one
-                    // commit by another author is enough. Pull requests are
-                    // not filtered: the promotion PRs the train stage opens
-                    // are branchml's own and still get their plan build.
-                    // Needs the plugins basic-branch-build-strategies and
-                    // ignore-committer-strategy.
+                    // Any of these says build (branch-api).
+                    // Pull requests, promotion PRs included: when opened and at each new head commit.
+                    buildChangeRequests {
+                        ignoreTargetOnlyChanges(true)
+                        ignoreUntrustedChanges(true)
+                    }
+                    // Stage branches but the deploy branch: a push with a commit not by the agents.
                     buildAllBranches {
                         strategies {
-                            buildAnyBranches {
+                            buildRegularBranches()
+                            buildNoneBranches {
                                 strategies {
-                                    buildAllBranches {
-                                        strategies {
-                                            buildRegularBranches()
-                                            ignoreCommitterStrategy {
-                                                ignoredAuthors(branchmlAuthor)
-                                                allowBuildIfNotExcludedAuthor(true)
+                                    buildNamedBranches {
+                                        filters {
+                                            exact {
+                                                name(deployBranch)
+                                                caseSensitive(true)
                                             }
                                         }
                                     }
-                                    buildChangeRequests {
-                                        ignoreTargetOnlyChanges(true)
-                                        ignoreUntrustedChanges(true)
+                                }
+                            }
+                            skipInitialBuildOnFirstBranchIndexing()
+                            ignoreCommitterStrategy {
+                                ignoredAuthors(branchmlAuthor)
+                                allowBuildIfNotExcludedAuthor(true)
+                            }
+                        }
+                    }
+                    // The deploy branch: every push (a promotion PR merged by any method).
+                    buildAllBranches {
+                        strategies {
+                            buildNamedBranches {
+                                filters {
+                                    exact {
+                                        name(deployBranch)
+                                        caseSensitive(true)
                                     }
                                 }
                             }

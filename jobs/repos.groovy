@@ -8,6 +8,8 @@
 //                 (a GitHub App or username + token); default 'branchml-github-app'
 //   branches      the stage branches (the values of branches: in the repo's
 //                 branchml.yaml); default build-components kf-pipeline training deploy-model
+//   deployBranch  the branch the promotion pull requests go into (branches.deploy);
+//                 default deploy-model
 [
     [name: 'ml/djia30', owner: 'branchml', repository: 'djia30', credentialsId: 'branchml-github-app'],
 ]

@@ -1,6 +1,6 @@
 #!/bin/sh
 # groovy-test.sh: compile every Groovy file of the shared library (vars/,
-# Jenkinsfile.d/, jobs/) and run the Groovy unit tests (test/groovy/) on
+# Jenkinsfile.d/, jobs/, the example's Jenkinsfile) and run the Groovy unit tests (test/groovy/) on
 # Debian's Groovy 2.4.21 (the Groovy Jenkins runs pipelines with) and JUnit 4.
 #
 # Run from anywhere; exits non-zero on a compile error or a failing test.
@@ -60,6 +60,11 @@ for dir in vars Jenkinsfile.d jobs; do
 	fi
 	n=$((n + $#))
 done
+# The example's Jenkinsfile (no .groovy suffix: compiled as a copy).
+mkdir -p "$out/example" "$out/library/example"
+cp examples/djia30/Jenkinsfile "$out/example/Jenkinsfile.groovy"
+groovyc -cp "$out/stubs:$out/test:$cp_libs" -d "$out/library/example" "$out/example/Jenkinsfile.groovy"
+n=$((n + 1))
 echo "groovy-test.sh: compiled $n library files"
 
 # 3. The unit tests.

@@ -6,7 +6,8 @@ import groovy.transform.Field
 // and agents/README.md for the contract). It checks its arguments, finds the
 // binaries, writes the parameters as a JSON file, binds credentials, runs one
 // constant-shaped sh command, reads the result and error-details JSON back and
-// publishes them. Everything else is the agent's job.
+// publishes them. Everything else is the agent's job, commit statuses too:
+// a stage's agent sets branchml/<stage> through its forge (no notify plugin).
 
 /** The binaries of agents/README.md; nothing else is ever run. */
 @Field static final List<String> BINARIES = ['branchml', 'branchml-build', 'branchml-pipeline',
@@ -71,15 +72,17 @@ def call(Map args = [:]) {
     String paramsFile = base + '.params.json'
     String resultFile = base + '.result.json'
     String errorFile = base + '.error.json'
+
+    boolean notify = args.notify != false && env.BRANCHML_NOTIFY != 'false'
+    if (isRun && !notify) {
+        // The agent sets the stage's commit status itself (pending, then
+        // its outcome, with the build URL) unless told not to.
+        params['commit-status'] = 'off'
+    }
     writeFile(file: paramsFile, text: JsonOutput.toJson(params))
 
     List<String> path = agentsOnPath() ? [] : ["PATH+BRANCHML=${installAgents(tmp)}".toString()]
     List bindings = credentialBindings(args.credentials ?: [], args.credentialIds ?: [:])
-    boolean notify = args.notify != false
-    if (notify) {
-        branchmlNotify(context: "branchml/${stage}", status: 'PENDING', commit: commit,
-            description: planOnly && isRun ? "planning ${stage}" : "running ${stage}")
-    }
 
     // The command is a constant-shaped single-quoted string: the shell expands
     // the variables set by withEnv; no value is ever interpolated into it.
@@ -97,9 +100,11 @@ def call(Map args = [:]) {
         publish(stage, result, details, rc)
     }
     String failure = rc == 0 ? null : failureMessage(binary, command, rc, details)
-    if (notify) {
-        branchmlNotify(context: "branchml/${stage}", status: rc == 0 ? 'SUCCESS' : 'FAILURE', commit: commit,
-            description: rc == 0 ? (firstLine(result?.summary) ?: "${stage} done") : "${details?.what ?: stage}: ${details?.why ?: "exit ${rc}"}")
+    if (isRun && notify && rc != 0 && result == null) {
+        // The agent ended without writing its result (killed: OOM, the
+        // pod evicted): it may not have set its final commit status.
+        branchmlNotify(context: "branchml/${stage}", status: 'FAILURE', commit: commit, config: args.config,
+            credentials: args.credentialIds ?: [:], description: "${binary} ${command} ended with exit ${rc} before writing its result")
     }
     if (rc == 3) {
         unstable(failure)
@@ -157,26 +162,58 @@ private boolean agentsOnPath() {
 }
 
 /**
- * Downloads the agents archive pinned in resources/branchml/agents.sha256,
- * checks its sha256 and unpacks it; returns the directory to put on PATH.
+ * Downloads the agents archive pinned in resources/branchml/agents.sha256
+ * (from the release URL there, or from env.BRANCHML_AGENTS_URL, a mirror
+ * that holds the same archives), checks its sha256 and unpacks it; returns
+ * the directory to put on PATH. A failed download or a digest that does not
+ * match fails with the URL and the expected digest.
  */
 private String installAgents(String tmp) {
-    Map pin = parsePins(libraryResource('branchml/agents.sha256'), env.BRANCHML_AGENTS_ARCH ?: 'linux-amd64')
+    String arch = env.BRANCHML_AGENTS_ARCH ?: 'linux-amd64'
+    Map pin = parsePins(libraryResource('branchml/agents.sha256'), arch)
     if (!pin.sha256) {
-        error("branchmlAgent: resources/branchml/agents.sha256 pins no archive for ${env.BRANCHML_AGENTS_ARCH ?: 'linux-amd64'}; " +
-            'run on the agents image (docker/agents.Dockerfile) or add the archive line')
+        error("branchmlAgent: resources/branchml/agents.sha256 pins no archive for ${arch}; " +
+            'run on the agents image (branchmlPipeline(image: …)) or add the archive line with make release')
     }
+    String base = env.BRANCHML_AGENTS_URL ?: pin.url
+    String url = base.endsWith('/') ? base + pin.archive : base + '/' + pin.archive
     String dir = "${tmp}/branchml/agents-${pin.version}"
-    withEnv(["BRANCHML_AGENTS_URL=${pin.url}${pin.archive}", "BRANCHML_AGENTS_SHA256=${pin.sha256}",
-             "BRANCHML_AGENTS_ARCHIVE=${tmp}/branchml/${pin.archive}", "BRANCHML_AGENTS_DIR=${dir}"]) {
-        sh(label: "install branchml agents ${pin.version}", script: '''set -eu
-mkdir -p "$BRANCHML_AGENTS_DIR"
-curl -fsSL --retry 3 -o "$BRANCHML_AGENTS_ARCHIVE" "$BRANCHML_AGENTS_URL"
-echo "$BRANCHML_AGENTS_SHA256  $BRANCHML_AGENTS_ARCHIVE" | sha256sum -c -
-tar -xzf "$BRANCHML_AGENTS_ARCHIVE" -C "$BRANCHML_AGENTS_DIR"''')
+    String archive = "${tmp}/branchml/${pin.archive}"
+    int rc = withEnv(["BRANCHML_AGENTS_URL=${url}", "BRANCHML_AGENTS_SHA256=${pin.sha256}",
+                      "BRANCHML_AGENTS_ARCHIVE=${archive}", "BRANCHML_AGENTS_DIR=${dir}"]) {
+        return sh(label: "install branchml agents ${pin.version}", returnStatus: true, script: INSTALL_SCRIPT)
     }
-    return dir
+    String where = "the branchml agents ${pin.version} (${arch}) pinned in resources/branchml/agents.sha256"
+    switch (rc) {
+        case 0:
+            return dir
+        case 10:
+            error("branchmlAgent: could not download ${where} from ${url} (see the curl message above); expected sha256 ${pin.sha256}. " +
+                'Run the stages on the agents image (branchmlPipeline(image: …) or BRANCHML_AGENTS_IMAGE), or set ' +
+                "BRANCHML_AGENTS_URL to a mirror that serves ${pin.archive}")
+            break
+        case 11:
+            String got = fileExists(archive + '.sha256') ? readFile(archive + '.sha256').trim() : 'unknown'
+            error("branchmlAgent: ${url} does not match ${where}: expected sha256 ${pin.sha256}, got ${got}. " +
+                'Nothing was installed; check the mirror, or pin the archives of the release you serve (make release)')
+            break
+        default:
+            error("branchmlAgent: unpacking ${archive} (${where}) failed with exit ${rc}; see the log above")
+    }
+    return null
 }
+
+/**
+ * The install script: constant, values come from the environment. Exit 10:
+ * the download failed; 11: the digest does not match (the actual digest is
+ * written to $BRANCHML_AGENTS_ARCHIVE.sha256); 12: unpacking failed.
+ */
+@Field static final String INSTALL_SCRIPT = '''set -u
+mkdir -p "$BRANCHML_AGENTS_DIR" || exit 12
+curl -fsSL --retry 3 -o "$BRANCHML_AGENTS_ARCHIVE" "$BRANCHML_AGENTS_URL" || exit 10
+got=$(sha256sum "$BRANCHML_AGENTS_ARCHIVE" | cut -d' ' -f1)
+if [ "$got" != "$BRANCHML_AGENTS_SHA256" ]; then echo "$got" > "$BRANCHML_AGENTS_ARCHIVE.sha256"; rm -f "$BRANCHML_AGENTS_ARCHIVE"; exit 11; fi
+tar -xzf "$BRANCHML_AGENTS_ARCHIVE" -C "$BRANCHML_AGENTS_DIR" || exit 12'''
 
 /** Reads "# version:", "# url:" and the "<sha256>  <archive>" line whose name has arch. */
 @NonCPS
@@ -235,12 +272,6 @@ private static String failureMessage(String binary, String command, int rc, Map 
         return "${head}; it wrote no error details, see the log above"
     }
     return "${head}: ${details.what}: ${details.why}" + (details.fix ? "\nfix: ${details.fix}" : '')
-}
-
-/** A commit status is one line: the first line of a multi-line summary (branchml-deploy's status text). */
-@NonCPS
-private static String firstLine(Object text) {
-    return text == null ? null : text.toString().trim().readLines().find { it.trim() }?.trim()
 }
 
 @NonCPS

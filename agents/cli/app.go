@@ -98,6 +98,7 @@ func BuildFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "change-id", EnvVars: []string{"CHANGE_ID"}, Usage: "pull request number; when set the stage only plans"},
 		&ucli.StringFlag{Name: "build-url", EnvVars: []string{"BUILD_URL"}, Usage: "the Jenkins build URL, for links and lineage"},
 		&ucli.StringFlag{Name: "build-user", EnvVars: []string{"BUILD_USER_ID"}, Usage: "who started the build"},
+		&ucli.StringFlag{Name: "commit-status", Value: "auto", EnvVars: []string{"BRANCHML_COMMIT_STATUS"}, Usage: "set the stage's commit status through the forge: auto (when --build-url is set), on or off"},
 	}
 }
 

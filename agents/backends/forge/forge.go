@@ -174,6 +174,9 @@ type Forge interface {
 	WriteBack(ctx context.Context, wb WriteBack) (string, error)
 	// EnsurePullRequest opens a pull request from pr.Head into pr.Base, or
 	// updates the title and body of the open one with the same head and base.
+	// When pr.Head has no commit pr.Base lacks, a forge that refuses such a
+	// pull request (GitHub) opens none and returns pr with Number 0 and
+	// State "merged".
 	EnsurePullRequest(ctx context.Context, pr PullRequest) (*PullRequest, error)
 	// SetStatus sets a commit status on commit.
 	SetStatus(ctx context.Context, commit string, st Status) error

@@ -99,14 +99,6 @@ func (c *Client) Ping(ctx context.Context) (string, error) {
 	return c.jk.Version, nil
 }
 
-// EncodeBranch encodes a branch name into the item name a Multibranch
-// Pipeline job gives its branch job, as branch-api's NameEncoder does for
-// the characters branch names contain: "%" becomes "%25" and "/" "%2F"
-// ("feature/x" -> "feature%2Fx").
-func EncodeBranch(branch string) string { return branchEncoder.Replace(branch) }
-
-var branchEncoder = strings.NewReplacer("%", "%25", "/", "%2F")
-
 // ItemPath is the escaped URL path of an item: full is the job path with
 // folders separated by "/" ("ml/djia30"); branch, when not empty, is a branch
 // of that multibranch job. ItemPath("ml/djia30", "feature/x") is
@@ -158,8 +150,9 @@ const (
 )
 
 // EnsureJob creates the job full ("folder/name"; the folders must exist)
-// with configXML, or updates its config.xml when it differs. With dryRun it
-// only reads and says what it would do.
+// with configXML, or updates its config.xml when Jenkins' copy lacks one of
+// its settings (SameConfig: Jenkins' own re-serialization is no change).
+// With dryRun it only reads and says what it would do.
 func (c *Client) EnsureJob(ctx context.Context, full, configXML string, dryRun bool) (Action, error) {
 	p, err := ItemPath(full, "")
 	if err != nil {
@@ -179,9 +172,15 @@ func (c *Client) EnsureJob(ctx context.Context, full, configXML string, dryRun b
 		return Created, nil
 	case err != nil:
 		return "", fmt.Errorf("read job %s: %w", full, err)
-	case strings.TrimSpace(current) == strings.TrimSpace(configXML):
+	}
+	same, err := SameConfig(current, configXML)
+	if err != nil {
+		return "", fmt.Errorf("compare job %s: %w", full, err)
+	}
+	if same {
 		return Unchanged, nil
-	case dryRun:
+	}
+	if dryRun {
 		return Updated, nil
 	}
 	if err := job.UpdateConfig(ctx, configXML); err != nil {
@@ -192,7 +191,9 @@ func (c *Client) EnsureJob(ctx context.Context, full, configXML string, dryRun b
 
 // Trigger queues a build of job full (or of its branch, for a multibranch
 // job) with params (none: /build; some: /buildWithParameters) and returns the
-// queue item id from the Location header.
+// queue item id from the Location header. On a Multibranch Pipeline job
+// itself (branch "") Jenkins schedules a branch indexing, which has no
+// queue item to follow: Trigger then returns 0 and no error.
 func (c *Client) Trigger(ctx context.Context, full, branch string, params map[string]string) (int64, error) {
 	p, err := ItemPath(full, branch)
 	if err != nil {
@@ -209,6 +210,12 @@ func (c *Client) Trigger(ctx context.Context, full, branch string, params map[st
 	resp, err := c.req.Post(ctx, endpoint, strings.NewReader(form.Encode()), nil, nil)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %s: %w", describe(full, branch), err)
+	}
+	if branch == "" && resp.Request != nil && !strings.HasSuffix(resp.Request.URL.EscapedPath(), endpoint) {
+		// A Multibranch Pipeline job (a computed folder) schedules a branch
+		// indexing and redirects to the previous page
+		// (ComputedFolder.doBuild): there is no queue item to follow.
+		return 0, nil
 	}
 	id, err := QueueID(resp.Header.Get("Location"))
 	if err != nil {

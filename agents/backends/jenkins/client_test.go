@@ -161,6 +161,30 @@ func TestTriggerWithParametersUsesBuildWithParameters(t *testing.T) {
 	equal(t, "content type", r.ContentType, "application/x-www-form-urlencoded")
 }
 
+func TestTriggerBranchWithHashAndScanOfMultibranchJob(t *testing.T) {
+	s := secured(nil)
+	defer s.Close()
+	s.AddMultibranch("ml/djia30")
+	s.AddJob("ml/djia30/fix%2312", fake.Script{Result: "SUCCESS"})
+	c := newClient(t, s)
+	ctx := context.Background()
+	id, err := c.Trigger(ctx, "ml/djia30", "fix#12", nil)
+	if err != nil || id != 101 {
+		t.Fatalf("trigger fix#12: %d, %v", id, err)
+	}
+	// The multibranch job itself: a branch indexing, no queue item.
+	id, err = c.Trigger(ctx, "ml/djia30", "", nil)
+	if err != nil || id != 0 {
+		t.Fatalf("trigger the multibranch job: %d, %v; want 0 (a scan), no error", id, err)
+	}
+	equal(t, "scans", s.Scans("ml/djia30"), 1)
+	equal(t, "calls", s.Calls()[1:], []string{
+		"POST /job/ml/job/djia30/job/fix%252312/build",
+		"POST /job/ml/job/djia30/build",
+		"GET /job/ml/job/djia30/",
+	})
+}
+
 func TestCancelledQueueItem(t *testing.T) {
 	s := secured(nil)
 	defer s.Close()
@@ -337,6 +361,12 @@ func TestItemPathAndQueueID(t *testing.T) {
 		{"ml/djia30", "feature/x", "/job/ml/job/djia30/job/feature%252Fx"},
 		{"/seed/", "", "/job/seed"},
 		{"team space/djia30", "ds1%", "/job/team%20space/job/djia30/job/ds1%2525"},
+		// branch-api's NameEncoder: # ? [ ] \ are encoded in the item name,
+		// which the URL escapes again.
+		{"ml/djia30", "fix#12", "/job/ml/job/djia30/job/fix%2523" + "12"},
+		{"ml/djia30", "a?b[1]\\c", "/job/ml/job/djia30/job/a%253Fb%255B1%255D%255Cc"},
+		{"ml/djia30", ".", "/job/ml/job/djia30/job/%252E"},
+		{"ml/djia30", "..", "/job/ml/job/djia30/job/%252E."},
 	} {
 		got, err := jenkins.ItemPath(c.job, c.branch)
 		if err != nil || got != c.want {

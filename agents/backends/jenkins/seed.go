@@ -23,14 +23,18 @@ type SeedJob struct {
 	ScriptPath string
 }
 
+// seedTemplate holds only elements Jenkins writes back when it serializes
+// the job (fields of WorkflowJob, CpsScmFlowDefinition, GitSCM 5.x,
+// UserRemoteConfig and BranchSpec), so that SameConfig finds a re-seed
+// unchanged. The job's properties (no concurrent builds, build discarder)
+// come from jobs/seed.groovy's options, which Jenkins adds on the first
+// build.
 var seedTemplate = template.Must(template.New("seed").Funcs(template.FuncMap{"x": xmlText}).Parse(
 	`<?xml version='1.1' encoding='UTF-8'?>
 <flow-definition plugin="workflow-job">
   <description>branchml seed job: runs {{x .ScriptPath}} of {{x .Repo}} ({{x .Branch}}), the Job DSL scripts that create one Multibranch Pipeline job per ML repository. Managed by 'branchml jenkins seed': edits here are overwritten.</description>
   <keepDependencies>false</keepDependencies>
-  <properties>
-    <org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty/>
-  </properties>
+  <properties/>
   <definition class="org.jenkinsci.plugins.workflow.cps.CpsScmFlowDefinition" plugin="workflow-cps">
     <scm class="hudson.plugins.git.GitSCM" plugin="git">
       <configVersion>2</configVersion>
@@ -46,13 +50,11 @@ var seedTemplate = template.Must(template.New("seed").Funcs(template.FuncMap{"x"
         </hudson.plugins.git.BranchSpec>
       </branches>
       <doGenerateSubmoduleConfigurations>false</doGenerateSubmoduleConfigurations>
-      <submoduleCfg class="empty-list"/>
       <extensions/>
     </scm>
     <scriptPath>{{x .ScriptPath}}</scriptPath>
     <lightweight>true</lightweight>
   </definition>
-  <triggers/>
   <disabled>false</disabled>
 </flow-definition>
 `))

@@ -11,6 +11,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/commitstatus"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/internal/statedir"
@@ -37,7 +38,7 @@ func RunCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "builder", EnvVars: []string{"BRANCHML_BUILDER"}, Usage: "Dockerfile builder: docker, buildah or kaniko (default: the first on PATH)"},
 			&ucli.StringFlag{Name: "source-url", EnvVars: []string{"BRANCHML_SOURCE_URL"}, Usage: "org.opencontainers.image.source `URL` (default: from backends.forge)"},
 		},
-		Run: run,
+		Run: commitstatus.Wrap("build", run),
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
 	"github.com/branchml/branchml/agents/backends/serving/tfserving"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/commitstatus"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
@@ -69,7 +70,7 @@ func runCmd() *ucli.Command {
 			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load (default: the first deploy.canary.smoke request, else zeros shaped as the model's signature)"},
 			&ucli.BoolFlag{Name: "no-wait", Usage: "when another rollout of the model is in progress, fail at once naming it instead of waiting for it"},
 		),
-		Run: func(e *cli.Env) (*agent.Result, error) {
+		Run: commitstatus.Wrap("deploy", func(e *cli.Env) (*agent.Result, error) {
 			o, closeFn, err := options(e, e.CLI.Bool("serve"))
 			if err != nil {
 				return nil, err
@@ -97,7 +98,7 @@ func runCmd() *ucli.Command {
 				}
 			}
 			return out, nil
-		},
+		}),
 	})
 }
 

@@ -25,7 +25,7 @@ func Command() *ucli.Command {
 		Usage: "seed the Jenkins jobs, trigger branch builds, show their status and console",
 		Description: "Talks to Jenkins' REST API as JENKINS_USER with the API token in JENKINS_API_TOKEN\n" +
 			"(or the file named by JENKINS_API_TOKEN_FILE); JENKINS_URL or --url names the controller.",
-		Subcommands: []*ucli.Command{seedCommand(), triggerCommand(), statusCommand(), logsCommand()},
+		Subcommands: []*ucli.Command{seedCommand(), triggerCommand(), statusCommand(), logsCommand(), scriptHashCommand()},
 	})
 }
 
@@ -39,7 +39,7 @@ func connFlags() []ucli.Flag {
 func jobFlags(jobUsage string) []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "job", Required: true, Usage: jobUsage},
-		&ucli.StringFlag{Name: "branch", Usage: "the branch `NAME` of a multibranch job (e.g. training, feature/x)"},
+		&ucli.StringFlag{Name: "branch", Usage: "the branch `NAME` of a multibranch job (e.g. training, feature/x, PR-7)"},
 	}
 }
 
@@ -212,7 +212,7 @@ func triggerCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: "wait", Usage: "wait for the build number, stream the console and report the result"},
 	)
 	return cli.Command(cli.Spec{
-		Name: "trigger", Usage: "trigger a build of a branch of a multibranch job", Stage: "jenkins", Flags: flags,
+		Name: "trigger", Usage: "trigger a build of a branch of a multibranch job (without --branch: scan the job for branches)", Stage: "jenkins", Flags: flags,
 		Run: func(e *cli.Env) (*agent.Result, error) {
 			job, branch := e.CLI.String("job"), e.CLI.String("branch")
 			params := map[string]string{}
@@ -237,6 +237,15 @@ func triggerCommand() *ucli.Command {
 			id, err := c.Trigger(e.Ctx, job, branch, params)
 			if err != nil {
 				return nil, classify("trigger "+target(job, branch), err)
+			}
+			if id == 0 {
+				// A multibranch job without --branch: Jenkins scans it for
+				// branches and pull requests, and builds what changed.
+				out["scan"] = true
+				if e.CLI.Bool("wait") {
+					e.Log.Warnf("a branch indexing has no build to wait for; trigger a branch with --branch NAME to follow its build")
+				}
+				return &agent.Result{Summary: fmt.Sprintf("scheduled a branch indexing (scan) of %s; branches with new commits build by themselves", job), Outputs: out}, nil
 			}
 			out["queueId"] = id
 			if !e.CLI.Bool("wait") {
@@ -308,6 +317,38 @@ func logsCommand() *ucli.Command {
 			e.Log.Debugf("followed the console for %s", time.Since(started).Round(time.Millisecond))
 			return &agent.Result{Summary: fmt.Sprintf("%s #%d %s", target(job, branch), st.Number, st.Result), Outputs: st,
 				Links: []agent.Link{{Name: "build", URL: st.URL}}}, resultError(st)
+		},
+	})
+}
+
+func scriptHashCommand() *ucli.Command {
+	return cli.Command(cli.Spec{
+		Name: "script-hash", ArgsUsage: "FILE...", Stage: "jenkins",
+		Usage: "print the script-approval hash of Job DSL scripts (JCasC security.scriptApproval.approvedScriptHashes)",
+		Description: "The seed job runs jobs/multibranch.groovy outside the Groovy sandbox, so Jenkins runs it only\n" +
+			"once an administrator approved it (Manage Jenkins > In-process Script Approval) or its hash\n" +
+			"is listed in JCasC under security.scriptApproval.approvedScriptHashes. Each edit of the\n" +
+			"script needs a new hash.",
+		Run: func(e *cli.Env) (*agent.Result, error) {
+			files := e.CLI.Args().Slice()
+			if len(files) == 0 {
+				return nil, agent.Usagef("give the Job DSL script, e.g. 'branchml jenkins script-hash jobs/multibranch.groovy'", "no file")
+			}
+			out := map[string]string{}
+			var lines []string
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return nil, agent.Usage("read "+f, err, "give the path of a Job DSL script")
+				}
+				h := jenkins.ScriptApprovalHash(b)
+				out[f] = h
+				lines = append(lines, "- \""+h+"\" # "+f)
+			}
+			if e.Output == "json" {
+				return &agent.Result{Summary: fmt.Sprintf("%d script hash(es)", len(files)), Outputs: out}, nil
+			}
+			return &agent.Result{Summary: strings.Join(lines, "\n")}, nil
 		},
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +73,26 @@ func TestSeedCreatesRunsAndFollowsThenIsIdempotent(t *testing.T) {
 		t.Fatal("token printed")
 	}
 
-	code, stdout, _ = run(t, "seed", "--library-repo", "https://github.com/branchml/branchml.git", "--no-build", "-o", "json")
-	if code != 0 || outputs(t, stdout)["action"] != "unchanged" {
-		t.Fatalf("second seed: exit %d %s", code, stdout)
+	// The seed build's options (jobs/seed.groovy) add job properties, and
+	// Jenkins answers config.xml re-serialized (its own XML declaration,
+	// plugin versions, <actions/>): none of that is a change.
+	s.SetConfig("branchml-seed", strings.Replace(cfg, "<properties/>", `<properties>
+    <org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty>
+      <abortPrevious>false</abortPrevious>
+    </org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty>
+    <jenkins.model.BuildDiscarderProperty>
+      <strategy class="hudson.tasks.LogRotator"><daysToKeep>-1</daysToKeep><numToKeep>20</numToKeep></strategy>
+    </jenkins.model.BuildDiscarderProperty>
+  </properties>`, 1))
+	cfg, _ = s.Config("branchml-seed")
+	for i := 0; i < 2; i++ {
+		code, stdout, _ = run(t, "seed", "--library-repo", "https://github.com/branchml/branchml.git", "--no-build", "-o", "json")
+		if code != 0 || outputs(t, stdout)["action"] != "unchanged" {
+			t.Fatalf("seed #%d after the first: exit %d %s", i+2, code, stdout)
+		}
+	}
+	if cfg2, _ := s.Config("branchml-seed"); cfg2 != cfg {
+		t.Fatal("an unchanged seed posted its config.xml")
 	}
 	code, stdout, _ = run(t, "seed", "--library-repo", "https://github.com/branchml/other.git", "--dry-run")
 	if code != 0 || !strings.HasPrefix(stdout, "would update seed job branchml-seed and run it\n") {
@@ -101,6 +119,25 @@ func TestTriggerWaitMapsResultsToExitCodes(t *testing.T) {
 		if !strings.HasPrefix(stdout, "train\nml/djia30 branch training build #1 "+c.result+"\n") {
 			t.Errorf("%s: stdout %q", c.result, stdout)
 		}
+	}
+}
+
+func TestTriggerWithoutBranchScansTheMultibranchJob(t *testing.T) {
+	s := server(t)
+	s.AddMultibranch("ml/djia30")
+	code, stdout, stderr := run(t, "trigger", "--job", "ml/djia30", "--wait", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if out := outputs(t, stdout); out["scan"] != true || out["job"] != "ml/djia30" || out["queueId"] != nil {
+		t.Errorf("outputs: %v", out)
+	}
+	if s.Scans("ml/djia30") != 1 || !strings.Contains(stderr, "a branch indexing has no build to wait for") {
+		t.Errorf("scans %d; stderr:\n%s", s.Scans("ml/djia30"), stderr)
+	}
+	code, stdout, _ = run(t, "trigger", "--job", "ml/djia30")
+	if code != 0 || !strings.HasPrefix(stdout, "scheduled a branch indexing (scan) of ml/djia30; branches with new commits build by themselves\n") {
+		t.Errorf("text: exit %d %q", code, stdout)
 	}
 }
 
@@ -181,5 +218,22 @@ func TestMissingURLAndTokenAreUsageErrors(t *testing.T) {
 	code, _, stderr = run(t, "trigger", "--job", "x", "--param", "novalue")
 	if code != 2 || !strings.Contains(stderr, `bad --param "novalue"`) {
 		t.Fatalf("exit %d %s", code, stderr)
+	}
+}
+
+func TestScriptHashPrintsJCasCLines(t *testing.T) {
+	dir := t.TempDir()
+	f := dir + "/multibranch.groovy"
+	if err := os.WriteFile(f, []byte(`folder("ml")`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "script-hash", f)
+	// printf 'groovy:%s' 'folder("ml")' | sha512sum
+	want := "- \"SHA512:95eb4ed64b2300ddb2c707103f9fb78d52a6b92f47cf5b9dab6a24bb294eb188729737d0c114c832a8860366aa7ba199fe5ea9cd834850cb8554ae37ae703e52\" # " + f + "\n"
+	if code != 0 || stdout != want {
+		t.Fatalf("exit %d\n got %q\nwant %q\n%s", code, stdout, want, stderr)
+	}
+	if code, _, stderr = run(t, "script-hash", dir+"/missing.groovy"); code != 2 || !strings.Contains(stderr, "missing.groovy") {
+		t.Errorf("missing file: exit %d\n%s", code, stderr)
 	}
 }

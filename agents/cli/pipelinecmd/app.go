@@ -7,6 +7,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/backends/pipelines/pipelinesfactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/commitstatus"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/stages/pipeline"
@@ -22,7 +23,7 @@ func App() *ucli.App {
 			".branchml/pipeline.lock.json and .branchml/pipeline.composed.yaml to the pipeline branch. " +
 			"With --dry-run it prints the diff against the newest version and changes nothing. " +
 			"The KFP token comes from KFP_TOKEN or KFP_TOKEN_FILE.",
-		Run: func(e *cli.Env) (*agent.Result, error) {
+		Run: commitstatus.Wrap("pipeline", func(e *cli.Env) (*agent.Result, error) {
 			f, err := forgefactory.New(e.Config, forgefactory.WithLogger(e.Log))
 			if err != nil {
 				return nil, agent.Usage("open the forge", err, "check backends.forge in branchml.yaml")
@@ -42,6 +43,6 @@ func App() *ucli.App {
 				Config: e.Config, Forge: f, Backend: b, Workspace: e.Build.Workspace, Commit: e.Build.Commit,
 				DryRun: e.DryRun, Log: e.Log, Out: out,
 			})
-		},
+		}),
 	}))
 }

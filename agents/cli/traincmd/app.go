@@ -24,6 +24,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/storage"
 	sbackends "github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/commitstatus"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
@@ -68,7 +69,7 @@ func AppWith(w Wiring) *ucli.App {
 			&ucli.BoolFlag{Name: "rerun", Usage: "start a new run even when this commit already has one (a cancelled run is replaced without it)"},
 			&ucli.DurationFlag{Name: "poll-interval", Value: 5 * time.Second, Usage: "how often the run's state is polled"},
 		},
-		Run: func(e *cli.Env) (*agent.Result, error) { return runStage(e, w) },
+		Run: commitstatus.Wrap("train", func(e *cli.Env) (*agent.Result, error) { return runStage(e, w) }),
 	})
 	status := cli.Command(cli.Spec{
 		Name: "status", Usage: "show a run's state and tasks", ArgsUsage: "RUN_ID", Stage: "train", NeedsConfig: true, BuildFlags: true,

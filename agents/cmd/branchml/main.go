@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/branchmlcmd"
+	"github.com/branchml/branchml/agents/cli/commitstatus"
 	"github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/cli/jenkinscmd"
 	"github.com/branchml/branchml/agents/cli/kpicmd"
@@ -15,6 +16,6 @@ import (
 
 func main() {
 	branchmlcmd.Register(registrycmd.Command(), jenkinscmd.Command(), quickstart.Command(), kpicmd.Command(), runcmd.Command(),
-		prcmd.Command(), deploycmd.ServeCommand(), statuscmd.Command())
+		prcmd.Command(), deploycmd.ServeCommand(), statuscmd.Command(), commitstatus.Command())
 	cli.Main(branchmlcmd.App())
 }

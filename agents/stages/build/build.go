@@ -294,6 +294,9 @@ func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock) ([]*pl
 	var plans []*plan
 	for _, c := range o.Config.Components {
 		src, err := changes.Hash(ctx, o.Workspace, c, changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath))
+		if errors.Is(err, exec.ErrNotFound) {
+			return plans, agent.Usage("hash component "+c.Name, err, "put the Go toolchain on PATH (kind: go components need it; the agents image of make image has it)")
+		}
 		if err != nil {
 			return plans, agent.Usage("hash component "+c.Name, err, "fix the component's path, kind or module in branchml.yaml")
 		}

@@ -305,6 +305,19 @@ func TestDockerfileWithoutBuilder(t *testing.T) {
 	}
 }
 
+func TestNoGoToolchainSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := e.opts(t, "abc")
+	o.DryRun = true
+	o.Go = "go-not-installed-here"
+	_, err := Run(context.Background(), o)
+	var ce *agent.Error
+	if !errors.As(err, &ce) || ce.Code != agent.ExitUsage || ce.Fix != "put the Go toolchain on PATH (kind: go components need it; the agents image of make image has it)" {
+		t.Fatalf("err = %v (%+v)", err, ce)
+	}
+}
+
 func TestOptionErrors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

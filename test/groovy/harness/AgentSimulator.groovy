@@ -9,7 +9,11 @@ import groovy.json.JsonSlurperClassic
  * $BRANCHML_PARAMS, records the invocation, and writes the result JSON to
  * $BRANCHML_RESULT (and the error-details JSON to $BRANCHML_ERROR_DETAILS on
  * failure). `branchml config stages` answers from {@link #branches}, the
- * example's mapping (examples/djia30/branchml.yaml).
+ * example's mapping (examples/djia30/branchml.yaml). Commit statuses are
+ * recorded in {@link #statuses} as the agents set them: a stage's `run`
+ * sets branchml/<stage> pending and then its outcome (unless
+ * --commit-status is off or no build URL is given), `branchml
+ * commit-status` sets the one it is given.
  */
 class AgentSimulator {
     /** The branch mapping: branch -> stages in order. */
@@ -25,8 +29,14 @@ class AgentSimulator {
     Map<String, Integer> failures = [:]
     /** binary -> the summary its result JSON carries on success (default: "<stage> done for <commit>"). */
     Map<String, String> summaries = [:]
+    /** binary -> how its run ends instead: 'killed' (exit 137, no result), 'aborted' (the build is aborted meanwhile). */
+    Map<String, String> ends = [:]
+    /** What the agents archive download does: 'ok', 'missing' (HTTP 404), 'tampered' (another digest). */
+    String download = 'ok'
     /** Recorded agent invocations: [binary, command, params (parsed), env]. */
     final List<Map> runs = []
+    /** Commit statuses set: [context, state, description, commit, url]. */
+    final List<Map> statuses = []
     final PipelineHarness h
 
     AgentSimulator(PipelineHarness h) {
@@ -41,7 +51,13 @@ class AgentSimulator {
         if (script == 'command -v branchml >/dev/null 2>&1') {
             return onPath ? 0 : 1
         }
-        if (script.startsWith('set -eu\nmkdir -p "$BRANCHML_AGENTS_DIR"')) {
+        if (script.startsWith('set -u\nmkdir -p "$BRANCHML_AGENTS_DIR"')) {
+            switch (download) {
+                case 'missing': return 10
+                case 'tampered':
+                    h.files[call.env.BRANCHML_AGENTS_ARCHIVE + '.sha256'] = 'ab' * 32 + '\n'
+                    return 11
+            }
             return 0
         }
         if (!script.endsWith(TAIL)) {
@@ -53,8 +69,22 @@ class AgentSimulator {
         Map env = call.env
         Map params = new JsonSlurperClassic().parseText(h.files[env.BRANCHML_PARAMS]) as Map
         runs << [binary: binary, command: command, params: params, env: env]
-        String stage = binary == 'branchml' ? 'config' : binary - 'branchml-'
+        String stage = binary == 'branchml' ? (command == 'commit-status' ? 'commit-status' : 'config') : binary - 'branchml-'
         Integer rc = failures[binary] ?: 0
+        boolean setsStatus = command == 'run' && params['commit-status'] != 'off' && params['build-url'] && params.commit
+        if (setsStatus) {
+            statuses << [context: "branchml/${stage}".toString(), state: 'pending',
+                         description: "${params['dry-run'] ? 'planning' : 'running'} ${stage}".toString(), commit: params.commit, url: params['build-url']]
+        }
+        if (ends[binary] == 'killed') {
+            return 137
+        }
+        if (ends[binary] == 'aborted') {
+            throw new FlowInterrupted("build aborted while ${binary} ${command} ran")
+        }
+        if (command == 'commit-status') {
+            statuses << [context: params.context, state: params.state, description: params.description, commit: params.commit, url: params['build-url']]
+        }
         Map result = [apiVersion: 'branchml.dev/v1', kind: 'Result', stage: stage, ok: rc == 0, exitCode: rc,
                       dryRun    : params['dry-run'] == true, startedAt: '2026-11-29T12:00:00Z', finishedAt: '2026-11-29T12:00:04Z']
         if (command == 'config stages') {
@@ -69,6 +99,11 @@ class AgentSimulator {
                               [name: 'plan', path: "build/${stage}-plan.json".toString(), kind: 'json']]
         } else {
             result.summary = "push prepare-data: registry answered 401 Unauthorized"
+        }
+        if (setsStatus) {
+            statuses << [context: "branchml/${stage}".toString(), state: rc == 0 ? 'success' : 'failure',
+                         description: rc == 0 ? result.summary.readLines()[0] : (rc == 3 ? 'gate not met: ' : '') + 'push prepare-data: registry 127.0.0.1:5000 answered 401 Unauthorized',
+                         commit: params.commit, url: params['build-url']]
         }
         h.files[env.BRANCHML_RESULT as String] = JsonOutput.prettyPrint(JsonOutput.toJson(result))
         if (rc != 0) {

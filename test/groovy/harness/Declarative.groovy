@@ -6,6 +6,8 @@ package branchml.harness
  * them, then runs the stages in order and the post conditions the build's
  * result selects (always, success, unstable, failure, aborted, cleanup), as
  * Jenkins' pipeline-model-definition does. Only what branchmlPipeline uses.
+ * Agent types, options, post conditions and when conditions are checked
+ * against the {@link Catalog} (their symbols and parameters).
  */
 class Declarative {
     final PipelineHarness h
@@ -28,6 +30,9 @@ class Declarative {
         } catch (PipelineError e) {
             h.buildError = e
             h.currentBuild.result = 'FAILURE'
+        } catch (FlowInterrupted e) {
+            h.buildError = e
+            h.currentBuild.result = 'ABORTED'
         }
         String result = h.currentBuild.currentResult
         List<String> order = ['always', result == 'SUCCESS' ? 'success' : null,
@@ -85,23 +90,34 @@ class AgentSection {
 
     AgentSection(Declarative d) { this.d = d }
 
-    void kubernetes(Closure c) {
+    /** An agent type (kubernetes { yaml …; defaultContainer … }): a DeclarativeAgent symbol and its parameters. */
+    def methodMissing(String name, Object args) {
+        Object[] a = (Object[]) args
+        if (name == 'label' && a.length == 1 && a[0] instanceof String) {
+            d.agent.label = a[0]
+            return null
+        }
         Map k = [:]
-        d.agent.kubernetes = k
-        Declarative.declare(c, new KubernetesSection(k))
+        if (a.length == 1 && a[0] instanceof Closure) {
+            Declarative.declare((Closure) a[0], new ParamSection(k))
+        }
+        d.h.catalog.checkSymbol(name, k, 'DeclarativeAgent')
+        d.agent[name] = k
+        return null
     }
-
-    void label(String l) { d.agent.label = l }
 }
 
-class KubernetesSection {
+/** Collects name(value) calls as parameters. */
+class ParamSection {
     final Map k
 
-    KubernetesSection(Map k) { this.k = k }
+    ParamSection(Map k) { this.k = k }
 
-    void yaml(String y) { k.yaml = y }
-
-    void defaultContainer(String c) { k.defaultContainer = c }
+    def methodMissing(String name, Object args) {
+        Object[] a = (Object[]) args
+        k[name] = a.length == 1 ? a[0] : a.toList()
+        return null
+    }
 }
 
 class OptionsSection {
@@ -112,11 +128,34 @@ class OptionsSection {
     def methodMissing(String name, Object args) {
         Object[] a = (Object[]) args
         if (d.declared) { throw new MissingMethodException(name, OptionsSection, a) }
-        Map o = [name: name, args: a.length == 1 ? a[0] : a.toList()]
-        if (name == 'logRotator') { return o }
+        Map o = new Described([name: name, args: a.length == 1 ? a[0] : a.toList()])
+        Catalog c = d.h.catalog
+        Map named = a.length == 1 && a[0] instanceof Map && !(a[0] instanceof Described) ? (Map) a[0] : null
+        if (name == 'logRotator') {
+            c.checkSymbol(name, named ?: [:], 'BuildDiscarder')
+            return o
+        }
+        Map st = c.step(name)
+        if (st != null && st.block) {
+            // A block-scoped step as an option wraps the whole build (timeout, retry).
+            String bad = Catalog.checkNamed((Map) st.params, named ?: [:], st.class as String)
+            if (bad) { throw new IllegalArgumentException("options: ${name}: ${bad}") }
+        } else if (c.symbols(name).any { it.kinds.contains('OptionalJobProperty') || it.kinds.contains('JobProperty') }) {
+            c.checkSymbol(name, a.length == 0 ? [:] : (named ?: [strategy: a[0]]),
+                c.symbols(name).find { it.kinds.contains('OptionalJobProperty') } ? 'OptionalJobProperty' : 'JobProperty')
+        } else if (c.symbols(name).any { it.kinds.contains('DeclarativeOption') }) {
+            c.checkSymbol(name, named ?: [:], 'DeclarativeOption')
+        } else {
+            throw new IllegalArgumentException("options: ${name} is neither a block step, a job property nor a declarative option of plugins.txt")
+        }
         d.options << o
         return o
     }
+}
+
+/** A describable built inside options (logRotator(…)), passed on as a value. */
+class Described extends LinkedHashMap {
+    Described(Map m) { super(m) }
 }
 
 class StagesSection {
@@ -133,16 +172,20 @@ class StagesSection {
         }
         Map s = [name: name]
         d.stages << s
-        Declarative.declare(c, new StageSection(s))
+        Declarative.declare(c, new StageSection(d, s))
     }
 }
 
 class StageSection {
+    final Declarative d
     final Map s
 
-    StageSection(Map s) { this.s = s }
+    StageSection(Declarative d, Map s) {
+        this.d = d
+        this.s = s
+    }
 
-    void when(Closure c) { Declarative.declare(c, new WhenSection(s)) }
+    void when(Closure c) { Declarative.declare(c, new WhenSection(d, s)) }
 
     void steps(Closure c) {
         // The body runs later with the normal (owner-first) resolution, so
@@ -153,11 +196,18 @@ class StageSection {
 }
 
 class WhenSection {
+    final Declarative d
     final Map s
 
-    WhenSection(Map s) { this.s = s }
+    WhenSection(Declarative d, Map s) {
+        this.d = d
+        this.s = s
+    }
 
-    void expression(Closure c) { s.when = c }
+    void expression(Closure c) {
+        d.h.catalog.checkSymbol('expression', null, 'DeclarativeStageConditional')
+        s.when = c
+    }
 }
 
 class PostSection {
@@ -172,8 +222,8 @@ class PostSection {
             // section; hand it on to the closure's owner (the script).
             throw new MissingMethodException(name, PostSection, a)
         }
-        if (!(name in ['always', 'success', 'unstable', 'failure', 'aborted', 'unsuccessful', 'cleanup', 'changed', 'fixed', 'regression'])) {
-            throw new PipelineError("post: unknown condition ${name}")
+        if (!d.h.catalog.symbols(name).any { it.kinds.contains('BuildCondition') }) {
+            throw new IllegalArgumentException("post: ${name} is no build condition of plugins.txt")
         }
         Closure c = (Closure) a[0]
         c.resolveStrategy = Closure.OWNER_FIRST

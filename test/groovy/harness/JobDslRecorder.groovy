@@ -120,3 +120,60 @@ abstract class DslScript extends Script {
         return new DslContext(recorder.root).methodMissing(name, args)
     }
 }
+
+/**
+ * Checks the describables of a recorded Job DSL tree against the catalog,
+ * as Job DSL's dynamic DSL resolves them (DescribableContext): below each
+ * node named in roots, a node is a describable symbol (or an uncapitalized
+ * class name) whose children are its parameters; a parameter given a block
+ * holds describables again (a single one, or a list's elements). Job DSL's
+ * own built-in contexts (multibranchPipelineJob, branchSources, …) are not
+ * in the catalog and not checked. Left-out constructor parameters are
+ * null in Job DSL as in structs, so they are not required here.
+ */
+class DslCheck {
+    static List<String> check(DslNode root, Catalog c, List<String> roots = ['branchSource', 'workflowBranchProjectFactory', 'periodicFolderTrigger']) {
+        List<String> problems = []
+        walk(root, '', c, roots, problems)
+        return problems
+    }
+
+    private static void walk(DslNode n, String path, Catalog c, List<String> roots, List<String> problems) {
+        n.children.each { DslNode ch ->
+            String p = path ? path + '/' + ch.name : ch.name
+            if (n.name == '<root>') { p = ch.name }
+            if (ch.name in roots) {
+                String bad = describable(ch, p, c)
+                if (bad) { problems << bad }
+            } else {
+                walk(ch, p, c, roots, problems)
+            }
+        }
+    }
+
+    /** null when n is a describable whose children fit its parameters, else why not. */
+    private static String describable(DslNode n, String path, Catalog c) {
+        List<Map> cands = c.symbols(n.name)
+        if (cands.isEmpty()) {
+            return "${path}: ${n.name} is no describable of the plugins in plugins.txt"
+        }
+        List<String> why = []
+        for (Map d in cands) {
+            Map params = (Map) d.params
+            List<String> bad = []
+            n.children.each { DslNode ch ->
+                if (!params.containsKey(ch.name)) {
+                    bad << "${path}: ${ch.name} is no parameter of ${d.class} (${params.keySet().join(', ')})".toString()
+                    return
+                }
+                ch.children.each { DslNode v ->
+                    String b = describable(v, "${path}/${ch.name}/${v.name}", c)
+                    if (b) { bad << b }
+                }
+            }
+            if (bad.isEmpty()) { return null }
+            why.addAll(bad)
+        }
+        return why.unique().join('; ')
+    }
+}

@@ -18,7 +18,11 @@ import groovy.json.JsonSlurperClassic
  * Steps implemented: sh, echo, error, unstable, writeFile, readFile, fileExists,
  * withEnv, withCredentials (with string, file, usernamePassword bindings),
  * junit, archiveArtifacts, libraryResource, stage, timeout, dir, pwd, checkout,
- * githubNotify, pipeline (declarative), plus the globals env, currentBuild, scm.
+ * jobDsl, script, pipeline (declarative), plus the globals env, currentBuild,
+ * scm, params. Each is checked against the {@link Catalog} of plugins.txt
+ * before it runs (step name, parameters, block), and {@link Cps} checks that
+ * what the program keeps across the step is serializable. A call of a name
+ * no plugin of plugins.txt defines throws workflow-cps' NoSuchMethodError.
  */
 class PipelineHarness {
     /** The repository root: vars/, resources/, Jenkinsfile.d/ are read from here. */
@@ -34,9 +38,11 @@ class PipelineHarness {
     final Map<String, Object> credentials = [:]
     /** Decides what a sh call does: gets the recorded call, returns an exit code or [rc:, stdout:]. */
     Closure shHandler = { Map call -> 0 }
-    /** When set, githubNotify throws this message (the plugin missing, for instance). */
-    String githubNotifyFailure
     final CurrentBuild currentBuild = new CurrentBuild()
+    /** The steps and symbols of plugins.txt. */
+    final Catalog catalog
+    /** The scripts loaded (vars and Jenkinsfiles), whose instance fields CPS serializes. */
+    final List<Script> scripts = []
     /** The error that ended the build, if any. */
     Throwable buildError
 
@@ -45,6 +51,9 @@ class PipelineHarness {
 
     PipelineHarness(File root) {
         this.root = root
+        this.catalog = Catalog.of(root)
+        Cps.reset()
+        org.jenkinsci.plugins.pipeline.modeldefinition.Utils.hook = { String stage -> record('markStageSkippedForConditional', stage) }
         env.putAll([
             WORKSPACE   : WORKSPACE,
             BUILD_NUMBER: '42',
@@ -72,11 +81,30 @@ class PipelineHarness {
         synchronized (COMPILED) {
             c = COMPILED[key]
             if (c == null) {
-                c = new GroovyShell(PipelineHarness.classLoader).parse(f.text, className).getClass()
+                org.codehaus.groovy.control.CompilerConfiguration cc = new org.codehaus.groovy.control.CompilerConfiguration()
+                cc.scriptBaseClass = LibraryScript.name
+                cc.addCompilationCustomizers(new CpsTransform())
+                c = new GroovyShell(PipelineHarness.classLoader, new Binding(), cc).parse(f.text, className).getClass()
                 COMPILED[key] = c
             }
         }
-        return org.codehaus.groovy.runtime.InvokerHelper.createScript(c, binding)
+        Script s = org.codehaus.groovy.runtime.InvokerHelper.createScript(c, binding)
+        scripts << s
+        return s
+    }
+
+    /** The non-static fields of the loaded scripts (@Field without static), by script and name. */
+    Map<String, Object> scriptFields() {
+        Map<String, Object> out = [:]
+        scripts.each { Script s ->
+            s.getClass().declaredFields.findAll { java.lang.reflect.Field fl ->
+                !java.lang.reflect.Modifier.isStatic(fl.modifiers) && !fl.synthetic && !fl.name.startsWith('__') && !fl.name.startsWith('$')
+            }.each { java.lang.reflect.Field fl ->
+                fl.accessible = true
+                out["${s.getClass().simpleName}.${fl.name}".toString()] = fl.get(s)
+            }
+        }
+        return out
     }
 
     /** Runs a Jenkinsfile (or any pipeline script) and returns the build result. */
@@ -87,6 +115,9 @@ class PipelineHarness {
         } catch (PipelineError e) {
             buildError = e
             currentBuild.result = 'FAILURE'
+        } catch (FlowInterrupted e) {
+            buildError = e
+            currentBuild.result = 'ABORTED'
         }
         return currentBuild.result ?: 'SUCCESS'
     }
@@ -126,7 +157,11 @@ class PipelineHarness {
         calls << c
     }
 
+    /** Library resources that stand in for the files under resources/ (path -> text). */
+    final Map<String, String> resources = [:]
+
     private String readResource(String path) {
+        if (resources.containsKey(path)) { return resources[path] }
         File f = new File(root, 'resources/' + path)
         if (!f.isFile()) { throw new PipelineError("No such library resource ${path} could be found.") }
         return f.text
@@ -215,11 +250,16 @@ class PipelineHarness {
             vars.each { String kv -> int i = kv.indexOf('='); overlay[kv.substring(0, i)] = kv.substring(i + 1) }
             return h.withOverlay(overlay, body)
         }
-        step('string') { Map a -> [type: 'string'] + a }
-        step('file') { Map a -> [type: 'file'] + a }
-        step('usernamePassword') { Map a -> [type: 'usernamePassword'] + a }
+        symbol('string') { Map a -> [type: 'string'] + a }
+        symbol('file') { Map a -> [type: 'file'] + a }
+        symbol('usernamePassword') { Map a -> [type: 'usernamePassword'] + a }
         step('withCredentials') { List bindings, Closure body ->
             h.record('withCredentials', bindings)
+            bindings.each { Map b ->
+                Map args = new LinkedHashMap(b)
+                args.remove('type')
+                h.catalog.checkSymbol(b.type as String, args, 'MultiBinding')
+            }
             Map<String, String> overlay = [:]
             bindings.each { Map b ->
                 if (!h.credentials.containsKey(b.credentialsId)) {
@@ -261,16 +301,33 @@ class PipelineHarness {
             h.record('checkout', a)
             return [GIT_COMMIT: h.env.GIT_COMMIT, GIT_BRANCH: h.env.BRANCH_NAME]
         }
-        step('githubNotify') { Map a ->
-            h.record('githubNotify', a)
-            if (h.githubNotifyFailure) { throw new PipelineError(h.githubNotifyFailure) }
-        }
         step('jobDsl') { Map a -> h.record('jobDsl', a) }
         step('script') { Closure body -> body.call() }
-        step('pipeline') { Closure body -> new Declarative(h).run(body) }
+        global('pipeline') { Closure body -> new Declarative(h).run(body) }
     }
 
+    /** Binds the step name, checked against the catalog and CPS before impl runs. */
     private void step(String name, Closure impl) {
+        if (catalog.step(name) == null && catalog.metasteps(name).isEmpty()) {
+            throw new IllegalStateException("harness: ${name} is no step of the plugins in plugins.txt")
+        }
+        binding.setVariable(name, new CheckedStep(this, name, impl))
+    }
+
+    /** Binds a symbol that builds a describable value (a credentials binding, say), checked against the catalog. */
+    private void symbol(String name, Closure impl) {
+        if (catalog.symbols(name).isEmpty()) {
+            throw new IllegalStateException("harness: ${name} is no symbol of the plugins in plugins.txt")
+        }
+        PipelineHarness h = this
+        binding.setVariable(name, { Object a -> h.catalog.checkSymbol(name, a); impl.call(a) })
+    }
+
+    /** Binds a global variable of the catalog (pipeline). */
+    private void global(String name, Closure impl) {
+        if (!catalog.isGlobal(name)) {
+            throw new IllegalStateException("harness: ${name} is no global variable of the plugins in plugins.txt")
+        }
         binding.setVariable(name, impl)
     }
 
@@ -285,13 +342,72 @@ class PipelineError extends RuntimeException {
     PipelineError(String msg) { super(msg) }
 }
 
-/** currentBuild: description, result and currentResult as Jenkins' RunWrapper has them. */
+/**
+ * An aborted build or an expired timeout (Jenkins'
+ * org.jenkinsci.plugins.workflow.steps.FlowInterruptedException, which
+ * the interrupted step throws; the build ends ABORTED).
+ */
+class FlowInterrupted extends RuntimeException {
+    FlowInterrupted(String msg) { super(msg) }
+}
+
+/**
+ * currentBuild: the properties of Jenkins' RunWrapper the library uses,
+ * each one of RunWrapper's @Whitelisted getters (checked against the
+ * catalog by a test). changeSets holds one change set's entries as maps
+ * [msg, authorEmail, commitId]; buildCauses the causes' JSON as RunWrapper
+ * answers getBuildCauses() ([_class: …, shortDescription: …]).
+ */
 class CurrentBuild {
     String description
     String result
     String displayName
+    List<Map> changeSets = []
+    List<Map> buildCauses = [[_class: 'jenkins.branch.BranchEventCause', shortDescription: 'Push event to branch']]
 
     String getCurrentResult() { result ?: 'SUCCESS' }
+}
+
+/**
+ * A step bound in the harness: before impl runs, the call is checked
+ * against the catalog (Catalog.checkStep) and CPS' rules (Cps.atStep).
+ */
+class CheckedStep extends Closure {
+    final PipelineHarness h
+    final String name
+    final Closure impl
+
+    CheckedStep(PipelineHarness h, String name, Closure impl) {
+        super(null)
+        this.h = h
+        this.name = name
+        this.impl = impl
+    }
+
+    Object doCall(Object... args) {
+        h.catalog.checkStep(name, args)
+        Cps.atStep(name, h.scriptFields())
+        return impl.call(*(args as List))
+    }
+}
+
+/**
+ * The base class of the library's scripts in the harness (CpsScript in
+ * Jenkins): a call of a name that is neither a method of the script nor a
+ * bound step or global fails with workflow-cps' NoSuchMethodError.
+ */
+abstract class LibraryScript extends Script {
+    @Override
+    Object invokeMethod(String name, Object args) {
+        try {
+            return super.invokeMethod(name, args)
+        } catch (MissingMethodException e) {
+            if (e.method == name && e.type == getClass() && !binding.hasVariable(name)) {
+                throw Catalog.of(new File(System.getenv('BRANCHML_REPO_ROOT') ?: '.')).noSuchMethod(name)
+            }
+            throw e
+        }
+    }
 }
 
 /**

@@ -20,6 +20,6 @@ class BranchmlBuildTest extends StepTestBase {
         assertEquals([[[type: 'string', credentialsId: 'branchml-github-token', variable: 'GITHUB_TOKEN'],
                        [type: 'usernamePassword', credentialsId: 'branchml-registry', usernameVariable: 'REGISTRY_USERNAME', passwordVariable: 'REGISTRY_PASSWORD']]],
             h.callsOf('withCredentials').collect { it.args })
-        assertEquals(['planning build', 'build planned for ' + SHA], h.callsOf('githubNotify').collect { it.args.description })
+        assertEquals(['planning build', 'build planned for ' + SHA], agents.statuses.collect { it.description })
     }
 }

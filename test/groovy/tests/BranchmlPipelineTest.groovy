@@ -77,14 +77,11 @@ class BranchmlPipelineTest extends StepTestBase {
             assertEquals([[testResults: "build/${stage}-junit.xml".toString(), allowEmptyResults: true]], h.callsOf('junit').collect { it.args })
             assertEquals([[artifacts: "build/${stage}-plan.json".toString(), allowEmptyArchive: true, fingerprint: true]],
                 h.callsOf('archiveArtifacts').collect { it.args })
-            assertEquals([
-                [context: "branchml/${stage}".toString(), status: 'PENDING', description: "running ${stage}".toString(),
-                 targetUrl: 'https://jenkins.example.com/job/ml/job/djia30/job/training/42/', sha: SHA],
-                [context: "branchml/${stage}".toString(), status: 'SUCCESS', description: "${stage} done for ${SHA}".toString(),
-                 targetUrl: 'https://jenkins.example.com/job/ml/job/djia30/job/training/42/', sha: SHA],
-                [context: 'branchml', status: 'SUCCESS', description: "ran ${stage}".toString(),
-                 targetUrl: 'https://jenkins.example.com/job/ml/job/djia30/job/training/42/', sha: SHA],
-            ], h.callsOf('githubNotify').collect { it.args })
+            // Statuses: the agent's own (pending, then the outcome); none from Groovy.
+            assertEquals([[context: "branchml/${stage}".toString(), state: 'pending', description: "running ${stage}".toString(), commit: SHA, url: BUILD_URL],
+                          [context: "branchml/${stage}".toString(), state: 'success', description: "${stage} done for ${SHA}".toString(), commit: SHA, url: BUILD_URL]],
+                agents.statuses)
+            assertEquals(2, agents.runs.size())
 
             // Stage timeout and the pipeline's agent pod.
             assertEquals([stage], h.callsOf('stage').findAll { !(it.args in ['Resolve stages', 'Run stages']) }.collect { it.args })
@@ -103,7 +100,7 @@ class BranchmlPipelineTest extends StepTestBase {
         assertStagesRequest('ds1')
         assertEquals(1, agents.runs.size())
         assertEquals('no branchml stage for ds1', h.currentBuild.description)
-        assertEquals([], h.callsOf('githubNotify'))
+        assertEquals([], agents.statuses)
         assertTrue(h.calls.contains([step: 'stage', args: 'Run stages', skipped: true]))
         assertTrue(h.callsOf('echo').collect { it.args }.contains('branchml: branch ds1 runs no stage (branches: in branchml.yaml); nothing to do'))
     }
@@ -129,8 +126,8 @@ class BranchmlPipelineTest extends StepTestBase {
                       'dry-run': true], run.params)
         assertEquals('train (plan): train planned for ' + head + '\npipeline version: https://kfp.example.com/#/pipelines/details/p1/version/v1',
             h.currentBuild.description)
-        assertEquals(['planning train', 'train planned for ' + head, 'planned train'], h.callsOf('githubNotify').collect { it.args.description })
-        assertEquals([head, head, head], h.callsOf('githubNotify').collect { it.args.sha })
+        assertEquals(['planning train', 'train planned for ' + head], agents.statuses.collect { it.description })
+        assertEquals([head, head], agents.statuses.collect { it.commit })
         assertNoSecretLeaks()
     }
 
@@ -145,11 +142,9 @@ class BranchmlPipelineTest extends StepTestBase {
         assertEquals('build: push prepare-data: registry answered 401 Unauthorized\n' +
             'build failed: push prepare-data: registry 127.0.0.1:5000 answered 401 Unauthorized\n' +
             'fix: check the registry credentials in REGISTRY_USERNAME/REGISTRY_PASSWORD', h.currentBuild.description)
-        assertEquals([['branchml/build', 'PENDING'], ['branchml/build', 'FAILURE'], ['branchml', 'FAILURE']],
-            h.callsOf('githubNotify').collect { [it.args.context, it.args.status] })
-        assertEquals('push prepare-data: registry 127.0.0.1:5000 answered 401 Unauthorized',
-            h.callsOf('githubNotify')[1].args.description)
-        assertEquals(['failure'], h.callsOf('post').collect { it.args })
+        assertEquals([['branchml/build', 'pending'], ['branchml/build', 'failure']], agents.statuses.collect { [it.context, it.state] })
+        assertEquals('push prepare-data: registry 127.0.0.1:5000 answered 401 Unauthorized', agents.statuses[1].description)
+        assertEquals([], h.callsOf('post').collect { it.args })
         assertEquals([], h.callsOf('junit'))
         assertNoSecretLeaks()
     }
@@ -160,8 +155,98 @@ class BranchmlPipelineTest extends StepTestBase {
         assertEquals('UNSTABLE', build('training'))
         assertEquals(1, h.callsOf('unstable').size())
         assertTrue(h.callsOf('unstable')[0].args.startsWith('branchml-train run stopped at a gate (exit 3): '))
-        assertEquals(['unstable'], h.callsOf('post').collect { it.args })
-        assertEquals(['branchml', 'FAILURE'], [h.callsOf('githubNotify')[2].args.context, h.callsOf('githubNotify')[2].args.status])
+        assertEquals(['branchml/train', 'failure'], [agents.statuses[1].context, agents.statuses[1].state])
+        assertTrue(agents.statuses[1].description.startsWith('gate not met: '))
+    }
+
+    @Test
+    void aGateNotMetOnASharedBranchSkipsTheStagesAfterIt() {
+        agents.branches['training'] = ['train', 'deploy']
+        agents.failures['branchml-train'] = 3
+        assertEquals('UNSTABLE', build('training'))
+        assertEquals(['branchml', 'branchml-train'], agents.runs.collect { it.binary })
+        assertEquals(['Resolve stages', 'Run stages', 'train', 'deploy'], h.callsOf('stage').collect { it.args })
+        assertEquals(['deploy'], h.callsOf('markStageSkippedForConditional').collect { it.args })
+        assertTrue(h.callsOf('echo').collect { it.args }.contains('branchml: deploy skipped: train stopped at a gate (exit 3)'))
+        assertTrue(h.currentBuild.description.endsWith('\ndeploy skipped: train stopped at a gate (exit 3)'))
+        // Without the gate both run, in order.
+        setUp()
+        agents.branches['training'] = ['train', 'deploy']
+        assertEquals('SUCCESS', build('training'))
+        assertEquals(['branchml', 'branchml-train', 'branchml-deploy'], agents.runs.collect { it.binary })
+        assertEquals([], h.callsOf('markStageSkippedForConditional'))
+    }
+
+    @Test
+    void anAbortedOrTimedOutStageGetsAnErrorStatusInPost() {
+        agents.ends['branchml-deploy'] = 'aborted'
+        assertEquals('ABORTED', build('deploy-model'))
+        assertEquals(['aborted'], h.callsOf('post').collect { it.args })
+        assertEquals([[context: 'branchml/deploy', state: 'pending', description: 'running deploy', commit: SHA, url: BUILD_URL],
+                      [context: 'branchml/deploy', state: 'error', description: 'deploy aborted or timed out (stage timeout 90 min, build 480 min)',
+                       commit: SHA, url: BUILD_URL]], agents.statuses)
+        // Aborted before any stage ran: nothing to report.
+        setUp()
+        agents.ends['branchml'] = 'aborted'
+        assertEquals('ABORTED', build('deploy-model'))
+        assertEquals([], agents.statuses)
+    }
+
+    @Test
+    void aPushOfOnlyTheStagesOwnWriteBacksRunsNothing() {
+        h.currentBuild.changeSets = [[items: [[msg: 'branchml deploy: Succeeded djia30 v2 for 3f9a1c2b4d5e', commitId: 'c1'],
+                                              [msg: 'branchml deploy: Progressing djia30 v2 for 3f9a1c2b4d5e', commitId: 'c2']]]]
+        assertEquals('SUCCESS', build('deploy-model'))
+        assertEquals(['branchml'], agents.runs.collect { it.binary })
+        assertEquals('only write-backs of deploy: nothing to do', h.currentBuild.description)
+        assertTrue(h.calls.contains([step: 'stage', args: 'Run stages', skipped: true]))
+
+        // The promotion PR merged by rebase: the same author, another stage's message.
+        setUp()
+        h.currentBuild.changeSets = [[items: [[msg: 'branchml promote: djia30 v2 for 3f9a1c2b4d5e', commitId: 'c3']]]]
+        assertEquals('SUCCESS', build('deploy-model'))
+        assertEquals(['branchml', 'branchml-deploy'], agents.runs.collect { it.binary })
+
+        // A person's commit among the write-backs.
+        setUp()
+        h.currentBuild.changeSets = [[items: [[msg: 'branchml train: run r-1 Succeeded for 3f9a1c2b4d5e', commitId: 'c4'],
+                                              [msg: 'Tune the learning rate', commitId: 'c5']]]]
+        assertEquals('SUCCESS', build('training'))
+        assertEquals(['branchml', 'branchml-train'], agents.runs.collect { it.binary })
+
+        // Started by hand (Build Now): runs whatever the push held.
+        setUp()
+        h.currentBuild.changeSets = [[items: [[msg: 'branchml deploy: Succeeded djia30 v2 for 3f9a1c2b4d5e', commitId: 'c1']]]]
+        h.currentBuild.buildCauses = [[_class: 'hudson.model.Cause$UserIdCause', shortDescription: 'Started by user ops']]
+        assertEquals('SUCCESS', build('deploy-model'))
+        assertEquals(['branchml', 'branchml-deploy'], agents.runs.collect { it.binary })
+    }
+
+    @Test
+    void imageComesFromTheArgumentOrTheLibrarySetting() {
+        String template = new File(ROOT, 'resources/branchml/pod-template.yaml').text
+        String shipped = (template =~ /(?m)^      image: (\S+)$/)[0][1]
+        h.env.BRANCHML_AGENTS_IMAGE = 'registry.example.com/platform/branchml-agents:v1'
+        assertEquals('SUCCESS', build('training'))
+        assertEquals(template.replace('image: ' + shipped, 'image: registry.example.com/platform/branchml-agents:v1'),
+            h.callsOf('pipeline')[0].args.agent.kubernetes.yaml)
+
+        setUp()
+        h.env.BRANCHML_AGENTS_IMAGE = 'registry.example.com/platform/branchml-agents:v1'
+        h.env.BRANCH_NAME = 'training'
+        h.callStep('branchmlPipeline', [image: '127.0.0.1:5000/branchml/agents@sha256:' + 'c' * 64])
+        assertEquals(template.replace('image: ' + shipped, 'image: 127.0.0.1:5000/branchml/agents@sha256:' + 'c' * 64),
+            h.callsOf('pipeline')[0].args.agent.kubernetes.yaml)
+
+        setUp()
+        h.env.BRANCH_NAME = 'training'
+        try {
+            h.callStep('branchmlPipeline', [image: 'x:1', container: 'agents'])
+            assert false: 'expected an error'
+        } catch (Exception e) {
+            assertEquals("branchmlPipeline: the pod template branchml/pod-template.yaml has no container 'agents' with an image: line; " +
+                'give container: the name of the agents container', e.message)
+        }
     }
 
     @Test
@@ -170,6 +255,13 @@ class BranchmlPipelineTest extends StepTestBase {
         assertEquals('FAILURE', build('kf-pipeline'))
         assertEquals("Could not find credentials entry with ID 'branchml-kfp-token'", h.buildError.message)
         assertEquals(1, agents.runs.size())
+    }
+
+    @Test
+    void theExamplesJenkinsfileRunsTheBranchsStage() {
+        h.env.BRANCH_NAME = 'training'
+        assertEquals('SUCCESS', h.runJenkinsfile(new File(ROOT, 'examples/djia30/Jenkinsfile')))
+        assertEquals(['branchml', 'branchml-train'], agents.runs.collect { it.binary })
     }
 
     @Test

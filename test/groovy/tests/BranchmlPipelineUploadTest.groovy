@@ -18,6 +18,6 @@ class BranchmlPipelineUploadTest extends StepTestBase {
                       'build-url': 'https://jenkins.example.com/job/ml/job/djia30/job/training/42/'], run.params)
         assertEquals('kfp-secret-token-456', run.env.KFP_TOKEN)
         assertNull(run.env.REGISTRY_PASSWORD)
-        assertEquals([head, head], h.callsOf('githubNotify').collect { it.args.sha })
+        assertEquals([head, head], agents.statuses.collect { it.commit })
     }
 }

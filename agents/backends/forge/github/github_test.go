@@ -583,3 +583,29 @@ func TestMergedPullRequestAndApprovals(t *testing.T) {
 		t.Fatalf("ListDir of nothing = %v, %v", names, err)
 	}
 }
+
+// TestEnsurePullRequestWithNoCommitsIsANoOp: a head whose commits are all
+// in base (merged already) makes GitHub answer 422 "No commits between";
+// nothing is to be proposed, which is no error.
+func TestEnsurePullRequestWithNoCommitsIsANoOp(t *testing.T) {
+	srv, f := setup(t)
+	ctx := context.Background()
+	if _, err := f.WriteBack(ctx, forge.WriteBack{Branch: "branchml/promote-djia30-v1", From: "main",
+		Files: map[string][]byte{"README.md": []byte("# ml\n")}, Message: "branchml promote: nothing new"}); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Branch("branchml/promote-djia30-v1") != srv.Branch("main") {
+		t.Fatal("set-up: the head should point at main's tip")
+	}
+	pr, err := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "branchml/promote-djia30-v1", Base: "main", Title: "Promote djia30 v1"})
+	if err != nil {
+		t.Fatalf("want no error, got %v", err)
+	}
+	want := forge.PullRequest{Head: "branchml/promote-djia30-v1", Base: "main", Title: "Promote djia30 v1", State: "merged"}
+	if !reflect.DeepEqual(*pr, want) {
+		t.Fatalf("pr = %+v, want %+v", *pr, want)
+	}
+	if ps := srv.Pulls(); len(ps) != 0 {
+		t.Fatalf("pulls opened: %+v", ps)
+	}
+}

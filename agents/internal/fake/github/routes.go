@@ -446,6 +446,11 @@ func (s *Server) createPull(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if tip := s.repo.branches[head]; s.repo.isAncestor(tip, s.repo.branches[in.Base]) {
+		writeError(w, http.StatusUnprocessableEntity, "Validation Failed", docs+"/pulls/pulls#create-a-pull-request",
+			errorDetail{Resource: "PullRequest", Code: "custom", Message: "No commits between " + in.Base + " and " + head})
+		return
+	}
 	for _, p := range s.repo.pulls {
 		if p.State == "open" && p.Head == head && p.Base == in.Base {
 			writeError(w, http.StatusUnprocessableEntity, "Validation Failed", docs+"/pulls/pulls#create-a-pull-request",

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,8 @@ type job struct {
 	name, class string
 	config      string
 	folder      bool
+	multibranch bool
+	scans       int
 	script      Script
 	next        int64
 	builds      map[int64]*build
@@ -122,6 +125,67 @@ func (s *Server) AddFolder(full string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.jobs[full] = &job{name: last(full), class: "com.cloudbees.hudson.plugins.folder.Folder", folder: true}
+}
+
+// AddMultibranch creates a Multibranch Pipeline job (a computed folder,
+// full name "a/b"): POST build schedules a branch indexing and answers as
+// ComputedFolder.doBuild does, with a redirect to the previous page and no
+// queue item; Scans counts them.
+func (s *Server) AddMultibranch(full string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jobs[full] = &job{name: last(full), class: "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject", folder: true, multibranch: true}
+}
+
+// Scans is how many branch indexings of the multibranch job full were scheduled.
+func (s *Server) Scans(full string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[full]; ok {
+		return j.scans
+	}
+	return 0
+}
+
+// SetConfig replaces a job's stored config.xml as Jenkins itself would
+// (after a build added job properties, say); GET config.xml answers it
+// re-serialized.
+func (s *Server) SetConfig(full, configXML string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.jobs[full]; ok {
+		j.config = configXML
+	}
+}
+
+// PluginVersions are the versions the fake writes into plugin="…"
+// attributes when it re-serializes a config.xml.
+var PluginVersions = map[string]string{"workflow-job": "1571.1580.v18e46842c125", "workflow-cps": "4350.vcc65d4958821", "git": "5.10.1"}
+
+var pluginAttr = regexp.MustCompile(`plugin="([a-z0-9-]+)"`)
+
+// reserialize answers a stored config.xml the way Jenkins'
+// AbstractItem.writeConfigDotXml does: XStream2.toXMLUTF8's declaration
+// <?xml version="1.1" encoding="UTF-8"?>, plugin attributes with the
+// plugin's version, and an <actions/> element first in the root.
+func reserialize(doc string) string {
+	doc = strings.TrimSpace(doc)
+	if strings.HasPrefix(doc, "<?xml") {
+		if i := strings.Index(doc, "?>"); i >= 0 {
+			doc = strings.TrimSpace(doc[i+2:])
+		}
+	}
+	doc = pluginAttr.ReplaceAllStringFunc(doc, func(m string) string {
+		name := pluginAttr.FindStringSubmatch(m)[1]
+		if v, ok := PluginVersions[name]; ok {
+			return `plugin="` + name + "@" + v + `"`
+		}
+		return m
+	})
+	if i := strings.Index(doc, ">"); i > 0 && !strings.HasSuffix(doc[:i], "/") {
+		doc = doc[:i+1] + "\n  <actions/>" + doc[i+1:]
+	}
+	return "<?xml version=\"1.1\" encoding=\"UTF-8\"?>\n" + doc + "\n"
 }
 
 // AddJob creates a pipeline job (full name "folder/job/branch%2Fx", item
@@ -316,10 +380,17 @@ func (s *Server) serveJob(w http.ResponseWriter, r *http.Request, full string, j
 		s.createItem(w, r, full, body)
 	case action == "config.xml" && get:
 		w.Header().Set("Content-Type", "application/xml")
-		io.WriteString(w, j.config)
+		io.WriteString(w, reserialize(j.config))
 	case action == "config.xml" && post:
 		j.config = string(body)
 		w.WriteHeader(http.StatusOK)
+	case action == "build" && post && j.multibranch:
+		j.scans++
+		w.Header().Set("Location", s.itemURL(full))
+		w.WriteHeader(http.StatusFound)
+	case action == "" && get && j.folder:
+		w.Header().Set("Content-Type", "text/html;charset=utf-8")
+		io.WriteString(w, "<html><head><title>"+j.name+" [Jenkins]</title></head><body></body></html>")
 	case (action == "build" || action == "buildWithParameters") && post && !j.folder:
 		s.nextQ++
 		s.queue[s.nextQ] = &queueItem{id: s.nextQ, job: full}
