@@ -96,8 +96,7 @@ func (r *run) flow(ctx context.Context) error {
 	if !owns {
 		// ds1 carries a person's commits: they flow through as they are,
 		// and the quickstart commits no scripted change on top of them.
-		r.progress("ds1 has commits of yours: they flow through as they are (no scripted change)")
-		return r.pass(ctx, done+1)
+		return r.pass(ctx, done+1, "ds1 as you left it")
 	}
 	for n := done; n <= len(dsChanges); n++ {
 		if n > done {
@@ -110,7 +109,7 @@ func (r *run) flow(ctx context.Context) error {
 			}
 			r.progress("ds1: %s", c.message)
 		}
-		if err := r.pass(ctx, n+1); err != nil {
+		if err := r.pass(ctx, n+1, change(n+1)); err != nil {
 			return err
 		}
 	}
@@ -125,13 +124,13 @@ func change(n int) string {
 	return dsChanges[n-2].message
 }
 
-// pass runs every stage once, merging each branch into the next. When the
+// pass runs every stage once (what names the change it carries), merging each branch into the next. When the
 // gate stops the model (train exits 3) nothing is merged into deploy-model
 // and the deploy stage does not run, as in Jenkins: no pull request, no
 // merge, no build of deploy-model.
-func (r *run) pass(ctx context.Context, n int) error {
+func (r *run) pass(ctx context.Context, n int, what string) error {
 	t0 := time.Now()
-	r.progress("— pass %d (%s): ds1 → build-components → kf-pipeline → training → deploy-model", n, change(n))
+	r.progress("— pass %d (%s): ds1 → build-components → kf-pipeline → training → deploy-model", n, what)
 	if _, err := r.stage(ctx, "build", stageCall{agent: "branchml-build", app: buildcmd.App, from: "ds1", branch: "build-components"}, nil); err != nil {
 		return err
 	}
@@ -144,7 +143,7 @@ func (r *run) pass(ctx context.Context, n int) error {
 	}
 	deployTip, _ := r.repo.tip(ctx, "deploy-model")
 	out, err := r.stage(ctx, "train", stageCall{agent: "branchml-train", app: traincmd.App, from: "kf-pipeline", branch: "training"}, extra)
-	ps := PassSummary{Pass: n, Change: change(n)}
+	ps := PassSummary{Pass: n, Change: what}
 	if out != nil && out.Result != nil {
 		r.sum.Outputs["train"] = out.Result.Outputs
 		ps.readTrain(out.Result.Outputs)

@@ -15,6 +15,7 @@ import (
 
 	slocal "github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -237,6 +238,21 @@ func (r *run) finish(ctx context.Context) error {
 	_, url, err := r.serving(ctx, cfg)
 	if err != nil {
 		return agent.Failed("start the serving plane", err, "a temporary failure: run the quickstart again")
+	}
+	if !r.serves(ctx) {
+		// The last pass deployed nothing (the gate stopped its model) and
+		// this quickstart's serving plane is new: bring up the version the
+		// deploy status records, as the deploy stage restores it.
+		body, err := r.predictBody(ctx)
+		if err != nil {
+			return err
+		}
+		dout, err := r.stage(ctx, "deploy", stageCall{agent: "branchml-deploy", app: deploycmd.App, branch: "deploy-model"},
+			map[string]any{"load": loadRate, "load-body": body})
+		if err != nil {
+			return err
+		}
+		r.sum.Outputs["deploy"] = dout.Result.Outputs
 	}
 	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
 	if err != nil {

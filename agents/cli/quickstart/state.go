@@ -191,10 +191,18 @@ func (r *run) continueFlow(ctx context.Context) error {
 			extra = map[string]any{"load": loadRate, "load-body": body}
 		}
 		out, err := r.stage(ctx, c.name, c.call, extra)
+		if out != nil && out.Result != nil {
+			r.sum.Outputs[c.name] = out.Result.Outputs
+		}
+		if c.name == "train" && out != nil && out.ExitCode == agent.ExitGate {
+			// As under Jenkins: the gate's verdict ends the flow here, with
+			// its code; no pull request, and deploy-model does not run.
+			r.progress("train: the KPI gate stopped the model; no pull request into deploy-model, which stays as it is")
+			return agent.Gate("train stage", out.Err(), "the summary above shows each KPI: change the model on ds1, merge it through the stage branches again, and run --continue")
+		}
 		if err != nil {
 			return err
 		}
-		r.sum.Outputs[c.name] = out.Result.Outputs
 		ran++
 	}
 	if ran == 0 {
