@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -22,7 +24,8 @@ import (
 type Sources struct {
 	// Hash is "sha256:<hex>" over Files (path, executable bit and content
 	// hash of each, in order), the component's build settings and, for Go
-	// components, the Go version: equal hashes mean equal builds.
+	// components, the Go version and target platforms: equal hashes mean
+	// equal builds and equal tests.
 	Hash string
 	// Files are the hashed files, slash-separated, relative to the
 	// repository root, sorted.
@@ -32,14 +35,22 @@ type Sources struct {
 	// Package is the component's package pattern relative to ModuleDir,
 	// e.g. "./components/train".
 	Package string
+	// Packages are the import paths of the main module's packages that the
+	// component's binaries are built from (the component's packages and
+	// every package of the module in their dependency closure, tests not
+	// counted), sorted: what the build stage tests.
+	Packages []string
 	// GoVersion is `go env GOVERSION` for Go components.
 	GoVersion string
+	// Platforms are the "os/arch" targets the Go files were listed for.
+	Platforms []string
 }
 
 type options struct {
-	goBin   string
-	env     []string
-	exclude map[string]bool
+	goBin     string
+	env       []string
+	exclude   map[string]bool
+	platforms []string
 }
 
 // Option configures Hash.
@@ -50,6 +61,13 @@ func WithGo(path string) Option { return func(o *options) { o.goBin = path } }
 
 // WithEnv adds KEY=VALUE entries to the environment of the go command.
 func WithEnv(env ...string) Option { return func(o *options) { o.env = append(o.env, env...) } }
+
+// WithPlatforms lists the Go files for each "os/arch" target (default:
+// linux and the architecture of this machine); a file only one target
+// compiles (x_arm64.go) then counts. The platforms are part of the hash.
+func WithPlatforms(platforms ...string) Option {
+	return func(o *options) { o.platforms = append([]string(nil), platforms...) }
+}
 
 // WithExclude leaves the given files out of every hash (absolute paths or
 // relative to the repository root): outputs the stage itself writes into
@@ -65,12 +83,22 @@ func WithExclude(paths ...string) Option {
 	}
 }
 
+// DefaultPlatform is the target of Go components without platforms:
+// linux and the architecture of this machine.
+func DefaultPlatform() string { return "linux/" + runtime.GOARCH }
+
 // Hash returns the sources of component c of the repository at root.
-// Kind "go": every file of every package of the component's module that the
-// component's packages (c.Path/...) import, tests included (`go list -deps
-// -test`), the whole c.Path tree, and go.mod/go.sum; so a change to a shared
-// package rebuilds only the components that import it. Kind "dockerfile":
-// the c.Path tree and the Dockerfile. Errors name the component and the file.
+//
+// Kind "go": exactly the files `go list -deps -test` says the build and the
+// tests of the component's packages (c.Path/...) read, for each target
+// platform, in every package of the repository (the main module, and
+// modules replaced by a directory of the repository): Go, assembly and
+// other compiled files, .syso objects, embedded files (//go:embed, in
+// subdirectories too), test files and the testdata tree of each package
+// with tests; plus go.mod, go.sum and go.work. A file no build reads (a
+// README beside main.go) does not count; a change to a shared package
+// changes only the components that import it. Kind "dockerfile": the
+// c.Path tree and the Dockerfile. Errors name the component and the file.
 func Hash(ctx context.Context, root string, c config.Component, opts ...Option) (*Sources, error) {
 	o := options{goBin: "go"}
 	for _, opt := range opts {
@@ -85,9 +113,6 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 		return nil, fmt.Errorf("component %s: path %q is not a directory of the repository", c.Name, c.Path)
 	}
 	files := map[string]bool{}
-	if err := addTree(files, root, dir); err != nil {
-		return nil, fmt.Errorf("component %s: %w", c.Name, err)
-	}
 	src := &Sources{}
 	settings := fmt.Sprintf("kind=%s\nbase=%s\nbinary=%s\ntest=%q\ndockerfile=%s\n", c.Kind, c.Base, c.Binary, c.Test, c.Dockerfile)
 	switch c.Kind {
@@ -101,23 +126,39 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 		if rel == "." {
 			src.Package = "."
 		}
-		for _, f := range []string{"go.mod", "go.sum"} {
+		for _, f := range []string{"go.mod", "go.sum", "go.work", "go.work.sum"} {
 			if _, err := os.Stat(filepath.Join(mod, f)); err == nil {
 				files[filepath.Join(mod, f)] = true
 			}
 		}
-		dirs, goVersion, err := o.packageDirs(ctx, mod, src.Package)
-		if err != nil {
-			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		platforms := o.platforms
+		if len(platforms) == 0 {
+			platforms = []string{DefaultPlatform()}
 		}
-		src.GoVersion = goVersion
-		settings += "go=" + goVersion + "\n"
-		for _, d := range dirs {
-			if err := addDir(files, d); err != nil {
+		src.Platforms = platforms
+		pkgs := map[string]bool{}
+		for _, pl := range platforms {
+			if err := o.listGo(ctx, mod, src.Package, pl, files, pkgs); err != nil {
 				return nil, fmt.Errorf("component %s: %w", c.Name, err)
 			}
 		}
+		for p := range pkgs {
+			src.Packages = append(src.Packages, p)
+		}
+		sort.Strings(src.Packages)
+		v, err := o.goCmd(ctx, mod, nil, "env", "GOVERSION")
+		if err != nil {
+			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		}
+		src.GoVersion = strings.TrimSpace(v)
+		settings += "go=" + src.GoVersion + "\n"
+		if len(o.platforms) > 0 {
+			settings += "platforms=" + strings.Join(o.platforms, ",") + "\n"
+		}
 	case "dockerfile":
+		if err := addTree(files, root, dir); err != nil {
+			return nil, fmt.Errorf("component %s: %w", c.Name, err)
+		}
 		df := c.Dockerfile
 		if df == "" {
 			df = filepath.ToSlash(filepath.Join(c.Path, "Dockerfile"))
@@ -152,6 +193,97 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 	}
 	src.Hash = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return src, nil
+}
+
+// listed is the part of `go list -json` output Hash reads.
+type listed struct {
+	ImportPath string
+	Dir        string
+	ForTest    string
+	Match      []string
+	Imports    []string
+	Module     *struct {
+		Main    bool
+		Replace *struct{ Version string }
+	}
+	GoFiles, CgoFiles, CFiles, CXXFiles, MFiles, HFiles, FFiles, SFiles []string
+	SwigFiles, SwigCXXFiles, SysoFiles, EmbedFiles                      []string
+	TestGoFiles, XTestGoFiles, TestEmbedFiles, XTestEmbedFiles          []string
+}
+
+// ours reports whether the package's files belong to the repository: the
+// main module's, or a module replaced by a local directory.
+func (p *listed) ours() bool {
+	return p.Module != nil && (p.Module.Main || (p.Module.Replace != nil && p.Module.Replace.Version == ""))
+}
+
+// listFields are the fields asked of go list (see listed).
+const listFields = "ImportPath,Dir,ForTest,Match,Imports,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles," +
+	"SwigFiles,SwigCXXFiles,SysoFiles,EmbedFiles,TestGoFiles,XTestGoFiles,TestEmbedFiles,XTestEmbedFiles"
+
+// listGo adds to files what the build and tests of pattern/... read for
+// platform ("os/arch"), and to pkgs the main module's packages in the
+// dependency closure of the matched packages (tests not counted).
+func (o options) listGo(ctx context.Context, mod, pattern, platform string, files, pkgs map[string]bool) error {
+	goos, goarch, ok := strings.Cut(platform, "/")
+	if !ok || goos == "" || goarch == "" {
+		return fmt.Errorf("platform %q: want os/arch, e.g. linux/arm64", platform)
+	}
+	pat := pattern + "/..."
+	if pattern == "." {
+		pat = "./..."
+	}
+	out, err := o.goCmd(ctx, mod, []string{"GOOS=" + goos, "GOARCH=" + goarch}, "list", "-deps", "-test", "-e", "-json="+listFields, pat)
+	if err != nil {
+		return err
+	}
+	byPath := map[string]*listed{}
+	var roots []string
+	dec := json.NewDecoder(strings.NewReader(out))
+	for {
+		p := &listed{}
+		if err := dec.Decode(p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("go list output: %w", err)
+		}
+		if !p.ours() || p.Dir == "" {
+			continue
+		}
+		for _, group := range [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
+			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles, p.TestGoFiles, p.XTestGoFiles, p.TestEmbedFiles, p.XTestEmbedFiles} {
+			for _, f := range group {
+				if filepath.IsAbs(f) {
+					continue // generated by go test (the test main in the build cache)
+				}
+				files[filepath.Join(p.Dir, filepath.FromSlash(f))] = true
+			}
+		}
+		if len(p.TestGoFiles)+len(p.XTestGoFiles) > 0 {
+			// Tests read their testdata at run time.
+			if err := addTree(files, mod, filepath.Join(p.Dir, "testdata")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		if p.ForTest == "" && !strings.HasSuffix(p.ImportPath, ".test") {
+			byPath[p.ImportPath] = p
+			if len(p.Match) > 0 {
+				roots = append(roots, p.ImportPath)
+			}
+		}
+	}
+	// The closure of the matched packages through their (non-test) imports.
+	for len(roots) > 0 {
+		ip := roots[len(roots)-1]
+		roots = roots[:len(roots)-1]
+		p, ok := byPath[ip]
+		if !ok || pkgs[ip] || !p.Module.Main {
+			continue
+		}
+		pkgs[ip] = true
+		roots = append(roots, p.Imports...)
+	}
+	return nil
 }
 
 // fileLine is "<path>\x00<x or ->\x00<sha256 hex>\n".
@@ -190,38 +322,10 @@ func ModuleDir(root, dir string) (string, error) {
 	}
 }
 
-// packageDirs lists the directories of the main module's packages that
-// pattern/... depends on, tests included, and the Go version.
-func (o options) packageDirs(ctx context.Context, mod, pattern string) ([]string, string, error) {
-	pat := pattern + "/..."
-	if pattern == "." {
-		pat = "./..."
-	}
-	out, err := o.goCmd(ctx, mod, "list", "-deps", "-test", "-e",
-		"-f", `{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}`, pat)
-	if err != nil {
-		return nil, "", err
-	}
-	seen := map[string]bool{}
-	var dirs []string
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		if line != "" && !seen[line] {
-			seen[line] = true
-			dirs = append(dirs, line)
-		}
-	}
-	v, err := o.goCmd(ctx, mod, "env", "GOVERSION")
-	if err != nil {
-		return nil, "", err
-	}
-	return dirs, strings.TrimSpace(v), nil
-}
-
-func (o options) goCmd(ctx context.Context, dir string, args ...string) (string, error) {
+func (o options) goCmd(ctx context.Context, dir string, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, o.goBin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), o.env...)
+	cmd.Env = append(append(append(os.Environ(), "CGO_ENABLED=0"), env...), o.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -252,21 +356,4 @@ func addTree(files map[string]bool, root, dir string) error {
 		}
 		return nil
 	})
-}
-
-// addDir adds the regular files directly in dir (a package directory).
-func addDir(files map[string]bool, dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			files[filepath.Join(dir, e.Name())] = true
-		}
-	}
-	return nil
 }
