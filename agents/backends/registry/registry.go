@@ -53,6 +53,9 @@ type Registry interface {
 	Config(ctx context.Context, ref string) (*v1.ConfigFile, error)
 	// Pull returns the image at ref ("host/repo@sha256:…" or "host/repo:tag").
 	Pull(ctx context.Context, ref string) (v1.Image, error)
+	// PullPlatform returns the image for platform at ref, in any registry
+	// (a base image); an index is resolved for platform.
+	PullPlatform(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error)
 }
 
 // Defaults of the retry policy: temporary failures are retried for up to a
@@ -575,6 +578,16 @@ func (l *Local) Pull(ctx context.Context, ref string) (v1.Image, error) {
 		return nil, err
 	}
 	return l.Remote.Pull(ctx, local)
+}
+
+// Config returns the config of the image at ref, read from this registry
+// whatever host ref names (see Pull).
+func (l *Local) Config(ctx context.Context, ref string) (*v1.ConfigFile, error) {
+	local, err := Rewrite(ref, l.Host())
+	if err != nil {
+		return nil, err
+	}
+	return l.Remote.Config(ctx, local)
 }
 
 // Registry backend types of config.RegistryBackend.Type.

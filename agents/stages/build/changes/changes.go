@@ -152,9 +152,7 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 		}
 		src.GoVersion = strings.TrimSpace(v)
 		settings += "go=" + src.GoVersion + "\n"
-		if len(o.platforms) > 0 {
-			settings += "platforms=" + strings.Join(o.platforms, ",") + "\n"
-		}
+		settings += "platforms=" + strings.Join(platforms, ",") + "\n"
 	case "dockerfile":
 		if err := addTree(files, root, dir); err != nil {
 			return nil, fmt.Errorf("component %s: %w", c.Name, err)

@@ -82,7 +82,7 @@ func TestHashFilesAndValue(t *testing.T) {
 	}
 	// The documented formula, recomputed.
 	h := sha256.New()
-	fmt.Fprintf(h, "kind=go\nbase=\nbinary=\ntest=[]\ndockerfile=\ngo=%s\n", b.GoVersion)
+	fmt.Fprintf(h, "kind=go\nbase=\nbinary=\ntest=[]\ndockerfile=\ngo=%s\nplatforms=%s\n", b.GoVersion, DefaultPlatform())
 	for _, f := range []string{"components/b/main.go", "go.mod"} {
 		raw, _ := os.ReadFile(filepath.Join(root, f))
 		sum := sha256.Sum256(raw)
