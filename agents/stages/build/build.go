@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -200,6 +201,9 @@ type plan struct {
 	raw v1.Image
 	// same: the content equals the lock's image; nothing to push.
 	same bool
+	// buildFailure is why the Go build failed (set by buildGo, which runs
+	// beside the tests and so leaves res alone).
+	buildFailure string
 }
 
 type goBuilt struct {
@@ -254,10 +258,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			os.RemoveAll(d)
 		}
 	}()
-	err = o.test(ctx, plans, res)
-	if err == nil {
-		err = o.buildAll(ctx, plans, &tmpDirs)
-	}
+	err = o.testAndBuild(ctx, plans, res, &tmpDirs)
 	if err == nil {
 		err = o.pushAll(ctx, plans)
 	}
@@ -426,14 +427,27 @@ func short(s string) string {
 
 // plan hashes every component and decides whether it is built.
 func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock) ([]*plan, error) {
+	// Hash every component at once (each is a go list), decide in order.
+	comps := o.Config.Components
+	srcs := make([]*changes.Sources, len(comps))
+	errs := make([]error, len(comps))
+	var wg sync.WaitGroup
+	for i, c := range comps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			opts := []changes.Option{changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath)}
+			if c.Kind == "go" {
+				opts = append(opts, changes.WithPlatforms(o.platformsOf(c)...))
+			}
+			srcs[i], errs[i] = changes.Hash(ctx, o.Workspace, c, opts...)
+		}()
+	}
+	wg.Wait()
 	var plans []*plan
-	for _, c := range o.Config.Components {
+	for i, c := range comps {
 		platforms := o.platformsOf(c)
-		opts := []changes.Option{changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath)}
-		if c.Kind == "go" {
-			opts = append(opts, changes.WithPlatforms(platforms...))
-		}
-		src, err := changes.Hash(ctx, o.Workspace, c, opts...)
+		src, err := srcs[i], errs[i]
 		if err != nil {
 			return plans, agent.Usage("hash component "+c.Name, err, "fix the component's path, kind or module in branchml.yaml")
 		}
@@ -745,13 +759,34 @@ func (o *Options) labels() map[string]string {
 	return map[string]string{imagebuild.LabelSource: o.SourceURL}
 }
 
-// buildAll builds every component to build: the Go components' binaries
-// with one go build per module and platform, then their images; then the
-// Dockerfile components. Each image whose content equals the lock's keeps
-// the lock's digest (see reuse).
-func (o *Options) buildAll(ctx context.Context, plans []*plan, tmpDirs *[]string) error {
-	if err := o.buildGo(ctx, plans); err != nil {
-		return err
+// testAndBuild tests and builds every component to build. The Go
+// components' packages are compiled first (`go list -export`, once per
+// module: what both the tests and the binaries need), then the tests run
+// while the binaries link and their images are made (one go build per
+// module and platform); a failed test cancels the build. Then the
+// Dockerfile components are built. Each image whose content equals the
+// lock's keeps the lock's digest (see reuse).
+func (o *Options) testAndBuild(ctx context.Context, plans []*plan, res *Result, tmpDirs *[]string) error {
+	o.precompile(ctx, plans)
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	buildDone := make(chan error, 1)
+	go func() { buildDone <- o.buildGo(bctx, plans) }()
+	testErr := o.test(ctx, plans, res)
+	if testErr != nil {
+		cancel()
+	}
+	buildErr := <-buildDone
+	if testErr != nil {
+		return testErr
+	}
+	if buildErr != nil {
+		for _, p := range plans {
+			if p.buildFailure != "" {
+				p.res.Action, p.res.Reason = ActionFailed, p.buildFailure
+			}
+		}
+		return buildErr
 	}
 	for _, p := range plans {
 		if !p.build || p.c.Kind != "dockerfile" {
@@ -774,6 +809,44 @@ func (o *Options) buildAll(ctx context.Context, plans []*plan, tmpDirs *[]string
 	return nil
 }
 
+// precompile compiles, for the agent's platform, the packages the Go
+// components to build import (`go list -deps -export`, with the build's
+// flags), so that the tests and the build that follow at the same time
+// find them in the build cache instead of compiling them twice. A compile
+// error here is left to the tests and the build to report.
+func (o *Options) precompile(ctx context.Context, plans []*plan) {
+	var modules []string
+	pkgs := map[string][]string{}
+	for _, p := range plans {
+		if !p.build || p.c.Kind != "go" {
+			continue
+		}
+		if _, ok := pkgs[p.src.ModuleDir]; !ok {
+			modules = append(modules, p.src.ModuleDir)
+		}
+		pkgs[p.src.ModuleDir] = append(pkgs[p.src.ModuleDir], p.src.Package)
+	}
+	env, _ := imagebuild.GoEnv(imagebuild.DefaultPlatform())
+	for _, m := range modules {
+		start := time.Now()
+		args := append(append([]string{"list", "-deps", "-export", "-f", "{{.Export}}"}, imagebuild.GoFlags...), pkgs[m]...)
+		cmd := exec.CommandContext(ctx, o.Go, args...)
+		cmd.Dir, cmd.Env = m, append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			o.Log.Debugf("precompile in %s: %v\n%s", m, err, lastLines(string(out), 5))
+		}
+		o.Log.Debugf("precompiled the packages of %s in %s", m, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
 	type key struct{ module, platform string }
 	var keys []key
@@ -781,9 +854,6 @@ func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
 	for _, p := range plans {
 		if !p.build || p.c.Kind != "go" {
 			continue
-		}
-		if p.c.Kind != "go" && p.c.Kind != "dockerfile" {
-			return agent.Usagef("use kind go or dockerfile", "component %s: kind %q is unknown", p.c.Name, p.c.Kind)
 		}
 		for _, pl := range p.platforms {
 			k := key{p.src.ModuleDir, pl}
@@ -813,17 +883,14 @@ func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
 			OutDir: filepath.Join(out, strconv.Itoa(i)), Go: o.Go})
 		if err != nil {
 			for _, p := range ps {
-				p.res.Action, p.res.Reason = ActionFailed, "build failed"
+				p.buildFailure = "build failed"
 			}
 			return agent.Failed("build "+names(ps), err, "fix the compile error above; `go build` of the component must succeed")
 		}
 		o.Log.Infof("compiled %s for %s in %s", names(ps), k.platform, time.Since(start).Round(time.Millisecond))
-		for _, p := range ps {
-			bin, err := os.ReadFile(bins[p.src.Package])
-			if err != nil {
-				return agent.Failed("build "+p.c.Name, err, "")
-			}
-			spec := imagebuild.GoImage{Name: p.c.Name, Binary: p.c.Binary, Created: o.Created, Labels: o.labels(),
+		specs := make([]imagebuild.GoImage, len(ps))
+		for j, p := range ps {
+			specs[j] = imagebuild.GoImage{Name: p.c.Name, Binary: p.c.Binary, Created: o.Created, Labels: o.labels(),
 				Meta: imagebuild.Meta{Revision: o.Commit}, Platform: k.platform, Scratch: p.c.Base == "scratch"}
 			if p.c.Base != "" && p.c.Base != "scratch" {
 				bk := p.c.Base + "\x00" + k.platform
@@ -831,19 +898,36 @@ func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
 					pl, _ := imagebuild.ParsePlatform(k.platform)
 					b, err := o.Registry.PullPlatform(ctx, p.c.Base, pl)
 					if err != nil {
-						p.res.Action, p.res.Reason = ActionFailed, "base image not pulled"
+						p.buildFailure = "base image not pulled"
 						return registryFailure("pull base image "+p.c.Base+" of "+p.c.Name, o.Registry.Host(), err)
 					}
 					bases[bk] = b
 				}
-				spec.Base = bases[bk]
+				specs[j].Base = bases[bk]
 			}
-			built, err := imagebuild.ImageFromBinary(bin, spec)
-			if err != nil {
-				p.res.Action, p.res.Reason = ActionFailed, "build failed"
-				return agent.Failed("build "+p.c.Name, err, "fix components[].binary in branchml.yaml")
+		}
+		// The layers are compressed in parallel (gzip is the cost here).
+		built := make([]*imagebuild.Built, len(ps))
+		errs := make([]error, len(ps))
+		var wg sync.WaitGroup
+		for j, p := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bin, err := os.ReadFile(bins[p.src.Package])
+				if err == nil {
+					built[j], err = imagebuild.ImageFromBinary(bin, specs[j])
+				}
+				errs[j] = err
+			}()
+		}
+		wg.Wait()
+		for j, p := range ps {
+			if errs[j] != nil {
+				p.buildFailure = "build failed"
+				return agent.Failed("build "+p.c.Name, errs[j], "fix components[].binary in branchml.yaml")
 			}
-			p.goImages = append(p.goImages, &goBuilt{built: built, spec: spec})
+			p.goImages = append(p.goImages, &goBuilt{built: built[j], spec: specs[j]})
 		}
 	}
 	for _, p := range plans {

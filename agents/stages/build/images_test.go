@@ -144,11 +144,15 @@ func TestTestsAndImagesSameFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(log)
-	var test, build []string
+	var test, build, export []string
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), "|", 3)
 		switch parts[0] {
+		case "list":
+			if strings.Contains(parts[2], " -export ") {
+				export = append(export, parts[1], parts[2])
+			}
 		case "test":
 			test = append(test, parts[1], parts[2])
 		case "build":
@@ -157,6 +161,9 @@ func TestTestsAndImagesSameFlags(t *testing.T) {
 	}
 	if len(test) != 2 || len(build) != 2 {
 		t.Fatalf("go test %d times, go build %d times, want 1 and 1:\n%s", len(test)/2, len(build)/2, raw)
+	}
+	if len(export) != 2 || export[0] != build[0] || !strings.Contains(export[1], " -trimpath -buildvcs=false ./components/hello ./components/other") {
+		t.Fatalf("precompile: %q", export)
 	}
 	if test[0] != build[0] || !strings.HasPrefix(test[0], "CGO_ENABLED=0 GOFLAGS=-mod=readonly GOOS=linux GOARCH=") {
 		t.Fatalf("environments differ:\n test  %s\n build %s", test[0], build[0])

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/branchml/branchml/agents/config"
 )
@@ -146,11 +147,9 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 			src.Packages = append(src.Packages, p)
 		}
 		sort.Strings(src.Packages)
-		v, err := o.goCmd(ctx, mod, nil, "env", "GOVERSION")
-		if err != nil {
+		if src.GoVersion, err = o.goVersion(ctx, mod); err != nil {
 			return nil, fmt.Errorf("component %s: %w", c.Name, err)
 		}
-		src.GoVersion = strings.TrimSpace(v)
 		settings += "go=" + src.GoVersion + "\n"
 		settings += "platforms=" + strings.Join(platforms, ",") + "\n"
 	case "dockerfile":
@@ -318,6 +317,24 @@ func ModuleDir(root, dir string) (string, error) {
 			return "", fmt.Errorf("no go.mod in %s or above it in the repository: a go component must be in a Go module", dir)
 		}
 	}
+}
+
+// goVersions caches `go env GOVERSION` by go command and module directory
+// (a go.mod's toolchain line can select another toolchain).
+var goVersions sync.Map
+
+func (o options) goVersion(ctx context.Context, mod string) (string, error) {
+	key := o.goBin + "\x00" + mod + "\x00" + strings.Join(o.env, "\x00")
+	if v, ok := goVersions.Load(key); ok {
+		return v.(string), nil
+	}
+	v, err := o.goCmd(ctx, mod, nil, "env", "GOVERSION")
+	if err != nil {
+		return "", err
+	}
+	v = strings.TrimSpace(v)
+	goVersions.Store(key, v)
+	return v, nil
 }
 
 func (o options) goCmd(ctx context.Context, dir string, env []string, args ...string) (string, error) {
