@@ -221,11 +221,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Registry: o.Registry.Host()}
-	lock, err := o.readLock(ctx)
-	if err != nil {
+	// What needs no plan starts at once, beside the hashing: reading the
+	// lock, the push checks and the precompile (stopped if nothing is built).
+	ahead := o.startAhead(ctx)
+	defer ahead.stop()
+	lockDone := make(chan error, 1)
+	var lock *records.ComponentsLock
+	go func() {
+		var err error
+		lock, err = o.readLock(ctx)
+		lockDone <- err
+	}()
+	srcs, hashErrs := o.hashAll(ctx)
+	if err := <-lockDone; err != nil {
 		return res, err
 	}
-	plans, err := o.plan(ctx, lock)
+	plans, err := o.plan(ctx, lock, srcs, hashErrs)
 	setResults := func() {
 		res.Components = res.Components[:0]
 		for _, p := range plans {
@@ -248,7 +259,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		return res, nil
 	}
-	if err := o.checkPush(ctx, plans); err != nil {
+	if !anyBuild(plans) {
+		ahead.stop()
+	}
+	if err := o.checkPush(ctx, plans, ahead); err != nil {
 		setResults()
 		return res, err
 	}
@@ -258,7 +272,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			os.RemoveAll(d)
 		}
 	}()
-	err = o.testAndBuild(ctx, plans, res, &tmpDirs)
+	err = o.testAndBuild(ctx, plans, res, &tmpDirs, ahead)
 	if err == nil {
 		err = o.pushAll(ctx, plans)
 	}
@@ -425,9 +439,8 @@ func short(s string) string {
 	return s
 }
 
-// plan hashes every component and decides whether it is built.
-func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock) ([]*plan, error) {
-	// Hash every component at once (each is a go list), decide in order.
+// hashAll hashes every component at once (each is a go list).
+func (o *Options) hashAll(ctx context.Context) ([]*changes.Sources, []error) {
 	comps := o.Config.Components
 	srcs := make([]*changes.Sources, len(comps))
 	errs := make([]error, len(comps))
@@ -444,6 +457,13 @@ func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock) ([]*pl
 		}()
 	}
 	wg.Wait()
+	return srcs, errs
+}
+
+// plan decides, from the hashes (hashAll) and the lock, whether each
+// component is built.
+func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock, srcs []*changes.Sources, errs []error) ([]*plan, error) {
+	comps := o.Config.Components
 	var plans []*plan
 	for i, c := range comps {
 		platforms := o.platformsOf(c)
@@ -518,19 +538,17 @@ func (o *Options) checkBuilders(plans []*plan) error {
 	return nil
 }
 
-// checkPush asks the registry, before any test or build, whether the
-// credentials may push to each repository that will be pushed to.
-func (o *Options) checkPush(ctx context.Context, plans []*plan) error {
+// checkPush fails, before any test or build, when the credentials may not
+// push to a repository that will be pushed to (the checks started ahead).
+func (o *Options) checkPush(ctx context.Context, plans []*plan, ahead *ahead) error {
 	if err := o.checkBuilders(plans); err != nil {
 		return err
 	}
-	done := map[string]bool{}
 	for _, p := range plans {
-		if !p.build || done[p.c.Image] {
+		if !p.build {
 			continue
 		}
-		done[p.c.Image] = true
-		if err := o.Registry.CheckPush(ctx, p.c.Image); err != nil {
+		if err := ahead.pushCheck(ctx, o, p.c.Image); err != nil {
 			for _, q := range plans {
 				if q.build {
 					q.res.Action, q.res.Reason = ActionFailed, "not built: no push access to "+o.Registry.Host()+"/"+p.c.Image
@@ -540,6 +558,86 @@ func (o *Options) checkPush(ctx context.Context, plans []*plan) error {
 		}
 	}
 	return nil
+}
+
+// ahead is the work Run starts before the plan: push checks of every
+// component's repository and the precompile of every Go component's
+// packages.
+type ahead struct {
+	checks   map[string]chan error
+	cancel   context.CancelFunc
+	pre      chan struct{}
+	stopOnce sync.Once
+}
+
+func (o *Options) startAhead(ctx context.Context) *ahead {
+	a := &ahead{checks: map[string]chan error{}, cancel: func() {}}
+	if o.DryRun {
+		return a
+	}
+	for _, c := range o.Config.Components {
+		if _, ok := a.checks[c.Image]; ok {
+			continue
+		}
+		ch := make(chan error, 1)
+		a.checks[c.Image] = ch
+		go func() { ch <- o.Registry.CheckPush(ctx, c.Image) }()
+	}
+	var modules []string
+	pkgs := map[string][]string{}
+	for _, c := range o.Config.Components {
+		if c.Kind != "go" {
+			continue
+		}
+		dir := filepath.Join(o.Workspace, filepath.FromSlash(c.Path))
+		mod, err := changes.ModuleDir(o.Workspace, dir)
+		if err != nil {
+			continue // the hash reports it
+		}
+		rel, _ := filepath.Rel(mod, dir)
+		if _, ok := pkgs[mod]; !ok {
+			modules = append(modules, mod)
+		}
+		pkgs[mod] = append(pkgs[mod], "./"+filepath.ToSlash(rel))
+	}
+	if len(modules) > 0 {
+		pctx, cancel := context.WithCancel(ctx)
+		a.cancel, a.pre = cancel, make(chan struct{})
+		go func() {
+			defer close(a.pre)
+			o.precompile(pctx, modules, pkgs)
+		}()
+	}
+	return a
+}
+
+// pushCheck is the result of the check of repository (run now if it was
+// not started ahead).
+func (a *ahead) pushCheck(ctx context.Context, o *Options, repository string) error {
+	if ch, ok := a.checks[repository]; ok {
+		err := <-ch
+		ch <- err
+		return err
+	}
+	return o.Registry.CheckPush(ctx, repository)
+}
+
+// precompiled waits for the precompile.
+func (a *ahead) precompiled() {
+	if a.pre != nil {
+		<-a.pre
+	}
+}
+
+// stop cancels the precompile and waits for it (and the checks) to end.
+func (a *ahead) stop() {
+	a.stopOnce.Do(func() {
+		a.cancel()
+		a.precompiled()
+		for _, ch := range a.checks {
+			ch <- <-ch
+		}
+	})
 }
 
 // test runs the tests of every component to build and writes the JUnit
@@ -766,8 +864,8 @@ func (o *Options) labels() map[string]string {
 // module and platform); a failed test cancels the build. Then the
 // Dockerfile components are built. Each image whose content equals the
 // lock's keeps the lock's digest (see reuse).
-func (o *Options) testAndBuild(ctx context.Context, plans []*plan, res *Result, tmpDirs *[]string) error {
-	o.precompile(ctx, plans)
+func (o *Options) testAndBuild(ctx context.Context, plans []*plan, res *Result, tmpDirs *[]string, ahead *ahead) error {
+	ahead.precompiled()
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	buildDone := make(chan error, 1)
@@ -810,22 +908,11 @@ func (o *Options) testAndBuild(ctx context.Context, plans []*plan, res *Result, 
 }
 
 // precompile compiles, for the agent's platform, the packages the Go
-// components to build import (`go list -deps -export`, with the build's
-// flags), so that the tests and the build that follow at the same time
-// find them in the build cache instead of compiling them twice. A compile
-// error here is left to the tests and the build to report.
-func (o *Options) precompile(ctx context.Context, plans []*plan) {
-	var modules []string
-	pkgs := map[string][]string{}
-	for _, p := range plans {
-		if !p.build || p.c.Kind != "go" {
-			continue
-		}
-		if _, ok := pkgs[p.src.ModuleDir]; !ok {
-			modules = append(modules, p.src.ModuleDir)
-		}
-		pkgs[p.src.ModuleDir] = append(pkgs[p.src.ModuleDir], p.src.Package)
-	}
+// components (pkgs, by module) import (`go list -deps -export`, with the
+// build's flags), so that the tests and the build that then run at the same
+// time find them in the build cache instead of compiling them twice. A
+// compile error here is left to the tests and the build to report.
+func (o *Options) precompile(ctx context.Context, modules []string, pkgs map[string][]string) {
 	env, _ := imagebuild.GoEnv(imagebuild.DefaultPlatform())
 	for _, m := range modules {
 		start := time.Now()
