@@ -15,7 +15,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
@@ -100,7 +99,7 @@ var epoch = time.Unix(0, 0).UTC()
 
 var (
 	layerOnce sync.Once
-	layerGz   []byte
+	layer     v1.Layer
 	layerErr  error
 )
 
@@ -137,21 +136,56 @@ func Layer() (v1.Layer, error) {
 			layerErr = err
 			return
 		}
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-		if _, err := zw.Write(raw); err != nil {
-			layerErr = err
-			return
-		}
-		layerErr = zw.Close()
-		layerGz = gz.Bytes()
+		layer, layerErr = LayerFromTar(raw, gzip.BestCompression)
 	})
-	if layerErr != nil {
-		return nil, layerErr
+	return layer, layerErr
+}
+
+// LayerFromTar returns the OCI gzip layer of the uncompressed tar raw,
+// compressed once at level (compress/gzip's levels) and kept in memory
+// with its digest and diff ID computed in the same pass: no later read
+// compresses or hashes it again.
+func LayerFromTar(raw []byte, level int) (v1.Layer, error) {
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, level)
+	if err != nil {
+		return nil, err
 	}
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerGz)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	if _, err := zw.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	diffID, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	digest, size, err := v1.SHA256(bytes.NewReader(gz.Bytes()))
+	if err != nil {
+		return nil, err
+	}
+	return &memLayer{gz: gz.Bytes(), digest: digest, diffID: diffID, size: size}, nil
+}
+
+// memLayer is a gzip layer in memory (see LayerFromTar).
+type memLayer struct {
+	gz             []byte
+	digest, diffID v1.Hash
+	size           int64
+}
+
+func (l *memLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+func (l *memLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+func (l *memLayer) Size() (int64, error)     { return l.size, nil }
+func (l *memLayer) MediaType() (types.MediaType, error) {
+	return types.OCILayer, nil
+}
+func (l *memLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.gz)), nil
+}
+func (l *memLayer) Uncompressed() (io.ReadCloser, error) {
+	return gzip.NewReader(bytes.NewReader(l.gz))
 }
 
 // Image is the base image for platform p (only OS, Architecture and

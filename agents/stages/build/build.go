@@ -1159,26 +1159,45 @@ func Tag(commit string) string {
 	return "git-" + tagUnsafe.ReplaceAllString(short(commit), "_")
 }
 
+// pushAll pushes the images to push at the same time (each push skips
+// the blobs its repository has); the first failure in component order is
+// returned.
 func (o *Options) pushAll(ctx context.Context, plans []*plan) error {
-	for _, p := range plans {
+	errs := make([]error, len(plans))
+	var wg sync.WaitGroup
+	for i, p := range plans {
 		if !p.build || p.same {
 			continue
 		}
-		var pushed registry.Pushed
-		var err error
-		if p.index != nil {
-			pushed, err = o.Registry.PushIndex(ctx, p.c.Image, Tag(o.Commit), p.index)
-		} else {
-			pushed, err = o.Registry.Push(ctx, p.c.Image, Tag(o.Commit), p.image)
-		}
-		if err != nil {
-			p.res.Action, p.res.Reason = ActionFailed, "push failed"
-			return registryFailure("push "+p.c.Name, o.Registry.Host(), err)
-		}
-		p.res.Image, p.res.Digest = pushed.Ref, pushed.Digest
-		o.Log.Infof("%s: pushed %s", p.c.Name, pushed.Ref)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var pushed registry.Pushed
+			var err error
+			if p.index != nil {
+				pushed, err = o.Registry.PushIndex(ctx, p.c.Image, Tag(o.Commit), p.index)
+			} else {
+				pushed, err = o.Registry.Push(ctx, p.c.Image, Tag(o.Commit), p.image)
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			p.res.Image, p.res.Digest = pushed.Ref, pushed.Digest
+			o.Log.Infof("%s: pushed %s", p.c.Name, pushed.Ref)
+		}()
 	}
-	return nil
+	wg.Wait()
+	var first error
+	for i, p := range plans {
+		if errs[i] != nil {
+			p.res.Action, p.res.Reason = ActionFailed, "push failed"
+			if first == nil {
+				first = registryFailure("push "+p.c.Name, o.Registry.Host(), errs[i])
+			}
+		}
+	}
+	return first
 }
 
 // registryFailure turns a registry error into a cli failure with a fix.

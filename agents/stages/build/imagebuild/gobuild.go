@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -20,7 +19,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/branchml/branchml/agents/internal/baseimage"
@@ -290,23 +288,9 @@ func ImageFromBinary(bin []byte, g GoImage) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Compressed once here (go-containerregistry would compress again for
-	// every read of an uncompressed opener); gzip output is deterministic.
-	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := zw.Write(layerTar); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	compressed := gz.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(compressed)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	// Compressed once, digests computed in the same pass (a tarball
+	// layer from an opener would decompress it again for its diff ID).
+	layer, err := baseimage.LayerFromTar(layerTar, gzip.BestSpeed)
 	if err != nil {
 		return nil, err
 	}
