@@ -439,17 +439,18 @@ func short(s string) string {
 	return s
 }
 
-// hashAll hashes every component at once (each is a go list).
+// hashAll hashes every component at once.
 func (o *Options) hashAll(ctx context.Context) ([]*changes.Sources, []error) {
 	comps := o.Config.Components
 	srcs := make([]*changes.Sources, len(comps))
 	errs := make([]error, len(comps))
+	cache := changes.NewListCache() // one go list of each module for all its components
 	var wg sync.WaitGroup
 	for i, c := range comps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			opts := []changes.Option{changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath)}
+			opts := []changes.Option{changes.WithGo(o.Go), changes.WithExclude(o.JUnitPath), changes.WithListCache(cache)}
 			if c.Kind == "go" {
 				opts = append(opts, changes.WithPlatforms(o.platformsOf(c)...))
 			}

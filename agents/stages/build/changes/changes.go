@@ -52,6 +52,7 @@ type options struct {
 	env       []string
 	exclude   map[string]bool
 	platforms []string
+	cache     *ListCache
 }
 
 // Option configures Hash.
@@ -90,13 +91,16 @@ func DefaultPlatform() string { return "linux/" + runtime.GOARCH }
 
 // Hash returns the sources of component c of the repository at root.
 //
-// Kind "go": exactly the files `go list -deps -test` says the build and the
-// tests of the component's packages (c.Path/...) read, for each target
-// platform, in every package of the repository (the main module, and
-// modules replaced by a directory of the repository): Go, assembly and
-// other compiled files, .syso objects, embedded files (//go:embed, in
-// subdirectories too), test files and the testdata tree of each package
-// with tests; plus go.mod, go.sum and go.work. A file no build reads (a
+// Kind "go": exactly the files `go list -deps -test` says the build of the
+// component's packages (c.Path/...) and the tests of every main-module
+// package they are built from read, for each target platform, in every
+// package of the repository (the main module, and modules replaced by a
+// directory of the repository): Go, assembly and other compiled files,
+// .syso objects, embedded files (//go:embed, in subdirectories too), test
+// files, the packages only tests import, and the testdata tree of each
+// tested package; plus go.mod, go.sum and go.work. (The module is listed
+// whole, `go list -deps -test ./...`, once per Hash, or once per build
+// with WithListCache.) A file no build reads (a
 // README beside main.go) does not count; a change to a shared package
 // changes only the components that import it. Kind "dockerfile": the
 // c.Path tree and the Dockerfile. Errors name the component and the file.
@@ -139,7 +143,7 @@ func Hash(ctx context.Context, root string, c config.Component, opts ...Option) 
 		src.Platforms = platforms
 		pkgs := map[string]bool{}
 		for _, pl := range platforms {
-			if err := o.listGo(ctx, mod, src.Package, pl, files, pkgs); err != nil {
+			if err := o.listGo(ctx, mod, dir, pl, files, pkgs); err != nil {
 				return nil, fmt.Errorf("component %s: %w", c.Name, err)
 			}
 		}
@@ -197,7 +201,6 @@ type listed struct {
 	ImportPath string
 	Dir        string
 	ForTest    string
-	Match      []string
 	Imports    []string
 	Module     *struct {
 		Main    bool
@@ -214,71 +217,161 @@ func (p *listed) ours() bool {
 	return p.Module != nil && (p.Module.Main || (p.Module.Replace != nil && p.Module.Replace.Version == ""))
 }
 
+// buildFiles are the files compiling the package reads; testFiles those its
+// tests add.
+func (p *listed) buildFiles() [][]string {
+	return [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
+		p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles}
+}
+
+func (p *listed) testFiles() [][]string {
+	return [][]string{p.TestGoFiles, p.XTestGoFiles, p.TestEmbedFiles, p.XTestEmbedFiles}
+}
+
 // listFields are the fields asked of go list (see listed).
-const listFields = "ImportPath,Dir,ForTest,Match,Imports,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles," +
+const listFields = "ImportPath,Dir,ForTest,Imports,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles," +
 	"SwigFiles,SwigCXXFiles,SysoFiles,EmbedFiles,TestGoFiles,XTestGoFiles,TestEmbedFiles,XTestEmbedFiles"
 
-// listGo adds to files what the build and tests of pattern/... read for
-// platform ("os/arch"), and to pkgs the main module's packages in the
-// dependency closure of the matched packages (tests not counted).
-func (o options) listGo(ctx context.Context, mod, pattern, platform string, files, pkgs map[string]bool) error {
-	goos, goarch, ok := strings.Cut(platform, "/")
-	if !ok || goos == "" || goarch == "" {
-		return fmt.Errorf("platform %q: want os/arch, e.g. linux/arm64", platform)
+// graph is `go list -deps -test ./...` of one module for one platform:
+// every package and test variant, by ID (ImportPath, "p [q.test]" for
+// variants).
+type graph map[string]*listed
+
+// ListCache shares the listing of a module (one `go list` of the whole
+// module per platform) among the Hash calls of one build. Safe for
+// concurrent use; make a new one for each build, as files change.
+type ListCache struct {
+	mu sync.Mutex
+	m  map[string]*listing
+}
+
+type listing struct {
+	once sync.Once
+	g    graph
+	err  error
+}
+
+// NewListCache returns an empty ListCache.
+func NewListCache() *ListCache { return &ListCache{m: map[string]*listing{}} }
+
+// WithListCache makes Hash take module listings from c.
+func WithListCache(c *ListCache) Option { return func(o *options) { o.cache = c } }
+
+// graphOf lists module mod for platform ("os/arch[/variant]"), through the cache.
+func (o options) graphOf(ctx context.Context, mod, platform string) (graph, error) {
+	if o.cache == nil {
+		return o.list(ctx, mod, platform)
 	}
-	pat := pattern + "/..."
-	if pattern == "." {
-		pat = "./..."
+	key := strings.Join(append([]string{o.goBin, mod, platform}, o.env...), "\x00")
+	o.cache.mu.Lock()
+	l := o.cache.m[key]
+	if l == nil {
+		l = &listing{}
+		o.cache.m[key] = l
 	}
-	out, err := o.goCmd(ctx, mod, []string{"GOOS=" + goos, "GOARCH=" + goarch}, "list", "-deps", "-test", "-e", "-json="+listFields, pat)
+	o.cache.mu.Unlock()
+	l.once.Do(func() { l.g, l.err = o.list(ctx, mod, platform) })
+	return l.g, l.err
+}
+
+func (o options) list(ctx context.Context, mod, platform string) (graph, error) {
+	parts := strings.Split(platform, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return nil, fmt.Errorf("platform %q: want os/arch, e.g. linux/arm64", platform)
+	}
+	env := []string{"GOOS=" + parts[0], "GOARCH=" + parts[1]}
+	if len(parts) == 3 && parts[1] == "arm" {
+		env = append(env, "GOARM="+strings.TrimPrefix(parts[2], "v"))
+	}
+	out, err := o.goCmd(ctx, mod, env, "list", "-deps", "-test", "-e", "-json="+listFields, "./...")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	byPath := map[string]*listed{}
-	var roots []string
+	g := graph{}
 	dec := json.NewDecoder(strings.NewReader(out))
 	for {
 		p := &listed{}
 		if err := dec.Decode(p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return fmt.Errorf("go list output: %w", err)
+			return nil, fmt.Errorf("go list output: %w", err)
 		}
-		if !p.ours() || p.Dir == "" {
-			continue
-		}
-		for _, group := range [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
-			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles, p.TestGoFiles, p.XTestGoFiles, p.TestEmbedFiles, p.XTestEmbedFiles} {
+		g[p.ImportPath] = p
+	}
+	return g, nil
+}
+
+// listGo adds to files what the build and the tests of the component at
+// dir read for platform, and to pkgs the main module's packages its
+// binaries are built from: the closure of its packages through their
+// imports; then, for each of those, its tests and their closure (test
+// variants included), whose files count too.
+func (o options) listGo(ctx context.Context, mod, dir, platform string, files, pkgs map[string]bool) error {
+	g, err := o.graphOf(ctx, mod, platform)
+	if err != nil {
+		return err
+	}
+	add := func(p *listed, groups [][]string) {
+		for _, group := range groups {
 			for _, f := range group {
-				if filepath.IsAbs(f) {
-					continue // generated by go test (the test main in the build cache)
+				if !filepath.IsAbs(f) { // an absolute file is generated by go test (its test main)
+					files[filepath.Join(p.Dir, filepath.FromSlash(f))] = true
 				}
-				files[filepath.Join(p.Dir, filepath.FromSlash(f))] = true
 			}
 		}
+	}
+	var queue []string
+	for id, p := range g {
+		if p.ForTest == "" && !strings.HasSuffix(id, ".test") && p.ours() && p.Module.Main &&
+			(p.Dir == dir || strings.HasPrefix(p.Dir, dir+string(filepath.Separator))) {
+			queue = append(queue, id)
+		}
+	}
+	seen := map[string]bool{}
+	walk := func(queue []string, visit func(*listed)) {
+		for len(queue) > 0 {
+			id := queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			p := g[id]
+			if p == nil || seen[id] {
+				continue
+			}
+			seen[id] = true
+			if p.ours() && p.Dir != "" {
+				visit(p)
+			}
+			queue = append(queue, p.Imports...)
+		}
+	}
+	tested := map[string]bool{}
+	walk(queue, func(p *listed) {
+		add(p, p.buildFiles())
+		if p.Module.Main {
+			pkgs[p.ImportPath] = true
+			tested[p.ImportPath] = true
+		}
+	})
+	// The tests of each package the component is built from.
+	var tests []string
+	for q := range tested {
+		tests = append(tests, q+" ["+q+".test]", q+"_test ["+q+".test]", q+".test")
+	}
+	walk(tests, func(p *listed) {
+		add(p, p.buildFiles())
+		base, _, _ := strings.Cut(p.ImportPath, " [")
+		if tested[base] || tested[strings.TrimSuffix(base, "_test")] {
+			add(p, p.testFiles())
+		}
+	})
+	for q := range tested {
+		p := g[q]
+		add(p, p.testFiles())
 		if len(p.TestGoFiles)+len(p.XTestGoFiles) > 0 {
 			// Tests read their testdata at run time.
 			if err := addTree(files, mod, filepath.Join(p.Dir, "testdata")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
-		if p.ForTest == "" && !strings.HasSuffix(p.ImportPath, ".test") {
-			byPath[p.ImportPath] = p
-			if len(p.Match) > 0 {
-				roots = append(roots, p.ImportPath)
-			}
-		}
-	}
-	// The closure of the matched packages through their (non-test) imports.
-	for len(roots) > 0 {
-		ip := roots[len(roots)-1]
-		roots = roots[:len(roots)-1]
-		p, ok := byPath[ip]
-		if !ok || pkgs[ip] || !p.Module.Main {
-			continue
-		}
-		pkgs[ip] = true
-		roots = append(roots, p.Imports...)
 	}
 	return nil
 }

@@ -38,7 +38,8 @@ func repo(t *testing.T) string {
 		"internal/shared/static/banner.txt":   "welcome\n",
 		"internal/shared/shared_arm64.go":     "package shared\n\nconst Arch = \"arm64\"\n",
 		"internal/shared/zero.syso":           "\x00",
-		"internal/shared/shared_test.go":      "package shared\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\nfunc TestGolden(t *testing.T) { os.ReadFile(\"testdata/golden.txt\") }\n",
+		"internal/shared/shared_test.go":      "package shared\n\nimport (\n\t\"os\"\n\t\"testing\"\n\n\t\"example.com/ml/internal/testutil\"\n)\n\nfunc TestGolden(t *testing.T) { os.ReadFile(\"testdata/golden.txt\"); testutil.Help() }\n",
+		"internal/testutil/testutil.go":       "package testutil\n\n// Help is imported by tests only.\nfunc Help() {}\n",
 		"internal/shared/testdata/golden.txt": "hi\n",
 		"internal/unused/unused_test.go":      "package unused\n",
 		"components/b/main.go":                "package main\n\nfunc main() {}\n",
@@ -64,7 +65,7 @@ func TestHashFilesAndValue(t *testing.T) {
 	}
 	if got, want := strings.Join(a.Files, ","), "components/a/a_test.go,components/a/main.go,components/a/testdata/in.txt,go.mod,"+
 		"internal/shared/banner.go,internal/shared/shared.go,internal/shared/shared_test.go,internal/shared/static/banner.txt,"+
-		"internal/shared/testdata/golden.txt,internal/shared/zero.syso"; got != want {
+		"internal/shared/testdata/golden.txt,internal/shared/zero.syso,internal/testutil/testutil.go"; got != want {
 		t.Fatalf("files of a = %s, want %s", got, want)
 	}
 	if got := strings.Join(a.Packages, ","); got != "example.com/ml/components/a,example.com/ml/internal/shared" {
@@ -160,6 +161,8 @@ func TestHashReadsWhatTheBuildReads(t *testing.T) {
 	}{
 		{"internal/shared/static/banner.txt", "welcome back\n", true, true},
 		{"internal/shared/testdata/golden.txt", "hello\n", true, true},
+		// A package only the tests of a shared package import.
+		{"internal/testutil/testutil.go", "package testutil\n\n// Help helps.\nfunc Help() {}\n", true, true},
 		{"components/a/NOTES.md", "still not read\n", false, false},
 		{"internal/shared/shared_arm64.go", "package shared\n\nconst Arch = \"aarch64\"\n", DefaultPlatform() == "linux/arm64", true},
 		{"internal/shared/static/unembedded.txt", "not matched by the pattern\n", false, false},
