@@ -867,15 +867,25 @@ func (o *Options) labels() map[string]string {
 // lock's keeps the lock's digest (see reuse).
 func (o *Options) testAndBuild(ctx context.Context, plans []*plan, res *Result, tmpDirs *[]string, ahead *ahead) error {
 	ahead.precompiled()
+	bases, err := o.pullBases(ctx, plans)
+	if err != nil {
+		return err
+	}
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The build goroutine neither logs nor writes: the tests' output goes
+	// to TestOutput meanwhile (which may share a writer with the log).
+	var buildLog []string
 	buildDone := make(chan error, 1)
-	go func() { buildDone <- o.buildGo(bctx, plans) }()
+	go func() { buildDone <- o.buildGo(bctx, plans, bases, &buildLog) }()
 	testErr := o.test(ctx, plans, res)
 	if testErr != nil {
 		cancel()
 	}
 	buildErr := <-buildDone
+	for _, l := range buildLog {
+		o.Log.Info(l)
+	}
 	if testErr != nil {
 		return testErr
 	}
@@ -935,7 +945,35 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
+// pullBases pulls the base images of the Go components to build (those
+// with components[].base a reference), by reference and platform.
+func (o *Options) pullBases(ctx context.Context, plans []*plan) (map[string]v1.Image, error) {
+	bases := map[string]v1.Image{}
+	for _, p := range plans {
+		if !p.build || p.c.Kind != "go" || p.c.Base == "" || p.c.Base == "scratch" {
+			continue
+		}
+		for _, platform := range p.platforms {
+			key := p.c.Base + "\x00" + platform
+			if bases[key] != nil {
+				continue
+			}
+			pl, _ := imagebuild.ParsePlatform(platform)
+			b, err := o.Registry.PullPlatform(ctx, p.c.Base, pl)
+			if err != nil {
+				p.res.Action, p.res.Reason = ActionFailed, "base image not pulled"
+				return nil, registryFailure("pull base image "+p.c.Base+" of "+p.c.Name, o.Registry.Host(), err)
+			}
+			bases[key] = b
+		}
+	}
+	return bases, nil
+}
+
+// buildGo compiles the Go components to build (one go build per module and
+// platform) and makes their images on bases (see pullBases); log lines go
+// to buildLog.
+func (o *Options) buildGo(ctx context.Context, plans []*plan, bases map[string]v1.Image, buildLog *[]string) error {
 	type key struct{ module, platform string }
 	var keys []key
 	byKey := map[key][]*plan{}
@@ -959,7 +997,6 @@ func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
 		return agent.Failed("build", err, "check that the temporary directory is writable")
 	}
 	defer os.RemoveAll(out)
-	bases := map[string]v1.Image{}
 	for i, k := range keys {
 		ps := byKey[k]
 		var pkgs []string
@@ -975,23 +1012,13 @@ func (o *Options) buildGo(ctx context.Context, plans []*plan) error {
 			}
 			return agent.Failed("build "+names(ps), err, "fix the compile error above; `go build` of the component must succeed")
 		}
-		o.Log.Infof("compiled %s for %s in %s", names(ps), k.platform, time.Since(start).Round(time.Millisecond))
+		*buildLog = append(*buildLog, fmt.Sprintf("compiled %s for %s in %s", names(ps), k.platform, time.Since(start).Round(time.Millisecond)))
 		specs := make([]imagebuild.GoImage, len(ps))
 		for j, p := range ps {
 			specs[j] = imagebuild.GoImage{Name: p.c.Name, Binary: p.c.Binary, Created: o.Created, Labels: o.labels(),
 				Meta: imagebuild.Meta{Revision: o.Commit}, Platform: k.platform, Scratch: p.c.Base == "scratch"}
 			if p.c.Base != "" && p.c.Base != "scratch" {
-				bk := p.c.Base + "\x00" + k.platform
-				if bases[bk] == nil {
-					pl, _ := imagebuild.ParsePlatform(k.platform)
-					b, err := o.Registry.PullPlatform(ctx, p.c.Base, pl)
-					if err != nil {
-						p.buildFailure = "base image not pulled"
-						return registryFailure("pull base image "+p.c.Base+" of "+p.c.Name, o.Registry.Host(), err)
-					}
-					bases[bk] = b
-				}
-				specs[j].Base = bases[bk]
+				specs[j].Base = bases[p.c.Base+"\x00"+k.platform]
 			}
 		}
 		// The layers are compressed in parallel (gzip is the cost here).

@@ -11,13 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/branchml/branchml/agents/config"
 )
@@ -247,6 +251,45 @@ func binaryOf(t *testing.T, l v1.Layer, name string) []byte {
 		if h.Name == name {
 			b, _ := io.ReadAll(tr)
 			return b
+		}
+	}
+}
+
+// TestBaseImages: base "scratch" gives the binary's layer alone; a base
+// reference is pulled from the registry for the component's platform.
+func TestBaseImages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	base, err := mutate.Append(empty.Image, mutate.Addendum{Layer: static.NewLayer([]byte("not a tar, never unpacked here"), types.OCILayer)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := base.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Config.User = "linux", runtime.GOARCH, "1000:1000"
+	base, _ = mutate.ConfigFile(base, cf)
+	if _, err := e.local.Push(ctx, "ml/base", "v1", base); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Components[0].Base = e.local.Host() + "/ml/base:v1"
+	e.cfg.Components[1].Base = "scratch"
+	res, err := Run(ctx, e.opts(t, "1111111111111111111111111111111111111111"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		layers int
+		user   string
+	}{{2, "1000:1000"}, {1, ""}} {
+		img, err := e.local.Pull(ctx, res.Components[i].Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, _ := img.Layers()
+		cf, _ := img.ConfigFile()
+		if len(layers) != want.layers || cf.Config.User != want.user {
+			t.Errorf("%s: %d layers, user %q; want %d, %q", res.Components[i].Name, len(layers), cf.Config.User, want.layers, want.user)
 		}
 	}
 }
