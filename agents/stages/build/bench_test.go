@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ func exampleComponents(b *testing.B) (string, []config.Component) {
 // sides, so that both see the same load. "cold": each side gets an empty
 // GOCACHE (both compile the standard library and gonum); "warm": the
 // GOCACHE that a first run of each filled. It reports the median time of
-// each side (s/round) and the median ratio of the stage to go build (ratio).
+// each side (s/round), the median ratio of the stage's time to go build's
+// (ratio) and of their CPU times (cpu-ratio: what the stage costs on a
+// machine whose cores are all busy).
 //
 //	go test -run '^$' -bench BenchmarkStage -benchtime 3x ./agents/stages/build/
 //
@@ -60,9 +63,13 @@ func BenchmarkStage(b *testing.B) {
 	for _, c := range comps {
 		pkgs = append(pkgs, "./"+c.Path)
 	}
-	goBuild := func(b *testing.B, cache string) time.Duration {
+	// Each side returns its wall time and its CPU time (user+system, of
+	// this process and of the commands it ran), which the load of other
+	// work on the machine does not inflate.
+	goBuild := func(b *testing.B, cache string) (time.Duration, time.Duration) {
 		out := b.TempDir()
 		start := time.Now()
+		var cpu time.Duration
 		for i, p := range pkgs {
 			cmd := exec.Command("go", append(append([]string{"build"}, imagebuild.GoFlags...), "-ldflags="+imagebuild.DefaultLdflags, "-o", filepath.Join(out, strconv.Itoa(i)), p)...)
 			cmd.Dir = root
@@ -70,10 +77,11 @@ func BenchmarkStage(b *testing.B) {
 			if o, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("go build %s: %v\n%s", p, err, o)
 			}
+			cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		}
-		return time.Since(start)
+		return time.Since(start), cpu
 	}
-	stage := func(b *testing.B, cache string) time.Duration {
+	stage := func(b *testing.B, cache string) (time.Duration, time.Duration) {
 		cfg, err := config.Load(filepath.Join(root, "branchml.yaml"), config.WithEnviron(nil))
 		if err != nil {
 			b.Fatal(err)
@@ -92,16 +100,18 @@ func BenchmarkStage(b *testing.B) {
 		b.Setenv("GOCACHE", cache)
 		o := Options{Config: cfg, Forge: f, Registry: reg, Workspace: root, Commit: "1111111111111111111111111111111111111111",
 			JUnitPath: filepath.Join(b.TempDir(), "junit.xml"), Platforms: platforms}
+		cpu0 := cpuTime()
 		start := time.Now()
 		res, err := Run(ctx, o)
 		d := time.Since(start)
+		cpu := cpuTime() - cpu0
 		if err != nil {
 			b.Fatal(err)
 		}
 		if built, _ := res.Counts(); built != len(comps) {
 			b.Fatalf("built %d of %d components", built, len(comps))
 		}
-		return d
+		return d, cpu
 	}
 	median := func(xs []float64) float64 {
 		s := append([]float64(nil), xs...)
@@ -116,28 +126,42 @@ func BenchmarkStage(b *testing.B) {
 	stage(b, warmStage)
 	for _, mode := range []string{"cold", "warm"} {
 		b.Run(mode, func(b *testing.B) {
-			var base, st, ratio []float64
+			var base, st, ratio, cpuRatio []float64
 			for i := 0; i < b.N; i++ {
 				bc, sc := warmBase, warmStage
 				if mode == "cold" {
 					bc, sc = b.TempDir(), b.TempDir()
 				}
 				// Alternate which side goes first.
-				var db, ds time.Duration
+				var db, ds, cb, cs time.Duration
 				if i%2 == 0 {
-					db, ds = goBuild(b, bc), stage(b, sc)
+					db, cb = goBuild(b, bc)
+					ds, cs = stage(b, sc)
 				} else {
-					ds, db = stage(b, sc), goBuild(b, bc)
+					ds, cs = stage(b, sc)
+					db, cb = goBuild(b, bc)
 				}
-				base, st, ratio = append(base, db.Seconds()), append(st, ds.Seconds()), append(ratio, ds.Seconds()/db.Seconds())
-				b.Logf("%s round %d: go build %.1f s, stage %.1f s, ratio %.2f", mode, i+1, db.Seconds(), ds.Seconds(), ds.Seconds()/db.Seconds())
+				base, st = append(base, db.Seconds()), append(st, ds.Seconds())
+				ratio, cpuRatio = append(ratio, ds.Seconds()/db.Seconds()), append(cpuRatio, cs.Seconds()/cb.Seconds())
+				b.Logf("%s round %d: go build %.1f s (cpu %.1f s), stage %.1f s (cpu %.1f s): ratio %.2f, cpu ratio %.2f",
+					mode, i+1, db.Seconds(), cb.Seconds(), ds.Seconds(), cs.Seconds(), ds.Seconds()/db.Seconds(), cs.Seconds()/cb.Seconds())
 			}
 			b.ReportMetric(0, "ns/op")
 			b.ReportMetric(median(base), "go-build-s/round")
 			b.ReportMetric(median(st), "stage-s/round")
 			b.ReportMetric(median(ratio), "ratio")
+			b.ReportMetric(median(cpuRatio), "cpu-ratio")
 		})
 	}
+}
+
+// cpuTime is the user and system time of this process and of its waited-for children.
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
 }
 
 // TestExampleComponents plans the build of examples/djia30 against a fresh
