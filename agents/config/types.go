@@ -67,16 +67,22 @@ type Component struct {
 	Kind string `json:"kind"`
 	// Image is the image repository without registry host, e.g. "djia30/train".
 	Image string `json:"image"`
-	// Test is the test command (argv) run before building; for kind go the
-	// default is `go test ./...` in the component's module for its package tree.
+	// Test is the test command (argv) run before building, in the
+	// component's directory; for kind go the default is `go test` of every
+	// package of the module that the component's binary is built from.
 	Test []string `json:"test,omitempty"`
 	// Dockerfile is the Dockerfile path for kind dockerfile, relative to the repository root.
 	Dockerfile string `json:"dockerfile,omitempty"`
-	// Base is the base image reference for kind go; "" means an empty (scratch) base.
+	// Base is the base image reference for kind go; "" means branchml's
+	// base (non-root user, CA certificates, /tmp), "scratch" an empty one.
 	Base string `json:"base,omitempty"`
 	// Binary is the path of the binary inside the image for kind go;
 	// default "/ko-app/<name>".
 	Binary string `json:"binary,omitempty"`
+	// Platforms are the "os/arch[/variant]" targets of a kind go image
+	// (several make a multi-platform image index, e.g. linux/amd64 and
+	// linux/arm64); default the agent's own (linux/<its arch>).
+	Platforms []string `json:"platforms,omitempty"`
 }
 
 // Pipeline configures the kf-pipeline stage.
@@ -336,10 +342,23 @@ type RegistryBackend struct {
 	Type string `json:"type"`
 	// Host is the registry host[:port] for type oci, e.g. "ghcr.io/acme".
 	Host string `json:"host,omitempty"`
-	// Insecure allows plain HTTP.
+	// Insecure makes Host an insecure registry (see InsecureRegistries).
 	Insecure bool `json:"insecure,omitempty"`
 	// Addr is the loopback listen address of the local registry.
 	Addr string `json:"addr,omitempty"`
+	// CAFile is a PEM bundle of CA certificates trusted, besides the
+	// system's, for TLS to every registry (a private CA); relative to the
+	// configuration file.
+	CAFile string `json:"caFile,omitempty"`
+	// InsecureRegistries are registry hosts ("host[:port]"; without a port,
+	// every port of the host) whose TLS certificate is not verified and
+	// that may be reached over plain HTTP, as Docker's insecure-registries
+	// (test registries only): the backend's own host or a base image's.
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+	// RetryWindow bounds how long one registry operation retries temporary
+	// failures (5xx, 429, timeouts, refused connections), Retry-After
+	// included; zero means the default (1m).
+	RetryWindow Duration `json:"retryWindow,omitzero"`
 }
 
 // PipelinesBackend: type "local" (the embedded runner) or "kfp".

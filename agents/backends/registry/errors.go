@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"syscall"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -23,12 +24,19 @@ type Error struct {
 	Credentials string
 	// Attempts is how many times the operation was tried.
 	Attempts int
-	Err      error
+	// TLS is set when the TLS handshake failed (Err is then TLS).
+	TLS *TLSError
+	// RetryAfter is the wait the registry last asked for (429/503 with
+	// Retry-After); Window the retry window when it was spent.
+	RetryAfter, Window time.Duration
+	Err                error
 }
 
 func (e *Error) Error() string {
 	var s string
 	switch {
+	case e.TLS != nil:
+		return fmt.Sprintf("%s %s: registry %s: %v", e.Op, e.Ref, e.Registry, e.TLS)
 	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
 		s = fmt.Sprintf("%s %s: registry %s answered %d %s (credentials: %s)", e.Op, e.Ref, e.Registry, e.Status, http.StatusText(e.Status), e.Credentials)
 	case e.Status != 0:
@@ -36,7 +44,12 @@ func (e *Error) Error() string {
 	default:
 		s = fmt.Sprintf("%s %s: registry %s", e.Op, e.Ref, e.Registry)
 	}
-	if e.Attempts > 1 {
+	switch {
+	case e.Window > 0 && e.RetryAfter > 0:
+		s += fmt.Sprintf(" (after %d attempts; it asked to retry after %s, past the retry window of %s)", e.Attempts, e.RetryAfter, e.Window)
+	case e.Window > 0:
+		s += fmt.Sprintf(" (after %d attempts in the retry window of %s)", e.Attempts, e.Window)
+	case e.Attempts > 1:
 		s += fmt.Sprintf(" (after %d attempts)", e.Attempts)
 	}
 	if e.Err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/config"
@@ -36,18 +38,35 @@ type Registry interface {
 	Host() string
 	// Has reports whether repository holds the manifest digest ("sha256:<hex>").
 	Has(ctx context.Context, repository, digest string) (bool, error)
+	// CheckPush verifies that the credentials may push to repository,
+	// without writing anything (an upload is started and cancelled, as ko
+	// and crane do). A 401 or 403 is an *Error with Unauthorized true.
+	CheckPush(ctx context.Context, repository string) error
 	// Push writes img to repository and tags it with tag ("" = by digest
 	// only). Blobs already present are not uploaded again.
 	Push(ctx context.Context, repository, tag string, img v1.Image) (Pushed, error)
+	// PushIndex writes a multi-platform image (an image index and its
+	// images) to repository, tagged with tag unless "".
+	PushIndex(ctx context.Context, repository, tag string, idx v1.ImageIndex) (Pushed, error)
+	// Config returns the config of the image at ref; for an index, that of
+	// its first image.
+	Config(ctx context.Context, ref string) (*v1.ConfigFile, error)
 	// Pull returns the image at ref ("host/repo@sha256:…" or "host/repo:tag").
 	Pull(ctx context.Context, ref string) (v1.Image, error)
+	// PullPlatform returns the image for platform at ref, in any registry
+	// (a base image); an index is resolved for platform.
+	PullPlatform(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error)
 }
 
-// Defaults of the retry policy: 4 attempts, waiting 500 ms, 1 s, 2 s between
-// them; each attempt bounded by 2 minutes.
+// Defaults of the retry policy: temporary failures are retried for up to a
+// minute (DefaultWindow; backoff from 500 ms doubling to at most 8 s, or the
+// wait a 429 or 503 asks for with Retry-After), at most 20 attempts, each
+// attempt bounded by 2 minutes.
 var (
-	DefaultAttempts       = 4
+	DefaultAttempts       = 20
 	DefaultBackoff        = 500 * time.Millisecond
+	DefaultMaxBackoff     = 8 * time.Second
+	DefaultWindow         = time.Minute
 	DefaultAttemptTimeout = 2 * time.Minute
 )
 
@@ -61,6 +80,10 @@ type options struct {
 	log            logrus.FieldLogger
 	getenv         func(string) string
 	insecure       bool
+	window         time.Duration
+	caFile         string
+	insecureHosts  []string
+	rt             *recorder
 }
 
 // Option configures NewRemote, NewLocal and Open.
@@ -82,6 +105,23 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(o *options) { o.attempts, o.backoff = attempts, backoff }
 }
 
+// WithRetryWindow bounds how long an operation retries temporary failures
+// (default DefaultWindow): no wait, a Retry-After included, is begun that
+// would end later than d after the first attempt started.
+func WithRetryWindow(d time.Duration) Option { return func(o *options) { o.window = d } }
+
+// WithCAFile trusts the CA certificates of the PEM bundle at path, besides
+// the system's, for TLS to every registry (a private CA).
+func WithCAFile(path string) Option { return func(o *options) { o.caFile = path } }
+
+// WithInsecureRegistries lists registry hosts ("host[:port]"; without a
+// port, every port) reached without verifying their TLS certificate and
+// allowed over plain HTTP, as Docker's insecure-registries: for test
+// registries only.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(o *options) { o.insecureHosts = append(o.insecureHosts, hosts...) }
+}
+
 // WithAttemptTimeout bounds each attempt of an operation.
 func WithAttemptTimeout(d time.Duration) Option { return func(o *options) { o.attemptTimeout = d } }
 
@@ -91,17 +131,21 @@ func WithLogger(l logrus.FieldLogger) Option { return func(o *options) { o.log =
 // WithGetenv replaces os.Getenv for the credential variables (for tests).
 func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
 
-// WithInsecure allows plain HTTP to the registry.
+// WithInsecure makes the registry's own host insecure (see
+// WithInsecureRegistries): plain HTTP allowed, TLS certificate not verified.
 func WithInsecure(insecure bool) Option { return func(o *options) { o.insecure = insecure } }
 
 func buildOptions(opts []Option) (*options, error) {
 	o := &options{attempts: DefaultAttempts, backoff: DefaultBackoff, attemptTimeout: DefaultAttemptTimeout,
-		transport: remote.DefaultTransport, getenv: os.Getenv}
+		window: DefaultWindow, transport: remote.DefaultTransport, getenv: os.Getenv}
 	for _, opt := range opts {
 		opt(o)
 	}
 	if o.attempts < 1 {
 		return nil, fmt.Errorf("registry retry: attempts must be at least 1, got %d", o.attempts)
+	}
+	if o.window < 0 {
+		return nil, fmt.Errorf("backends.registry.retryWindow must not be negative, got %s", o.window)
 	}
 	if o.log == nil {
 		l := logrus.New()
@@ -138,7 +182,7 @@ func DefaultKeychain(getenv func(string) string) (authn.Keychain, string, error)
 	}
 	switch {
 	case user != "" && pass != "":
-		return staticKeychain{authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})}, "REGISTRY_USERNAME/REGISTRY_PASSWORD", nil
+		return staticKeychain{a: authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})}, "REGISTRY_USERNAME/REGISTRY_PASSWORD", nil
 	case user != "" || pass != "":
 		return nil, "", fmt.Errorf("registry credentials: only one of REGISTRY_USERNAME and REGISTRY_PASSWORD is set; set both (or their _FILE variants) or neither")
 	}
@@ -153,9 +197,19 @@ func DefaultKeychain(getenv func(string) string) (authn.Keychain, string, error)
 	return authn.DefaultKeychain, src, nil
 }
 
-type staticKeychain struct{ a authn.Authenticator }
+// staticKeychain answers a for host (every host until NewRemote sets it)
+// and the Docker config's credentials for the others.
+type staticKeychain struct {
+	a    authn.Authenticator
+	host string
+}
 
-func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.a, nil }
+func (k staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if k.host == "" || r.RegistryStr() == k.host {
+		return k.a, nil
+	}
+	return authn.DefaultKeychain.Resolve(r)
+}
 
 // Remote is any OCI registry reached over HTTP(S).
 type Remote struct {
@@ -178,7 +232,21 @@ func NewRemote(host string, opts ...Option) (*Remote, error) {
 	if _, err := name.NewRepository(host+"/x", name.StrictValidation); err != nil {
 		return nil, fmt.Errorf("registry host %q: %w", host, err)
 	}
-	return &Remote{host: host, o: o}, nil
+	r := &Remote{host: host, o: o}
+	insecure := append([]string(nil), o.insecureHosts...)
+	if o.insecure {
+		insecure = append(insecure, r.registryHost())
+	}
+	if o.rt, err = newRecorder(o.transport, o.caFile, insecure); err != nil {
+		return nil, err
+	}
+	if sk, ok := o.keychain.(staticKeychain); ok {
+		// REGISTRY_USERNAME/REGISTRY_PASSWORD are for this registry only,
+		// never sent to another (a base image's).
+		sk.host = r.registryHost()
+		o.keychain = sk
+	}
+	return r, nil
 }
 
 // Host returns the host[:port][/prefix] images are pushed under.
@@ -188,7 +256,17 @@ func (r *Remote) Host() string { return r.host }
 func (r *Remote) Credentials() string { return r.o.credSource }
 
 func (r *Remote) nameOpts() []name.Option {
-	if r.o.insecure {
+	if r.o.insecure || hostListed(r.o.insecureHosts, r.registryHost()) {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+// refOpts are the name options for a reference to any registry: insecure
+// when its host is listed (or is this registry's and it is insecure).
+func (r *Remote) refOpts(ref string) []name.Option {
+	host, _, _ := strings.Cut(ref, "/")
+	if hostListed(r.o.insecureHosts, host) || (r.o.insecure && host == r.registryHost()) {
 		return []name.Option{name.Insecure}
 	}
 	return nil
@@ -198,26 +276,41 @@ func (r *Remote) remoteOpts(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(r.o.keychain),
-		remote.WithTransport(r.o.transport),
+		remote.WithTransport(r.o.rt),
 		// branchml retries whole operations itself (see do); one try inside.
 		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
 		remote.WithJobs(4),
 	}
 }
 
-// do runs op with the retry policy and wraps its failure in *Error.
+// do runs op with the retry policy and wraps its failure in *Error. Each
+// attempt's context records what the transport saw: a TLS failure ends the
+// retries with a TLSError; a Retry-After on a 429 or 503 sets the wait.
 func (r *Remote) do(ctx context.Context, opName, ref string, op func(ctx context.Context) error) error {
-	p := retry.Policy{Attempts: r.o.attempts, Initial: r.o.backoff,
+	var lastTLS *TLSError
+	var lastAfter time.Duration
+	p := retry.Policy{Attempts: r.o.attempts, Initial: r.o.backoff, Max: DefaultMaxBackoff, Window: r.o.window,
 		Retriable: func(err error) bool { return temporary(statusOf(err), err) },
 		OnRetry: func(attempt int, wait time.Duration, err error) {
-			r.o.log.Warnf("%s %s: attempt %d of %d failed (%v); retrying in %s", opName, ref, attempt, r.o.attempts, err, wait)
+			r.o.log.Warnf("%s %s: attempt %d failed (%v); retrying in %s", opName, ref, attempt, err, wait.Round(time.Millisecond))
 		}}
 	err := retry.Do(ctx, p, func(_ context.Context, _ int) error {
 		actx, cancel := context.WithTimeout(ctx, r.o.attemptTimeout)
+		actx, rec := withAttempt(actx)
 		err := op(actx)
 		cancel()
 		if err != nil && ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err == nil {
+			return nil
+		}
+		lastTLS, lastAfter = rec.get()
+		if lastTLS != nil {
+			return lastTLS // not temporary: the configuration must change
+		}
+		if lastAfter > 0 && temporary(statusOf(err), err) {
+			return retry.After(err, lastAfter)
 		}
 		return err
 	})
@@ -225,11 +318,25 @@ func (r *Remote) do(ctx context.Context, opName, ref string, op func(ctx context
 	if !errors.As(err, &re) {
 		return err
 	}
-	if re.Context != nil {
-		return &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Credentials: r.o.credSource, Attempts: re.Attempts, Err: re.Context}
+	e := &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Credentials: r.o.credSource, Attempts: re.Attempts,
+		RetryAfter: lastAfter, Window: re.Window}
+	switch {
+	case re.Context != nil:
+		e.Err = re.Context
+	case errors.As(re.Err, &e.TLS):
+		e.Err = e.TLS
+	default:
+		e.Status, e.Err = statusOf(re.Err), unwrapAfter(re.Err)
 	}
-	return &Error{Registry: r.registryHost(), Op: opName, Ref: ref, Status: statusOf(re.Err),
-		Credentials: r.o.credSource, Attempts: re.Attempts, Err: re.Err}
+	return e
+}
+
+func unwrapAfter(err error) error {
+	var ae *retry.AfterError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err
 }
 
 func (r *Remote) registryHost() string {
@@ -289,11 +396,140 @@ func (r *Remote) Push(ctx context.Context, repository, tag string, img v1.Image)
 	return Pushed{Ref: repo.Digest(d.String()).Name(), Digest: d.String()}, nil
 }
 
+// CheckPush starts a blob upload to repository with push scope and
+// cancels it: the registry answers 401/403 when the credentials may not push.
+func (r *Remote) CheckPush(ctx context.Context, repository string) error {
+	repo, err := r.repo(repository)
+	if err != nil {
+		return err
+	}
+	return r.do(ctx, "check push access to", repo.Name(), func(ctx context.Context) error {
+		auth, err := authn.Resolve(ctx, r.o.keychain, repo)
+		if err != nil {
+			return err
+		}
+		tr, err := transport.NewWithContext(ctx, repo.Registry, auth, r.o.rt, []string{repo.Scope(transport.PushScope)})
+		if err != nil {
+			return err
+		}
+		client := &http.Client{Transport: tr}
+		u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/blobs/uploads/"}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := transport.CheckError(resp, http.StatusAccepted, http.StatusCreated); err != nil {
+			return err
+		}
+		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode == http.StatusAccepted {
+			if lu, err := resp.Request.URL.Parse(loc); err == nil {
+				if del, err := http.NewRequestWithContext(ctx, http.MethodDelete, lu.String(), nil); err == nil {
+					if dresp, err := client.Do(del); err == nil {
+						dresp.Body.Close()
+					}
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// PushIndex writes idx and its images to repository (tagged with tag unless "").
+func (r *Remote) PushIndex(ctx context.Context, repository, tag string, idx v1.ImageIndex) (Pushed, error) {
+	repo, err := r.repo(repository)
+	if err != nil {
+		return Pushed{}, err
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return Pushed{}, fmt.Errorf("digest of index for %s: %w", repository, err)
+	}
+	var ref name.Reference = repo.Digest(d.String())
+	if tag != "" {
+		if ref, err = name.NewTag(repo.Name()+":"+tag, r.nameOpts()...); err != nil {
+			return Pushed{}, fmt.Errorf("image tag %q: %w", tag, err)
+		}
+	}
+	err = r.do(ctx, "push", ref.Name(), func(ctx context.Context) error {
+		return remote.WriteIndex(ref, idx, r.remoteOpts(ctx)...)
+	})
+	if err != nil {
+		return Pushed{}, err
+	}
+	return Pushed{Ref: repo.Digest(d.String()).Name(), Digest: d.String()}, nil
+}
+
+// Config returns the config of the image at ref (the first image of an index).
+func (r *Remote) Config(ctx context.Context, ref string) (*v1.ConfigFile, error) {
+	nref, err := name.ParseReference(ref, r.refOpts(ref)...)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	var cf *v1.ConfigFile
+	err = r.do(ctx, "read config of", nref.Name(), func(ctx context.Context) error {
+		desc, err := remote.Get(nref, r.remoteOpts(ctx)...)
+		if err != nil {
+			return err
+		}
+		var img v1.Image
+		if desc.MediaType.IsIndex() {
+			idx, err := desc.ImageIndex()
+			if err != nil {
+				return err
+			}
+			im, err := idx.IndexManifest()
+			if err != nil {
+				return err
+			}
+			if len(im.Manifests) == 0 {
+				return fmt.Errorf("index %s holds no image", ref)
+			}
+			if img, err = idx.Image(im.Manifests[0].Digest); err != nil {
+				return err
+			}
+		} else if img, err = desc.Image(); err != nil {
+			return err
+		}
+		cf, err = img.ConfigFile()
+		return err
+	})
+	return cf, err
+}
+
+// PullPlatform returns the image for platform at ref, from any registry
+// (a base image): an index is resolved for platform. The registry's CA
+// bundle and insecure hosts apply; credentials come from the keychain
+// (REGISTRY_USERNAME/REGISTRY_PASSWORD for this registry only).
+func (r *Remote) PullPlatform(ctx context.Context, ref string, platform v1.Platform) (v1.Image, error) {
+	nref, err := name.ParseReference(ref, r.refOpts(ref)...)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	var img v1.Image
+	err = r.do(ctx, "pull", nref.Name(), func(actx context.Context) error {
+		i, err := remote.Image(nref, append(r.remoteOpts(ctx), remote.WithPlatform(platform))...)
+		if err != nil {
+			return err
+		}
+		if _, err := i.ConfigFile(); err != nil {
+			return err
+		}
+		img = i
+		return nil
+	})
+	return img, err
+}
+
 // Pull returns the image at ref; its layers are read lazily with ctx. A ref
 // that names an index is resolved for linux/amd64 (go-containerregistry's
 // default platform). The attempt timeout does not bound a pull.
 func (r *Remote) Pull(ctx context.Context, ref string) (v1.Image, error) {
-	nref, err := name.ParseReference(ref, r.nameOpts()...)
+	nref, err := name.ParseReference(ref, r.refOpts(ref)...)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
@@ -344,6 +580,16 @@ func (l *Local) Pull(ctx context.Context, ref string) (v1.Image, error) {
 	return l.Remote.Pull(ctx, local)
 }
 
+// Config returns the config of the image at ref, read from this registry
+// whatever host ref names (see Pull).
+func (l *Local) Config(ctx context.Context, ref string) (*v1.ConfigFile, error) {
+	local, err := Rewrite(ref, l.Host())
+	if err != nil {
+		return nil, err
+	}
+	return l.Remote.Config(ctx, local)
+}
+
 // Registry backend types of config.RegistryBackend.Type.
 const (
 	TypeLocal = "local"
@@ -352,9 +598,16 @@ const (
 
 // Open returns the registry backend b names: "local" (the embedded registry
 // of stateDir, started in this process when none answers, see EnsureLocal;
-// its address is b.Addr when set) or "oci" (the registry at b.Host). close
+// its address is b.Addr when set) or "oci" (the registry at b.Host). b's
+// CAFile (give it absolute, or resolved with config.Config.Path),
+// InsecureRegistries, Insecure and RetryWindow apply, before opts. close
 // releases it (stops an in-process registry). An unknown type is an error.
 func Open(ctx context.Context, b config.RegistryBackend, stateDir string, opts ...Option) (reg Registry, close func(), err error) {
+	base := []Option{WithCAFile(b.CAFile), WithInsecureRegistries(b.InsecureRegistries...)}
+	if b.RetryWindow.Duration > 0 {
+		base = append(base, WithRetryWindow(b.RetryWindow.Duration))
+	}
+	opts = append(base, opts...)
 	switch b.Type {
 	case TypeLocal, "":
 		addr, stop, err := EnsureLocal(ctx, stateDir, b.Addr)

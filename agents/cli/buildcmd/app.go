@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -37,6 +38,7 @@ func RunCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "force", Usage: "rebuild every component whatever the lock says"},
 			&ucli.StringFlag{Name: "builder", EnvVars: []string{"BRANCHML_BUILDER"}, Usage: "Dockerfile builder: docker, buildah or kaniko (default: the first on PATH)"},
 			&ucli.StringFlag{Name: "source-url", EnvVars: []string{"BRANCHML_SOURCE_URL"}, Usage: "org.opencontainers.image.source `URL` (default: from backends.forge)"},
+			&ucli.StringFlag{Name: "platform", EnvVars: []string{"BRANCHML_PLATFORM"}, Usage: "`os/arch[,os/arch…]` of every Go component's image, e.g. linux/amd64,linux/arm64 for a multi-platform index (default: components[].platforms, else the agent's own)"},
 		},
 		Run: commitstatus.Wrap("build", run),
 	})
@@ -63,7 +65,9 @@ func run(e *cli.Env) (*agent.Result, error) {
 	if err := forgefactory.RequireApproval(e.Ctx, cfg, f, config.StageBuild, e.Build.Commit, e.DryRun); err != nil {
 		return nil, err
 	}
-	reg, closeReg, err := registry.Open(e.Ctx, cfg.Backends.Registry, statedir.Dir(cfg), registry.WithLogger(e.Log))
+	rb := cfg.Backends.Registry
+	rb.CAFile = cfg.Path(rb.CAFile)
+	reg, closeReg, err := registry.Open(e.Ctx, rb, statedir.Dir(cfg), registry.WithLogger(e.Log))
 	if err != nil {
 		return nil, agent.Usage("open the registry", err, "fix backends.registry in branchml.yaml")
 	}
@@ -76,10 +80,18 @@ func run(e *cli.Env) (*agent.Result, error) {
 	if sourceURL == "" {
 		sourceURL = SourceURL(cfg)
 	}
+	var platforms []string
+	if v := e.CLI.String("platform"); v != "" {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				platforms = append(platforms, p)
+			}
+		}
+	}
 	res, err := buildstage.Run(e.Ctx, buildstage.Options{
 		Config: cfg, Forge: f, Registry: reg, Workspace: workspace, Commit: e.Build.Commit,
 		DryRun: e.DryRun, Force: e.CLI.Bool("force"), JUnitPath: e.CLI.String("junit"),
-		Created: epoch, SourceURL: sourceURL, BuilderName: e.CLI.String("builder"), Log: e.Log,
+		Created: epoch, SourceURL: sourceURL, Platforms: platforms, BuilderName: e.CLI.String("builder"), Log: e.Log,
 		TestOutput: e.CLI.App.ErrWriter,
 	})
 	if res == nil {
@@ -103,9 +115,9 @@ func run(e *cli.Env) (*agent.Result, error) {
 	return result, err
 }
 
-// SourceURL is the org.opencontainers.image.source of cfg's repository:
-// https://github.com/<owner>/<repo> for the GitHub forge, the git remote for
-// the local one.
+// SourceURL is the org.opencontainers.image.source of cfg's repository, a
+// URL: https://github.com/<owner>/<repo> for the GitHub forge, the git
+// remote's file:// URL for the local one.
 func SourceURL(cfg *config.Config) string {
 	switch cfg.Backends.Forge.Type {
 	case "github":
@@ -114,7 +126,18 @@ func SourceURL(cfg *config.Config) string {
 		}
 		return ""
 	default:
-		return forgefactory.LocalRemote(cfg)
+		remote := forgefactory.LocalRemote(cfg)
+		if remote == "" {
+			return ""
+		}
+		if abs, err := filepath.Abs(remote); err == nil {
+			remote = abs
+		}
+		u, err := buildstage.SourceURL(remote)
+		if err != nil {
+			return ""
+		}
+		return u
 	}
 }
 

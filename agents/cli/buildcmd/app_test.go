@@ -12,6 +12,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
+	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 )
@@ -126,5 +127,22 @@ func TestRunCommandErrors(t *testing.T) {
 	code, _, logs = runApp(t, "run", "--workspace", root, "--commit", "abc")
 	if code != agent.ExitUsage || !strings.Contains(logs, `SOURCE_DATE_EPOCH="yesterday" is not a number of seconds`) {
 		t.Fatalf("bad epoch: exit %d\n%s", code, logs)
+	}
+}
+
+// TestSourceURLOfLocalForge: the image.source label of the local forge is a
+// file:// URL, not a path.
+func TestSourceURLOfLocalForge(t *testing.T) {
+	root := setup(t)
+	cfg, err := config.Load(filepath.Join(root, "branchml.yaml"), config.WithEnviron(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := SourceURL(cfg), "file://"+filepath.ToSlash(root)+"/remote.git"; got != want {
+		t.Fatalf("SourceURL = %q, want %q", got, want)
+	}
+	code, _, logs := runApp(t, "run", "--workspace", root, "--commit", "abc", "--source-url", "not a url")
+	if code != agent.ExitUsage || !strings.Contains(logs, `image source "not a url" is not a URL`) {
+		t.Fatalf("bad --source-url: exit %d\n%s", code, logs)
 	}
 }

@@ -36,7 +36,7 @@ const stream = `{"Time":"2026-11-29T12:00:00Z","Action":"start","Package":"examp
 `
 
 const want = `<?xml version="1.0" encoding="UTF-8"?>
-<testsuites name="build" tests="4" failures="1" errors="1" skipped="1" time="0.262">
+<testsuites name="build" tests="4" failures="1" errors="1" time="0.262">
   <testsuite name="a/example.com/ml/a" tests="3" failures="1" errors="0" skipped="1" time="0.262">
     <testcase classname="a/example.com/ml/a" name="TestOK" time="0.001">
       <system-out>=== RUN   TestOK&#xA;--- PASS: TestOK (0.00s)&#xA;</system-out>
@@ -50,8 +50,8 @@ const want = `<?xml version="1.0" encoding="UTF-8"?>
     <system-out>FAIL&#xA;</system-out>
   </testsuite>
   <testsuite name="a/example.com/ml/b" tests="1" failures="0" errors="1" skipped="0" time="0">
-    <testcase classname="a/example.com/ml/b" name="(package)" time="0">
-      <failure message="package example.com/ml/b failed" type="error">b/b.go:3:1: syntax error&#xA;</failure>
+    <testcase classname="a/example.com/ml/b" name="(build)" time="0">
+      <error message="example.com/ml/b does not compile: b/b.go:3:1: syntax error" type="build">b/b.go:3:1: syntax error&#xA;</error>
     </testcase>
   </testsuite>
   <testsuite name="a/example.com/ml/c" tests="0" failures="0" errors="0" skipped="0" time="0">
@@ -84,6 +84,63 @@ func TestFromGoTestJSON(t *testing.T) {
 	if raw, _ := os.ReadFile(path); string(raw) != want {
 		t.Fatal("written file differs from Marshal")
 	}
+	checkSchema(t, got)
+}
+
+// compileError is what Go 1.26's `go test -json ./...` prints for a module
+// whose package tj/a has a test file that does not compile, beside a
+// package tj/b with one skipped and one passing test.
+const compileError = `{"ImportPath":"tj/a [tj/a.test]","Action":"build-output","Output":"# tj/a [tj/a.test]\n"}
+{"ImportPath":"tj/a [tj/a.test]","Action":"build-output","Output":"a/a_test.go:3:28: undefined: undefinedThing\n"}
+{"ImportPath":"tj/a [tj/a.test]","Action":"build-fail"}
+{"Time":"2026-12-01T21:45:50.92744307Z","Action":"start","Package":"tj/a"}
+{"Time":"2026-12-01T21:45:50.927488261Z","Action":"output","Package":"tj/a","Output":"FAIL\ttj/a [build failed]\n"}
+{"Time":"2026-12-01T21:45:50.927494097Z","Action":"fail","Package":"tj/a","Elapsed":0,"FailedBuild":"tj/a [tj/a.test]"}
+{"Time":"2026-12-01T21:45:51.284879384Z","Action":"start","Package":"tj/b"}
+{"Time":"2026-12-01T21:45:51.288904129Z","Action":"run","Package":"tj/b","Test":"TestB"}
+{"Time":"2026-12-01T21:45:51.288927756Z","Action":"output","Package":"tj/b","Test":"TestB","Output":"=== RUN   TestB\n"}
+{"Time":"2026-12-01T21:45:51.28945129Z","Action":"output","Package":"tj/b","Test":"TestB","Output":"    b_test.go:3: why\n"}
+{"Time":"2026-12-01T21:45:51.28946251Z","Action":"output","Package":"tj/b","Test":"TestB","Output":"--- SKIP: TestB (0.00s)\n"}
+{"Time":"2026-12-01T21:45:51.28946535Z","Action":"skip","Package":"tj/b","Test":"TestB","Elapsed":0}
+{"Time":"2026-12-01T21:45:51.289469826Z","Action":"run","Package":"tj/b","Test":"TestC"}
+{"Time":"2026-12-01T21:45:51.289472716Z","Action":"output","Package":"tj/b","Test":"TestC","Output":"=== RUN   TestC\n"}
+{"Time":"2026-12-01T21:45:51.289475525Z","Action":"output","Package":"tj/b","Test":"TestC","Output":"--- PASS: TestC (0.00s)\n"}
+{"Time":"2026-12-01T21:45:51.289478373Z","Action":"pass","Package":"tj/b","Test":"TestC","Elapsed":0}
+{"Time":"2026-12-01T21:45:51.289480647Z","Action":"output","Package":"tj/b","Output":"PASS\n"}
+{"Time":"2026-12-01T21:45:51.289515077Z","Action":"output","Package":"tj/b","Output":"ok  \ttj/b\t0.004s\n"}
+{"Time":"2026-12-01T21:45:51.290013528Z","Action":"pass","Package":"tj/b","Elapsed":0.005}
+`
+
+// TestCompileError: a test file that does not compile is one build error
+// of its package (not a failed test, not two), with the compiler's output.
+func TestCompileError(t *testing.T) {
+	suites, err := FromGoTestJSON(strings.NewReader(compileError), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := &Suites{}
+	doc.Add(suites...)
+	if len(suites) != 2 || doc.Tests != 3 || doc.Failures != 0 || doc.Errors != 1 || doc.Skipped != 1 {
+		t.Fatalf("%d suites, tests %d failures %d errors %d skipped %d: %+v", len(suites), doc.Tests, doc.Failures, doc.Errors, doc.Skipped, suites)
+	}
+	a := suites[0]
+	if a.Name != "tj/a" || a.BuildFailed != "tj/a [tj/a.test]" || len(a.Cases) != 1 {
+		t.Fatalf("suite a = %+v", a)
+	}
+	c := a.Cases[0]
+	if c.Name != "(build)" || c.Failure != nil || c.Error == nil || c.Error.Type != "build" ||
+		c.Error.Message != "tj/a [tj/a.test] does not compile: a/a_test.go:3:28: undefined: undefinedThing" ||
+		c.Error.Text != "# tj/a [tj/a.test]\na/a_test.go:3:28: undefined: undefinedThing\n" {
+		t.Fatalf("build case = %+v %+v", c, c.Error)
+	}
+	if got := doc.BuildFailures(); len(got) != 1 || got[0] != "tj/a [tj/a.test]" {
+		t.Fatalf("BuildFailures() = %q", got)
+	}
+	raw, err := doc.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchema(t, raw)
 }
 
 func TestStrayLinesAndCutStream(t *testing.T) {
@@ -93,10 +150,10 @@ func TestStrayLinesAndCutStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(suites) != 2 || suites[0].Errors != 1 || suites[0].Cases[0].Failure.Message != "TestHang did not finish" {
+	if len(suites) != 2 || suites[0].Errors != 1 || suites[0].Cases[0].Error.Message != "TestHang did not finish" {
 		t.Fatalf("suites = %+v", suites)
 	}
-	if b := suites[1]; b.Name != "(build)" || b.Cases[0].Failure.Message != "# example.com/ml/b" || b.Cases[0].Failure.Text != "# example.com/ml/b\nb.go:1: bad\n" {
+	if b := suites[1]; b.Name != "(build)" || b.Cases[0].Error.Message != "# example.com/ml/b" || b.Cases[0].Error.Text != "# example.com/ml/b\nb.go:1: bad\n" {
 		t.Fatalf("build suite = %+v", b)
 	}
 }

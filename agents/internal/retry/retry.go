@@ -17,10 +17,18 @@ type Policy struct {
 	Attempts int
 	// Initial is the backoff after the first failed attempt.
 	Initial time.Duration
-	// Max caps every backoff (before jitter), and is the longest wait an
-	// error may ask for with After: a longer one ends the retries. 0 means
-	// no cap.
+	// Max caps every backoff (before jitter), and, without a Window, is
+	// the longest wait an error may ask for with After: a longer one ends
+	// the retries. 0 means no cap.
 	Max time.Duration
+	// Window, when above 0, bounds the retries in time: no wait is begun
+	// that would end more than Window after the first attempt started
+	// (whether a backoff or a wait asked for with After, which Window then
+	// bounds instead of Max); the retries end there with the last error
+	// and Error.Window set. Attempts still bounds the count.
+	Window time.Duration
+	// Now returns the current time for Window; nil means time.Now.
+	Now func() time.Time
 	// Multiplier grows the backoff after each failed attempt; 0 means 2.
 	Multiplier float64
 	// Jitter is the random fraction of a backoff, from 0 (none) to 1: a
@@ -84,6 +92,11 @@ func Do(ctx context.Context, p Policy, fn func(ctx context.Context, attempt int)
 	if sleep == nil {
 		sleep = Sleep
 	}
+	now := p.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx, attempt)
 		if err == nil {
@@ -95,11 +108,14 @@ func Do(ctx context.Context, p Policy, fn func(ctx context.Context, attempt int)
 		var wait time.Duration
 		var ae *AfterError
 		if errors.As(err, &ae) {
-			if wait = ae.Wait; p.Max > 0 && wait > p.Max {
+			if wait = ae.Wait; p.Window == 0 && p.Max > 0 && wait > p.Max {
 				return &Error{Attempts: attempt, Err: err}
 			}
 		} else {
 			wait = p.Backoff(attempt)
+		}
+		if p.Window > 0 && now().Sub(start)+wait > p.Window {
+			return &Error{Attempts: attempt, Err: err, Window: p.Window}
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return &Error{Attempts: attempt, Err: err, Context: cerr}
@@ -122,12 +138,17 @@ type Error struct {
 	// Context is ctx's error when the context ended before the next
 	// attempt could run; nil otherwise.
 	Context error
+	// Window is Policy.Window when the retries ended because the next wait
+	// would have gone past it; 0 otherwise.
+	Window time.Duration
 }
 
 func (e *Error) Error() string {
 	switch {
 	case e.Context != nil:
 		return fmt.Sprintf("%v after %s; last error: %v", e.Context, plural(e.Attempts), e.Err)
+	case e.Window > 0:
+		return fmt.Sprintf("%v (after %s; the retry window of %s is spent)", e.Err, plural(e.Attempts), e.Window)
 	case e.Attempts > 1:
 		return fmt.Sprintf("%v (after %s)", e.Err, plural(e.Attempts))
 	}

@@ -223,3 +223,43 @@ func TestZeroPolicyTriesOnce(t *testing.T) {
 		t.Fatalf("%d calls, err %v", n, err)
 	}
 }
+
+// TestWindow: the retries stop before a wait that would end past the
+// window; an After wait longer than Max is honoured inside the window.
+func TestWindow(t *testing.T) {
+	var rec recorder
+	clock := time.Unix(1000, 0)
+	sleep := func(ctx context.Context, d time.Duration) error { clock = clock.Add(d); return rec.sleep(ctx, d) }
+	p := retry.Policy{Attempts: 100, Initial: time.Second, Max: 4 * time.Second, Window: 10 * time.Second,
+		Sleep: sleep, Now: func() time.Time { return clock }}
+	n := 0
+	err := retry.Do(context.Background(), p, func(context.Context, int) error {
+		n++
+		clock = clock.Add(500 * time.Millisecond) // each attempt takes 0.5 s
+		return tempErr{true}
+	})
+	var re *retry.Error
+	// 0.5 +1 +0.5 +2 +0.5 +4 +0.5 = 9 s; the next wait (4 s) would end at 13.5 s.
+	if !errors.As(err, &re) || n != 4 || re.Window != 10*time.Second || !reflect.DeepEqual(rec.waits, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}) {
+		t.Fatalf("err %v, %d attempts, waits %v", err, n, rec.waits)
+	}
+	if err.Error() != "boom (after 4 attempts; the retry window of 10s is spent)" {
+		t.Fatalf("message %q", err)
+	}
+	rec.waits, n = nil, 0
+	err = retry.Do(context.Background(), p, func(context.Context, int) error {
+		n++
+		if n == 1 {
+			return retry.After(tempErr{true}, 7*time.Second) // above Max, inside the window
+		}
+		return nil
+	})
+	if err != nil || !reflect.DeepEqual(rec.waits, []time.Duration{7 * time.Second}) {
+		t.Fatalf("After inside the window: %v, waits %v", err, rec.waits)
+	}
+	rec.waits = nil
+	err = retry.Do(context.Background(), p, func(context.Context, int) error { return retry.After(tempErr{true}, 11*time.Second) })
+	if !errors.As(err, &re) || re.Attempts != 1 || re.Window == 0 || len(rec.waits) != 0 {
+		t.Fatalf("After past the window: %v, waits %v", err, rec.waits)
+	}
+}

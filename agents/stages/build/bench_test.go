@@ -5,11 +5,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
+	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/stages/build/changes"
@@ -29,84 +34,134 @@ func exampleComponents(b *testing.B) (string, []config.Component) {
 	return root, cfg.Components
 }
 
-// BenchmarkExample compares, in one run, building and pushing the images of
-// examples/djia30's components (imagebuild.BuildGo + push to the embedded
-// registry on loopback) with a plain `go build` of the same binaries with
-// the same flags. "cold" gives each iteration an empty GOCACHE (both sides
-// compile the standard library and gonum); "warm" uses the user's GOCACHE,
-// primed before timing (both sides only link).
+// BenchmarkStage compares, in one run on examples/djia30, the whole stage
+// (`branchml-build run`: hash, push check, the tests of every package the
+// components are built from, the builds, the images, the pushes to the
+// embedded registry on loopback and the lock's write-back, from a fresh
+// forge and registry) with a plain `go build` of the same three components
+// (one go command each, the images' flags). Rounds alternate the two
+// sides, so that both see the same load. "cold": each side gets an empty
+// GOCACHE (both compile the standard library and gonum); "warm": the
+// GOCACHE that a first run of each filled. It reports the median time of
+// each side (s/round), the median ratio of the stage's time to go build's
+// (ratio) and of their CPU times (cpu-ratio: what the stage costs on a
+// machine whose cores are all busy).
 //
-//	go test -run '^$' -bench BenchmarkExample -benchtime 3x ./agents/stages/build/
-func BenchmarkExample(b *testing.B) {
+//	go test -run '^$' -bench BenchmarkStage -benchtime 3x ./agents/stages/build/
+//
+// BRANCHML_BENCH_PLATFORMS=linux/amd64,linux/arm64 measures the stage
+// building a multi-platform index instead (the baseline stays one go build
+// per component for the agent's platform).
+func BenchmarkStage(b *testing.B) {
 	root, comps := exampleComponents(b)
+	var platforms []string
+	if v := os.Getenv("BRANCHML_BENCH_PLATFORMS"); v != "" {
+		platforms = strings.Split(v, ",")
+	}
 	ctx := context.Background()
-	type pkg struct {
-		c   config.Component
-		src *changes.Sources
-	}
-	var pkgs []pkg
+	var pkgs []string
 	for _, c := range comps {
-		src, err := changes.Hash(ctx, root, c)
+		pkgs = append(pkgs, "./"+c.Path)
+	}
+	// Each side returns its wall time and its CPU time (user+system, of
+	// this process and of the commands it ran), which the load of other
+	// work on the machine does not inflate.
+	goBuild := func(b *testing.B, cache string) (time.Duration, time.Duration) {
+		out := b.TempDir()
+		start := time.Now()
+		var cpu time.Duration
+		for i, p := range pkgs {
+			cmd := exec.Command("go", append(append([]string{"build"}, imagebuild.GoFlags...), "-ldflags="+imagebuild.DefaultLdflags, "-o", filepath.Join(out, strconv.Itoa(i)), p)...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOCACHE="+cache)
+			if o, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("go build %s: %v\n%s", p, err, o)
+			}
+			cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
+		return time.Since(start), cpu
+	}
+	stage := func(b *testing.B, cache string) (time.Duration, time.Duration) {
+		cfg, err := config.Load(filepath.Join(root, "branchml.yaml"), config.WithEnviron(nil))
 		if err != nil {
-			b.Skipf("examples/djia30 component %s: %v", c.Name, err)
+			b.Fatal(err)
 		}
-		pkgs = append(pkgs, pkg{c, src})
-	}
-	regDir := b.TempDir()
-	s, err := registry.Start(regDir, "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	reg, _ := registry.NewLocal(s.Addr, regDir, registry.WithKeychain(authn.NewMultiKeychain(), "none"))
-	// warm: the user's own build cache, primed below.
-	raw, err := exec.Command("go", "env", "GOCACHE").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	warmCache := strings.TrimSpace(string(raw))
-
-	goBuild := func(b *testing.B, cache string) {
-		for _, p := range pkgs {
-			cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags="+imagebuild.DefaultLdflags, "-o", filepath.Join(b.TempDir(), p.c.Name), p.src.Package)
-			cmd.Dir = p.src.ModuleDir
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOCACHE="+cache, "GOFLAGS=-mod=readonly")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("go build %s: %v\n%s", p.c.Name, err, out)
-			}
+		f, err := gitremote.Init(ctx, filepath.Join(b.TempDir(), "ml.git"), map[string][]byte{"README.md": []byte("ml\n")}, []string{"main", "build-components"})
+		if err != nil {
+			b.Fatal(err)
 		}
-	}
-	imagePush := func(b *testing.B, cache string) {
-		for _, p := range pkgs {
-			built, err := imagebuild.BuildGo(ctx, imagebuild.GoImage{Name: p.c.Name, ModuleDir: p.src.ModuleDir, Package: p.src.Package,
-				Binary: p.c.Binary, Labels: map[string]string{imagebuild.LabelRevision: "bench"}, Env: []string{"GOCACHE=" + cache}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := reg.Push(ctx, p.c.Image, "", built.Image); err != nil {
-				b.Fatal(err)
-			}
+		regDir := b.TempDir()
+		s, err := registry.Start(regDir, "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
 		}
+		defer s.Close()
+		reg, _ := registry.NewLocal(s.Addr, regDir, registry.WithKeychain(authn.NewMultiKeychain(), "none"))
+		b.Setenv("GOCACHE", cache)
+		o := Options{Config: cfg, Forge: f, Registry: reg, Workspace: root, Commit: "1111111111111111111111111111111111111111",
+			JUnitPath: filepath.Join(b.TempDir(), "junit.xml"), Platforms: platforms}
+		cpu0 := cpuTime()
+		start := time.Now()
+		res, err := Run(ctx, o)
+		d := time.Since(start)
+		cpu := cpuTime() - cpu0
+		if err != nil {
+			b.Fatal(err)
+		}
+		if built, _ := res.Counts(); built != len(comps) {
+			b.Fatalf("built %d of %d components", built, len(comps))
+		}
+		return d, cpu
 	}
-	goBuild(b, warmCache) // prime
+	median := func(xs []float64) float64 {
+		s := append([]float64(nil), xs...)
+		sort.Float64s(s)
+		if len(s)%2 == 1 {
+			return s[len(s)/2]
+		}
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	warmBase, warmStage := b.TempDir(), b.TempDir()
+	goBuild(b, warmBase) // fill the warm caches, untimed
+	stage(b, warmStage)
 	for _, mode := range []string{"cold", "warm"} {
-		for _, side := range []struct {
-			name string
-			fn   func(*testing.B, string)
-		}{{"go-build", goBuild}, {"image-build-push", imagePush}} {
-			b.Run(mode+"/"+side.name, func(b *testing.B) {
-				for i := 0; i < b.N; i++ {
-					cache := warmCache
-					if mode == "cold" {
-						b.StopTimer()
-						cache = b.TempDir()
-						b.StartTimer()
-					}
-					side.fn(b, cache)
+		b.Run(mode, func(b *testing.B) {
+			var base, st, ratio, cpuRatio []float64
+			for i := 0; i < b.N; i++ {
+				bc, sc := warmBase, warmStage
+				if mode == "cold" {
+					bc, sc = b.TempDir(), b.TempDir()
 				}
-			})
-		}
+				// Alternate which side goes first.
+				var db, ds, cb, cs time.Duration
+				if i%2 == 0 {
+					db, cb = goBuild(b, bc)
+					ds, cs = stage(b, sc)
+				} else {
+					ds, cs = stage(b, sc)
+					db, cb = goBuild(b, bc)
+				}
+				base, st = append(base, db.Seconds()), append(st, ds.Seconds())
+				ratio, cpuRatio = append(ratio, ds.Seconds()/db.Seconds()), append(cpuRatio, cs.Seconds()/cb.Seconds())
+				b.Logf("%s round %d: go build %.1f s (cpu %.1f s), stage %.1f s (cpu %.1f s): ratio %.2f, cpu ratio %.2f",
+					mode, i+1, db.Seconds(), cb.Seconds(), ds.Seconds(), cs.Seconds(), ds.Seconds()/db.Seconds(), cs.Seconds()/cb.Seconds())
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(median(base), "go-build-s/round")
+			b.ReportMetric(median(st), "stage-s/round")
+			b.ReportMetric(median(ratio), "ratio")
+			b.ReportMetric(median(cpuRatio), "cpu-ratio")
+		})
 	}
+}
+
+// cpuTime is the user and system time of this process and of its waited-for children.
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
 }
 
 // TestExampleComponents plans the build of examples/djia30 against a fresh

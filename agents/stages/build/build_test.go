@@ -23,6 +23,7 @@ import (
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
 	"github.com/branchml/branchml/agents/stages/build/changes"
+	"github.com/branchml/branchml/agents/stages/build/imagebuild"
 )
 
 // counting is a registry.Registry that counts pushes.
@@ -116,7 +117,7 @@ func actions(r *Result) string {
 func hashOf(t *testing.T, e *env, name string) string {
 	for _, c := range e.cfg.Components {
 		if c.Name == name {
-			s, err := changes.Hash(context.Background(), e.root, c)
+			s, err := changes.Hash(context.Background(), e.root, c, changes.WithPlatforms(imagebuild.DefaultPlatform()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +176,7 @@ func TestBuildTwiceThenChangeOne(t *testing.T) {
 		t.Fatalf("lock:\n%s\nwant:\n%s", got, wantLock)
 	}
 	junitXML, err := os.ReadFile(o.JUnitPath)
-	if err != nil || !strings.Contains(string(junitXML), `<testcase classname="hello/example.com/ml/components/hello" name="TestGreet"`) {
+	if err != nil || !strings.Contains(string(junitXML), `<testcase classname="example.com/ml/components/hello" name="TestGreet"`) {
 		t.Fatalf("junit: %v\n%s", err, junitXML)
 	}
 
@@ -380,30 +381,36 @@ func TestRegistryFailuresWriteNothing(t *testing.T) {
 		name  string
 		fault func(http.Handler) http.Handler
 		opts  []registry.Option
+		what  string
 		want  []string
 	}{
+		// A 401 (or a registry that is down) shows before any test or build.
 		{"401", onUploads(http.StatusUnauthorized), []registry.Option{registry.WithGetenv(func(k string) string { return creds[k] })},
-			[]string{"answered 401 Unauthorized (credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD)", "push hello: push "}},
+			"check push access for hello", []string{"answered 401 Unauthorized (credentials: REGISTRY_USERNAME/REGISTRY_PASSWORD)", "check push access to "}},
 		{"503", onUploads(http.StatusServiceUnavailable), []registry.Option{registry.WithKeychain(authn.NewMultiKeychain(), "none")},
-			[]string{"answered 503 Service Unavailable (after 3 attempts)"}},
+			"check push access for hello", []string{"answered 503 Service Unavailable (after 3 attempts)"}},
 		{"timeout", hang, []registry.Option{registry.WithKeychain(authn.NewMultiKeychain(), "none")},
-			[]string{"(after 3 attempts)", "context deadline exceeded"}},
+			"push hello", []string{"(after 3 attempts)", "context deadline exceeded"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			e := faultEnv(t, c.fault, c.opts...)
-			_, err := Run(context.Background(), e.opts(t, "1111111111111111111111111111111111111111"))
+			o := e.opts(t, "1111111111111111111111111111111111111111")
+			res, err := Run(context.Background(), o)
 			var ce *agent.Error
-			if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || ce.What != "push hello" {
+			if !errors.As(err, &ce) || ce.Code != agent.ExitFailed || ce.What != c.what {
 				t.Fatalf("err = %v", err)
+			}
+			if _, serr := os.Stat(o.JUnitPath); c.what != "push hello" && (serr == nil || res.Components[0].Tests != "") {
+				t.Errorf("tests ran before the push check failed")
 			}
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			if c.name == "401" && !strings.Contains(ce.Fix, "REGISTRY_USERNAME/REGISTRY_PASSWORD") {
+			if c.name == "401" && (!strings.Contains(ce.Fix, "REGISTRY_USERNAME/REGISTRY_PASSWORD") || res.Components[0].Reason != "not built: no push access to "+e.reg.Host()+"/ml/hello") {
 				t.Errorf("fix %q does not name the credentials", ce.Fix)
 			}
 			var re *registry.Error

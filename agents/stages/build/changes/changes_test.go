@@ -27,15 +27,25 @@ func write(t *testing.T, root string, files map[string]string) {
 func repo(t *testing.T) string {
 	root := t.TempDir()
 	write(t, root, map[string]string{
-		"go.mod":                       "module example.com/ml\n\ngo 1.22\n",
-		"internal/shared/shared.go":    "package shared\n\nconst Greeting = \"hi\"\n",
-		"internal/unused/unused.go":    "package unused\n",
-		"components/a/main.go":         "package main\n\nimport \"example.com/ml/internal/shared\"\n\nfunc main() { println(shared.Greeting) }\n",
-		"components/a/testdata/in.txt": "x\n",
-		"components/b/main.go":         "package main\n\nfunc main() {}\n",
-		"components/web/Dockerfile":    "FROM scratch\n",
-		"components/web/index.html":    "<p>hi</p>\n",
-		"README.md":                    "not hashed\n",
+		"go.mod":                              "module example.com/ml\n\ngo 1.22\n",
+		"internal/shared/shared.go":           "package shared\n\nconst Greeting = \"hi\"\n",
+		"internal/unused/unused.go":           "package unused\n",
+		"components/a/main.go":                "package main\n\nimport \"example.com/ml/internal/shared\"\n\nfunc main() { println(shared.Greeting) }\n",
+		"components/a/testdata/in.txt":        "x\n",
+		"components/a/a_test.go":              "package main\n\nimport \"testing\"\n\nfunc TestA(t *testing.T) {}\n",
+		"components/a/NOTES.md":               "no build reads this\n",
+		"internal/shared/banner.go":           "package shared\n\nimport _ \"embed\"\n\n//go:embed static/banner.txt\nvar Banner string\n",
+		"internal/shared/static/banner.txt":   "welcome\n",
+		"internal/shared/shared_arm64.go":     "package shared\n\nconst Arch = \"arm64\"\n",
+		"internal/shared/zero.syso":           "\x00",
+		"internal/shared/shared_test.go":      "package shared\n\nimport (\n\t\"os\"\n\t\"testing\"\n\n\t\"example.com/ml/internal/testutil\"\n)\n\nfunc TestGolden(t *testing.T) { os.ReadFile(\"testdata/golden.txt\"); testutil.Help() }\n",
+		"internal/testutil/testutil.go":       "package testutil\n\n// Help is imported by tests only.\nfunc Help() {}\n",
+		"internal/shared/testdata/golden.txt": "hi\n",
+		"internal/unused/unused_test.go":      "package unused\n",
+		"components/b/main.go":                "package main\n\nfunc main() {}\n",
+		"components/web/Dockerfile":           "FROM scratch\n",
+		"components/web/index.html":           "<p>hi</p>\n",
+		"README.md":                           "not hashed\n",
 	})
 	return root
 }
@@ -53,8 +63,16 @@ func TestHashFilesAndValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(a.Files, ","), "components/a/main.go,components/a/testdata/in.txt,go.mod,internal/shared/shared.go"; got != want {
+	if got, want := strings.Join(a.Files, ","), "components/a/a_test.go,components/a/main.go,components/a/testdata/in.txt,go.mod,"+
+		"internal/shared/banner.go,internal/shared/shared.go,internal/shared/shared_test.go,internal/shared/static/banner.txt,"+
+		"internal/shared/testdata/golden.txt,internal/shared/zero.syso,internal/testutil/testutil.go"; got != want {
 		t.Fatalf("files of a = %s, want %s", got, want)
+	}
+	if got := strings.Join(a.Packages, ","); got != "example.com/ml/components/a,example.com/ml/internal/shared" {
+		t.Fatalf("packages of a = %s", got)
+	}
+	if len(a.Platforms) != 1 || a.Platforms[0] != DefaultPlatform() {
+		t.Fatalf("platforms %v", a.Platforms)
 	}
 	if a.Package != "./components/a" || a.ModuleDir != root {
 		t.Fatalf("package %q module %q", a.Package, a.ModuleDir)
@@ -65,7 +83,7 @@ func TestHashFilesAndValue(t *testing.T) {
 	}
 	// The documented formula, recomputed.
 	h := sha256.New()
-	fmt.Fprintf(h, "kind=go\nbase=\nbinary=\ntest=[]\ndockerfile=\ngo=%s\n", b.GoVersion)
+	fmt.Fprintf(h, "kind=go\nbase=\nbinary=\ntest=[]\ndockerfile=\ngo=%s\nplatforms=%s\n", b.GoVersion, DefaultPlatform())
 	for _, f := range []string{"components/b/main.go", "go.mod"} {
 		raw, _ := os.ReadFile(filepath.Join(root, f))
 		sum := sha256.Sum256(raw)
@@ -114,6 +132,53 @@ func TestOnlyDependentsChange(t *testing.T) {
 	withBase.Base = "gcr.io/distroless/static"
 	if hash(withBase) == hash(compB) {
 		t.Fatal("the base image is not part of the hash")
+	}
+}
+
+// TestHashReadsWhatTheBuildReads: an embedded file in a subdirectory of a
+// shared package, a test's testdata and a file of another target platform
+// count; a file no build reads does not.
+func TestHashReadsWhatTheBuildReads(t *testing.T) {
+	ctx := context.Background()
+	root := repo(t)
+	hash := func(c config.Component, opts ...Option) string {
+		t.Helper()
+		s, err := Hash(ctx, root, c, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Hash
+	}
+	multi := []Option{WithPlatforms("linux/amd64", "linux/arm64")}
+	a0, am0, b0 := hash(compA), hash(compA, multi...), hash(compB)
+	if am0 == a0 {
+		t.Fatal("the platforms are not part of the hash")
+	}
+	for _, c := range []struct {
+		file, content string
+		changes       bool // the hash of a (for its platform)
+		multiChanges  bool // for linux/amd64+linux/arm64
+	}{
+		{"internal/shared/static/banner.txt", "welcome back\n", true, true},
+		{"internal/shared/testdata/golden.txt", "hello\n", true, true},
+		// A package only the tests of a shared package import.
+		{"internal/testutil/testutil.go", "package testutil\n\n// Help helps.\nfunc Help() {}\n", true, true},
+		{"components/a/NOTES.md", "still not read\n", false, false},
+		{"internal/shared/shared_arm64.go", "package shared\n\nconst Arch = \"aarch64\"\n", DefaultPlatform() == "linux/arm64", true},
+		{"internal/shared/static/unembedded.txt", "not matched by the pattern\n", false, false},
+	} {
+		write(t, root, map[string]string{c.file: c.content})
+		a1, am1 := hash(compA), hash(compA, multi...)
+		if (a1 != a0) != c.changes || (am1 != am0) != c.multiChanges {
+			t.Errorf("%s: a's hash changed %v (want %v), for two platforms %v (want %v)", c.file, a1 != a0, c.changes, am1 != am0, c.multiChanges)
+		}
+		a0, am0 = a1, am1
+		if hash(compB) != b0 {
+			t.Errorf("%s changed the hash of b, which does not import it", c.file)
+		}
+	}
+	if _, err := Hash(ctx, root, compA, WithPlatforms("linux")); err == nil || !strings.Contains(err.Error(), `platform "linux": want os/arch`) {
+		t.Errorf("bad platform: %v", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package imagebuild
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -22,20 +20,23 @@ import (
 
 // DockerfileBuild is one Dockerfile build.
 type DockerfileBuild struct {
-	// Name is the component name; Context the build context directory;
-	// Dockerfile the Dockerfile path (absolute or relative to Context).
+	// Name is the component name; Context the build context directory
+	// (made absolute); Dockerfile the Dockerfile path (absolute or
+	// relative to Context).
 	Name, Context, Dockerfile string
-	// Labels are passed as --label KEY=VALUE.
-	Labels map[string]string
 	// Created is the SOURCE_DATE_EPOCH given to the builder (zero: the Unix epoch).
 	Created time.Time
 	// Output receives the builder's output (nil: discarded).
 	Output io.Writer
-	// Dir receives the builder's output archive, from which the returned
-	// image reads its blobs: it must outlive the image (until it is pushed);
-	// the caller removes it. Required.
+	// Dir receives the builder's output (an OCI image layout; a tarball for
+	// kaniko), from which the returned image reads its blobs: it must
+	// outlive the image (until it is pushed); the caller removes it. Required.
 	Dir string
 }
+
+// Labels are not given to the builder: the caller sets them on the built
+// image's config (WithMeta), so that the same content can keep the
+// revision label it was first built with.
 
 // Builder builds a Dockerfile into an image without pushing it.
 type Builder interface {
@@ -95,7 +96,10 @@ type cliBuilder struct {
 func (c *cliBuilder) Name() string { return c.name }
 
 // Commands returns the argv lists the builder runs for b, writing the image
-// to out (an OCI archive for docker and buildah, a docker tarball for kaniko).
+// to out: an OCI image layout directory for docker and buildah (no archive
+// to unpack: the blobs are written once), a docker tarball for kaniko. The
+// last list of buildah's removes the image from its own storage once
+// exported (buildah does not cache layers unless asked, so nothing is lost).
 func (c *cliBuilder) Commands(b DockerfileBuild, out string) [][]string {
 	df := b.Dockerfile
 	if df == "" {
@@ -105,25 +109,17 @@ func (c *cliBuilder) Commands(b DockerfileBuild, out string) [][]string {
 		df = filepath.Join(b.Context, df)
 	}
 	tag := "branchml.local/" + b.Name + ":build"
-	var labels []string
-	keys := make([]string, 0, len(b.Labels))
-	for k := range b.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		labels = append(labels, "--label", k+"="+b.Labels[k])
-	}
 	switch c.kind {
 	case BuilderDocker:
-		args := append([]string{c.bin, "buildx", "build", "--file", df, "--output", "type=oci,dest=" + out + ",rewrite-timestamp=true"}, labels...)
-		return [][]string{append(args, b.Context)}
+		return [][]string{{c.bin, "buildx", "build", "--file", df, "--output", "type=oci,dest=" + out + ",tar=false,rewrite-timestamp=true", b.Context}}
 	case BuilderBuildah:
-		args := append([]string{c.bin, "build", "--file", df, "--tag", tag, "--timestamp", epoch(b.Created)}, labels...)
-		return [][]string{append(args, b.Context), {c.bin, "push", tag, "oci-archive:" + out}}
+		return [][]string{
+			{c.bin, "build", "--file", df, "--tag", tag, "--timestamp", epoch(b.Created), b.Context},
+			{c.bin, "push", tag, "oci:" + out},
+			{c.bin, "rmi", tag},
+		}
 	default: // kaniko
-		args := []string{c.bin, "--dockerfile", df, "--context", "dir://" + b.Context, "--no-push", "--reproducible", "--tar-path", out, "--destination", tag}
-		return [][]string{append(args, labels...)}
+		return [][]string{{c.bin, "--dockerfile", df, "--context", "dir://" + b.Context, "--no-push", "--reproducible", "--tar-path", out, "--destination", tag}}
 	}
 }
 
@@ -138,11 +134,18 @@ func (c *cliBuilder) Build(ctx context.Context, b DockerfileBuild) (v1.Image, er
 	if b.Dir == "" {
 		return nil, fmt.Errorf("component %s: DockerfileBuild.Dir is empty: give a directory for the builder's output", b.Name)
 	}
-	tmp := b.Dir
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	ctxDir, err := filepath.Abs(b.Context)
+	if err != nil {
 		return nil, err
 	}
-	out := filepath.Join(tmp, "image.tar")
+	b.Context = ctxDir
+	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	out := filepath.Join(b.Dir, "layout")
+	if c.kind == BuilderKaniko {
+		out = filepath.Join(b.Dir, "image.tar")
+	}
 	for _, argv := range c.Commands(b, out) {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir = b.Context
@@ -160,50 +163,16 @@ func (c *cliBuilder) Build(ctx context.Context, b DockerfileBuild) (v1.Image, er
 	if c.kind == BuilderKaniko {
 		return tarball.ImageFromPath(out, nil)
 	}
-	return loadOCIArchive(out, filepath.Join(tmp, "layout"))
+	return loadLayout(out)
 }
 
-// loadOCIArchive unpacks an OCI image-layout tar into dir and returns its
-// first image. The image's blobs are read from dir lazily, so dir must stay
-// until the image is pushed.
-func loadOCIArchive(archive, dir string) (v1.Image, error) {
-	f, err := os.Open(archive)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read OCI archive: %w", err)
-		}
-		name := filepath.Clean("/" + h.Name)
-		target := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return nil, err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return nil, err
-			}
-			data, err := io.ReadAll(tr)
-			if err != nil {
-				return nil, err
-			}
-			if err := os.WriteFile(target, data, 0o644); err != nil {
-				return nil, err
-			}
-		}
-	}
+// loadLayout returns the first image of the OCI image layout in dir. The
+// image's blobs are read from dir lazily, so dir must stay until the image
+// is pushed.
+func loadLayout(dir string) (v1.Image, error) {
 	p, err := layout.FromPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("OCI archive is not an image layout: %w", err)
+		return nil, fmt.Errorf("the builder's output is not an OCI image layout: %w", err)
 	}
 	idx, err := p.ImageIndex()
 	if err != nil {
@@ -215,14 +184,10 @@ func loadOCIArchive(archive, dir string) (v1.Image, error) {
 	}
 	for _, d := range im.Manifests {
 		if d.MediaType.IsImage() {
-			img, err := idx.Image(d.Digest)
-			if err != nil {
-				return nil, err
-			}
-			return img, nil
+			return idx.Image(d.Digest)
 		}
 	}
-	return nil, errors.New("OCI archive holds no image manifest")
+	return nil, errors.New("the builder's OCI layout holds no image manifest")
 }
 
 func lastLines(s string, n int) string {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -36,8 +37,8 @@ func tinyModule(t *testing.T, msg string) string {
 func TestBuildGoReproducible(t *testing.T) {
 	ctx := context.Background()
 	mod := tinyModule(t, "hello from the image")
-	g := GoImage{Name: "hello", ModuleDir: mod, Package: "./cmd/hello",
-		Labels: map[string]string{LabelSource: "https://example.com/ml.git", LabelRevision: "abc123"}}
+	g := GoImage{Name: "hello", ModuleDir: mod, Package: "./cmd/hello", Scratch: true,
+		Labels: map[string]string{LabelSource: "https://example.com/ml.git"}, Meta: Meta{Revision: "abc123"}}
 	b1, err := BuildGo(ctx, g)
 	if err != nil {
 		t.Fatal(err)
@@ -99,10 +100,74 @@ func TestBuildGoReproducible(t *testing.T) {
 		t.Fatalf("binary printed %q, %v", out, err)
 	}
 
-	// Another revision label changes the digest; another source too.
-	g.Labels = map[string]string{LabelRevision: "def456"}
-	if b3, _ := BuildGo(ctx, g); b3.Digest == b1.Digest {
+	// Another revision label changes the digest; the same one again gives
+	// the same digest without a compile (Assemble).
+	g.Meta.Revision = "def456"
+	b3, _ := BuildGo(ctx, g)
+	if b3.Digest == b1.Digest {
 		t.Fatal("label change kept the digest")
+	}
+	g.Meta.Revision = "abc123"
+	if err := b3.Assemble(g); err != nil || b3.Digest != b1.Digest {
+		t.Fatalf("reassembled with the first revision: %s, want %s (%v)", b3.Digest, b1.Digest, err)
+	}
+}
+
+// TestDefaultBase: without a base, a Go image runs as nonroot on the
+// base image's layer, with its environment and the binary's dir on PATH.
+func TestDefaultBase(t *testing.T) {
+	b, err := ImageFromBinary([]byte("not really arm64 code"), GoImage{Name: "hello", Platform: "linux/arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := b.Image.Layers()
+	if len(layers) != 2 {
+		t.Fatalf("%d layers, want base + binary", len(layers))
+	}
+	cf, _ := b.Image.ConfigFile()
+	if cf.Config.User != "65532:65532" || cf.Architecture != "arm64" || cf.Config.WorkingDir != "/home/nonroot" ||
+		strings.Join(cf.Config.Env, " ") != "PATH=/usr/local/bin:/usr/bin:/bin:/ko-app HOME=/home/nonroot SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" {
+		t.Fatalf("config %+v", cf.Config)
+	}
+}
+
+func TestIndex(t *testing.T) {
+	var imgs []v1.Image
+	for _, p := range []string{"linux/amd64", "linux/arm64"} {
+		b, err := ImageFromBinary([]byte("binary for "+p), GoImage{Name: "hello", Platform: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, b.Image)
+	}
+	idx, err := Index(imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	mt, _ := idx.MediaType()
+	if mt != "application/vnd.oci.image.index.v1+json" || len(im.Manifests) != 2 || im.Manifests[0].Platform.Architecture != "amd64" || im.Manifests[1].Platform.Architecture != "arm64" {
+		t.Fatalf("index %s %+v", mt, im)
+	}
+	if _, err := ParsePlatform("linux"); err == nil {
+		t.Fatal("platform without an architecture accepted")
+	}
+}
+
+func TestCompileGoOneCommand(t *testing.T) {
+	mod := tinyModule(t, "x")
+	os.MkdirAll(filepath.Join(mod, "cmd/other/v2"), 0o755)
+	os.WriteFile(filepath.Join(mod, "cmd/other/v2/main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	os.MkdirAll(filepath.Join(mod, "lib/hello"), 0o755)
+	os.WriteFile(filepath.Join(mod, "lib/hello/main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	out := t.TempDir()
+	bins, err := CompileGo(context.Background(), GoCompile{ModuleDir: mod, Packages: []string{"./cmd/hello", "./cmd/other/v2", "./lib/hello"}, OutDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"./cmd/hello": filepath.Join(out, "0/hello"), "./cmd/other/v2": filepath.Join(out, "0/other"), "./lib/hello": filepath.Join(out, "1/hello")}
+	if !reflect.DeepEqual(bins, want) {
+		t.Fatalf("binaries %v, want %v", bins, want)
 	}
 }
 
@@ -177,16 +242,17 @@ func TestDetectBuilder(t *testing.T) {
 }
 
 func TestCommands(t *testing.T) {
-	b := DockerfileBuild{Name: "web", Context: "/src/web", Labels: map[string]string{LabelRevision: "abc", LabelSource: "s"}}
+	b := DockerfileBuild{Name: "web", Context: "/src/web"}
 	cases := map[string][][]string{
-		BuilderDocker:  {{"/bin/docker", "buildx", "build", "--file", "/src/web/Dockerfile", "--output", "type=oci,dest=/o/i.tar,rewrite-timestamp=true", "--label", "org.opencontainers.image.revision=abc", "--label", "org.opencontainers.image.source=s", "/src/web"}},
-		BuilderBuildah: {{"/bin/buildah", "build", "--file", "/src/web/Dockerfile", "--tag", "branchml.local/web:build", "--timestamp", "0", "--label", "org.opencontainers.image.revision=abc", "--label", "org.opencontainers.image.source=s", "/src/web"}, {"/bin/buildah", "push", "branchml.local/web:build", "oci-archive:/o/i.tar"}},
-		BuilderKaniko:  {{"/bin/executor", "--dockerfile", "/src/web/Dockerfile", "--context", "dir:///src/web", "--no-push", "--reproducible", "--tar-path", "/o/i.tar", "--destination", "branchml.local/web:build", "--label", "org.opencontainers.image.revision=abc", "--label", "org.opencontainers.image.source=s"}},
+		BuilderDocker: {{"/bin/docker", "buildx", "build", "--file", "/src/web/Dockerfile", "--output", "type=oci,dest=/o/i,tar=false,rewrite-timestamp=true", "/src/web"}},
+		BuilderBuildah: {{"/bin/buildah", "build", "--file", "/src/web/Dockerfile", "--tag", "branchml.local/web:build", "--timestamp", "0", "/src/web"},
+			{"/bin/buildah", "push", "branchml.local/web:build", "oci:/o/i"}, {"/bin/buildah", "rmi", "branchml.local/web:build"}},
+		BuilderKaniko: {{"/bin/executor", "--dockerfile", "/src/web/Dockerfile", "--context", "dir:///src/web", "--no-push", "--reproducible", "--tar-path", "/o/i", "--destination", "branchml.local/web:build"}},
 	}
 	bins := map[string]string{BuilderDocker: "/bin/docker", BuilderBuildah: "/bin/buildah", BuilderKaniko: "/bin/executor"}
 	for kind, want := range cases {
 		c := &cliBuilder{bin: bins[kind], kind: kind}
-		if got := c.Commands(b, "/o/i.tar"); !reflect.DeepEqual(got, want) {
+		if got := c.Commands(b, "/o/i"); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %q\nwant %q", kind, got, want)
 		}
 	}
@@ -207,12 +273,8 @@ func TestBuildahFake(t *testing.T) {
 	if err := lp.AppendImage(img); err != nil {
 		t.Fatal(err)
 	}
-	archive := filepath.Join(work, "prepared.tar")
-	if out, err := exec.Command("tar", "-C", filepath.Join(work, "layout"), "-cf", archive, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
 	args := filepath.Join(work, "args")
-	script := "#!/bin/sh\necho \"$@\" >> " + args + "\ncase \"$1\" in push) cp " + archive + " \"${3#oci-archive:}\";; esac\n"
+	script := "#!/bin/sh\necho \"$@\" >> " + args + "\ncase \"$1\" in push) cp -r " + filepath.Join(work, "layout") + " \"${3#oci:}\";; esac\n"
 	bin := filepath.Join(work, "buildah")
 	os.WriteFile(bin, []byte(script), 0o755)
 	b, err := DetectBuilder(func(n string) (string, error) {
@@ -235,7 +297,7 @@ func TestBuildahFake(t *testing.T) {
 		t.Fatalf("loaded digest %s, want %s", gd, wd)
 	}
 	rec, _ := os.ReadFile(args)
-	want := "build --file " + ctxDir + "/Dockerfile --tag branchml.local/web:build --timestamp 0 " + ctxDir + "\npush branchml.local/web:build oci-archive:" + filepath.Join(work, "out", "image.tar") + "\n"
+	want := "build --file " + ctxDir + "/Dockerfile --tag branchml.local/web:build --timestamp 0 " + ctxDir + "\npush branchml.local/web:build oci:" + filepath.Join(work, "out", "layout") + "\nrmi branchml.local/web:build\n"
 	if string(rec) != want {
 		t.Fatalf("buildah calls:\n%s\nwant:\n%s", rec, want)
 	}
