@@ -76,8 +76,8 @@ func TestQuickstartCluster(t *testing.T) {
 	if named != 2 {
 		t.Errorf("%d VolumeSnapshots named in the summary, want the latest run's data and model snapshots", named)
 	}
-	if ready != 4 {
-		t.Errorf("%d ready VolumeSnapshots with a lineage annotation, want 4 (data and model of two runs): %d listed", ready, len(list.Items))
+	if ready != 6 {
+		t.Errorf("%d ready VolumeSnapshots with a lineage annotation, want 6 (data and model of the three passes' runs): %d listed", ready, len(list.Items))
 	}
 	if _, err := os.Stat(filepath.Join(work, "k8s", "hostpath", ".snapshots")); err != nil {
 		t.Error(err)
