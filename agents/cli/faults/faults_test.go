@@ -83,7 +83,7 @@ func start(t *testing.T, dir string, env []string, name string, args ...string) 
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(agents(t), name), args...)
 	p.cmd.Dir = dir
-	p.cmd.Env = append(append(os.Environ(), "PATH="+agents(t)+":"+os.Getenv("PATH")), env...)
+	p.cmd.Env = append(append(agentEnv(), "PATH="+agents(t)+":"+os.Getenv("PATH")), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -92,6 +92,20 @@ func start(t *testing.T, dir string, env []string, name string, args ...string) 
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); <-p.done })
 	return p
+}
+
+// agentEnv is the test's environment without its BRANCHML_ settings: an
+// agent sees only what the test (as the Jenkins step) sets, so a test
+// knob such as BRANCHML_REQUIRE_INTEGRATION in CI, or a developer's own
+// settings, neither changes the flow nor adds a warning to its output.
+func agentEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BRANCHML_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 func (p *proc) wait(t *testing.T, timeout time.Duration) int {
