@@ -26,6 +26,15 @@ func newClient(t *testing.T, s *fake.Server, opts ...Option) *Client {
 	return c
 }
 
+// faulty is the KFP fake with the faults injected, closed when the test
+// ends.
+func faulty(t *testing.T, faults ...fake.Fault) *fake.Server {
+	s := fake.New()
+	t.Cleanup(s.Close)
+	s.Inject(faults...)
+	return s
+}
+
 func upload() pipelines.Upload {
 	return pipelines.Upload{PipelineName: "djia30-sentiment", Description: "DJIA", VersionName: "abc123-aaaaaaaaaaaa", Spec: testSpec, SpecHash: testHash}
 }
@@ -165,9 +174,7 @@ func TestUploadDuplicateVersionName(t *testing.T) {
 }
 
 func TestRetries5xxThenSucceeds(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("POST", "upload_version$", 2, fake.Unavailable()))
+	s := faulty(t, fake.On("POST", "upload_version$", 2, fake.Unavailable()))
 	c := newClient(t, s)
 	v, err := c.UploadVersion(context.Background(), upload())
 	if err != nil {
@@ -188,9 +195,7 @@ func TestRetries5xxThenSucceeds(t *testing.T) {
 }
 
 func TestGivesUpAfterAttempts(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Text(502, "Bad Gateway from the proxy")))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Text(502, "Bad Gateway from the proxy")))
 	c := newClient(t, s)
 	_, err := c.UploadVersion(context.Background(), upload())
 	var ae *APIError
@@ -203,9 +208,7 @@ func TestGivesUpAfterAttempts(t *testing.T) {
 }
 
 func TestTimeoutIsRetried(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 1, fake.Delay(2*time.Second)))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 1, fake.Delay(2*time.Second)))
 	c := newClient(t, s, WithRequestTimeout(100*time.Millisecond))
 	v, err := c.UploadVersion(context.Background(), upload())
 	if err != nil {
@@ -217,9 +220,7 @@ func TestTimeoutIsRetried(t *testing.T) {
 }
 
 func TestNotRetried(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Fail(400, 3, "Invalid input error: bad filter")))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Fail(400, 3, "Invalid input error: bad filter")))
 	c := newClient(t, s)
 	_, err := c.FindPipeline(context.Background(), "x")
 	var ae *APIError
@@ -235,9 +236,7 @@ func TestNotRetried(t *testing.T) {
 }
 
 func TestMalformedResponse(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Malformed()))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Malformed()))
 	c := newClient(t, s)
 	_, err := c.FindPipeline(context.Background(), "x")
 	var re *ResponseError
