@@ -35,6 +35,20 @@ func faulty(t *testing.T, faults ...fake.Fault) *fake.Server {
 	return s
 }
 
+// uploaded is a client of the KFP fake (started with opts, closed when the
+// test ends) that uploaded upload()'s version v.
+func uploaded(t *testing.T, opts ...fake.Option) (*fake.Server, *Client, *pipelines.Version) {
+	t.Helper()
+	s := fake.New(opts...)
+	t.Cleanup(s.Close)
+	c := newClient(t, s)
+	v, err := c.UploadVersion(context.Background(), upload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c, v
+}
+
 func upload() pipelines.Upload {
 	return pipelines.Upload{PipelineName: "djia30-sentiment", Description: "DJIA", VersionName: "abc123-aaaaaaaaaaaa", Spec: testSpec, SpecHash: testHash}
 }
@@ -296,14 +310,8 @@ func TestUploadRejectsPipelineNameAsVersionName(t *testing.T) {
 }
 
 func TestRunLifecycle(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	c := newClient(t, s)
+	s, c, v := uploaded(t)
 	ctx := context.Background()
-	v, err := c.UploadVersion(ctx, upload())
-	if err != nil {
-		t.Fatal(err)
-	}
 	req := pipelines.RunRequest{Experiment: "djia30", DisplayName: "train-abc123", PipelineID: v.PipelineID, VersionID: v.VersionID, Parameters: map[string]any{"epochs": 3, "data_path": "/data"}}
 	run, err := c.CreateRun(ctx, req)
 	if err != nil {
@@ -351,14 +359,8 @@ func TestRunLifecycle(t *testing.T) {
 }
 
 func TestCancelAndFailure(t *testing.T) {
-	s := fake.New(fake.WithRunStates("PENDING", "RUNNING", "RUNNING", "RUNNING"))
-	defer s.Close()
-	c := newClient(t, s)
+	s, c, v := uploaded(t, fake.WithRunStates("PENDING", "RUNNING", "RUNNING", "RUNNING"))
 	ctx := context.Background()
-	v, err := c.UploadVersion(ctx, upload())
-	if err != nil {
-		t.Fatal(err)
-	}
 	run, err := c.CreateRun(ctx, pipelines.RunRequest{Experiment: "e", DisplayName: "r1", PipelineID: v.PipelineID, VersionID: v.VersionID})
 	if err != nil {
 		t.Fatal(err)

@@ -47,14 +47,8 @@ func TestMalformedUploadReplyLooksUpByName(t *testing.T) {
 }
 
 func TestMalformedCreateRunReplyLooksUpByName(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	c := newClient(t, s)
+	s, c, v := uploaded(t)
 	ctx := context.Background()
-	v, err := c.UploadVersion(ctx, upload())
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.Inject(fake.On("POST", "^/apis/v2beta1/(runs|experiments)$", 0, fake.BadTimestamps()))
 	run, err := c.CreateRun(ctx, pipelines.RunRequest{Experiment: "e", DisplayName: "r", PipelineID: v.PipelineID, VersionID: v.VersionID})
 	if err != nil {
