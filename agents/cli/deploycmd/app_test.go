@@ -59,15 +59,34 @@ func build(t *testing.T) string {
 	return bin
 }
 
-func TestCLIRunStatusGate(t *testing.T) {
-	bin := build(t)
-	ws := t.TempDir()
-	state := filepath.Join(ws, "state")
-	for v, beh := range map[int]string{1: "", 3: `{"failEvery":2}`} {
+// runCLI runs branchml-deploy with args in this process: the exit code,
+// standard output and standard error.
+func runCLI(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := cli.Run(ctx, stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+// deployWorkspace is a workspace for the deploy agent on model djia30: a
+// directory models/djia30/<v> for each version in models (with the value as
+// its behavior.json for the fake model server, when not ""), a
+// branchml.yaml whose deploy section has, after "model: djia30", the lines
+// in deploy (indented by two spaces, each ending in a newline), its state
+// directory ws/state, and in it the ML repository's forge: a bare git
+// remote with main and deploy-model, where the status is written back.
+func deployWorkspace(t *testing.T, models map[int]string, deploy string) (ws, state string, remote *gitremote.Forge) {
+	t.Helper()
+	ws = t.TempDir()
+	state = filepath.Join(ws, "state")
+	for v, beh := range models {
 		d := filepath.Join(ws, "models", "djia30", fmt.Sprint(v))
-		os.MkdirAll(d, 0o755)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if beh != "" {
-			os.WriteFile(filepath.Join(d, "behavior.json"), []byte(beh), 0o644)
+			if err := os.WriteFile(filepath.Join(d, "behavior.json"), []byte(beh), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	cfg := `apiVersion: branchml.dev/v1
@@ -75,25 +94,34 @@ project: djia30
 branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
 deploy:
   model: djia30
-  canary: {steps: [20, 100], interval: 300ms, threshold: 1, minRequests: 3, successRate: 99, maxLatencyP99: 1s}
-backends:
+` + deploy + `backends:
   stateDir: ` + state + "\n"
-	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
-	// The ML repository's forge: a bare git remote where the status is written back.
+	if err := os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
 		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := func(v int) {
-		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
+	return ws, state, remote
+}
+
+// writeSpec writes ws/deploy.yaml: version v of djia30 from volume
+// djia30-model.
+func writeSpec(t *testing.T, ws string, v int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644); err != nil {
+		t.Fatal(err)
 	}
+}
+
+func TestCLIRunStatusGate(t *testing.T) {
+	bin := build(t)
+	ws, state, remote := deployWorkspace(t, map[int]string{1: "", 3: `{"failEvery":2}`}, "  canary: {steps: [20, 100], interval: 300ms, threshold: 1, minRequests: 3, successRate: 99, maxLatencyP99: 1s}\n")
+	spec := func(v int) { writeSpec(t, ws, v) }
 	t.Cleanup(func() { killAll(t, state) })
-	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
-		return code, out.String(), errb.String()
-	}
+	run := func(args ...string) (int, string, string) { return runCLI(context.Background(), args...) }
 	spec(1)
 	if code, out, errs := run("run", "--workspace", ws, "--commit", "c1", "--serve-command", bin); code != 0 {
 		t.Fatalf("run v1 = %d\n%s\n%s", code, out, errs)
@@ -118,7 +146,7 @@ backends:
 		t.Fatalf("result = %s", raw)
 	}
 	// The rolled-back status was written back to deploy-model.
-	raw, err = remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
+	raw, err := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,34 +188,10 @@ func killAll(t *testing.T, state string) {
 // the recorded status, and the text output must be readable.
 func TestCLIInterruptStopRestoreStatusRollback(t *testing.T) {
 	bin := build(t)
-	ws := t.TempDir()
-	state := filepath.Join(ws, "state")
-	for _, v := range []int{1, 2} {
-		os.MkdirAll(filepath.Join(ws, "models", "djia30", fmt.Sprint(v)), 0o755)
-	}
-	cfg := `apiVersion: branchml.dev/v1
-project: djia30
-branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
-deploy:
-  model: djia30
-  canary: {steps: [10, 50, 100], interval: 150ms, threshold: 2, minRequests: 1, successRate: 99, maxLatencyP99: 1s}
-backends:
-  stateDir: ` + state + "\n"
-	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
-	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
-		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := func(v int) {
-		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
-	}
+	ws, state, remote := deployWorkspace(t, map[int]string{1: "", 2: ""}, "  canary: {steps: [10, 50, 100], interval: 150ms, threshold: 2, minRequests: 1, successRate: 99, maxLatencyP99: 1s}\n")
+	spec := func(v int) { writeSpec(t, ws, v) }
 	t.Cleanup(func() { killAll(t, state) })
-	runCtx := func(ctx context.Context, args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := cli.Run(ctx, stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
-		return code, out.String(), errb.String()
-	}
+	runCtx := runCLI
 	run := func(args ...string) (int, string, string) { return runCtx(context.Background(), args...) }
 	written := func() (records.DeployStatus, string) {
 		t.Helper()
@@ -314,38 +318,10 @@ backends:
 // as it was.
 func TestCLICanaryEdges(t *testing.T) {
 	bin := build(t)
-	ws := t.TempDir()
-	state := filepath.Join(ws, "state")
-	for v, beh := range map[int]string{1: "", 2: "", 6: `{"loadError":"Could not parse saved_model.pb"}`} {
-		d := filepath.Join(ws, "models", "djia30", fmt.Sprint(v))
-		os.MkdirAll(d, 0o755)
-		if beh != "" {
-			os.WriteFile(filepath.Join(d, "behavior.json"), []byte(beh), 0o644)
-		}
-	}
-	cfg := `apiVersion: branchml.dev/v1
-project: djia30
-branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
-deploy:
-  model: djia30
-  canary: {steps: [50, 100], interval: 300ms, threshold: 1, minRequests: 5, successRate: 99, maxLatencyP99: 1s}
-backends:
-  stateDir: ` + state + "\n"
-	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
-	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
-		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := func(v int) {
-		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
-	}
+	ws, state, remote := deployWorkspace(t, map[int]string{1: "", 2: "", 6: `{"loadError":"Could not parse saved_model.pb"}`}, "  canary: {steps: [50, 100], interval: 300ms, threshold: 1, minRequests: 5, successRate: 99, maxLatencyP99: 1s}\n")
+	spec := func(v int) { writeSpec(t, ws, v) }
 	t.Cleanup(func() { killAll(t, state) })
-	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := cli.Run(context.Background(), stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
-		return code, out.String(), errb.String()
-	}
+	run := func(args ...string) (int, string, string) { return runCLI(context.Background(), args...) }
 	history := func() string {
 		raw, _ := remote.ReadFile(context.Background(), "deploy-model", records.DeployStatusPath)
 		var st records.DeployStatus
@@ -458,11 +434,7 @@ backends:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { killAll(t, state) })
-	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := cli.Run(ctx, stage.App(), append([]string{"branchml-deploy"}, args...), cli.Streams{Out: &out, Err: &errb})
-		return code, out.String(), errb.String()
-	}
+	run := func(args ...string) (int, string, string) { return runCLI(ctx, args...) }
 	pushed, err := remote.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "someone's push", Files: map[string][]byte{"deploy.yaml": []byte("x\n")}})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/internal/procid"
 	"github.com/branchml/branchml/agents/records"
@@ -82,29 +81,8 @@ func TestOperatorsNightUnderLoad(t *testing.T) {
 		t.Skip("real-process load test skipped with -short")
 	}
 	bin := build(t)
-	ws := t.TempDir()
-	state := filepath.Join(ws, "state")
-	for _, v := range []int{1, 2} {
-		os.MkdirAll(filepath.Join(ws, "models", "djia30", fmt.Sprint(v)), 0o755)
-	}
-	cfg := `apiVersion: branchml.dev/v1
-project: djia30
-branches: {build: build-components, pipeline: kf-pipeline, train: training, deploy: deploy-model}
-deploy:
-  model: djia30
-  canary: {steps: [20, 50, 100], interval: 400ms, threshold: 2, minRequests: 5, successRate: 99, maxLatencyP99: 2s}
-  serving: {command: [` + strconv.Quote(bin) + `]}
-backends:
-  stateDir: ` + state + "\n"
-	os.WriteFile(filepath.Join(ws, "branchml.yaml"), []byte(cfg), 0o644)
-	remote, err := gitremote.Init(context.Background(), filepath.Join(state, "forge", "djia30.git"),
-		map[string][]byte{"README.md": []byte("ml repo\n")}, []string{"main", "deploy-model"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := func(v int) {
-		os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel: {name: djia30, version: %d, volume: djia30-model, path: models/djia30}\n", v)), 0o644)
-	}
+	ws, state, remote := deployWorkspace(t, map[int]string{1: "", 2: ""}, "  canary: {steps: [20, 50, 100], interval: 400ms, threshold: 2, minRequests: 5, successRate: 99, maxLatencyP99: 2s}\n  serving: {command: ["+strconv.Quote(bin)+"]}\n")
+	spec := func(v int) { writeSpec(t, ws, v) }
 	// The plane's owner, as the quickstart --serve is.
 	owner := startAgent(t, "serve", "--model", "djia30", "--state-dir", state)
 	t.Cleanup(func() {

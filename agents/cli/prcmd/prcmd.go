@@ -115,6 +115,30 @@ func pick(e *cli.Env, f *gitremote.Forge) (int, error) {
 	return 0, agent.Usagef("give its number, or --base", "%d open pull requests %s: %s", len(found), what, strings.Join(nums, ", "))
 }
 
+// openPick opens the local forge (open) and picks the pull request the
+// arguments name (pick): the start of each command on one pull request.
+func openPick(e *cli.Env) (*gitremote.Forge, int, error) {
+	f, err := open(e)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := pick(e, f)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, n, nil
+}
+
+// refused is the error of an action the forge turned down: a pull request
+// it does not have as notFound words it, anything else a usage error with
+// hint.
+func refused(what string, err error, hint string) error {
+	if errors.Is(err, forge.ErrNotFound) {
+		return notFound(what, err)
+	}
+	return agent.Usage(what, err, hint)
+}
+
 func notFound(what string, err error) error {
 	if errors.Is(err, forge.ErrNotFound) {
 		return agent.Usage(what, err, "'branchml pr list --state all' lists the pull requests")
@@ -212,11 +236,7 @@ func Command() *ucli.Command {
 		Name: "show", Usage: "show a pull request: its state, author, reviews, merge and comments", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
 		Flags: []ucli.Flag{remoteFlag(), baseFlag()},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			f, err := open(e)
-			if err != nil {
-				return nil, err
-			}
-			n, err := pick(e, f)
+			f, n, err := openPick(e)
 			if err != nil {
 				return nil, err
 			}
@@ -270,20 +290,13 @@ func Command() *ucli.Command {
 		Name: "approve", Usage: "approve a pull request (as --as, never its author)", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
 		Flags: []ucli.Flag{remoteFlag(), asFlag(), baseFlag(), &ucli.StringFlag{Name: "body", Usage: "a review comment `TEXT`"}},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			f, err := open(e)
-			if err != nil {
-				return nil, err
-			}
-			n, err := pick(e, f)
+			f, n, err := openPick(e)
 			if err != nil {
 				return nil, err
 			}
 			rec, err := f.Review(e.Ctx, n, user(e), "APPROVED", e.CLI.String("body"))
 			if err != nil {
-				if errors.Is(err, forge.ErrNotFound) {
-					return nil, notFound(fmt.Sprintf("approve pull request #%d", n), err)
-				}
-				return nil, agent.Usage(fmt.Sprintf("approve pull request #%d", n), err, "approve as another user: --as NAME")
+				return nil, refused(fmt.Sprintf("approve pull request #%d", n), err, "approve as another user: --as NAME")
 			}
 			return output(e, "approved "+Line(*rec), map[string]any{"pullRequest": rec}), nil
 		},
@@ -292,11 +305,7 @@ func Command() *ucli.Command {
 		Name: "merge", Usage: "merge a pull request (a merge commit on its base, as the web UI's merge button)", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
 		Flags: []ucli.Flag{remoteFlag(), asFlag(), baseFlag()},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			f, err := open(e)
-			if err != nil {
-				return nil, err
-			}
-			n, err := pick(e, f)
+			f, n, err := openPick(e)
 			if err != nil {
 				return nil, err
 			}
@@ -327,20 +336,13 @@ func Command() *ucli.Command {
 		Name: "close", Usage: "close a pull request without merging it", ArgsUsage: "NUMBER|HEAD_BRANCH", Stage: "pr",
 		Flags: []ucli.Flag{remoteFlag(), asFlag(), baseFlag()},
 		Run: func(e *cli.Env) (*agent.Result, error) {
-			f, err := open(e)
-			if err != nil {
-				return nil, err
-			}
-			n, err := pick(e, f)
+			f, n, err := openPick(e)
 			if err != nil {
 				return nil, err
 			}
 			rec, err := f.ClosePullRequest(e.Ctx, n, user(e))
 			if err != nil {
-				if errors.Is(err, forge.ErrNotFound) {
-					return nil, notFound(fmt.Sprintf("close pull request #%d", n), err)
-				}
-				return nil, agent.Usage(fmt.Sprintf("close pull request #%d", n), err, "")
+				return nil, refused(fmt.Sprintf("close pull request #%d", n), err, "")
 			}
 			return output(e, "closed "+Line(*rec), map[string]any{"pullRequest": rec}), nil
 		},

@@ -13,6 +13,7 @@ import (
 	"github.com/branchml/branchml/agents/cli/buildcmd"
 	"github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/cli/pipelinecmd"
+	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/cli/traincmd"
 	"github.com/branchml/branchml/agents/internal/agent"
 )
@@ -169,20 +170,29 @@ func (r *run) pass(ctx context.Context, n int, what string) error {
 	if merged != "" {
 		r.progress("deploy-model: merged %s", merged)
 	}
-	body, err := r.predictBody(ctx)
+	dout, err := r.deploy(ctx)
 	if err != nil {
 		return err
 	}
-	dout, err := r.stage(ctx, "deploy", stageCall{agent: "branchml-deploy", app: deploycmd.App, branch: "deploy-model"},
-		map[string]any{"load": loadRate, "load-body": body})
-	if err != nil {
-		return err
-	}
-	r.sum.Outputs["deploy"] = dout.Result.Outputs
 	ps.Deploy = dout.Result.Summary
 	ps.Duration = time.Since(t0)
 	r.sum.Passes = append(r.sum.Passes, ps)
 	return nil
+}
+
+// deploy runs the deploy stage (branchml-deploy on deploy-model) under
+// deployLoad and keeps its outputs for the summary.
+func (r *run) deploy(ctx context.Context) (*stagerun.Outcome, error) {
+	load, err := r.deployLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := r.stage(ctx, "deploy", stageCall{agent: "branchml-deploy", app: deploycmd.App, branch: "deploy-model"}, load)
+	if err != nil {
+		return nil, err
+	}
+	r.sum.Outputs["deploy"] = out.Result.Outputs
+	return out, nil
 }
 
 func short(sha string) string {

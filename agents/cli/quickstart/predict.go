@@ -105,6 +105,16 @@ func (r *run) sampleRequest(ctx context.Context) (body []byte, date string, actu
 	return body, last[col["date"]], actual, err
 }
 
+// deployLoad is the deploy stage's load arguments: loadRate requests/s of
+// predictBody.
+func (r *run) deployLoad(ctx context.Context) (map[string]any, error) {
+	body, err := r.predictBody(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"load": loadRate, "load-body": body}, nil
+}
+
 // predictBody is the request body the deploy stage's load uses.
 func (r *run) predictBody(ctx context.Context) (string, error) {
 	body, _, _, err := r.sampleRequest(ctx)

@@ -15,7 +15,6 @@ import (
 
 	slocal "github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/cli"
-	"github.com/branchml/branchml/agents/cli/deploycmd"
 	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -243,16 +242,9 @@ func (r *run) finish(ctx context.Context) error {
 		// The last pass deployed nothing (the gate stopped its model) and
 		// this quickstart's serving plane is new: bring up the version the
 		// deploy status records, as the deploy stage restores it.
-		body, err := r.predictBody(ctx)
-		if err != nil {
+		if _, err := r.deploy(ctx); err != nil {
 			return err
 		}
-		dout, err := r.stage(ctx, "deploy", stageCall{agent: "branchml-deploy", app: deploycmd.App, branch: "deploy-model"},
-			map[string]any{"load": loadRate, "load-body": body})
-		if err != nil {
-			return err
-		}
-		r.sum.Outputs["deploy"] = dout.Result.Outputs
 	}
 	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
 	if err != nil {

@@ -184,11 +184,11 @@ func (r *run) continueFlow(ctx context.Context) error {
 		}
 		extra := map[string]any{}
 		if c.name == "deploy" {
-			body, err := r.predictBody(ctx)
+			load, err := r.deployLoad(ctx)
 			if err != nil {
 				return err
 			}
-			extra = map[string]any{"load": loadRate, "load-body": body}
+			extra = load
 		}
 		out, err := r.stage(ctx, c.name, c.call, extra)
 		if out != nil && out.Result != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	"github.com/branchml/branchml/agents/records"
+	"github.com/branchml/branchml/agents/stages/deploy"
 	"github.com/branchml/branchml/agents/stages/snapshot/lineage"
 )
 
@@ -214,13 +215,7 @@ func Read(ctx context.Context, cfg *config.Config, f forge.Forge, stateDir strin
 		if vs == nil {
 			continue
 		}
-		w := 100 - st.Serving.CanaryWeight
-		if v == serving.Canary {
-			w = st.Serving.CanaryWeight
-		} else if st.Serving.Get(serving.Canary) == nil {
-			w = 100
-		}
-		sd := Served{VariantState: *vs, Weight: w, Lineage: lineage.ForModel(lins, vs.Model.Name, vs.Model.Version)}
+		sd := Served{VariantState: *vs, Weight: deploy.Weight(st.Serving, v), Lineage: lineage.ForModel(lins, vs.Model.Name, vs.Model.Version)}
 		st.Served = append(st.Served, sd)
 	}
 	if st.Serving.Variants == nil {

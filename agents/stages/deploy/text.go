@@ -9,6 +9,18 @@ import (
 	"github.com/branchml/branchml/agents/records"
 )
 
+// Weight is the percent of requests variant v of s takes: the canary its
+// CanaryWeight, the stable the rest (100 when no canary runs).
+func Weight(s serving.State, v serving.Variant) int {
+	switch {
+	case v == serving.Canary:
+		return s.CanaryWeight
+	case s.Get(serving.Canary) == nil:
+		return 100
+	}
+	return 100 - s.CanaryWeight
+}
+
 // Headline is the result in one line: the model, the phase and what
 // serves, e.g. "djia30: Succeeded; stable v2 (v2 promoted after 4 steps)",
 // or "djia30: Succeeded (recorded), not serving: no model server runs; the
@@ -88,13 +100,7 @@ func (r *Result) Text() string {
 			if vs == nil {
 				continue
 			}
-			w := 100 - r.Serving.CanaryWeight
-			if v == serving.Canary {
-				w = r.Serving.CanaryWeight
-			} else if r.Serving.Get(serving.Canary) == nil {
-				w = 100
-			}
-			line := fmt.Sprintf("  %-6s %s v%d at %d%%", v, vs.Model.Name, vs.Model.Version, w)
+			line := fmt.Sprintf("  %-6s %s v%d at %d%%", v, vs.Model.Name, vs.Model.Version, Weight(r.Serving, v))
 			var extra []string
 			if vs.PID > 0 {
 				extra = append(extra, fmt.Sprintf("pid %d", vs.PID))

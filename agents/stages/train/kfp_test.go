@@ -13,20 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
-	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/pipelines"
 	"github.com/branchml/branchml/agents/backends/pipelines/kfp"
 	"github.com/branchml/branchml/agents/backends/pipelines/pipelinesfactory"
-	slocal "github.com/branchml/branchml/agents/backends/storage/local"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
 	fakekfp "github.com/branchml/branchml/agents/internal/fake/kfp"
 	fakemlmd "github.com/branchml/branchml/agents/internal/fake/mlmd"
 	fakes3 "github.com/branchml/branchml/agents/internal/fake/s3"
 	"github.com/branchml/branchml/agents/records"
-	"github.com/branchml/branchml/agents/stages/train/follow"
 )
 
 // exampleMetrics is a metrics.json in the shape the example's train
@@ -130,30 +125,15 @@ func setupKFP(t *testing.T, opts ...fakekfp.Option) *kfpEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := gitremote.Init(ctx, filepath.Join(dir, "remote.git"), map[string][]byte{"README.md": []byte("djia30\n")},
-		[]string{"main", "kf-pipeline", "training", "deploy-model"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lock, _ := json.Marshal(records.PipelineLock{APIVersion: records.APIVersion, Kind: "PipelineLock", SourceCommit: "feed", Backend: "kfp",
-		PipelineID: v.PipelineID, PipelineName: v.PipelineName, VersionID: v.VersionID, VersionName: v.VersionName, SpecHash: v.SpecHash})
-	if _, err := f.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, lock)); err != nil {
-		t.Fatal(err)
-	}
-	store, err := slocal.New(filepath.Join(dir, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ke.env = &env{t: t, dir: dir, cfg: cfg, forge: f, store: store, snap: &snapshotter{store: store}, log: &syncBuffer{}}
+	ke.env = newEnv(t, dir, cfg, "kfp", v)
 	return ke
 }
 
+// opts are env's options with the KFP backend, followed every 5ms.
 func (ke *kfpEnv) opts() Options {
-	log := logrus.New()
-	log.Out = ke.log
-	log.Formatter = &logrus.TextFormatter{DisableTimestamp: true}
-	return Options{Config: ke.cfg, Commit: commit, BuildURL: "https://ci/job/1", Forge: ke.forge, Pipelines: ke.backend, Storage: ke.store,
-		Snapshotter: ke.snap, Log: log, Follow: follow.Options{Interval: 5 * time.Millisecond}}
+	o := ke.env.opts()
+	o.Pipelines, o.Follow.Interval = ke.backend, 5*time.Millisecond
+	return o
 }
 
 func (ke *kfpEnv) terminations() int {

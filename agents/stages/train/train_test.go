@@ -122,11 +122,6 @@ func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := gitremote.Init(ctx, filepath.Join(dir, "remote.git"), map[string][]byte{"README.md": []byte("djia30\n")},
-		[]string{"main", "kf-pipeline", "training", "deploy-model"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	pipes, err := plocal.New(filepath.Join(dir, "state"), runner.New(runnertest.NewDirImages(t), runner.WithPollInterval(10*time.Millisecond),
 		runner.WithIsolation(runner.IsolationProcess))) // the stage reads the model the train task writes to the volume path it passes
 	if err != nil {
@@ -137,7 +132,25 @@ func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lock, _ := json.Marshal(records.PipelineLock{APIVersion: records.APIVersion, Kind: "PipelineLock", SourceCommit: "feed", Backend: "local",
+	e := newEnv(t, dir, cfg, "local", v)
+	e.pipes = pipes
+	return e
+}
+
+// newEnv is the stage's surroundings in dir, for the pipeline version v
+// uploaded to the pipelines backend of type backend: the ML repository's
+// forge (a bare git remote with main, kf-pipeline, training and
+// deploy-model) with v's pipeline lock on kf-pipeline, and the storage
+// backend under dir/state.
+func newEnv(t *testing.T, dir string, cfg *config.Config, backend string, v *pipelines.Version) *env {
+	t.Helper()
+	ctx := context.Background()
+	f, err := gitremote.Init(ctx, filepath.Join(dir, "remote.git"), map[string][]byte{"README.md": []byte("djia30\n")},
+		[]string{"main", "kf-pipeline", "training", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := json.Marshal(records.PipelineLock{APIVersion: records.APIVersion, Kind: "PipelineLock", SourceCommit: "feed", Backend: backend,
 		PipelineID: v.PipelineID, PipelineName: v.PipelineName, VersionID: v.VersionID, VersionName: v.VersionName, SpecHash: v.SpecHash})
 	if _, err := f.WriteBack(ctx, forgeWB("kf-pipeline", records.PipelineLockPath, lock)); err != nil {
 		t.Fatal(err)
@@ -146,7 +159,7 @@ func setup(t *testing.T, failTrain bool, cfgYAML string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, dir: dir, cfg: cfg, forge: f, pipes: pipes, store: store, snap: &snapshotter{store: store}, log: &syncBuffer{}}
+	return &env{t: t, dir: dir, cfg: cfg, forge: f, store: store, snap: &snapshotter{store: store}, log: &syncBuffer{}}
 }
 
 func (e *env) opts() Options {

@@ -88,15 +88,11 @@ func (f *Forge) Review(ctx context.Context, number int, user, state, body string
 	default:
 		return nil, fmt.Errorf("review state %q: APPROVED, CHANGES_REQUESTED or COMMENTED", state)
 	}
-	unlock, err := f.lock(ctx)
+	rec, unlock, err := f.lockedPull(ctx, number)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := f.pull(number)
-	if err != nil {
-		return nil, err
-	}
 	if rec.State != "open" {
 		return nil, fmt.Errorf("review pull request #%d: it is %s", number, rec.State)
 	}
@@ -125,15 +121,11 @@ func (f *Forge) ClosePullRequest(ctx context.Context, number int, user string) (
 	if user == "" {
 		user = User(os.Getenv)
 	}
-	unlock, err := f.lock(ctx)
+	rec, unlock, err := f.lockedPull(ctx, number)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := f.pull(number)
-	if err != nil {
-		return nil, err
-	}
 	switch rec.State {
 	case "closed":
 		return rec, nil
@@ -162,18 +154,11 @@ func (f *Forge) MergedPullRequest(ctx context.Context, base, commit string) (*fo
 	if err := checkRef("commit", commit); err != nil {
 		return nil, err
 	}
-	gitDir := f.local
-	if gitDir == "" {
-		w, err := f.newWorkArea(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer w.close()
-		if err := w.fetch(ctx); err != nil {
-			return nil, err
-		}
-		gitDir = w.dir
+	gitDir, _, done, err := f.branches(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	out, err := f.git.run(ctx, gitDir, nil, nil, "log", "--first-parent", "-n", "100", "--format=%H %ae", commit, "--")
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", commit, err)
@@ -207,18 +192,11 @@ func (f *Forge) ListDir(ctx context.Context, ref, dir string) ([]string, error) 
 		return nil, err
 	}
 	dir = strings.Trim(dir, "/")
-	gitDir, prefix := f.local, "refs/heads/"
-	if f.local == "" {
-		w, err := f.newWorkArea(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer w.close()
-		if err := w.fetch(ctx); err != nil {
-			return nil, err
-		}
-		gitDir, prefix = w.dir, "refs/remotes/origin/"
+	gitDir, prefix, done, err := f.branches(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	rev := prefix + ref
 	if r, _ := resolveIn(ctx, f.git, gitDir, rev); r == "" {
 		rev = ref

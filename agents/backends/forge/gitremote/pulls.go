@@ -66,6 +66,22 @@ func (f *Forge) lock(ctx context.Context) (func(), error) {
 	return filelock.Lock(ctx, filepath.Join(f.meta, ".lock"))
 }
 
+// lockedPull takes the forge's lock and reads the record of pull request
+// number under it; the caller releases the lock with unlock. On an error
+// the lock is not held.
+func (f *Forge) lockedPull(ctx context.Context, number int) (rec *PullRecord, unlock func(), err error) {
+	unlock, err = f.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err = f.pull(number)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
+}
+
 // pullURL is where a record can be read.
 func (f *Forge) pullURL(n int) string { return "file://" + filepath.ToSlash(f.pullPath(n)) }
 
@@ -265,15 +281,11 @@ func (f *Forge) MergeAs(ctx context.Context, number int, user string) (string, e
 	if user == "" {
 		user = User(os.Getenv)
 	}
-	unlock, err := f.lock(ctx)
+	rec, unlock, err := f.lockedPull(ctx, number)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	rec, err := f.pull(number)
-	if err != nil {
-		return "", err
-	}
 	switch rec.State {
 	case "merged":
 		return rec.MergeCommit, nil

@@ -18,18 +18,11 @@ func (f *Forge) ReadFile(ctx context.Context, ref, path string) ([]byte, error) 
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	gitDir, branchPrefix := f.local, "refs/heads/"
-	if f.local == "" {
-		w, err := f.newWorkArea(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer w.close()
-		if err := w.fetch(ctx); err != nil {
-			return nil, err
-		}
-		gitDir, branchPrefix = w.dir, "refs/remotes/origin/"
+	gitDir, branchPrefix, done, err := f.branches(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	objs, err := catFile(ctx, f.git, gitDir, branchPrefix+ref+":"+path, ref+":"+path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s at %s: %w", path, ref, err)

@@ -41,6 +41,25 @@ func (f *Forge) newWorkArea(ctx context.Context) (*workArea, error) {
 
 func (w *workArea) close() { os.RemoveAll(w.dir) }
 
+// branches is a git directory that holds the remote's branches and the
+// prefix of their refs in it: the remote itself when it is on this machine
+// (refs/heads/), else a new work area that fetched it
+// (refs/remotes/origin/). done removes what it made.
+func (f *Forge) branches(ctx context.Context) (gitDir, branchPrefix string, done func(), err error) {
+	if f.local != "" {
+		return f.local, "refs/heads/", func() {}, nil
+	}
+	w, err := f.newWorkArea(ctx)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if err := w.fetch(ctx); err != nil {
+		w.close()
+		return "", "", nil, err
+	}
+	return w.dir, "refs/remotes/origin/", w.close, nil
+}
+
 func (w *workArea) git(ctx context.Context, stdin []byte, args ...string) (string, error) {
 	return w.f.git.run(ctx, w.dir, stdin, []string{"GIT_INDEX_FILE=" + w.index}, args...)
 }

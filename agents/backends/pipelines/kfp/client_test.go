@@ -26,6 +26,29 @@ func newClient(t *testing.T, s *fake.Server, opts ...Option) *Client {
 	return c
 }
 
+// faulty is the KFP fake with the faults injected, closed when the test
+// ends.
+func faulty(t *testing.T, faults ...fake.Fault) *fake.Server {
+	s := fake.New()
+	t.Cleanup(s.Close)
+	s.Inject(faults...)
+	return s
+}
+
+// uploaded is a client of the KFP fake (started with opts, closed when the
+// test ends) that uploaded upload()'s version v.
+func uploaded(t *testing.T, opts ...fake.Option) (*fake.Server, *Client, *pipelines.Version) {
+	t.Helper()
+	s := fake.New(opts...)
+	t.Cleanup(s.Close)
+	c := newClient(t, s)
+	v, err := c.UploadVersion(context.Background(), upload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c, v
+}
+
 func upload() pipelines.Upload {
 	return pipelines.Upload{PipelineName: "djia30-sentiment", Description: "DJIA", VersionName: "abc123-aaaaaaaaaaaa", Spec: testSpec, SpecHash: testHash}
 }
@@ -165,9 +188,7 @@ func TestUploadDuplicateVersionName(t *testing.T) {
 }
 
 func TestRetries5xxThenSucceeds(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("POST", "upload_version$", 2, fake.Unavailable()))
+	s := faulty(t, fake.On("POST", "upload_version$", 2, fake.Unavailable()))
 	c := newClient(t, s)
 	v, err := c.UploadVersion(context.Background(), upload())
 	if err != nil {
@@ -188,9 +209,7 @@ func TestRetries5xxThenSucceeds(t *testing.T) {
 }
 
 func TestGivesUpAfterAttempts(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Text(502, "Bad Gateway from the proxy")))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Text(502, "Bad Gateway from the proxy")))
 	c := newClient(t, s)
 	_, err := c.UploadVersion(context.Background(), upload())
 	var ae *APIError
@@ -203,9 +222,7 @@ func TestGivesUpAfterAttempts(t *testing.T) {
 }
 
 func TestTimeoutIsRetried(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 1, fake.Delay(2*time.Second)))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 1, fake.Delay(2*time.Second)))
 	c := newClient(t, s, WithRequestTimeout(100*time.Millisecond))
 	v, err := c.UploadVersion(context.Background(), upload())
 	if err != nil {
@@ -217,9 +234,7 @@ func TestTimeoutIsRetried(t *testing.T) {
 }
 
 func TestNotRetried(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Fail(400, 3, "Invalid input error: bad filter")))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Fail(400, 3, "Invalid input error: bad filter")))
 	c := newClient(t, s)
 	_, err := c.FindPipeline(context.Background(), "x")
 	var ae *APIError
@@ -235,9 +250,7 @@ func TestNotRetried(t *testing.T) {
 }
 
 func TestMalformedResponse(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Malformed()))
+	s := faulty(t, fake.On("GET", "^/apis/v2beta1/pipelines$", 0, fake.Malformed()))
 	c := newClient(t, s)
 	_, err := c.FindPipeline(context.Background(), "x")
 	var re *ResponseError
@@ -297,14 +310,8 @@ func TestUploadRejectsPipelineNameAsVersionName(t *testing.T) {
 }
 
 func TestRunLifecycle(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	c := newClient(t, s)
+	s, c, v := uploaded(t)
 	ctx := context.Background()
-	v, err := c.UploadVersion(ctx, upload())
-	if err != nil {
-		t.Fatal(err)
-	}
 	req := pipelines.RunRequest{Experiment: "djia30", DisplayName: "train-abc123", PipelineID: v.PipelineID, VersionID: v.VersionID, Parameters: map[string]any{"epochs": 3, "data_path": "/data"}}
 	run, err := c.CreateRun(ctx, req)
 	if err != nil {
@@ -352,14 +359,8 @@ func TestRunLifecycle(t *testing.T) {
 }
 
 func TestCancelAndFailure(t *testing.T) {
-	s := fake.New(fake.WithRunStates("PENDING", "RUNNING", "RUNNING", "RUNNING"))
-	defer s.Close()
-	c := newClient(t, s)
+	s, c, v := uploaded(t, fake.WithRunStates("PENDING", "RUNNING", "RUNNING", "RUNNING"))
 	ctx := context.Background()
-	v, err := c.UploadVersion(ctx, upload())
-	if err != nil {
-		t.Fatal(err)
-	}
 	run, err := c.CreateRun(ctx, pipelines.RunRequest{Experiment: "e", DisplayName: "r1", PipelineID: v.PipelineID, VersionID: v.VersionID})
 	if err != nil {
 		t.Fatal(err)

@@ -25,9 +25,7 @@ func posts(s *fake.Server, suffix string) int {
 // (kubeflow/pipelines #2764, #3686): the version was created, so it is
 // looked up by name; nothing is uploaded twice.
 func TestMalformedUploadReplyLooksUpByName(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	s.Inject(fake.On("POST", "upload_version$", 1, fake.BadTimestamps()))
+	s := faulty(t, fake.On("POST", "upload_version$", 1, fake.BadTimestamps()))
 	c := newClient(t, s)
 	v, err := c.UploadVersion(context.Background(), upload())
 	if err != nil {
@@ -41,9 +39,7 @@ func TestMalformedUploadReplyLooksUpByName(t *testing.T) {
 		t.Errorf("%d uploads, want 1", n)
 	}
 	// The same for a malformed create-pipeline reply.
-	s2 := fake.New()
-	defer s2.Close()
-	s2.Inject(fake.On("POST", "^/apis/v2beta1/pipelines$", 1, fake.BadTimestamps()))
+	s2 := faulty(t, fake.On("POST", "^/apis/v2beta1/pipelines$", 1, fake.BadTimestamps()))
 	v, err = newClient(t, s2).UploadVersion(context.Background(), upload())
 	if err != nil || len(s2.Pipelines()) != 1 || v.PipelineID != s2.Pipelines()[0].ID || posts(s2, "/pipelines?") != 0 {
 		t.Fatalf("pipeline: %+v, %v, %d pipelines", v, err, len(s2.Pipelines()))
@@ -51,14 +47,8 @@ func TestMalformedUploadReplyLooksUpByName(t *testing.T) {
 }
 
 func TestMalformedCreateRunReplyLooksUpByName(t *testing.T) {
-	s := fake.New()
-	defer s.Close()
-	c := newClient(t, s)
+	s, c, v := uploaded(t)
 	ctx := context.Background()
-	v, err := c.UploadVersion(ctx, upload())
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.Inject(fake.On("POST", "^/apis/v2beta1/(runs|experiments)$", 0, fake.BadTimestamps()))
 	run, err := c.CreateRun(ctx, pipelines.RunRequest{Experiment: "e", DisplayName: "r", PipelineID: v.PipelineID, VersionID: v.VersionID})
 	if err != nil {

@@ -110,6 +110,22 @@ func read(t *testing.T, dir, name string) string {
 	return string(raw)
 }
 
+// changedSinceSnapshot is volume spec (named "d") with file f "v1" in
+// snapshot d-1 and "v2" since: what a restore to d-1 must undo.
+func changedSinceSnapshot(t *testing.T, cx context.Context, b *trident.Backend, spec storage.VolumeSpec) *storage.Volume {
+	t.Helper()
+	v, err := b.EnsureVolume(cx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, v.Path, "f", "v1")
+	if _, err := b.Snapshot(cx, spec.Name, storage.SnapshotSpec{Name: "d-1"}); err != nil {
+		t.Fatal(err)
+	}
+	write(t, v.Path, "f", "v2")
+	return v
+}
+
 // TestVolumesSnapshotsClones: the data and model PVCs are provisioned by
 // the CSI provisioner, written through their directories, snapshotted to
 // readyToUse with a restoreSize, and cloned back with the same bytes, also
@@ -301,15 +317,7 @@ func TestRestoreRecreate(t *testing.T) {
 	e := newEnv(t)
 	b := e.backend(t, nil, trident.WithRestoreMode(trident.RestoreRecreate))
 	cx := ctx(t)
-	v, err := b.EnsureVolume(cx, storage.VolumeSpec{Name: "d", Size: "1Gi", Labels: map[string]string{storage.KeyRole: "data"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, v.Path, "f", "v1")
-	if _, err := b.Snapshot(cx, "d", storage.SnapshotSpec{Name: "d-1"}); err != nil {
-		t.Fatal(err)
-	}
-	write(t, v.Path, "f", "v2")
+	changedSinceSnapshot(t, cx, b, storage.VolumeSpec{Name: "d", Size: "1Gi", Labels: map[string]string{storage.KeyRole: "data"}})
 	old, _ := e.kube.CoreV1().PersistentVolumeClaims(e.ns).Get(cx, "d", metav1.GetOptions{})
 	if err := b.Restore(cx, "d", "d-1"); err != nil {
 		t.Fatal(err)
@@ -422,15 +430,7 @@ func TestRestoreTASR(t *testing.T) {
 	b := e.backend(t, nil, trident.WithRestoreMode(trident.RestoreTASR))
 	cx := ctx(t)
 	handled := fakeTrident(t, e)
-	v, err := b.EnsureVolume(cx, storage.VolumeSpec{Name: "d", Size: "1Gi"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, v.Path, "f", "v1")
-	if _, err := b.Snapshot(cx, "d", storage.SnapshotSpec{Name: "d-1"}); err != nil {
-		t.Fatal(err)
-	}
-	write(t, v.Path, "f", "v2")
+	v := changedSinceSnapshot(t, cx, b, storage.VolumeSpec{Name: "d", Size: "1Gi"})
 	if err := b.Restore(cx, "d", "d-1"); err != nil {
 		t.Fatal(err)
 	}

@@ -57,18 +57,8 @@ func Compose(spec []byte, lock *records.ComponentsLock, res map[string]config.Re
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if len(spec) > o.maxBytes {
-		return nil, tooLarge(len(spec), o.maxBytes, "the spec file")
-	}
-	doc, err := Load(spec)
+	doc, pspec, dep, err := loadChecked(spec, o.maxBytes)
 	if err != nil {
-		return nil, &ValidationError{Problems: []*Problem{{Problem: err.Error()}}}
-	}
-	pspec, dep, _, err := doc.Parse()
-	if err != nil {
-		return nil, err
-	}
-	if err := check(doc, pspec, dep); err != nil {
 		return nil, err
 	}
 	var pr problems
@@ -92,18 +82,8 @@ func Compose(spec []byte, lock *records.ComponentsLock, res map[string]config.Re
 // pins no image and sets no resources: the verdict on the spec itself,
 // by KFP's rules. Problems are one *ValidationError.
 func Validate(spec []byte) (*Composed, error) {
-	if len(spec) > MaxSpecBytes {
-		return nil, tooLarge(len(spec), MaxSpecBytes, "the spec file")
-	}
-	doc, err := Load(spec)
+	doc, _, _, err := loadChecked(spec, MaxSpecBytes)
 	if err != nil {
-		return nil, &ValidationError{Problems: []*Problem{{Problem: err.Error()}}}
-	}
-	pspec, dep, _, err := doc.Parse()
-	if err != nil {
-		return nil, err
-	}
-	if err := check(doc, pspec, dep); err != nil {
 		return nil, err
 	}
 	return finish(doc)
@@ -117,6 +97,27 @@ func tooLarge(n, max int, what string) error {
 }
 
 // finish parses and hashes a composed document.
+// loadChecked loads, parses and checks spec (at most maxBytes), as both
+// Compose and Validate begin; a spec that does not load is one
+// *ValidationError.
+func loadChecked(spec []byte, maxBytes int) (*Document, *ps.PipelineSpec, *ps.PipelineDeploymentConfig, error) {
+	if len(spec) > maxBytes {
+		return nil, nil, nil, tooLarge(len(spec), maxBytes, "the spec file")
+	}
+	doc, err := Load(spec)
+	if err != nil {
+		return nil, nil, nil, &ValidationError{Problems: []*Problem{{Problem: err.Error()}}}
+	}
+	pspec, dep, _, err := doc.Parse()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := check(doc, pspec, dep); err != nil {
+		return nil, nil, nil, err
+	}
+	return doc, pspec, dep, nil
+}
+
 func finish(doc *Document) (*Composed, error) {
 	pspec, dep, plat, err := doc.Parse()
 	if err != nil {

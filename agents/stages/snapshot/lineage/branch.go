@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 
 	"github.com/branchml/branchml/agents/backends/forge"
@@ -50,12 +49,7 @@ func LoadBranch(ctx context.Context, f forge.Forge, branch string) ([]*Record, e
 		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sortRecords(out)
 	return out, nil
 }
 

@@ -235,13 +235,19 @@ func LoadDir(dir string) ([]*Record, error) {
 		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sortRecords(out)
 	return out, nil
+}
+
+// sortRecords orders recs oldest first (CreatedAt), records of the same
+// time by ID: the order LoadDir and LoadBranch return.
+func sortRecords(recs []*Record) {
+	sort.Slice(recs, func(i, j int) bool {
+		if !recs[i].CreatedAt.Equal(recs[j].CreatedAt) {
+			return recs[i].CreatedAt.Before(recs[j].CreatedAt)
+		}
+		return recs[i].ID < recs[j].ID
+	})
 }
 
 // Find picks the record ref names among recs: a lineage ID ("lin-…"), or a

@@ -40,28 +40,37 @@ func BenchmarkRunnerOverhead(b *testing.B) {
 	r := New(images, WithParallelism(1), WithIsolation(testIsolation(b)))
 	var direct, dag time.Duration
 	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		for j := 0; j < n; j++ {
-			if err := exec.Command(bin, "true").Run(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		direct += time.Since(start)
-		dir := filepath.Join(b.TempDir(), "run")
-		if err := Prepare(dir, []byte(spec), Request{ID: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-		start = time.Now()
-		st, err := r.Exec(context.Background(), dir)
-		dag += time.Since(start)
-		if err != nil || st.State != pipelines.StateSucceeded {
-			b.Fatalf("%v %+v", err, st)
-		}
-		os.RemoveAll(dir)
+		d, l := directAndRun(b, r, bin, spec, n)
+		direct, dag = direct+d, dag+l
 	}
 	per := float64(dag-direct) / float64(b.N*n) / float64(time.Millisecond)
 	b.ReportMetric(per, "overhead-ms/task")
 	b.ReportMetric(float64(direct)/float64(b.N*n)/float64(time.Millisecond), "direct-ms/task")
+}
+
+// directAndRun times n direct executions of bin (argument "true") and then
+// one run of spec through r, which must succeed.
+func directAndRun(b *testing.B, r *Runner, bin, spec string, n int) (direct, run time.Duration) {
+	b.Helper()
+	start := time.Now()
+	for j := 0; j < n; j++ {
+		if err := exec.Command(bin, "true").Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	direct = time.Since(start)
+	dir := filepath.Join(b.TempDir(), "run")
+	if err := Prepare(dir, []byte(spec), Request{ID: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	start = time.Now()
+	st, err := r.Exec(context.Background(), dir)
+	run = time.Since(start)
+	if err != nil || st.State != pipelines.StateSucceeded {
+		b.Fatalf("%v %+v", err, st)
+	}
+	return direct, run
 }
 
 // loopSpec is a ParallelFor of n trivial iterations, parallelismLimit p.
@@ -101,24 +110,8 @@ func BenchmarkParallelFor100(b *testing.B) {
 	spec := loopSpec(100, 8)
 	var direct, loop time.Duration
 	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		for j := 0; j < 100; j++ {
-			if err := exec.Command(bin, "true").Run(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		direct += time.Since(start)
-		dir := filepath.Join(b.TempDir(), "run")
-		if err := Prepare(dir, []byte(spec), Request{ID: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-		start = time.Now()
-		st, err := r.Exec(context.Background(), dir)
-		loop += time.Since(start)
-		if err != nil || st.State != pipelines.StateSucceeded {
-			b.Fatalf("%v %s %s", err, st.State, st.Error)
-		}
-		os.RemoveAll(dir)
+		d, l := directAndRun(b, r, bin, spec, 100)
+		direct, loop = direct+d, loop+l
 	}
 	b.ReportMetric(float64(loop)/float64(b.N*100)/float64(time.Millisecond), "ms/iteration")
 	b.ReportMetric(float64(direct)/float64(b.N*100)/float64(time.Millisecond), "direct-ms/task")

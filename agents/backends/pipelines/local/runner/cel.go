@@ -58,6 +58,34 @@ func celParseJSON(arg ref.Val) ref.Val {
 	return types.DefaultTypeAdapter.NativeToValue(v)
 }
 
+func conditionEnv() (*cel.Env, error) {
+	env, _, err := envs()
+	return env, err
+}
+
+func selectorEnv() (*cel.Env, error) {
+	_, env, err := envs()
+	return env, err
+}
+
+// compile parses, type-checks and plans expr (at most MaxExpressionLength
+// characters) in the environment env gives, under the cost limit; the
+// error says why it does not compile.
+func compile(expr string, env func() (*cel.Env, error)) (cel.Program, error) {
+	if len(expr) > MaxExpressionLength {
+		return nil, fmt.Errorf("longer than %d characters", MaxExpressionLength)
+	}
+	e, err := env()
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := e.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	return e.Program(ast, cel.CostLimit(celCostLimit))
+}
+
 // Condition is a compiled triggerPolicy.condition.
 type Condition struct {
 	Expr string
@@ -67,18 +95,7 @@ type Condition struct {
 // CompileCondition parses and type-checks a condition; the error says why
 // it does not parse.
 func CompileCondition(expr string) (*Condition, error) {
-	if len(expr) > MaxExpressionLength {
-		return nil, fmt.Errorf("longer than %d characters", MaxExpressionLength)
-	}
-	env, _, err := envs()
-	if err != nil {
-		return nil, err
-	}
-	ast, iss := env.Compile(expr)
-	if iss != nil && iss.Err() != nil {
-		return nil, iss.Err()
-	}
-	prg, err := env.Program(ast, cel.CostLimit(celCostLimit))
+	prg, err := compile(expr, conditionEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -110,18 +127,7 @@ type Selector struct {
 
 // CompileSelector parses and type-checks a selector expression.
 func CompileSelector(expr string) (*Selector, error) {
-	if len(expr) > MaxExpressionLength {
-		return nil, fmt.Errorf("longer than %d characters", MaxExpressionLength)
-	}
-	_, env, err := envs()
-	if err != nil {
-		return nil, err
-	}
-	ast, iss := env.Compile(expr)
-	if iss != nil && iss.Err() != nil {
-		return nil, iss.Err()
-	}
-	prg, err := env.Program(ast, cel.CostLimit(celCostLimit))
+	prg, err := compile(expr, selectorEnv)
 	if err != nil {
 		return nil, err
 	}
