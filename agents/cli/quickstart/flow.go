@@ -16,6 +16,7 @@ import (
 	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/cli/traincmd"
 	"github.com/branchml/branchml/agents/internal/agent"
+	"github.com/branchml/branchml/agents/records"
 )
 
 // dsChange is a data scientist's commit on ds1: text replacements in
@@ -132,6 +133,9 @@ func change(n int) string {
 func (r *run) pass(ctx context.Context, n int, what string) error {
 	t0 := time.Now()
 	r.progress("— pass %d (%s): ds1 → build-components → kf-pipeline → training → deploy-model", n, what)
+	if err := r.finishInterruptedDeploy(ctx); err != nil {
+		return err
+	}
 	if _, err := r.stage(ctx, "build", stageCall{agent: "branchml-build", app: buildcmd.App, from: "ds1", branch: "build-components"}, nil); err != nil {
 		return err
 	}
@@ -178,6 +182,26 @@ func (r *run) pass(ctx context.Context, n int, what string) error {
 	ps.Duration = time.Since(t0)
 	r.sum.Passes = append(r.sum.Passes, ps)
 	return nil
+}
+
+// finishInterruptedDeploy runs the deploy stage first when deploy-model
+// moved since its stage last ran here and holds a deploy.yaml: a merged
+// promotion whose deploy did not finish (the quickstart was killed in the
+// middle of the rollout). Jenkins retries that deploy-model build; until it
+// has run, deploy.yaml names a version that does not serve, and the next
+// training's gate cannot tell its champion.
+func (r *run) finishInterruptedDeploy(ctx context.Context) error {
+	tip, err := r.repo.tip(ctx, "deploy-model")
+	if err != nil || tip == r.state.Ran["deploy-model"] {
+		return nil // no deploy-model yet (the repository step makes it), or its stage ran on this tip
+	}
+	spec, err := r.repo.show(ctx, "refs/heads/deploy-model", records.DeploySpecPath)
+	if err != nil || spec == "" {
+		return err
+	}
+	r.progress("deploy-model: %s was merged but its deploy did not finish; deploying it first", short(tip))
+	_, err = r.deploy(ctx)
+	return err
 }
 
 // deploy runs the deploy stage (branchml-deploy on deploy-model) under
