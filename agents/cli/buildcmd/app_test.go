@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
 	"github.com/branchml/branchml/agents/cli"
@@ -144,5 +145,48 @@ func TestSourceURLOfLocalForge(t *testing.T) {
 	code, _, logs := runApp(t, "run", "--workspace", root, "--commit", "abc", "--source-url", "not a url")
 	if code != agent.ExitUsage || !strings.Contains(logs, `image source "not a url" is not a URL`) {
 		t.Fatalf("bad --source-url: exit %d\n%s", code, logs)
+	}
+}
+
+// stages.build.requireApproval: a commit pushed onto the build branch is
+// refused (exit 2, the fix text) before the registry is opened or anything
+// is built or written back; one merged through an approved pull request
+// gets past the gate (here to --source-url's own check).
+func TestRunCommandRequireApproval(t *testing.T) {
+	ctx := context.Background()
+	root := setup(t)
+	os.WriteFile(filepath.Join(root, "branchml.yaml"), []byte(yaml+"stages:\n  build: {requireApproval: true}\n"), 0o644)
+	f, _ := gitremote.New(filepath.Join(root, "remote.git"))
+	pushed, err := f.WriteBack(ctx, forge.WriteBack{Branch: "build-components", Message: "a push", Files: map[string][]byte{"a.txt": []byte("a\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, logs := runApp(t, "run", "--workspace", root, "--commit", pushed)
+	if code != agent.ExitUsage || !strings.Contains(logs, "stages.build.requireApproval: commit "+pushed[:12]+" on build-components did not arrive through a merged pull request") ||
+		!strings.Contains(logs, "fix: merge into build-components through a pull request with an approving review ('branchml pr open --head BRANCH --base build-components', approve, merge), or set stages.build.requireApproval: false") {
+		t.Fatalf("unreviewed commit: exit %d\n%s", code, logs)
+	}
+	if _, err := f.ReadFile(ctx, "build-components", records.ComponentsLockPath); err == nil {
+		t.Fatal("a refused run wrote the lock")
+	}
+	if _, err := os.Stat(filepath.Join(root, "state", "registry")); !os.IsNotExist(err) {
+		t.Fatalf("a refused run opened the registry: %v", err)
+	}
+
+	f.WriteBack(ctx, forge.WriteBack{Branch: "main", Message: "a change", Files: map[string][]byte{"b.txt": []byte("b\n")}})
+	pr, _ := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "main", Base: "build-components", Title: "t", Author: "ds1"})
+	if _, err := f.Review(ctx, pr.Number, "bob", "APPROVED", ""); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := f.MergeAs(ctx, pr.Number, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, logs = runApp(t, "run", "--workspace", root, "--commit", merged, "--source-url", "not a url")
+	if code != agent.ExitUsage || strings.Contains(logs, "requireApproval") || !strings.Contains(logs, `image source "not a url" is not a URL`) {
+		t.Fatalf("approved merge: exit %d\n%s", code, logs)
+	}
+	if _, err := os.Stat(filepath.Join(root, "state", "registry")); err != nil {
+		t.Fatalf("an approved run did not get to the registry: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner/runnertest"
 	"github.com/branchml/branchml/agents/backends/registry"
+	"github.com/branchml/branchml/agents/backends/storage"
 	sbackends "github.com/branchml/branchml/agents/backends/storage/storagefactory"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
@@ -229,5 +231,57 @@ func TestAppRerunsForWriteBackCommitsChangeNothing(t *testing.T) {
 	lins, _ := os.ReadDir(filepath.Join(state, "pipelines", "runs"))
 	if len(lins) != 1 {
 		t.Errorf("runs = %d, want 1", len(lins))
+	}
+}
+
+// stages.train.requireApproval: a commit pushed onto the training branch is
+// refused (exit 2, the fix text) before any backend is opened or a run
+// started or recorded; one merged through an approved pull request gets
+// past the gate (here to the missing pipeline lock).
+func TestAppRequireApproval(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	os.WriteFile(filepath.Join(dir, "branchml.yaml"), []byte(cfgYAML+"stages:\n  train: {requireApproval: true}\nbackends:\n  stateDir: "+state+"\n"), 0o644)
+	f, err := gitremote.Init(ctx, filepath.Join(state, "forge", "djia30.git"), map[string][]byte{"README.md": []byte("x\n")}, []string{"main", "kf-pipeline", "training", "deploy-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := 0 // the pipelines and storage backends the stage opened
+	w := DefaultWiring
+	w.Pipelines = func(e *cli.Env) (pipelines.Backend, func(), error) { opened++; return DefaultWiring.Pipelines(e) }
+	w.Storage = func(e *cli.Env) (storage.Backend, error) { opened++; return DefaultWiring.Storage(e) }
+	run := func(commit string) (int, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(ctx, AppWith(w), []string{"branchml-train", "run", "--workspace", dir, "--commit", commit}, cli.Streams{Out: &out, Err: &errb})
+		return code, errb.String()
+	}
+	tips := func() []gitremote.Branch { b, _ := f.Branches(ctx); return b }
+	pushed, err := f.WriteBack(ctx, forge.WriteBack{Branch: "training", Message: "a push", Files: map[string][]byte{"a.txt": []byte("a\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tips()
+	code, logs := run(pushed)
+	if code != 2 || !strings.Contains(logs, "stages.train.requireApproval: commit "+pushed[:12]+" on training did not arrive through a merged pull request") ||
+		!strings.Contains(logs, "fix: merge into training through a pull request with an approving review ('branchml pr open --head BRANCH --base training', approve, merge), or set stages.train.requireApproval: false") {
+		t.Fatalf("unreviewed commit: exit %d\n%s", code, logs)
+	}
+	if after := tips(); opened != 0 || !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused run opened %d backends; branches %+v, were %+v", opened, after, before)
+	}
+
+	f.WriteBack(ctx, forge.WriteBack{Branch: "main", Message: "a change", Files: map[string][]byte{"b.txt": []byte("b\n")}})
+	pr, _ := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "main", Base: "training", Title: "t", Author: "ds1"})
+	if _, err := f.Review(ctx, pr.Number, "bob", "APPROVED", ""); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := f.MergeAs(ctx, pr.Number, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, logs = run(merged)
+	if code != 1 || opened != 2 || strings.Contains(logs, "requireApproval") || !strings.Contains(logs, "find the pipeline version: "+records.PipelineLockPath+" on branch kf-pipeline") {
+		t.Fatalf("approved merge: exit %d, %d backends opened\n%s", code, opened, logs)
 	}
 }
