@@ -281,7 +281,7 @@ func TestAppRequireApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, logs = run(merged)
-	if code != 1 || opened != 2 || strings.Contains(logs, "requireApproval") || !strings.Contains(logs, "find the pipeline version: "+records.PipelineLockPath+" on branch kf-pipeline") {
+	if code != 2 || opened != 2 || strings.Contains(logs, "requireApproval") || !strings.Contains(logs, "find the pipeline version: "+records.PipelineLockPath+" on branch kf-pipeline") {
 		t.Fatalf("approved merge: exit %d, %d backends opened\n%s", code, opened, logs)
 	}
 }

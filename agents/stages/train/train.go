@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/pipelines"
 	"github.com/branchml/branchml/agents/config"
@@ -177,7 +176,7 @@ func (s *stage) readLock(ctx context.Context) error {
 	branch := s.cfg.Branches[config.StagePipeline]
 	raw, err := s.o.Forge.ReadFile(ctx, branch, records.PipelineLockPath)
 	if errors.Is(err, forge.ErrNotFound) {
-		return agent.Failed("find the pipeline version", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err),
+		return agent.Usage("find the pipeline version", fmt.Errorf("%s on branch %s: %w", records.PipelineLockPath, branch, err),
 			"merge into "+branch+" first so that the pipeline stage uploads a version and records it")
 	}
 	if err != nil {

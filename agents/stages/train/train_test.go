@@ -439,7 +439,7 @@ func TestMissingPipelineLockAndBadOptions(t *testing.T) {
 	e.cfg.Branches["pipeline"] = "training"
 	_, err := Run(context.Background(), o)
 	var ce *agent.Error
-	if !errors.As(err, &ce) || ce.Code != 1 || ce.Fix != "merge into training first so that the pipeline stage uploads a version and records it" {
+	if !errors.As(err, &ce) || ce.Code != 2 || ce.Fix != "merge into training first so that the pipeline stage uploads a version and records it" {
 		t.Errorf("missing lock = %v", err)
 	}
 	e.cfg.Branches["pipeline"] = "kf-pipeline"
