@@ -168,12 +168,13 @@ func TestImageRunsTheBuildStageOnTheExample(t *testing.T) {
 
 	// In the image: its user, environment and working directory; a new
 	// network namespace (only loopback, brought up), pid and mount
-	// namespace with /proc.
+	// namespace with /proc; everything in it is killed when the test dies
+	// (Pdeathsig on unshare, --kill-child).
 	inImage := func(args ...string) (string, string, error) {
 		t.Helper()
 		envs := append(append([]string{}, cfg.Env...), "GOPROXY=file:///tmp/goproxy")
 		script := `ip link set lo up && exec chroot --userspec="$USERSPEC" "$ROOT" /usr/bin/env -i ` + shellQuote(envs) + ` /bin/sh -c 'cd "$0" && exec "$@"' ` + shellQuote(append([]string{cfg.WorkingDir}, args...))
-		cmd := exec.Command("unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc="+filepath.Join(fs, "proc"), "sh", "-c", script)
+		cmd := exec.Command("unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc="+filepath.Join(fs, "proc"), "sh", "-c", script)
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "USERSPEC=" + cfg.User, "ROOT=" + fs}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		var stdout, stderr strings.Builder
