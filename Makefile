@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/branchml/branchml/agents/cli.Version=$(VERSION)
 AGENTS := branchml branchml-build branchml-pipeline branchml-train branchml-snapshot branchml-deploy
 
-.PHONY: all build test test-go test-example test-groovy test-k8s k8s-build k8s-up k8s-down vet fuzz quickstart bench clean release image
+.PHONY: all build image-cache test test-go test-example test-groovy test-k8s k8s-build k8s-up k8s-down vet fuzz quickstart bench clean release image
 
 # The agents release pinned in resources/branchml/agents.sha256.
 PINNED := $(shell sed -n 's/^\# version: //p' resources/branchml/agents.sha256)
@@ -30,7 +30,7 @@ vet:
 	$(GO) vet ./...
 	cd examples/djia30 && $(GO) vet ./...
 
-test-go:
+test-go: image-cache
 	$(GO) test -race -timeout 15m ./...
 	$(GO) test -count=1 -run 'TestCalibration' ./agents/stages/train/kpi  # the gate's calibration: single-threaded numerics, built without -race (see the file)
 
@@ -82,6 +82,11 @@ dist/branchml-agents-$(PINNED)-linux-amd64.tar.gz:
 ## release; IMAGE_PUSH=registry/repo:tag pushes it (IMAGE_TLS_VERIFY=false for a plain-HTTP registry)
 image: dist/branchml-agents-$(PINNED)-linux-amd64.tar.gz
 	VERSION=$(PINNED) PUSH=$(IMAGE_PUSH) TLS_VERIFY=$(or $(IMAGE_TLS_VERIFY),true) sh scripts/image.sh
+
+## image-cache: download what the image tests build from (the Debian root file system, the pinned Go
+## toolchain) into ~/.cache/branchml/image, once per machine; the tests themselves download nothing
+image-cache:
+	@if [ "$$(id -u)" = 0 ]; then FETCH_ONLY=1 sh scripts/image.sh; else echo "image-cache: not root, so the image tests skip; nothing to fetch"; fi
 
 clean:
 	rm -rf $(BIN) dist

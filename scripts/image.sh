@@ -30,6 +30,8 @@
 #   PUSH           an image reference to push to (docker://… is added)
 #   TLS_VERIFY     false for a plain-HTTP registry such as one on 127.0.0.1 [true]
 #   CACHE          where the rootfs, toolchain tar and buildah storage are kept [~/.cache/branchml/image]
+#   FETCH_ONLY     1: only make the cached rootfs and toolchain (steps 1-2; `make image-cache`), build nothing
+#   OFFLINE        1: fail, naming `make image-cache`, instead of downloading a rootfs or toolchain not in CACHE
 #
 # Prints the image ID (and, with PUSH, the pushed digest) on stdout. Needs
 # root (buildah's chroot isolation, mmdebstrap --mode=root), buildah,
@@ -61,7 +63,7 @@ if [ -n "$need" ]; then
 	echo "image.sh: installing$need" >&2
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-[ -f "$AGENTS" ] || fail "no agents archive $AGENTS: make image builds it (go run ./tools/release -check -out dist)"
+[ "${FETCH_ONLY:-}" = 1 ] || [ -f "$AGENTS" ] || fail "no agents archive $AGENTS: make image builds it (go run ./tools/release -check -out dist)"
 case "$ARCH" in amd64 | arm64) ;; *) fail "ARCH=$ARCH: use amd64 or arm64" ;; esac
 
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
@@ -77,6 +79,7 @@ export BUILDAH_ISOLATION=chroot
 if [ -z "${ROOTFS:-}" ]; then
 	ROOTFS="$CACHE/rootfs-$DEBIAN_SUITE-$ARCH.tar"
 	if [ ! -f "$ROOTFS" ]; then
+		[ "${OFFLINE:-}" != 1 ] || fail "OFFLINE=1 and no root file system $ROOTFS: run 'make image-cache' (it downloads it) first"
 		echo "image.sh: making the $DEBIAN_SUITE root file system from $DEBIAN_MIRROR" >&2
 		mmdebstrap --variant=minbase --mode=root --format=tar --architectures="$ARCH" \
 			--include=ca-certificates,git,openssh-client \
@@ -96,6 +99,7 @@ if [ "$GO_VERSION" != none ]; then
 	mod="golang.org/toolchain@v0.0.1-$GO_VERSION.linux-$ARCH"
 	gotar="$CACHE/$GO_VERSION.linux-$ARCH.tar"
 	if [ ! -f "$gotar" ]; then
+		[ "${OFFLINE:-}" != 1 ] || fail "OFFLINE=1 and no Go toolchain $gotar: run 'make image-cache' (it downloads it) first"
 		dir=$(cd "$CACHE" && GOFLAGS=-mod=mod go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 		[ -d "$dir" ] || fail "go mod download $mod gave no directory"
 		# What cmd/go does to a downloaded toolchain (toolchain/select.go):
@@ -114,6 +118,11 @@ if [ "$GO_VERSION" != none ]; then
 		rm -rf "$stage"
 		mv "$gotar.tmp" "$gotar"
 	fi
+fi
+
+if [ "${FETCH_ONLY:-}" = 1 ]; then
+	echo "image.sh: cached in $CACHE: $(basename "$ROOTFS")${gotar:+, $(basename "$gotar")}" >&2
+	exit 0
 fi
 
 # 3. One layer: rootfs, toolchain, agents; the image's configuration.

@@ -111,6 +111,10 @@ type ComponentResult struct {
 	Action string `json:"action"`
 	// Reason says why it was built or skipped.
 	Reason string `json:"reason"`
+	// Repository is where its image is (or would be) pushed, "host/repo"
+	// (the registry's host and components[].image), set when it is built,
+	// would be built (a dry run's plan) or failed to build.
+	Repository string `json:"repository,omitempty"`
 	// Image is the pinned reference "host/repo@sha256:<hex>"; Digest "sha256:<hex>".
 	Image  string `json:"image,omitempty"`
 	Digest string `json:"digest,omitempty"`
@@ -505,13 +509,14 @@ func (o *Options) plan(ctx context.Context, lock *records.ComponentsLock, srcs [
 			o.Log.Infof("%s: skipped: %s", c.Name, p.reason)
 		case o.DryRun:
 			p.res.Action = ActionWouldBuild
-			o.Log.Infof("%s: would build: %s", c.Name, p.reason)
+			o.Log.Infof("%s: would build: %s (image %s)", c.Name, p.reason, o.Registry.Host()+"/"+c.Image)
 		default:
 			p.res.Action = ActionBuilt // until something fails
 			o.Log.Infof("%s: building: %s", c.Name, p.reason)
 		}
 		if p.build {
 			p.res.Platforms = platforms
+			p.res.Repository = o.Registry.Host() + "/" + c.Image
 		}
 		plans = append(plans, p)
 	}

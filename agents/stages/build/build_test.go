@@ -279,6 +279,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if res.Summary(true) != "would build 2 of 2 components, 0 unchanged" {
 		t.Fatalf("summary %q", res.Summary(true))
 	}
+	// The plan names the repository each image would be pushed to.
+	host := e.local.Host()
+	if r0, r1 := res.Components[0].Repository, res.Components[1].Repository; r0 != host+"/ml/hello" || r1 != host+"/ml/other" {
+		t.Fatalf("repositories %q %q, want %s/ml/hello and %s/ml/other", r0, r1, host, host)
+	}
 	if e.reg.pushes.Load() != 0 || res.JUnit != "" {
 		t.Fatal("dry run pushed or tested")
 	}
