@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -194,6 +195,14 @@ type Backend struct {
 	ns, model, image, volume string
 	replicas                 int
 	o                        options
+
+	mu sync.Mutex
+	// seen are the last counters read from each pod of a variant, retired
+	// the counts of the pods that went away (or restarted): Counters is
+	// their sum, so it never goes down while the variant scales or its
+	// pods restart.
+	seen    map[serving.Variant]map[string]tfserving.Counters
+	retired map[serving.Variant]tfserving.Counters
 }
 
 // New returns a backend for model in namespace ns with image, mounting PVC
@@ -214,7 +223,8 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 	if ns == "" {
 		ns = "default"
 	}
-	b := &Backend{cs: cs, ns: ns, model: model, image: image, volume: volume, replicas: o.replicas, o: o}
+	b := &Backend{cs: cs, ns: ns, model: model, image: image, volume: volume, replicas: o.replicas, o: o,
+		seen: map[serving.Variant]map[string]tfserving.Counters{}, retired: map[serving.Variant]tfserving.Counters{}}
 	if b.o.pod == nil {
 		b.o.pod = func(addr string, port int32) string {
 			return "http://" + net.JoinHostPort(addr, strconv.Itoa(int(port)))
@@ -677,16 +687,20 @@ func (b *Backend) State(ctx context.Context) (serving.State, error) {
 
 // Counters scrapes the Prometheus endpoint of every ready pod of variant
 // v (its EndpointSlices) and sums them: through the Service each scrape
-// would reach one pod only. No ready pod gives zero counters. A pod that
-// went away takes its counts with it, which the analysis reads as a
-// restart (tfserving.Counters.Sub).
+// would reach one pod only. The sum is kept cumulative for this Backend: a
+// pod that is not ready counts with what it last reported, one that went
+// away (scale-down, Abort) or restarted (its counters went down) keeps
+// the counts it had, so the analysis' deltas (tfserving.Counters.Sub) are
+// the requests of the interval, not a restart. No pod gives zero counters.
 func (b *Backend) Counters(ctx context.Context, v serving.Variant) (tfserving.Counters, error) {
 	pods, err := b.Pods(ctx, v)
 	if err != nil {
 		return tfserving.Counters{}, err
 	}
-	var sum tfserving.Counters
+	read := map[string]tfserving.Counters{}
+	listed := map[string]bool{}
 	for _, p := range pods {
+		listed[p.Name] = true
 		if !p.Ready {
 			continue
 		}
@@ -698,9 +712,43 @@ func (b *Backend) Counters(ctx context.Context, v serving.Variant) (tfserving.Co
 		if err != nil {
 			return tfserving.Counters{}, b.wrap(fmt.Sprintf("metrics of %s pod %s", v, p.Name), err)
 		}
+		read[p.Name] = m
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := b.seen[v]
+	if seen == nil {
+		seen = map[string]tfserving.Counters{}
+		b.seen[v] = seen
+	}
+	for name, last := range seen {
+		if m, ok := read[name]; !listed[name] || (ok && restarted(m, last)) {
+			b.retired[v] = b.retired[v].Add(last) // restarted or gone
+			delete(seen, name)
+		}
+	}
+	for name, m := range read {
+		seen[name] = m
+	}
+	sum := b.retired[v].Clone()
+	for _, m := range seen {
 		sum = sum.Add(m)
 	}
 	return sum, nil
+}
+
+// restarted reports whether a pod's counters went down since last: its
+// server started again (a container restart keeps the pod's name).
+func restarted(m, last tfserving.Counters) bool {
+	if m.Requests < last.Requests || m.Latency.Count < last.Latency.Count {
+		return true
+	}
+	for code, n := range last.Codes {
+		if m.Codes[code] < n {
+			return true
+		}
+	}
+	return false
 }
 
 // Predict sends body to variant v by its version label.

@@ -505,14 +505,41 @@ func TestCountersSumEveryReadyPod(t *testing.T) {
 			t.Fatalf("counters = %+v, %v; want 55 requests from both pods", m, err)
 		}
 	}
-	// A pod that is not ready (still loading, or failing its probe) is left out.
+	// A pod that is not ready (still loading, or failing its probe) is not
+	// scraped: it counts with what it last reported.
 	sl, _ := f.cs.DiscoveryV1().EndpointSlices(ns).Get(ctx, "djia30-canary-1", metav1.GetOptions{})
 	sl.Endpoints[0].Conditions.Ready = ptr(false)
 	if _, err := f.cs.DiscoveryV1().EndpointSlices(ns).Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := f.b.Counters(ctx, serving.Canary); err != nil || m.Requests != 50 {
-		t.Fatalf("counters without the unready pod = %+v, %v", m, err)
+	predict(hs.URL, 3)
+	if m, err := f.b.Counters(ctx, serving.Canary); err != nil || m.Requests != 55 {
+		t.Fatalf("counters with the unready pod = %+v, %v; want 55", m.Requests, err)
+	}
+	// A pod that goes away (scale-down) keeps its counts: the sum never
+	// goes down, so the analysis' delta is not read as a restart.
+	if err := f.cs.DiscoveryV1().EndpointSlices(ns).Delete(ctx, "djia30-canary-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	predict(f.canaryURL(t), 2)
+	if m, err := f.b.Counters(ctx, serving.Canary); err != nil || m.Requests != 57 {
+		t.Fatalf("counters after the pod went away = %+v, %v; want 55 + 2", m.Requests, err)
+	}
+	// A pod whose server restarted (its counters start again) adds to what
+	// it had counted before.
+	restartedPod := faketfs.New("djia30")
+	restartedPod.SetState(2, tfs.StateAvailable)
+	hs2 := httptest.NewServer(restartedPod)
+	t.Cleanup(hs2.Close)
+	sl, _ = f.cs.DiscoveryV1().EndpointSlices(ns).Get(ctx, "djia30-canary-0", metav1.GetOptions{})
+	port, _ := strconv.Atoi(hs2.URL[strings.LastIndexByte(hs2.URL, ':')+1:])
+	sl.Ports[0].Port = ptr(int32(port))
+	if _, err := f.cs.DiscoveryV1().EndpointSlices(ns).Update(ctx, sl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	predict(hs2.URL, 4)
+	if m, err := f.b.Counters(ctx, serving.Canary); err != nil || m.Requests != 61 || m.Codes[200] != 61 {
+		t.Fatalf("counters after a restart = %+v, %v; want 57 + 4", m.Requests, err)
 	}
 }
 
