@@ -128,7 +128,7 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 // untouched, and one answering 400 to what the stable accepts rolled back
 // the same way (the one definition of a failed request).
 func TestRunOnKubernetes(t *testing.T) {
-	sim := newKubeSim(t, map[int64]faketfs.Behavior{3: {FailEvery: 1}, 4: {Status: 400}})
+	sim := newKubeSim(t, map[int64]faketfs.Behavior{3: {FailEvery: 1}, 4: {Status: 400}, 5: {LoadError: "SavedModel file does not exist at /models/models/djia30/5"}})
 	b, err := kube.New(sim.cs, "ml", "djia30", "127.0.0.1:5000/djia30/serve@sha256:"+strings.Repeat("a", 64), "djia30-model",
 		kube.WithReplicas(4), kube.WithPoll(5*time.Millisecond, 10*time.Second), kube.WithLabelTimeout(10*time.Second),
 		kube.WithEndpoint(func(v serving.Variant) string { return sim.urls[v] }))
@@ -216,5 +216,27 @@ func TestRunOnKubernetes(t *testing.T) {
 		if v, n, vars := stable(); v != 2 || n != 4 || vars != 1 {
 			t.Fatalf("after v%d: stable v%d with %d pods, %d variants", bad.version, v, n, vars)
 		}
+	}
+	// A version whose pods cannot load it: rolled back at once, no step taken.
+	res, rep, err = run(5, true)
+	if !errors.Is(err, deploy.ErrRolledBack) || !strings.Contains(res.Status.Message, "SavedModel file does not exist") || len(res.Analyses) != 0 || rep.Failed != 0 {
+		t.Fatalf("unloadable v5: %+v, %d analyses, %d failed requests, %v", res.Status, len(res.Analyses), rep.Failed, err)
+	}
+	if v, n, vars := stable(); v != 2 || n != 4 || vars != 1 {
+		t.Fatalf("after v5: stable v%d with %d pods, %d variants", v, n, vars)
+	}
+	// Reverting deploy.yaml to v1 brings it back by canary; rollback --to 2 after.
+	if res, rep, err = run(1, true); err != nil || res.Status.Phase != "Succeeded" || rep.Failed != 0 {
+		t.Fatalf("revert to v1: %+v, %d failed, %v", res.Status, rep.Failed, err)
+	}
+	if v, n, vars := stable(); v != 1 || n != 4 || vars != 1 {
+		t.Fatalf("after the revert: stable v%d with %d pods, %d variants", v, n, vars)
+	}
+	rb, err := deploy.Rollback(context.Background(), o, 2)
+	if err != nil || rb.Status.StableVersion != 2 {
+		t.Fatalf("rollback --to 2: %+v, %v", rb, err)
+	}
+	if v, n, vars := stable(); v != 2 || n != 4 || vars != 1 {
+		t.Fatalf("after rollback --to 2: stable v%d with %d pods, %d variants", v, n, vars)
 	}
 }
