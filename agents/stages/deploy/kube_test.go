@@ -17,10 +17,13 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/branchml/branchml/agents/backends/serving"
 	kube "github.com/branchml/branchml/agents/backends/serving/kubernetes"
@@ -33,7 +36,8 @@ import (
 // kubeSim plays what a cluster does around the Kubernetes backend: the
 // kubelet syncing the ConfigMap into each variant's pod (a fake TF Serving
 // that applies its config key), the Deployment controller (ready replicas
-// follow the spec after a delay), and the Service <model> (each request to
+// follow the spec while the pod passes the template's readiness probe),
+// and the Service <model> (each request to
 // one variant's pod in proportion to the variants' ready pods, round robin).
 type kubeSim struct {
 	cs        *fake.Clientset
@@ -41,6 +45,7 @@ type kubeSim struct {
 	urls      map[serving.Variant]string
 	behaviors map[int64]faketfs.Behavior
 	ready     [2]atomic.Int32 // stable, canary
+	probe     [2]atomic.Bool
 	n         atomic.Int64
 	svc       *httptest.Server
 }
@@ -66,6 +71,27 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 			t.Fatal(err)
 		}
 	}
+	// Deployments read back with the status the controller would write:
+	// every replica ready while the pods pass the readiness probe. (Set on
+	// read: a status written back by the test would race the backend's
+	// updates of the whole object in the fake clientset.)
+	s.cs.PrependReactor("get", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		g := a.(k8stesting.GetAction)
+		obj, err := s.cs.Tracker().Get(appsv1.SchemeGroupVersion.WithResource("deployments"), g.GetNamespace(), g.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		d := obj.(*appsv1.Deployment).DeepCopy()
+		i := 0
+		if strings.HasSuffix(d.Name, "-canary") {
+			i = 1
+		}
+		d.Status.ReadyReplicas, d.Status.UpdatedReplicas = 0, 0
+		if s.probe[i].Load() && d.Spec.Replicas != nil {
+			d.Status.ReadyReplicas, d.Status.UpdatedReplicas = *d.Spec.Replicas, *d.Spec.Replicas
+		}
+		return true, d, nil
+	})
 	proxies := map[serving.Variant]*httputil.ReverseProxy{}
 	for v, u := range s.urls {
 		pu, _ := url.Parse(u)
@@ -105,16 +131,19 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 				}
 			}
 			for i, v := range []serving.Variant{serving.Stable, serving.Canary} {
-				d, err := s.cs.AppsV1().Deployments("ml").Get(ctx, "djia30-"+string(v), metav1.GetOptions{})
-				if err != nil {
-					s.ready[i].Store(0)
-					continue
+				// The readiness probe of the pod template (the variant's
+				// label resolves to a loaded version).
+				ok := false
+				if resp, err := http.Get(s.urls[v] + "/v1/models/djia30/labels/" + string(v) + "/metadata"); err == nil {
+					resp.Body.Close()
+					ok = resp.StatusCode == http.StatusOK
 				}
-				if d.Status.ReadyReplicas != *d.Spec.Replicas {
-					d.Status.ReadyReplicas, d.Status.UpdatedReplicas = *d.Spec.Replicas, *d.Spec.Replicas
-					_, _ = s.cs.AppsV1().Deployments("ml").UpdateStatus(ctx, d, metav1.UpdateOptions{})
+				s.probe[i].Store(ok)
+				ready := int32(0)
+				if d, err := s.cs.AppsV1().Deployments("ml").Get(ctx, "djia30-"+string(v), metav1.GetOptions{}); err == nil {
+					ready = d.Status.ReadyReplicas
 				}
-				s.ready[i].Store(*d.Spec.Replicas)
+				s.ready[i].Store(ready)
 			}
 		}
 	}()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -115,59 +116,73 @@ func (f *fixture) syncConfig(t *testing.T, every time.Duration) {
 }
 
 // readyController plays the Deployment controller and the kubelet: a
-// Deployment's ready replicas follow its spec, rising only after delay (the
-// new pods start and pass their readiness probe), falling at once. It
-// returns the lowest total of ready pods seen once both variants' sum
-// first reached min.
+// Deployment is read back with ready replicas that follow its spec, rising
+// only delay after the spec rose (the new pods start and pass their
+// readiness probe), falling at once. (Set on read: a status written back
+// by the test would race the backend's updates of the whole object in the
+// fake clientset.) It returns the lowest total of ready pods seen once the
+// sum first reached min.
 func (f *fixture) readyController(t *testing.T, delay time.Duration, min int32) func() int32 {
+	type state struct {
+		want, ready int32
+		since       time.Time
+	}
+	var mu sync.Mutex
+	states := map[string]*state{}
+	f.cs.PrependReactor("get", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		g := a.(k8stesting.GetAction)
+		obj, err := f.cs.Tracker().Get(appsv1.SchemeGroupVersion.WithResource("deployments"), g.GetNamespace(), g.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		d := obj.(*appsv1.Deployment).DeepCopy()
+		mu.Lock()
+		defer mu.Unlock()
+		st := states[d.Name]
+		if st == nil {
+			st = &state{}
+			states[d.Name] = st
+		}
+		if want := *d.Spec.Replicas; want != st.want {
+			st.want, st.since = want, time.Now()
+		}
+		switch {
+		case st.want < st.ready:
+			st.ready = st.want
+		case st.want > st.ready && time.Since(st.since) >= delay:
+			st.ready = st.want
+		}
+		d.Status.ReadyReplicas, d.Status.UpdatedReplicas, d.Status.Replicas = st.ready, st.ready, st.ready
+		return true, d, nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	var mu sync.Mutex
+	var lmu sync.Mutex
 	lowest, armed := int32(1<<30), false
 	t.Cleanup(func() { cancel(); <-done })
 	go func() {
 		defer close(done)
-		changed := map[string]time.Time{}
-		seen := map[string]int32{}
 		for ctx.Err() == nil {
 			time.Sleep(time.Millisecond)
-			list, err := f.cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				continue
-			}
 			var total int32
-			for i := range list.Items {
-				d := &list.Items[i]
-				want := *d.Spec.Replicas
-				if seen[d.Name] != want {
-					seen[d.Name], changed[d.Name] = want, time.Now()
+			for _, name := range []string{"djia30-stable", "djia30-canary"} {
+				if d, err := f.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+					total += d.Status.ReadyReplicas
 				}
-				ready := d.Status.ReadyReplicas
-				switch {
-				case want < ready:
-					ready = want
-				case want > ready && time.Since(changed[d.Name]) >= delay:
-					ready = want
-				}
-				if ready != d.Status.ReadyReplicas {
-					d.Status.ReadyReplicas, d.Status.UpdatedReplicas, d.Status.Replicas = ready, ready, ready
-					_, _ = f.cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
-				}
-				total += ready
 			}
-			mu.Lock()
+			lmu.Lock()
 			if total >= min {
 				armed = true
 			}
 			if armed && total < lowest {
 				lowest = total
 			}
-			mu.Unlock()
+			lmu.Unlock()
 		}
 	}()
 	return func() int32 {
-		mu.Lock()
-		defer mu.Unlock()
+		lmu.Lock()
+		defer lmu.Unlock()
 		return lowest
 	}
 }
