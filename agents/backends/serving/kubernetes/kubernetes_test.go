@@ -574,6 +574,12 @@ func TestNeverBelowReadyCapacity(t *testing.T) {
 			if err := f.b.Route(ctx, 0); err != nil {
 				t.Fatal(err)
 			}
+			for deadline := time.Now().Add(5 * time.Second); lowest() > 4; {
+				if time.Now().After(deadline) {
+					t.Fatal("the stable's 4 pods never became ready")
+				}
+				time.Sleep(time.Millisecond)
+			}
 			f.canary.SetState(2, tfs.StateAvailable)
 			if err := f.b.Deploy(ctx, serving.Canary, v2); err != nil {
 				t.Fatal(err)
