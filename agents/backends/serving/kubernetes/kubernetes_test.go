@@ -120,7 +120,8 @@ func (f *fixture) syncConfig(t *testing.T, every time.Duration) {
 // only delay after the spec rose (the new pods start and pass their
 // readiness probe), falling at once. (Set on read: a status written back
 // by the test would race the backend's updates of the whole object in the
-// fake clientset.) It returns the lowest total of ready pods seen once the
+// fake clientset.) Call it before any goroutine uses the clientset (adding
+// a reactor races its use). It returns the lowest total of ready pods seen once the
 // sum first reached min.
 func (f *fixture) readyController(t *testing.T, delay time.Duration, min int32) func() int32 {
 	type state struct {
@@ -228,8 +229,8 @@ var (
 func TestObjectsStepsAndLabelsAfterAvailable(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
+	f.readyController(t, time.Millisecond, 4) // before any goroutine uses the clientset: it adds a reactor
 	f.syncConfig(t, time.Millisecond)
-	f.readyController(t, time.Millisecond, 4)
 	f.stable.SetState(1, tfs.StateAvailable)
 	if err := f.b.Deploy(ctx, serving.Stable, v1); err != nil {
 		t.Fatal(err)
@@ -565,8 +566,8 @@ func TestNeverBelowReadyCapacity(t *testing.T) {
 	for _, end := range []string{"abort", "promote"} {
 		t.Run(end, func(t *testing.T) {
 			f := newFixture(t)
+			lowest := f.readyController(t, 30*time.Millisecond, 4) // first: it adds a reactor
 			f.syncConfig(t, time.Millisecond)
-			lowest := f.readyController(t, 30*time.Millisecond, 4)
 			f.stable.SetState(1, tfs.StateAvailable)
 			if err := f.b.Deploy(ctx, serving.Stable, v1); err != nil {
 				t.Fatal(err)
