@@ -180,6 +180,8 @@ func TestInvalid(t *testing.T) {
 			[]string{`branchml.yaml: deploy.canary.steps[0]: 10: backends.serving.type kubernetes splits traffic by pods: 10% of deploy.serving.replicas 4 is not a whole pod (the canary would get 25%); use weights that are multiples of 25%, or more replicas`}},
 		{"kubernetes steps with too few replicas", base + "deploy:\n  canary:\n    steps: [25, 50, 100]\n  serving:\n    replicas: 2\nbackends:\n  serving:\n    type: kubernetes\n", nil,
 			[]string{`branchml.yaml: deploy.canary.steps[0]: 25: backends.serving.type kubernetes splits traffic by pods: 25% of deploy.serving.replicas 2 is not a whole pod (the canary would get 50%); use weights that are multiples of 50%, or more replicas`}},
+		{"kubernetes A/B weight the replicas cannot express", base + "deploy:\n  strategy: ab\n  canary:\n    steps: [50, 100]\n  ab:\n    weight: 30\n  serving:\n    replicas: 4\nbackends:\n  serving:\n    type: kubernetes\n", nil,
+			[]string{`branchml.yaml: deploy.ab.weight: 30: backends.serving.type kubernetes splits traffic by pods: 30% of deploy.serving.replicas 4 is not a whole pod (the canary would get 50%); use weights that are multiples of 25%, or more replicas`}},
 		{"bad env value names the variable", base, []string{"BRANCHML_SNAPSHOT_KEEP=-1"},
 			[]string{`BRANCHML_SNAPSHOT_KEEP: snapshot.keep: -1: minimum: got -1, want 1`}},
 		{"bad duration", base + "training:\n  timeout: 10 minutes\n", nil,

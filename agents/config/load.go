@@ -699,12 +699,18 @@ func (c *Config) check(src string) error {
 		if n <= 0 {
 			n = 2
 		}
-		for i, w := range steps {
+		check := func(field string, w int) {
 			if w > 0 && w <= 100 && n*w%100 != 0 {
 				real := 100 * ((n*w + 99) / 100) / n
-				errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("deploy.canary.steps[%d]", i), Value: strconv.Itoa(w),
+				errs = append(errs, &FieldError{Source: src, Field: field, Value: strconv.Itoa(w),
 					Problem: fmt.Sprintf("backends.serving.type kubernetes splits traffic by pods: %d%% of deploy.serving.replicas %d is not a whole pod (the canary would get %d%%); use weights that are multiples of %s%%, or more replicas", w, n, real, strconv.FormatFloat(100/float64(n), 'f', -1, 64))})
 			}
+		}
+		for i, w := range steps {
+			check(fmt.Sprintf("deploy.canary.steps[%d]", i), w)
+		}
+		if c.Deploy.Strategy == "ab" {
+			check("deploy.ab.weight", c.Deploy.AB.Weight)
 		}
 	}
 	for i, k := range c.Training.KPIs {
