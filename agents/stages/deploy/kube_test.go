@@ -182,6 +182,7 @@ func TestRunOnKubernetes(t *testing.T) {
 	c.Deploy.Canary.Steps = []int{25, 50, 75, 100}
 	c.Deploy.Canary.Interval.Duration = 150 * time.Millisecond
 	c.Deploy.Canary.MaxLatencyP99.Duration = 40 * time.Millisecond
+	c.Deploy.Serving.Replicas = 4
 	f := &memForge{}
 	o := deploy.Options{Config: c, Workspace: ws, Serving: b, Forge: f, Log: log, StatusFile: filepath.Join(t.TempDir(), "deploy-status.json")}
 
@@ -215,6 +216,15 @@ func TestRunOnKubernetes(t *testing.T) {
 	}
 	if v, n, vars := stable(); v != 1 || n != 4 || vars != 1 {
 		t.Fatalf("after the first deploy: stable v%d with %d pods, %d variants", v, n, vars)
+	}
+
+	// The plan says how many pods the canary gets at each step.
+	c.Backends.Serving.Type = "kubernetes"
+	writeSpec(t, ws, 2)
+	dry := o
+	dry.DryRun = true
+	if plan, err := deploy.Run(context.Background(), dry); err != nil || plan.Plan[0] != "canary djia30 v2 against stable v1: steps [25 50 75 100] every 150ms, threshold 2 (canary pods 1, 2, 3, 4 of 4)" {
+		t.Fatalf("dry run: %q, %v", plan.Plan, err)
 	}
 
 	res, rep, err := run(2, true)
