@@ -116,6 +116,7 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 	go func() {
 		defer close(done)
 		applied := map[serving.Variant]string{}
+		empty := map[serving.Variant]bool{}
 		for ctx.Err() == nil {
 			time.Sleep(2 * time.Millisecond)
 			if cm, err := s.cs.CoreV1().ConfigMaps("ml").Get(ctx, "djia30-serving", metav1.GetOptions{}); err == nil {
@@ -132,13 +133,20 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 			}
 			for i, v := range []serving.Variant{serving.Stable, serving.Canary} {
 				if _, err := s.cs.Tracker().Get(appsv1.SchemeGroupVersion.WithResource("deployments"), "ml", "djia30-"+string(v)); err != nil {
-					// No Deployment, no pod: the next one starts empty.
+					// No Deployment, no pod: out of the Service first (the
+					// requests already sent to it finish, as a terminating
+					// pod drains), then the next one starts empty.
 					s.probe[i].Store(false)
 					s.ready[i].Store(0)
-					s.pods[v].Configure(tfs.ModelConfig{Name: "djia30"}, nil)
+					if !empty[v] {
+						time.Sleep(50 * time.Millisecond)
+						s.pods[v].Configure(tfs.ModelConfig{Name: "djia30"}, nil)
+						empty[v] = true
+					}
 					applied[v] = ""
 					continue
 				}
+				empty[v] = false
 				// The readiness probe of the pod template (the variant's
 				// label resolves to a loaded version).
 				ok := false
@@ -277,7 +285,7 @@ func TestRunOnKubernetes(t *testing.T) {
 	}
 	// Reverting deploy.yaml to v1 brings it back by canary; rollback --to 2 after.
 	if res, rep, err = run(1, true); err != nil || res.Status.Phase != "Succeeded" || rep.Failed != 0 {
-		t.Fatalf("revert to v1: %+v, %d failed, %v", res.Status, rep.Failed, err)
+		t.Fatalf("revert to v1: %+v, %d failed (%q), %v", res.Status.Phase, rep.Failed, rep.Errors, err)
 	}
 	if v, n, vars := stable(); v != 1 || n != 4 || vars != 1 {
 		t.Fatalf("after the revert: stable v%d with %d pods, %d variants", v, n, vars)
