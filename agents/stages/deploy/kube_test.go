@@ -46,8 +46,11 @@ type kubeSim struct {
 	behaviors map[int64]faketfs.Behavior
 	ready     [2]atomic.Int32 // stable, canary
 	probe     [2]atomic.Bool
-	n         atomic.Int64
-	svc       *httptest.Server
+	// epoch counts created Deployments: a probe taken across a creation
+	// is dropped (the new Deployment's pods start not ready).
+	epoch atomic.Int64
+	n     atomic.Int64
+	svc   *httptest.Server
 }
 
 func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
@@ -75,6 +78,15 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 	// every replica ready while the pods pass the readiness probe. (Set on
 	// read: a status written back by the test would race the backend's
 	// updates of the whole object in the fake clientset.)
+	s.cs.PrependReactor("create", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		s.epoch.Add(1)
+		if strings.HasSuffix(a.(k8stesting.CreateAction).GetObject().(*appsv1.Deployment).Name, "-canary") {
+			s.probe[1].Store(false)
+		} else {
+			s.probe[0].Store(false)
+		}
+		return false, nil, nil
+	})
 	s.cs.PrependReactor("get", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		g := a.(k8stesting.GetAction)
 		obj, err := s.cs.Tracker().Get(appsv1.SchemeGroupVersion.WithResource("deployments"), g.GetNamespace(), g.GetName())
@@ -119,6 +131,7 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 		empty := map[serving.Variant]bool{}
 		for ctx.Err() == nil {
 			time.Sleep(2 * time.Millisecond)
+			epoch := s.epoch.Load()
 			if cm, err := s.cs.CoreV1().ConfigMaps("ml").Get(ctx, "djia30-serving", metav1.GetOptions{}); err == nil {
 				for v, p := range s.pods {
 					text := cm.Data[string(v)+".config"]
@@ -154,7 +167,9 @@ func newKubeSim(t *testing.T, behaviors map[int64]faketfs.Behavior) *kubeSim {
 					resp.Body.Close()
 					ok = resp.StatusCode == http.StatusOK
 				}
-				s.probe[i].Store(ok)
+				if s.epoch.Load() == epoch {
+					s.probe[i].Store(ok)
+				}
 				ready := int32(0)
 				if d, err := s.cs.AppsV1().Deployments("ml").Get(ctx, "djia30-"+string(v), metav1.GetOptions{}); err == nil {
 					ready = d.Status.ReadyReplicas
@@ -278,7 +293,7 @@ func TestRunOnKubernetes(t *testing.T) {
 	// A version whose pods cannot load it: rolled back at once, no step taken.
 	res, rep, err = run(5, true)
 	if !errors.Is(err, deploy.ErrRolledBack) || !strings.Contains(res.Status.Message, "SavedModel file does not exist") || len(res.Analyses) != 0 || rep.Failed != 0 {
-		t.Fatalf("unloadable v5: %+v, %d analyses, %d failed requests, %v", res.Status, len(res.Analyses), rep.Failed, err)
+		t.Fatalf("unloadable v5: %+v, %d analyses, %d failed requests (%q), %v", res.Status.Message, len(res.Analyses), rep.Failed, rep.Errors, err)
 	}
 	if v, n, vars := stable(); v != 2 || n != 4 || vars != 1 {
 		t.Fatalf("after v5: stable v%d with %d pods, %d variants", v, n, vars)
