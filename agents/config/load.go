@@ -691,6 +691,28 @@ func (c *Config) check(src string) error {
 			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("deploy.canary.steps[%d]", i), Value: strconv.Itoa(steps[i]), Problem: fmt.Sprintf("canary weights must ascend; it follows %d", steps[i-1])})
 		}
 	}
+	if c.Backends.Serving.Type == "kubernetes" {
+		// The Kubernetes backend splits traffic by pod count (its
+		// ReplicaRouter): a weight is a whole number of the replicas or
+		// it is not what the canary gets.
+		n := c.Deploy.Serving.Replicas
+		if n <= 0 {
+			n = 2
+		}
+		check := func(field string, w int) {
+			if w > 0 && w <= 100 && n*w%100 != 0 {
+				real := 100 * ((n*w + 99) / 100) / n
+				errs = append(errs, &FieldError{Source: src, Field: field, Value: strconv.Itoa(w),
+					Problem: fmt.Sprintf("backends.serving.type kubernetes splits traffic by pods: %d%% of deploy.serving.replicas %d is not a whole pod (the canary would get %d%%); use weights that are multiples of %s%%, or more replicas", w, n, real, strconv.FormatFloat(100/float64(n), 'f', -1, 64))})
+			}
+		}
+		for i, w := range steps {
+			check(fmt.Sprintf("deploy.canary.steps[%d]", i), w)
+		}
+		if c.Deploy.Strategy == "ab" {
+			check("deploy.ab.weight", c.Deploy.AB.Weight)
+		}
+	}
 	for i, k := range c.Training.KPIs {
 		if k.Op == "" && c.Training.Gate.Split == "" {
 			errs = append(errs, &FieldError{Source: src, Field: fmt.Sprintf("training.kpis[%d]", i), Value: k.Metric, Problem: "a KPI with confidence (no op) needs training.gate.split: name the held-out split the pipeline writes predictions for"})

@@ -188,6 +188,7 @@ func TestAgentRBACHasThePodTemplatesAccountAndTheBackendsCalls(t *testing.T) {
 		"trident.netapp.io/tridentactionsnapshotrestores:delete",
 		"apps/deployments:create", "apps/deployments:get", "apps/deployments:update", "apps/deployments:delete",
 		"/services:create", "/services:list", "/configmaps:create", "/configmaps:get", "/configmaps:update",
+		"discovery.k8s.io/endpointslices:list",
 	} {
 		if !granted[want] {
 			t.Errorf("branchml-agent is not granted %s", want)

@@ -255,6 +255,15 @@ func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 		serveCmd, stopImages = argv, stop
 	}
 	so := servingfactory.Options{ServeCommand: serveCmd, StateDir: dir, Image: e.CLI.String("serving-image"), Log: e.Log, Host: host, Owner: "branchml-deploy run --serve"}
+	if !localServing && so.Image == "" && cfg.Deploy.Serving.Image == "" {
+		if so.Image, err = componentImage(e.Ctx, cfg, f); err != nil {
+			stopImages()
+			return deploy.Options{}, nil, err
+		}
+		if so.Image != "" {
+			e.Log.Infof("serving with component %s: image %s", cfg.Deploy.Serving.Component, so.Image)
+		}
+	}
 	if localServing && !host {
 		if so.Spawn, err = ServeArgv(dir, cfg.Deploy.Model, cfg.Backends.Serving.Addr); err != nil {
 			stopImages()

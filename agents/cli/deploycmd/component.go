@@ -37,20 +37,9 @@ func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
 	if comp == "" {
 		return nil, func() {}, nil
 	}
-	branch := cfg.Branches[config.StageBuild]
-	raw, err := f.ReadFile(e.Ctx, branch, records.ComponentsLockPath)
+	lc, err := lockedComponent(e.Ctx, cfg, f, "deploy.serving.command")
 	if err != nil {
-		return nil, nil, agent.Failed("read "+records.ComponentsLockPath+" on "+branch, err,
-			"merge into "+branch+" and let branchml-build write the lock, or set deploy.serving.command")
-	}
-	var lock records.ComponentsLock
-	if err := records.ParseJSON(branch+":"+records.ComponentsLockPath, raw, &lock); err != nil {
-		return nil, nil, agent.Failed("parse "+records.ComponentsLockPath, err, "")
-	}
-	lc, ok := lock.Components[comp]
-	if !ok {
-		return nil, nil, agent.Usage("serving component", fmt.Errorf("%q is not in the components lock of %s", comp, branch),
-			"build the component first, or fix deploy.serving.component")
+		return nil, nil, err
 	}
 	cache, stop, err := localimages.Cache(e.Ctx, cfg, e.Log)
 	if err != nil {
@@ -71,6 +60,47 @@ func componentCommand(e *cli.Env, f forge.Forge) ([]string, func(), error) {
 	}
 	e.Log.Infof("serving with component %s from %s", comp, lc.Image)
 	return []string{filepath.Join(img.RootFS, filepath.FromSlash(bin))}, stop, nil
+}
+
+// lockedComponent reads deploy.serving.component's entry of the components
+// lock on the build branch; instead names the setting that does without it.
+func lockedComponent(ctx context.Context, cfg *config.Config, f forge.Forge, instead string) (records.LockedComponent, error) {
+	comp := cfg.Deploy.Serving.Component
+	branch := cfg.Branches[config.StageBuild]
+	raw, err := f.ReadFile(ctx, branch, records.ComponentsLockPath)
+	if err != nil {
+		return records.LockedComponent{}, agent.Failed("read "+records.ComponentsLockPath+" on "+branch, err,
+			"merge into "+branch+" and let branchml-build write the lock, or set "+instead)
+	}
+	var lock records.ComponentsLock
+	if err := records.ParseJSON(branch+":"+records.ComponentsLockPath, raw, &lock); err != nil {
+		return records.LockedComponent{}, agent.Failed("parse "+records.ComponentsLockPath, err, "")
+	}
+	lc, ok := lock.Components[comp]
+	if !ok || lc.Image == "" {
+		return records.LockedComponent{}, agent.Usage("serving component", fmt.Errorf("%q is not in the components lock of %s", comp, branch),
+			"build the component first, or fix deploy.serving.component")
+	}
+	return lc, nil
+}
+
+// componentImage resolves deploy.serving.component to the image the
+// Kubernetes backend's pods run: the one pinned in the components lock on
+// the build branch (host/repo@sha256:…, pulled by the kubelet). "" when the
+// config names no component.
+func componentImage(ctx context.Context, cfg *config.Config, f forge.Forge) (string, error) {
+	if cfg.Deploy.Serving.Component == "" {
+		return "", nil
+	}
+	if f == nil {
+		return "", agent.Usage("serving component", fmt.Errorf("deploy.serving.component %q needs the forge to read the components lock", cfg.Deploy.Serving.Component),
+			"configure backends.forge, or set deploy.serving.image")
+	}
+	lc, err := lockedComponent(ctx, cfg, f, "deploy.serving.image")
+	if err != nil {
+		return "", err
+	}
+	return lc.Image, nil
 }
 
 // modelRoot is what a relative model.path of deploy.yaml is relative to on

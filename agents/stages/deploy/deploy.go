@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -355,7 +356,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	case sv == 0:
 		res.Plan = append(res.Plan, fmt.Sprintf("deploy %s v%d as stable at 100%% (nothing serves and no stable was ever recorded)", want.Name, want.Version))
 	case strategy == "canary":
-		res.Plan = append(res.Plan, fmt.Sprintf("canary %s v%d against stable v%d: steps %v every %v, threshold %d", want.Name, want.Version, sv, policy.Steps, policy.Interval, policy.Threshold))
+		res.Plan = append(res.Plan, fmt.Sprintf("canary %s v%d against stable v%d: steps %v every %v, threshold %d%s", want.Name, want.Version, sv, policy.Steps, policy.Interval, policy.Threshold, podSplit(o.Config, policy.Steps)))
 	default:
 		ab := o.Config.Deploy.AB
 		res.Plan = append(res.Plan, fmt.Sprintf("A/B %s v%d at %d%% against stable v%d for %v or %d requests", want.Name, want.Version, ab.Weight, sv, ab.Duration.Duration, ab.Requests))
@@ -455,6 +456,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // finish completes st (interruption, history, what serves now), writes it
 // and returns res with runErr (or the write's error). When ctx is done it
 // uses a fresh short context, so that an interrupted rollout is recorded.
+// podSplit says, for the Kubernetes backend (whose weights are pod
+// counts), how many of the replicas the canary gets at each step, e.g.
+// " (canary pods 1, 2, 4 of 4)"; "" for other backends.
+func podSplit(cfg *config.Config, steps []int) string {
+	if cfg.Backends.Serving.Type != "kubernetes" {
+		return ""
+	}
+	n := cfg.Deploy.Serving.Replicas
+	if n <= 0 {
+		n = 2
+	}
+	parts := make([]string, len(steps))
+	for i, w := range steps {
+		parts[i] = strconv.Itoa(n * w / 100)
+	}
+	return fmt.Sprintf(" (canary pods %s of %d)", strings.Join(parts, ", "), n)
+}
+
 func (o *Options) finish(ctx context.Context, res *Result, st records.DeployStatus, events []records.DeployEvent, runErr error, want records.ModelRef) (*Result, error) {
 	if cause := ctx.Err(); cause != nil {
 		if c := context.Cause(ctx); c != nil && c != cause {

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"path"
+	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -31,8 +35,10 @@ const (
 	LabelVersion    = "branchml.dev/model-version"
 	LabelManagedBy  = "app.kubernetes.io/managed-by"
 	AnnotationModel = "branchml.dev/model"
-	// RESTPort is TF Serving's REST port in the pods.
+	// RESTPort is TF Serving's REST port in the pods, GRPCPort its gRPC
+	// port (--port; TF Serving requires one).
 	RESTPort = 8501
+	GRPCPort = 8500
 	// ModelMount and ConfigMount are where the volume and the ConfigMap are mounted.
 	ModelMount  = "/models"
 	ConfigMount = "/config"
@@ -46,35 +52,110 @@ type Router interface {
 	Route(ctx context.Context, b *Backend, canaryWeight int) error
 }
 
-// ReplicaRouter splits by replica ratio: canary = ceil(R*w/100) replicas,
-// stable the rest (R = total replicas).
+// ReplicaRouter splits by replica ratio: the Service selects the pods of
+// both variants, so the canary's share of the traffic is its share of the
+// ready pods. Only the weights that are a whole number of pods can be
+// expressed: w such that R*w/100 is an integer (R = total replicas).
 type ReplicaRouter struct{}
 
 var _ Router = ReplicaRouter{}
 
-// Split returns the stable and canary replica counts for weight w of total.
-func Split(total, w int) (stable, canary int) {
-	canary = (total*w + 99) / 100
-	if w > 0 && canary == 0 {
-		canary = 1
+// Split returns the stable and canary replica counts for weight w (percent)
+// of total replicas, and an error when w is not a whole number of pods
+// (the error names the weights total can express).
+func Split(total, w int) (stable, canary int, err error) {
+	if total < 1 || w < 0 || w > 100 {
+		return 0, 0, fmt.Errorf("canary weight %d%% of %d replicas: weight must be 0..100 and replicas at least 1", w, total)
 	}
-	return total - canary, canary
+	if total*w%100 != 0 {
+		return 0, 0, fmt.Errorf("canary weight %d%% cannot be expressed with %d replicas (it would be %d%%): with %d replicas the canary can get %s; set deploy.canary.steps to those, or deploy.serving.replicas to a multiple of %d",
+			w, total, 100*((total*w+99)/100)/total, total, ExpressibleWeights(total), 100/gcd(w, 100))
+	}
+	canary = total * w / 100
+	return total - canary, canary, nil
 }
 
-// Route scales the two Deployments.
-func (ReplicaRouter) Route(ctx context.Context, b *Backend, w int) error {
-	s, c := Split(b.replicas, w)
-	if err := b.scale(ctx, serving.Canary, int32(c)); err != nil {
-		return err
+// ExpressibleWeights lists the canary weights (percent, above 0) that total
+// replicas can express, e.g. "25, 50, 75 or 100%" for 4.
+func ExpressibleWeights(total int) string {
+	var ws []string
+	for c := 1; c <= total; c++ {
+		if 100*c%total == 0 {
+			ws = append(ws, strconv.Itoa(100*c/total))
+		}
 	}
-	return b.scale(ctx, serving.Stable, int32(s))
+	switch len(ws) {
+	case 0:
+		return "no weight"
+	case 1:
+		return ws[0] + "%"
+	}
+	out := ""
+	for i, w := range ws[:len(ws)-1] {
+		if i > 0 {
+			out += ", "
+		}
+		out += w
+	}
+	return out + " or " + ws[len(ws)-1] + "%"
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// Route scales the two Deployments, never below the ready capacity: the
+// variants that grow are scaled first and waited for until their new pods
+// are Ready; only then does the other shrink.
+func (ReplicaRouter) Route(ctx context.Context, b *Backend, w int) error {
+	s, c, err := Split(b.replicas, w)
+	if err != nil {
+		return &serving.Error{Op: "route", Err: err}
+	}
+	want := map[serving.Variant]int{serving.Stable: s, serving.Canary: c}
+	order := []serving.Variant{serving.Canary, serving.Stable}
+	cur := map[serving.Variant]int{}
+	for _, v := range order {
+		if cur[v], err = b.specReplicas(ctx, v); err != nil {
+			return err
+		}
+	}
+	for _, v := range order {
+		if want[v] > cur[v] {
+			if err := b.scale(ctx, v, int32(want[v])); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range order {
+		// Also the variant that keeps its count: a canary just deployed
+		// may not be Ready yet.
+		if want[v] >= cur[v] && want[v] > 0 {
+			if err := b.waitReady(ctx, v, int32(want[v])); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range order {
+		if want[v] < cur[v] {
+			if err := b.scale(ctx, v, int32(want[v])); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 type options struct {
 	endpoint func(serving.Variant) string
+	pod      func(addr string, port int32) string
 	router   Router
 	poll     time.Duration
 	timeout  time.Duration
+	label    time.Duration
 	replicas int
 }
 
@@ -84,6 +165,18 @@ type Option func(*options)
 // WithEndpoint sets how a variant's REST endpoint is reached (default: its
 // Service's cluster DNS name, http://<model>-<variant>.<ns>.svc:8501).
 func WithEndpoint(f func(serving.Variant) string) Option { return func(o *options) { o.endpoint = f } }
+
+// WithPodEndpoint sets how one pod's REST endpoint is reached from the
+// address and port its EndpointSlice lists (default http://addr:port).
+func WithPodEndpoint(f func(addr string, port int32) string) Option {
+	return func(o *options) { o.pod = f }
+}
+
+// WithLabelTimeout bounds the wait for every pod of a variant to report
+// its version label after the ConfigMap changed (default 3 minutes: the
+// kubelet syncs a ConfigMap volume within about a minute, then the server
+// re-reads the file every 10 seconds).
+func WithLabelTimeout(d time.Duration) Option { return func(o *options) { o.label = d } }
 
 // WithRouter replaces the ReplicaRouter.
 func WithRouter(r Router) Option { return func(o *options) { o.router = r } }
@@ -102,12 +195,20 @@ type Backend struct {
 	ns, model, image, volume string
 	replicas                 int
 	o                        options
+
+	mu sync.Mutex
+	// seen are the last counters read from each pod of a variant, retired
+	// the counts of the pods that went away (or restarted): Counters is
+	// their sum, so it never goes down while the variant scales or its
+	// pods restart.
+	seen    map[serving.Variant]map[string]tfserving.Counters
+	retired map[serving.Variant]tfserving.Counters
 }
 
 // New returns a backend for model in namespace ns with image, mounting PVC
 // volume read-only.
 func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Backend, error) {
-	o := options{router: ReplicaRouter{}, poll: 2 * time.Second, timeout: 10 * time.Minute, replicas: 2}
+	o := options{router: ReplicaRouter{}, poll: 2 * time.Second, timeout: 10 * time.Minute, label: 3 * time.Minute, replicas: 2}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -122,7 +223,13 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 	if ns == "" {
 		ns = "default"
 	}
-	b := &Backend{cs: cs, ns: ns, model: model, image: image, volume: volume, replicas: o.replicas, o: o}
+	b := &Backend{cs: cs, ns: ns, model: model, image: image, volume: volume, replicas: o.replicas, o: o,
+		seen: map[serving.Variant]map[string]tfserving.Counters{}, retired: map[serving.Variant]tfserving.Counters{}}
+	if b.o.pod == nil {
+		b.o.pod = func(addr string, port int32) string {
+			return "http://" + net.JoinHostPort(addr, strconv.Itoa(int(port)))
+		}
+	}
 	if b.o.endpoint == nil {
 		b.o.endpoint = func(v serving.Variant) string {
 			return fmt.Sprintf("http://%s.%s.svc:%d", b.name(v), ns, RESTPort)
@@ -221,14 +328,22 @@ func (b *Backend) deployment(v serving.Variant, m records.ModelRef, replicas int
 						Name:  "tfserving",
 						Image: b.image,
 						Args: []string{
+							"--port=" + strconv.Itoa(GRPCPort),
 							"--rest_api_port=" + strconv.Itoa(RESTPort),
 							"--model_config_file=" + ConfigMount + "/" + string(v) + ".config",
 							"--model_config_file_poll_wait_seconds=10",
 							"--monitoring_config_file=" + ConfigMount + "/monitoring.config",
+							// A pod that starts (scale-up, restart) reads a config whose
+							// label names a version it has not loaded yet; without this
+							// flag TF Serving refuses the config and exits.
+							"--allow_version_labels_for_unavailable_models=true",
 						},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: RESTPort}},
+						// Ready once the variant's label resolves to a loaded version:
+						// metadata needs the servable loaded (a model status would
+						// answer 200 while the version still loads).
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-							Path: "/v1/models/" + b.model, Port: intstr.FromInt32(RESTPort)}}, PeriodSeconds: 5},
+							Path: "/v1/models/" + b.model + "/labels/" + string(v) + "/metadata", Port: intstr.FromInt32(RESTPort)}}, PeriodSeconds: 2},
 						VolumeMounts: []corev1.VolumeMount{{Name: "model", MountPath: ModelMount, ReadOnly: true}, {Name: "config", MountPath: ConfigMount, ReadOnly: true}},
 					}},
 					Volumes: []corev1.Volume{
@@ -285,17 +400,173 @@ func (b *Backend) Deploy(ctx context.Context, v serving.Variant, m records.Model
 			return b.wrap("update deployment "+want.Name, err)
 		}
 	}
-	c, err := tfserving.New(b.o.endpoint(v), tfserving.WithTimeout(5*time.Second))
-	if err != nil {
-		return b.wrap("endpoint of "+string(v), err)
+	n := *want.Spec.Replicas
+	if err := b.waitPods(ctx, v, n, b.o.timeout, fmt.Sprintf("v%d AVAILABLE", m.Version), func(ctx context.Context, c *tfserving.Client) (bool, error) {
+		return c.Available(ctx, b.model, m.Version)
+	}); err != nil {
+		return err
 	}
+	// Only now: TF Serving refuses to move a label to a version that is not
+	// loaded (even with --allow_version_labels_for_unavailable_models,
+	// which only lets a new label name an unloaded version).
+	if err := b.setConfig(ctx, v, m, []int64{m.Version}, map[string]int64{string(v): m.Version}); err != nil {
+		return err
+	}
+	// The pods see the new file after the kubelet synced the ConfigMap
+	// volume and the server re-read it: wait until every pod resolves the
+	// label to the version, so that what follows (smoke tests by label,
+	// traffic) finds it on whichever pod it reaches.
+	return b.waitPods(ctx, v, n, b.o.label, fmt.Sprintf("label %s on v%d", v, m.Version), func(ctx context.Context, c *tfserving.Client) (bool, error) {
+		st, err := c.Status(ctx, b.model, tfserving.Selector{Label: string(v)})
+		if tfserving.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return len(st) == 1 && st[0].Version == m.Version && st[0].Available(), nil
+	})
+}
+
+// Pod is one pod of a variant as its Service's EndpointSlices list it.
+type Pod struct {
+	// Name is the pod's name (the endpoint's targetRef), else its address.
+	Name string
+	// URL is the pod's REST endpoint (WithPodEndpoint).
+	URL string
+	// Ready is the endpoint's ready condition (the readiness probe passed
+	// and the pod is not terminating).
+	Ready bool
+}
+
+// Pods lists the pods of variant v from the EndpointSlices of its Service
+// (<model>-<variant>), sorted by name; terminating pods are left out.
+func (b *Backend) Pods(ctx context.Context, v serving.Variant) ([]Pod, error) {
+	list, err := b.cs.DiscoveryV1().EndpointSlices(b.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + b.name(v)})
+	if err != nil {
+		return nil, b.wrap("list endpointslices of "+b.name(v), err)
+	}
+	seen := map[string]bool{}
+	var out []Pod
+	for _, sl := range list.Items {
+		port := int32(RESTPort)
+		for _, p := range sl.Ports {
+			if p.Port != nil && (p.Name == nil || *p.Name == "http") {
+				port = *p.Port
+			}
+		}
+		for _, ep := range sl.Endpoints {
+			if len(ep.Addresses) == 0 || (ep.Conditions.Terminating != nil && *ep.Conditions.Terminating) {
+				continue
+			}
+			name := ep.Addresses[0]
+			if ep.TargetRef != nil && ep.TargetRef.Name != "" {
+				name = ep.TargetRef.Name
+			}
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			out = append(out, Pod{Name: name, URL: b.o.pod(ep.Addresses[0], port), Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// waitPods polls until variant v has at least n pods (ready or not) and
+// check holds on every one, or timeout. A *tfserving.LoadError from check
+// ends the wait at once, wrapping serving.ErrLoadFailed.
+func (b *Backend) waitPods(ctx context.Context, v serving.Variant, n int32, timeout time.Duration, what string, check func(context.Context, *tfserving.Client) (bool, error)) error {
+	op := fmt.Sprintf("wait for %s on every pod of %s", what, v)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := "no pod listed yet"
+	for {
+		pods, err := b.Pods(wctx, v)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case int32(len(pods)) < n:
+			last = fmt.Sprintf("%d of %d pods have an endpoint", len(pods), n)
+		default:
+			done := true
+			for _, p := range pods {
+				c, err := tfserving.New(p.URL, tfserving.WithTimeout(5*time.Second))
+				if err != nil {
+					return b.wrap(op, err)
+				}
+				ok, err := check(wctx, c)
+				var le *tfserving.LoadError
+				if errors.As(err, &le) {
+					return b.wrap(op, fmt.Errorf("%w: pod %s: %w", serving.ErrLoadFailed, p.Name, err))
+				}
+				if !ok {
+					done = false
+					last = "pod " + p.Name + " not yet"
+					if err != nil {
+						last += ": " + err.Error()
+					}
+					break
+				}
+			}
+			if done {
+				return nil
+			}
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return b.wrap(op, ctx.Err())
+			}
+			return b.wrap(op, fmt.Errorf("not within %v (last: %s)", timeout, last))
+		case <-time.After(b.o.poll):
+		}
+	}
+}
+
+// waitReady polls until variant v's Deployment has observed its spec and
+// at least n ready pods of the current template, or the timeout.
+func (b *Backend) waitReady(ctx context.Context, v serving.Variant, n int32) error {
 	wctx, cancel := context.WithTimeout(ctx, b.o.timeout)
 	defer cancel()
-	if err := c.WaitAvailable(wctx, b.model, m.Version, b.o.poll); err != nil {
-		return b.wrap(fmt.Sprintf("wait for %s v%d AVAILABLE", v, m.Version), err)
+	deps := b.cs.AppsV1().Deployments(b.ns)
+	last := ""
+	for {
+		d, err := deps.Get(wctx, b.name(v), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err) && n == 0:
+			return nil
+		case err != nil:
+			last = err.Error()
+		case d.Status.ObservedGeneration >= d.Generation && d.Status.ReadyReplicas >= n && d.Status.UpdatedReplicas >= n:
+			return nil
+		default:
+			last = fmt.Sprintf("%d of %d ready", d.Status.ReadyReplicas, n)
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return b.wrap("wait for "+b.name(v)+" ready", ctx.Err())
+			}
+			return b.wrap(fmt.Sprintf("wait for %d ready pods of %s", n, b.name(v)), fmt.Errorf("not within %v (last: %s)", b.o.timeout, last))
+		case <-time.After(b.o.poll):
+		}
 	}
-	// Only now: TF Serving refuses a label on a version that is not loaded.
-	return b.setConfig(ctx, v, m, []int64{m.Version}, map[string]int64{string(v): m.Version})
+}
+
+func (b *Backend) specReplicas(ctx context.Context, v serving.Variant) (int, error) {
+	d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, b.name(v), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.wrap("get deployment "+b.name(v), err)
+	}
+	if d.Spec.Replicas == nil {
+		return 1, nil
+	}
+	return int(*d.Spec.Replicas), nil
 }
 
 func modelOf(d *appsv1.Deployment) (records.ModelRef, bool) {
@@ -348,13 +619,24 @@ func (b *Backend) Promote(ctx context.Context) error {
 	if err := b.scale(ctx, serving.Stable, int32(b.replicas)); err != nil {
 		return err
 	}
+	if err := b.waitReady(ctx, serving.Stable, int32(b.replicas)); err != nil {
+		return err
+	}
 	return b.removeCanary(ctx)
 }
 
 // Abort scales stable to all replicas and removes the canary.
 func (b *Backend) Abort(ctx context.Context) error {
-	if err := b.scale(ctx, serving.Stable, int32(b.replicas)); err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {
+	err := b.scale(ctx, serving.Stable, int32(b.replicas))
+	if err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {
 		return err
+	}
+	if err == nil {
+		// Never below the stable's capacity: the canary goes only once
+		// the stable pods that replace it are Ready.
+		if err := b.waitReady(ctx, serving.Stable, int32(b.replicas)); err != nil {
+			return err
+		}
 	}
 	return b.removeCanary(ctx)
 }
@@ -403,14 +685,70 @@ func (b *Backend) State(ctx context.Context) (serving.State, error) {
 	return st, nil
 }
 
-// Counters scrapes variant v's Prometheus endpoint.
+// Counters scrapes the Prometheus endpoint of every ready pod of variant
+// v (its EndpointSlices) and sums them: through the Service each scrape
+// would reach one pod only. The sum is kept cumulative for this Backend: a
+// pod that is not ready counts with what it last reported, one that went
+// away (scale-down, Abort) or restarted (its counters went down) keeps
+// the counts it had, so the analysis' deltas (tfserving.Counters.Sub) are
+// the requests of the interval, not a restart. No pod gives zero counters.
 func (b *Backend) Counters(ctx context.Context, v serving.Variant) (tfserving.Counters, error) {
-	c, err := tfserving.New(b.o.endpoint(v), tfserving.WithTimeout(5*time.Second))
+	pods, err := b.Pods(ctx, v)
 	if err != nil {
 		return tfserving.Counters{}, err
 	}
-	m, err := c.Metrics(ctx, b.model)
-	return m, b.wrap("metrics of "+string(v), err)
+	read := map[string]tfserving.Counters{}
+	listed := map[string]bool{}
+	for _, p := range pods {
+		listed[p.Name] = true
+		if !p.Ready {
+			continue
+		}
+		c, err := tfserving.New(p.URL, tfserving.WithTimeout(5*time.Second))
+		if err != nil {
+			return tfserving.Counters{}, err
+		}
+		m, err := c.Metrics(ctx, b.model)
+		if err != nil {
+			return tfserving.Counters{}, b.wrap(fmt.Sprintf("metrics of %s pod %s", v, p.Name), err)
+		}
+		read[p.Name] = m
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := b.seen[v]
+	if seen == nil {
+		seen = map[string]tfserving.Counters{}
+		b.seen[v] = seen
+	}
+	for name, last := range seen {
+		if m, ok := read[name]; !listed[name] || (ok && restarted(m, last)) {
+			b.retired[v] = b.retired[v].Add(last) // restarted or gone
+			delete(seen, name)
+		}
+	}
+	for name, m := range read {
+		seen[name] = m
+	}
+	sum := b.retired[v].Clone()
+	for _, m := range seen {
+		sum = sum.Add(m)
+	}
+	return sum, nil
+}
+
+// restarted reports whether a pod's counters went down since last: its
+// server started again (a container restart keeps the pod's name).
+func restarted(m, last tfserving.Counters) bool {
+	if m.Requests < last.Requests || m.Latency.Count < last.Latency.Count {
+		return true
+	}
+	for code, n := range last.Codes {
+		if m.Codes[code] < n {
+			return true
+		}
+	}
+	return false
 }
 
 // Predict sends body to variant v by its version label.

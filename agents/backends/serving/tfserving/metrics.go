@@ -77,6 +77,25 @@ func (h Histogram) Sub(prev Histogram) Histogram {
 	return out
 }
 
+// Add returns h plus o (the observations of two servers together, e.g. two
+// pods of one variant). An empty side (no bounds) gives the other; when
+// both have bounds that differ, the result has h's bounds and o's buckets
+// are left out (Count and Sum still add).
+func (h Histogram) Add(o Histogram) Histogram {
+	if len(h.Bounds) == 0 {
+		return o.clone()
+	}
+	out := h.clone()
+	if len(o.Bounds) == len(h.Bounds) {
+		for i := range out.Counts {
+			out.Counts[i] += o.Counts[i]
+		}
+	}
+	out.Count += o.Count
+	out.Sum += o.Sum
+	return out
+}
+
 func (h Histogram) clone() Histogram {
 	h.Bounds = append([]float64(nil), h.Bounds...)
 	h.Counts = append([]uint64(nil), h.Counts...)
@@ -139,6 +158,21 @@ func (c Counters) Clone() Counters {
 			out.Codes[k] = v
 		}
 	}
+	return out
+}
+
+// Add returns c plus o: the counters of two servers summed (requests,
+// each status code, the latency histogram).
+func (c Counters) Add(o Counters) Counters {
+	out := c.Clone()
+	out.Requests += o.Requests
+	for k, v := range o.Codes {
+		if out.Codes == nil {
+			out.Codes = map[int]uint64{}
+		}
+		out.Codes[k] += v
+	}
+	out.Latency = out.Latency.Add(o.Latency)
 	return out
 }
 

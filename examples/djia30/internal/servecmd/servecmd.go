@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -36,7 +37,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfgFile := fs.String("model_config_file", "", "TF Serving model config file (text protobuf); replaces --model_name/--model_base_path")
 	cfgPoll := fs.Int("model_config_file_poll_wait_seconds", 0, "re-read --model_config_file every N seconds (0 = never)")
 	fsPoll := fs.Int("file_system_poll_wait_seconds", 1, "scan base paths for new or removed versions every N seconds (0 = never)")
-	grpcPort := fs.Int("port", 0, "gRPC port of tensorflow_model_server: accepted for compatibility, not served")
+	grpcPort := fs.Int("port", 0, "gRPC port of tensorflow_model_server: accepted for compatibility, not served (must differ from --rest_api_port)")
+	monFile := fs.String("monitoring_config_file", "", "TF Serving MonitoringConfig (text protobuf): prometheus_config { enable: true path: \"...\" } serves the metrics at that path and no other; without it they are at "+tfserving.DefaultMetricsPath)
+	allowLabels := fs.Bool("allow_version_labels_for_unavailable_models", false, "let a new version label name a version that is not loaded yet (without it a config with labels is refused at start-up, as TF Serving refuses it)")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -48,13 +51,34 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve: bad port or poll interval")
 		return ExitUsage
 	}
+	if *grpcPort != 0 && *grpcPort == *port {
+		fmt.Fprintf(stderr, "serve: --rest_api_port %d cannot be the same as --port (gRPC); give them different ports\n", *port)
+		return ExitUsage
+	}
+	metricsPath := tfserving.DefaultMetricsPath
+	if *monFile != "" {
+		b, err := os.ReadFile(*monFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "serve: --monitoring_config_file:", err)
+			return ExitUsage
+		}
+		mc, err := tfserving.ParseMonitoringConfig(string(b))
+		if err != nil {
+			fmt.Fprintf(stderr, "serve: %s: %v\n", *monFile, err)
+			return ExitUsage
+		}
+		metricsPath = mc.PrometheusPath
+		if !mc.PrometheusEnable {
+			metricsPath = ""
+		}
+	}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s serve: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, a...))
 	}
 	if *grpcPort != 0 {
 		logf("--port %d: gRPC is not served by this example server; REST only", *grpcPort)
 	}
-	opts := tfserving.Options{FSPollWait: time.Duration(*fsPoll) * time.Second, Logf: logf}
+	opts := tfserving.Options{FSPollWait: time.Duration(*fsPoll) * time.Second, Logf: logf, MetricsPath: metricsPath, AllowLabelsForUnavailable: *allowLabels}
 	switch {
 	case *cfgFile != "" && (*name != "" || *base != ""):
 		fmt.Fprintln(stderr, "serve: give either --model_config_file or --model_name/--model_base_path")

@@ -87,3 +87,34 @@ func FuzzParseModelConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMonitoringConfig(t *testing.T) {
+	c, err := ParseMonitoringConfig("prometheus_config {\n  enable: true\n  path: \"/metrics/x\"\n}\n")
+	if err != nil || !c.PrometheusEnable || c.PrometheusPath != "/metrics/x" {
+		t.Fatalf("= %+v, %v", c, err)
+	}
+	c, err = ParseMonitoringConfig("prometheus_config { enable: false }")
+	if err != nil || c.PrometheusEnable || c.PrometheusPath != DefaultMetricsPath {
+		t.Fatalf("disabled = %+v, %v", c, err)
+	}
+	for in, want := range map[string]string{
+		"prometheus_config { enable: maybe }": `monitoring config: line 1: enable: want true or false, got "maybe"`,
+		"prometheus { enable: true }":         `monitoring config: line 1: unknown field "prometheus" (want prometheus_config)`,
+		"prometheus_config {\n port: 1 }":     `monitoring config: line 2: unknown field "port" in prometheus_config (want enable or path)`,
+	} {
+		if _, err := ParseMonitoringConfig(in); err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %s", in, err, want)
+		}
+	}
+}
+
+func FuzzParseMonitoringConfig(f *testing.F) {
+	f.Add("prometheus_config { enable: true path: \"/m\" }")
+	f.Add("prometheus_config { enable: 1 }")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseMonitoringConfig(s)
+		if err == nil && c.PrometheusPath == "" {
+			t.Fatalf("%q: no path and no error", s)
+		}
+	})
+}

@@ -33,6 +33,17 @@ type Options struct {
 	// FSPollWait is how often the base paths are scanned for new or removed
 	// versions (TF Serving's --file_system_poll_wait_seconds); 0 disables.
 	FSPollWait time.Duration
+	// AllowLabelsForUnavailable is TF Serving's
+	// --allow_version_labels_for_unavailable_models: a label that is new
+	// (or keeps its version) may name a version that is not loaded yet.
+	// Without it a config whose label names a version that is not loaded
+	// is refused: at start-up (nothing is loaded yet, so any label) New
+	// fails; on a reload the previous config is kept. Moving an existing
+	// label to a version that is not loaded is refused either way.
+	AllowLabelsForUnavailable bool
+	// MetricsPath is where the Prometheus text is served (the path of
+	// --monitoring_config_file's prometheus_config); "" serves none.
+	MetricsPath string
 	// Logf receives log lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -129,10 +140,48 @@ func (s *Server) reloadConfig() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.opts.ConfigFile, err)
 	}
+	if err := s.checkLabels(cfgs); err != nil {
+		return fmt.Errorf("%s: %w", s.opts.ConfigFile, err)
+	}
 	s.applyConfig(cfgs)
 	s.mu.Lock()
 	s.configText = string(b)
 	s.mu.Unlock()
+	return nil
+}
+
+// checkLabels applies TF Serving's rule for version labels
+// (ServerCore::UpdateModelVersionLabelMap, checked before the config's
+// versions load): a label may name a version that is loaded now; one that
+// is not loaded only with AllowLabelsForUnavailable, and then only when the
+// label is new or already names that version.
+func (s *Server) checkLabels(cfgs []ModelConfig) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range cfgs {
+		sv := s.models[c.Name]
+		labels := make([]string, 0, len(c.Labels))
+		for l := range c.Labels {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		for _, l := range labels {
+			v := c.Labels[l]
+			if sv != nil && sv.versions[v] != nil {
+				continue
+			}
+			if s.opts.AllowLabelsForUnavailable {
+				old, had := int64(0), false
+				if sv != nil {
+					old, had = sv.cfg.Labels[l]
+				}
+				if !had || old == v {
+					continue
+				}
+			}
+			return fmt.Errorf("Request to assign label to version %d of model %s, which is not currently available for inference", v, c.Name)
+		}
+	}
 	return nil
 }
 
@@ -364,10 +413,10 @@ func (s *Server) acquire(sp spec) (*loaded, int64, *apiError) {
 //	GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
 //	GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   model metadata
 //	POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    predict
-//	GET  /monitoring/prometheus/metrics                          Prometheus text
+//	GET  Options.MetricsPath (/monitoring/prometheus/metrics)    Prometheus text
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
-	if path == "/monitoring/prometheus/metrics" && r.Method == http.MethodGet {
+	if s.opts.MetricsPath != "" && path == s.opts.MetricsPath && r.Method == http.MethodGet {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.metrics.WriteText(w)
 		return

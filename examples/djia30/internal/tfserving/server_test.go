@@ -233,6 +233,59 @@ func TestVersionHotLoadAndUnload(t *testing.T) {
 	})
 }
 
+// TF Serving checks a config's labels before its versions load
+// (ServerCore::UpdateModelVersionLabelMap): at start-up nothing is loaded,
+// so a label is refused without --allow_version_labels_for_unavailable_models;
+// with it a new label may name an unloaded version, but an existing label
+// never moves to one.
+func TestLabelsOnUnavailableVersions(t *testing.T) {
+	base := t.TempDir()
+	writeTestModel(t, base, 1)
+	cfg := filepath.Join(t.TempDir(), "models.config")
+	write := func(labels string) {
+		text := fmt.Sprintf("model_config_list { config { name: \"djia30\" base_path: %q model_platform: \"tensorflow\"\n"+
+			"model_version_policy { specific { versions: 1 versions: 3 } }\n%s } }\n", base, labels)
+		if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`version_labels { key: "stable" value: 1 }`)
+	_, err := New(Options{ConfigFile: cfg})
+	if err == nil || !strings.HasSuffix(err.Error(), "Request to assign label to version 1 of model djia30, which is not currently available for inference") {
+		t.Fatalf("start-up with a label and no flag: %v", err)
+	}
+	s, err := New(Options{ConfigFile: cfg, ConfigPollWait: 10 * time.Millisecond, AllowLabelsForUnavailable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	if code, body := do(t, s, "GET", "/v1/models/djia30/labels/stable/metadata", ""); code != 200 || !strings.Contains(body, `"version": "1"`) {
+		t.Fatalf("stable after start: %d %s", code, body)
+	}
+	// Moving stable to version 3 (not on disk, not loaded) is refused even
+	// with the flag: the previous config stays.
+	write(`version_labels { key: "stable" value: 3 }`)
+	time.Sleep(80 * time.Millisecond)
+	if _, body := do(t, s, "GET", "/v1/models/djia30/labels/stable", ""); !strings.Contains(body, `"version": "1"`) {
+		t.Fatalf("stable moved to an unloaded version: %s", body)
+	}
+	// A new label on an unloaded version is accepted with the flag; it
+	// answers 404 until the version loads.
+	write(`version_labels { key: "stable" value: 1 }
+version_labels { key: "canary" value: 3 }`)
+	waitFor(t, "canary label known", func() bool {
+		_, b := do(t, s, "GET", "/v1/models/djia30/labels/canary/metadata", "")
+		return strings.Contains(b, "Servable not found for request: Label(djia30, canary)")
+	})
+	writeTestModel(t, base, 3)
+	s.Sync()
+	if code, body := do(t, s, "GET", "/v1/models/djia30/labels/canary/metadata", ""); code != 200 || !strings.Contains(body, `"version": "3"`) {
+		t.Fatalf("canary once version 3 loaded: %d %s", code, body)
+	}
+}
+
 func TestLabelsAndConfigReload(t *testing.T) {
 	base := t.TempDir()
 	writeTestModel(t, base, 1)
@@ -255,7 +308,7 @@ func TestLabelsAndConfigReload(t *testing.T) {
 		}
 	}
 	write(1)
-	s, err := New(Options{ConfigFile: cfg, ConfigPollWait: 20 * time.Millisecond})
+	s, err := New(Options{ConfigFile: cfg, ConfigPollWait: 20 * time.Millisecond, AllowLabelsForUnavailable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +347,7 @@ func TestLabelsAndConfigReload(t *testing.T) {
 func TestPrometheusMetrics(t *testing.T) {
 	base := t.TempDir()
 	writeTestModel(t, base, 1)
-	s, err := New(Options{Models: []ModelConfig{{Name: "djia30", BasePath: base}}})
+	s, err := New(Options{Models: []ModelConfig{{Name: "djia30", BasePath: base}}, MetricsPath: "/monitoring/prometheus/metrics"})
 	if err != nil {
 		t.Fatal(err)
 	}
