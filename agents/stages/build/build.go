@@ -727,7 +727,11 @@ func (o *Options) test(ctx context.Context, plans []*plan, res *Result) error {
 				o.Log.Warnf("%s: no tests: none of the %d packages it is built from has a test", p.c.Name, len(p.src.Packages))
 			default:
 				p.res.Tests = TestsPassed
-				o.Log.Infof("%s: %d tests passed in %d of the %d packages it is built from (the others have no tests)", p.c.Name, tests, withTests, len(p.src.Packages))
+				others := ""
+				if withTests < len(p.src.Packages) {
+					others = " (the others have no tests)"
+				}
+				o.Log.Infof("%s: %d tests passed in %d of the %d packages it is built from%s", p.c.Name, tests, withTests, len(p.src.Packages), others)
 			}
 		case len(p.c.Test) > 0:
 			suite, ok, err := o.runCommand(ctx, p)
