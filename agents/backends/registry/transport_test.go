@@ -21,6 +21,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
+
+	"github.com/branchml/branchml/agents/config"
 )
 
 // tlsRegistry serves a registry over TLS with httptest's certificate for
@@ -323,5 +325,39 @@ func TestStaticCredentialsStayWithTheirRegistry(t *testing.T) {
 	xc, _ := other.Authorization()
 	if oc.Username != "robot" || xc.Username != "" || other != authn.Anonymous {
 		t.Fatalf("own %+v, other %+v", oc, xc)
+	}
+}
+
+// TestOpenAppliesTLSAndRetrySettings: the backend's configuration
+// (caFile, insecureRegistries, retryWindow) reaches the registry Open returns.
+func TestOpenAppliesTLSAndRetrySettings(t *testing.T) {
+	ctx := context.Background()
+	host, caFile := tlsRegistry(t, newHandler(t))
+	for _, c := range []struct {
+		name   string
+		b      config.RegistryBackend
+		tlsErr bool
+		window time.Duration
+	}{
+		{"caFile", config.RegistryBackend{Type: TypeOCI, Host: host, CAFile: caFile, RetryWindow: config.Duration{Duration: 30 * time.Second}}, false, 30 * time.Second},
+		{"insecureRegistries", config.RegistryBackend{Type: TypeOCI, Host: host, InsecureRegistries: []string{host}}, false, DefaultWindow},
+		{"insecure", config.RegistryBackend{Type: TypeOCI, Host: host, Insecure: true}, false, DefaultWindow},
+		{"neither", config.RegistryBackend{Type: TypeOCI, Host: host}, true, DefaultWindow},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reg, closeReg, err := Open(ctx, c.b, t.TempDir(), anonymous(), fast())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeReg()
+			if w := reg.(*Remote).o.window; w != c.window {
+				t.Errorf("retry window %s, want %s", w, c.window)
+			}
+			err = reg.CheckPush(ctx, "x/y")
+			var re *Error
+			if c.tlsErr != (errors.As(err, &re) && re.TLS != nil) || (!c.tlsErr && err != nil) {
+				t.Fatalf("check push: %v", err)
+			}
+		})
 	}
 }

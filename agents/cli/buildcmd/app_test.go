@@ -11,6 +11,7 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
+	"github.com/branchml/branchml/agents/backends/registry/registrytest"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -144,5 +145,50 @@ func TestSourceURLOfLocalForge(t *testing.T) {
 	code, _, logs := runApp(t, "run", "--workspace", root, "--commit", "abc", "--source-url", "not a url")
 	if code != agent.ExitUsage || !strings.Contains(logs, `image source "not a url" is not a URL`) {
 		t.Fatalf("bad --source-url: exit %d\n%s", code, logs)
+	}
+}
+
+// TestRegistryTLSThroughConfiguration runs the stage against a real
+// Distribution registry (TLS from a CA of the test's, htpasswd) set up by
+// branchml.yaml alone: backends.registry.caFile (relative to the file)
+// trusts its CA, insecureRegistries skips verification, and without either
+// the stage fails at the push check naming TLS and the fix.
+func TestRegistryTLSThroughConfiguration(t *testing.T) {
+	d := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	t.Setenv("REGISTRY_USERNAME", d.User)
+	t.Setenv("REGISTRY_PASSWORD", d.Password)
+	ca, err := os.ReadFile(d.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, registry string
+		code           int
+		want           []string
+	}{
+		{"caFile", `{type: oci, host: "` + d.Host + `", caFile: certs/ca.pem, retryWindow: 30s}`, 0, []string{"hello: pushed " + d.Host + "/tiny/hello@sha256:"}},
+		{"insecureRegistries", `{type: oci, host: "` + d.Host + `", insecureRegistries: ["` + d.Host + `"]}`, 0, []string{"hello: pushed " + d.Host + "/tiny/hello@sha256:"}},
+		{"neither", `{type: oci, host: "` + d.Host + `"}`, agent.ExitFailed, []string{"check push access for hello", "TLS handshake with " + d.Host + " failed",
+			"certificate signed by unknown authority", "fix: set backends.registry.caFile"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := setup(t)
+			os.MkdirAll(filepath.Join(root, "certs"), 0o755)
+			os.WriteFile(filepath.Join(root, "certs", "ca.pem"), ca, 0o644)
+			cfg := strings.Replace(yaml, "registry: {type: local}", "registry: "+c.registry, 1)
+			os.WriteFile(filepath.Join(root, "branchml.yaml"), []byte(cfg), 0o644)
+			code, _, logs := runApp(t, "run", "--workspace", root, "--commit", "abcdef0123456789")
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\n%s", code, c.code, logs)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(logs, w) {
+					t.Errorf("log lacks %q:\n%s", w, logs)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(root, "build", "junit.xml")); (err == nil) != (c.code == 0) {
+				t.Errorf("JUnit XML written %v with exit %d (tests must not run before a failed push check)", err == nil, code)
+			}
+		})
 	}
 }
