@@ -33,7 +33,7 @@ func TestDistributionTLSAndAuth(t *testing.T) {
 	err = reg.CheckPush(ctx, "ml/hello")
 	var re *Error
 	if !errors.As(err, &re) || re.TLS == nil || re.Attempts != 1 || !strings.Contains(err.Error(), "TLS handshake with "+d.Host+" failed") ||
-		!strings.Contains(err.Error(), "certificate signed by unknown authority") || strings.Contains(err.Error(), "400") {
+		!strings.Contains(err.Error(), "certificate signed by unknown authority") || strings.Contains(err.Error(), "400 Bad Request") {
 		t.Fatalf("without the CA: %v", err)
 	}
 

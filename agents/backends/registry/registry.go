@@ -84,6 +84,11 @@ type options struct {
 	caFile         string
 	insecureHosts  []string
 	rt             *recorder
+	// now and sleep are the clock of the retry window and of Retry-After
+	// dates, and the wait between attempts (nil: the retry package's);
+	// tests replace them with a clock that moves only when told to.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Option configures NewRemote, NewLocal and Open.
@@ -137,7 +142,7 @@ func WithInsecure(insecure bool) Option { return func(o *options) { o.insecure =
 
 func buildOptions(opts []Option) (*options, error) {
 	o := &options{attempts: DefaultAttempts, backoff: DefaultBackoff, attemptTimeout: DefaultAttemptTimeout,
-		window: DefaultWindow, transport: remote.DefaultTransport, getenv: os.Getenv}
+		window: DefaultWindow, transport: remote.DefaultTransport, getenv: os.Getenv, now: time.Now}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -240,6 +245,7 @@ func NewRemote(host string, opts ...Option) (*Remote, error) {
 	if o.rt, err = newRecorder(o.transport, o.caFile, insecure); err != nil {
 		return nil, err
 	}
+	o.rt.now = o.now
 	if sk, ok := o.keychain.(staticKeychain); ok {
 		// REGISTRY_USERNAME/REGISTRY_PASSWORD are for this registry only,
 		// never sent to another (a base image's).
@@ -290,6 +296,7 @@ func (r *Remote) do(ctx context.Context, opName, ref string, op func(ctx context
 	var lastTLS *TLSError
 	var lastAfter time.Duration
 	p := retry.Policy{Attempts: r.o.attempts, Initial: r.o.backoff, Max: DefaultMaxBackoff, Window: r.o.window,
+		Now: r.o.now, Sleep: r.o.sleep,
 		Retriable: func(err error) bool { return temporary(statusOf(err), err) },
 		OnRetry: func(attempt int, wait time.Duration, err error) {
 			r.o.log.Warnf("%s %s: attempt %d failed (%v); retrying in %s", opName, ref, attempt, err, wait.Round(time.Millisecond))
@@ -373,27 +380,41 @@ func (r *Remote) Has(ctx context.Context, repository, digest string) (bool, erro
 
 // Push writes img to repository (tagged with tag unless "") and returns its pinned reference.
 func (r *Remote) Push(ctx context.Context, repository, tag string, img v1.Image) (Pushed, error) {
+	return r.push(ctx, repository, tag, "image", img)
+}
+
+// pushable is what Push and PushIndex write: a v1.Image or a v1.ImageIndex
+// (remote.Push writes either, with the blobs or images they reference).
+type pushable interface {
+	remote.Taggable
+	Digest() (v1.Hash, error)
+}
+
+// push writes t (what: "image" or "index", for errors) to repository,
+// tagged with tag unless "", and returns its pinned reference.
+func (r *Remote) push(ctx context.Context, repository, tag, what string, t pushable) (Pushed, error) {
 	repo, err := r.repo(repository)
 	if err != nil {
 		return Pushed{}, err
 	}
-	d, err := img.Digest()
+	d, err := t.Digest()
 	if err != nil {
-		return Pushed{}, fmt.Errorf("digest of image for %s: %w", repository, err)
+		return Pushed{}, fmt.Errorf("digest of %s for %s: %w", what, repository, err)
 	}
-	var ref name.Reference = repo.Digest(d.String())
+	pinned := repo.Digest(d.String())
+	var ref name.Reference = pinned
 	if tag != "" {
 		if ref, err = name.NewTag(repo.Name()+":"+tag, r.nameOpts()...); err != nil {
 			return Pushed{}, fmt.Errorf("image tag %q: %w", tag, err)
 		}
 	}
 	err = r.do(ctx, "push", ref.Name(), func(ctx context.Context) error {
-		return remote.Write(ref, img, r.remoteOpts(ctx)...)
+		return remote.Push(ref, t, r.remoteOpts(ctx)...)
 	})
 	if err != nil {
 		return Pushed{}, err
 	}
-	return Pushed{Ref: repo.Digest(d.String()).Name(), Digest: d.String()}, nil
+	return Pushed{Ref: pinned.Name(), Digest: d.String()}, nil
 }
 
 // CheckPush starts a blob upload to repository with push scope and
@@ -441,27 +462,7 @@ func (r *Remote) CheckPush(ctx context.Context, repository string) error {
 
 // PushIndex writes idx and its images to repository (tagged with tag unless "").
 func (r *Remote) PushIndex(ctx context.Context, repository, tag string, idx v1.ImageIndex) (Pushed, error) {
-	repo, err := r.repo(repository)
-	if err != nil {
-		return Pushed{}, err
-	}
-	d, err := idx.Digest()
-	if err != nil {
-		return Pushed{}, fmt.Errorf("digest of index for %s: %w", repository, err)
-	}
-	var ref name.Reference = repo.Digest(d.String())
-	if tag != "" {
-		if ref, err = name.NewTag(repo.Name()+":"+tag, r.nameOpts()...); err != nil {
-			return Pushed{}, fmt.Errorf("image tag %q: %w", tag, err)
-		}
-	}
-	err = r.do(ctx, "push", ref.Name(), func(ctx context.Context) error {
-		return remote.WriteIndex(ref, idx, r.remoteOpts(ctx)...)
-	})
-	if err != nil {
-		return Pushed{}, err
-	}
-	return Pushed{Ref: repo.Digest(d.String()).Name(), Digest: d.String()}, nil
+	return r.push(ctx, repository, tag, "index", idx)
 }
 
 // Config returns the config of the image at ref (the first image of an index).

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -492,4 +493,33 @@ func FuzzUnpackTar(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCloseWithAnUnusedConnection: a client connection that never sent a
+// request (an HTTP client's spare dial) does not hold up Close, which
+// http.Server.Shutdown alone would wait 5 s for and then fail.
+func TestCloseWithAnUnusedConnection(t *testing.T) {
+	s, err := Start(t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Served: the server has accepted it (a request on another connection is answered after).
+	resp, err := http.Get("http://" + s.Addr + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// The unused connection is closed by the server.
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read from the unused connection after Close: %d, %v", n, err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -111,6 +112,31 @@ type Server struct {
 	Dir  string
 	srv  *http.Server
 	done chan error
+	// fresh are the connections accepted that have not begun a request
+	// (http.StateNew), which Close closes as Shutdown closes idle ones.
+	mu    sync.Mutex
+	fresh map[net.Conn]bool
+}
+
+// connState tracks the connections that have not begun a request.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st == http.StateNew {
+		s.fresh[c] = true
+	} else {
+		delete(s.fresh, c)
+	}
+}
+
+// closeFresh closes the connections that have not begun a request.
+func (s *Server) closeFresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.fresh {
+		c.Close()
+		delete(s.fresh, c)
+	}
 }
 
 // Start serves the registry of dir on addr ("127.0.0.1:0" picks a free
@@ -128,8 +154,9 @@ func Start(dir, addr string, opts ...ServerOption) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry listen on %s: %w", addr, err)
 	}
-	s := &Server{Addr: ln.Addr().String(), Dir: dir, done: make(chan error, 1),
+	s := &Server{Addr: ln.Addr().String(), Dir: dir, done: make(chan error, 1), fresh: map[net.Conn]bool{},
 		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	s.srv.ConnState = s.connState
 	if err := atomicfile.WriteFile(filepath.Join(dir, AddrFile), []byte(s.Addr+"\n"), 0o644); err != nil {
 		ln.Close()
 		return nil, err
@@ -138,12 +165,27 @@ func Start(dir, addr string, opts ...ServerOption) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server, waiting up to 5 s for requests in flight. The
+// Close stops the server, waiting up to 5 s for requests in flight. A
+// connection that has not begun a request (a client's spare dial) is closed
+// like an idle one: http.Server.Shutdown alone would wait 5 s for it. The
 // addr file stays, so that the next start reuses the port.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := s.srv.Shutdown(ctx)
+	shut := make(chan error, 1)
+	go func() { shut <- s.srv.Shutdown(ctx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for waiting := true; waiting; {
+		select {
+		case err = <-shut:
+			waiting = false
+		case <-tick.C:
+			// Shutdown closes the listener first: no connection is new after it.
+			s.closeFresh()
+		}
+	}
 	if serr := <-s.done; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}

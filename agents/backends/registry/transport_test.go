@@ -5,19 +5,24 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
+
+	"github.com/branchml/branchml/agents/config"
 )
 
 // tlsRegistry serves a registry over TLS with httptest's certificate for
@@ -56,7 +61,7 @@ func TestTLSUnknownAuthority(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if strings.Contains(err.Error(), "400") {
+	if strings.Contains(err.Error(), "400 Bad Request") {
 		t.Errorf("error %q still speaks of the plain-HTTP fallback's 400", err)
 	}
 	if fix := re.TLS.Fix(); !strings.Contains(fix, "backends.registry.caFile") || !strings.Contains(fix, "insecureRegistries") {
@@ -111,35 +116,94 @@ func TestHostListed(t *testing.T) {
 	}
 }
 
+// fakeClock is the retry clock of a test: it moves only when a wait is
+// "slept" (recorded, at once) or when the test advances it, so what the
+// retry window allows does not depend on how fast the machine is.
+type fakeClock struct {
+	mu    sync.Mutex
+	t     time.Time
+	waits []time.Duration
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.waits = append(c.waits, d)
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
+func (c *fakeClock) slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.waits...)
+}
+
+// withClock makes c the registry's retry clock.
+func withClock(c *fakeClock) Option {
+	return func(o *options) { o.now, o.sleep = c.now, c.sleep }
+}
+
+// TestRetryAfterHonoured: a 429 or 503 with Retry-After (seconds or an
+// HTTP date) waits what it asks instead of the backoff; one past the retry
+// window ends the retries at once, saying so.
 func TestRetryAfterHonoured(t *testing.T) {
-	var n atomic.Int32
 	inner := newHandler(t)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v2/" && n.Add(1) == 1 {
-			w.Header().Set("Retry-After", "1")
-			writeRegError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "slow down")
-			return
-		}
-		inner.ServeHTTP(w, r)
-	})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	var logged bytes.Buffer
-	logger := logrus.New()
-	logger.SetOutput(&logged)
-	reg, _ := NewRemote(srv.Listener.Addr().String(), WithRetry(3, time.Millisecond), anonymous(), WithLogger(logger))
-	start := time.Now()
-	if _, err := reg.Push(context.Background(), "x/y", "", testImage(t, map[string]string{"a": "b"})); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < time.Second {
-		t.Fatalf("pushed after %s: Retry-After: 1 was not honoured (backoff is 1 ms)", d)
-	}
-	if !strings.Contains(logged.String(), "retrying in 1s") {
-		t.Fatalf("log: %s", logged.String())
+	for _, c := range []struct {
+		name   string
+		header func(now time.Time) string
+		want   time.Duration
+	}{
+		{"seconds", func(time.Time) string { return "1" }, time.Second},
+		{"HTTP date", func(now time.Time) string { return now.Add(3 * time.Second).Format(http.TimeFormat) }, 3 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clock := newFakeClock()
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v2/" && n.Add(1) == 1 {
+					w.Header().Set("Retry-After", c.header(clock.now()))
+					writeRegError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", "slow down")
+					return
+				}
+				inner.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			var logged bytes.Buffer
+			logger := logrus.New()
+			logger.SetOutput(&logged)
+			reg, _ := NewRemote(srv.Listener.Addr().String(), WithRetry(3, time.Millisecond), anonymous(), WithLogger(logger), withClock(clock))
+			if _, err := reg.Push(context.Background(), "x/y", "", testImage(t, map[string]string{"a": "b"})); err != nil {
+				t.Fatal(err)
+			}
+			// The backoff is 1 ms: one wait of what the registry asked.
+			if got := clock.slept(); len(got) != 1 || got[0] != c.want {
+				t.Fatalf("waits %v, want [%s]", got, c.want)
+			}
+			if !strings.Contains(logged.String(), "retrying in "+c.want.String()) {
+				t.Fatalf("log: %s", logged.String())
+			}
+		})
 	}
 
 	// A Retry-After beyond the retry window ends the retries at once, saying so.
+	clock := newFakeClock()
 	far := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v2/" {
 			w.Header().Set("Retry-After", "120")
@@ -150,29 +214,51 @@ func TestRetryAfterHonoured(t *testing.T) {
 	})
 	srv2 := httptest.NewServer(far)
 	defer srv2.Close()
-	reg, _ = NewRemote(srv2.Listener.Addr().String(), WithRetry(5, time.Millisecond), WithRetryWindow(2*time.Second), anonymous())
+	reg, _ := NewRemote(srv2.Listener.Addr().String(), WithRetry(5, time.Millisecond), WithRetryWindow(2*time.Second), anonymous(), withClock(clock))
 	_, err := reg.Push(context.Background(), "x/y", "", testImage(t, map[string]string{"a": "b"}))
 	var re *Error
-	if !errors.As(err, &re) || re.Status != 503 || re.Attempts != 1 || re.RetryAfter != 2*time.Minute ||
+	if !errors.As(err, &re) || re.Status != 503 || re.Attempts != 1 || re.RetryAfter != 2*time.Minute || len(clock.slept()) != 0 ||
 		!strings.Contains(err.Error(), "answered 503 Service Unavailable (after 1 attempts; it asked to retry after 2m0s, past the retry window of 2s)") {
-		t.Fatalf("err = %v (%+v)", err, re)
+		t.Fatalf("err = %v (%+v), waits %v", err, re, clock.slept())
 	}
 }
 
+// TestRetryWindowBoundsRetries: no wait is begun that would end past the
+// retry window, counted from the first attempt's start, the attempts' own
+// time included (the clock is the test's: exact on any machine).
 func TestRetryWindowBoundsRetries(t *testing.T) {
-	h, count := faulty(newHandler(t), http.StatusServiceUnavailable, 1<<30)
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	reg, _ := NewRemote(srv.Listener.Addr().String(), WithRetry(1000, 50*time.Millisecond), WithRetryWindow(400*time.Millisecond), anonymous())
-	start := time.Now()
-	_, err := reg.Push(context.Background(), "x/y", "", testImage(t, map[string]string{"a": "b"}))
-	var re *Error
-	// Waits 50, 100, 200 ms fit in 400 ms; the next (400 ms) does not.
-	if !errors.As(err, &re) || re.Attempts != 4 || re.Window != 400*time.Millisecond || time.Since(start) > 5*time.Second {
-		t.Fatalf("err = %v (%+v) after %s, %d requests", err, re, time.Since(start), count.Load())
-	}
-	if !strings.Contains(err.Error(), "(after 4 attempts in the retry window of 400ms)") {
-		t.Fatalf("message %q", err)
+	for _, c := range []struct {
+		name     string
+		attempt  time.Duration // how long each attempt takes
+		attempts int
+		waits    []time.Duration
+	}{
+		// Waits 50, 100, 200 ms fit in 400 ms; the next (400 ms) does not.
+		{"instant attempts", 0, 4, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}},
+		// 30+50+30+100+30 = 240 ms when the third attempt fails: 200 more end past 400.
+		{"30 ms attempts", 30 * time.Millisecond, 3, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clock := newFakeClock()
+			inner, count := faulty(newHandler(t), http.StatusServiceUnavailable, 1<<30)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v2/" {
+					clock.advance(c.attempt) // one ping per attempt
+				}
+				inner.ServeHTTP(w, r)
+			})
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			reg, _ := NewRemote(srv.Listener.Addr().String(), WithRetry(1000, 50*time.Millisecond), WithRetryWindow(400*time.Millisecond), anonymous(), withClock(clock))
+			_, err := reg.Push(context.Background(), "x/y", "", testImage(t, map[string]string{"a": "b"}))
+			var re *Error
+			if !errors.As(err, &re) || re.Attempts != c.attempts || re.Window != 400*time.Millisecond || !reflect.DeepEqual(clock.slept(), c.waits) {
+				t.Fatalf("err = %v (%+v), waits %v, %d requests", err, re, clock.slept(), count.Load())
+			}
+			if want := fmt.Sprintf("(after %d attempts in the retry window of 400ms)", c.attempts); !strings.Contains(err.Error(), want) {
+				t.Fatalf("message %q lacks %q", err, want)
+			}
+		})
 	}
 }
 
@@ -239,5 +325,39 @@ func TestStaticCredentialsStayWithTheirRegistry(t *testing.T) {
 	xc, _ := other.Authorization()
 	if oc.Username != "robot" || xc.Username != "" || other != authn.Anonymous {
 		t.Fatalf("own %+v, other %+v", oc, xc)
+	}
+}
+
+// TestOpenAppliesTLSAndRetrySettings: the backend's configuration
+// (caFile, insecureRegistries, retryWindow) reaches the registry Open returns.
+func TestOpenAppliesTLSAndRetrySettings(t *testing.T) {
+	ctx := context.Background()
+	host, caFile := tlsRegistry(t, newHandler(t))
+	for _, c := range []struct {
+		name   string
+		b      config.RegistryBackend
+		tlsErr bool
+		window time.Duration
+	}{
+		{"caFile", config.RegistryBackend{Type: TypeOCI, Host: host, CAFile: caFile, RetryWindow: config.Duration{Duration: 30 * time.Second}}, false, 30 * time.Second},
+		{"insecureRegistries", config.RegistryBackend{Type: TypeOCI, Host: host, InsecureRegistries: []string{host}}, false, DefaultWindow},
+		{"insecure", config.RegistryBackend{Type: TypeOCI, Host: host, Insecure: true}, false, DefaultWindow},
+		{"neither", config.RegistryBackend{Type: TypeOCI, Host: host}, true, DefaultWindow},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reg, closeReg, err := Open(ctx, c.b, t.TempDir(), anonymous(), fast())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeReg()
+			if w := reg.(*Remote).o.window; w != c.window {
+				t.Errorf("retry window %s, want %s", w, c.window)
+			}
+			err = reg.CheckPush(ctx, "x/y")
+			var re *Error
+			if c.tlsErr != (errors.As(err, &re) && re.TLS != nil) || (!c.tlsErr && err != nil) {
+				t.Fatalf("check push: %v", err)
+			}
+		})
 	}
 }

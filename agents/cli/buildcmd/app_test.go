@@ -12,6 +12,7 @@ import (
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 	"github.com/branchml/branchml/agents/backends/registry"
+	"github.com/branchml/branchml/agents/backends/registry/registrytest"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/config"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -188,5 +189,50 @@ func TestRunCommandRequireApproval(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "state", "registry")); err != nil {
 		t.Fatalf("an approved run did not get to the registry: %v", err)
+	}
+}
+
+// TestRegistryTLSThroughConfiguration runs the stage against a real
+// Distribution registry (TLS from a CA of the test's, htpasswd) set up by
+// branchml.yaml alone: backends.registry.caFile (relative to the file)
+// trusts its CA, insecureRegistries skips verification, and without either
+// the stage fails at the push check naming TLS and the fix.
+func TestRegistryTLSThroughConfiguration(t *testing.T) {
+	d := registrytest.Start(t, registrytest.Options{TLS: true, Auth: true})
+	t.Setenv("REGISTRY_USERNAME", d.User)
+	t.Setenv("REGISTRY_PASSWORD", d.Password)
+	ca, err := os.ReadFile(d.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, registry string
+		code           int
+		want           []string
+	}{
+		{"caFile", `{type: oci, host: "` + d.Host + `", caFile: certs/ca.pem, retryWindow: 30s}`, 0, []string{"hello: pushed " + d.Host + "/tiny/hello@sha256:"}},
+		{"insecureRegistries", `{type: oci, host: "` + d.Host + `", insecureRegistries: ["` + d.Host + `"]}`, 0, []string{"hello: pushed " + d.Host + "/tiny/hello@sha256:"}},
+		{"neither", `{type: oci, host: "` + d.Host + `"}`, agent.ExitFailed, []string{"check push access for hello", "TLS handshake with " + d.Host + " failed",
+			"certificate signed by unknown authority", "fix: set backends.registry.caFile"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := setup(t)
+			os.MkdirAll(filepath.Join(root, "certs"), 0o755)
+			os.WriteFile(filepath.Join(root, "certs", "ca.pem"), ca, 0o644)
+			cfg := strings.Replace(yaml, "registry: {type: local}", "registry: "+c.registry, 1)
+			os.WriteFile(filepath.Join(root, "branchml.yaml"), []byte(cfg), 0o644)
+			code, _, logs := runApp(t, "run", "--workspace", root, "--commit", "abcdef0123456789")
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\n%s", code, c.code, logs)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(logs, w) {
+					t.Errorf("log lacks %q:\n%s", w, logs)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(root, "build", "junit.xml")); (err == nil) != (c.code == 0) {
+				t.Errorf("JUnit XML written %v with exit %d (tests must not run before a failed push check)", err == nil, code)
+			}
+		})
 	}
 }

@@ -47,7 +47,10 @@ func exampleComponents(b *testing.B) (string, []config.Component) {
 // (ratio) and of their CPU times (cpu-ratio: what the stage costs on a
 // machine whose cores are all busy).
 //
-//	go test -run '^$' -bench BenchmarkStage -benchtime 3x ./agents/stages/build/
+//	go test -timeout 40m -run '^$' -bench BenchmarkStage -benchtime 3x ./agents/stages/build/
+//
+// (a cold round is about a minute a side on 2 busy cores: go test's default
+// 10m timeout is too short for the probe round and three of each).
 //
 // BRANCHML_BENCH_PLATFORMS=linux/amd64,linux/arm64 measures the stage
 // building a multi-platform index instead (the baseline stays one go build

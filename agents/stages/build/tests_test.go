@@ -1,11 +1,14 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/internal/agent"
@@ -23,11 +26,27 @@ func TestSharedPackageTestsRun(t *testing.T) {
 		"internal/greet/greet_test.go": "package greet\n\nimport \"testing\"\n\nfunc TestHello(t *testing.T) {\n\tif Hello(\"x\") != \"hello, x\" {\n\t\tt.Fatal(\"wrong greeting\")\n\t}\n}\n",
 	})
 	o := e.opts(t, "1111111111111111111111111111111111111111")
+	var logged bytes.Buffer
+	logger := logrus.New()
+	logger.SetOutput(&logged)
+	o.Log = logger
 	res, err := Run(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hello, other := res.Components[0], res.Components[1]
+	// The log says what ran: "no tests" for other, never "passed".
+	for _, want := range []string{
+		`msg="hello: 2 tests passed in 2 of the 2 packages it is built from"`,
+		`msg="other: no tests: none of the 1 packages it is built from has a test"`,
+	} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logged.String())
+		}
+	}
+	if strings.Contains(logged.String(), "other: 0 tests passed") || strings.Contains(logged.String(), "(the others have no tests)") {
+		t.Errorf("log:\n%s", logged.String())
+	}
 	if hello.Tests != TestsPassed || hello.TestCount != 2 || other.Tests != TestsNone || other.TestCount != 0 {
 		t.Fatalf("hello %+v\nother %+v", hello, other)
 	}

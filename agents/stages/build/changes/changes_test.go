@@ -136,8 +136,9 @@ func TestOnlyDependentsChange(t *testing.T) {
 }
 
 // TestHashReadsWhatTheBuildReads: an embedded file in a subdirectory of a
-// shared package, a test's testdata and a file of another target platform
-// count; a file no build reads does not.
+// shared package, a test's testdata, assembly and a file of another target
+// platform count; a file no build reads (cgo ones with CGO_ENABLED=0 among
+// them) does not.
 func TestHashReadsWhatTheBuildReads(t *testing.T) {
 	ctx := context.Background()
 	root := repo(t)
@@ -166,6 +167,12 @@ func TestHashReadsWhatTheBuildReads(t *testing.T) {
 		{"components/a/NOTES.md", "still not read\n", false, false},
 		{"internal/shared/shared_arm64.go", "package shared\n\nconst Arch = \"aarch64\"\n", DefaultPlatform() == "linux/arm64", true},
 		{"internal/shared/static/unembedded.txt", "not matched by the pattern\n", false, false},
+		// Assembly is compiled into the package.
+		{"internal/shared/nothing.s", "TEXT ·nothing(SB),0,$0-0\n\tRET\n", true, true},
+		// cgo files and C sources are not: the tests and the images are
+		// built with CGO_ENABLED=0, and go list leaves them out then.
+		{"internal/shared/cgo.go", "package shared\n\n// int one(void);\nimport \"C\"\n", false, false},
+		{"internal/shared/one.c", "int one(void) { return 1; }\n", false, false},
 	} {
 		write(t, root, map[string]string{c.file: c.content})
 		a1, am1 := hash(compA), hash(compA, multi...)
