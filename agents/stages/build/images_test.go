@@ -172,7 +172,7 @@ func TestTestsAndImagesSameFlags(t *testing.T) {
 	if test[0] != build[0] || !strings.HasPrefix(test[0], "CGO_ENABLED=0 GOFLAGS=-mod=readonly GOOS=linux GOARCH=") {
 		t.Fatalf("environments differ:\n test  %s\n build %s", test[0], build[0])
 	}
-	if !strings.HasPrefix(test[1], "test -json -vet=off -trimpath -buildvcs=false ") || !strings.HasPrefix(build[1], "build -trimpath -buildvcs=false ") ||
+	if !strings.HasPrefix(test[1], "test -json -trimpath -buildvcs=false ") || !strings.HasPrefix(build[1], "build -trimpath -buildvcs=false ") ||
 		!strings.HasSuffix(build[1], " ./components/hello ./components/other") {
 		t.Fatalf("flags:\n test  %s\n build %s", test[1], build[1])
 	}
