@@ -44,7 +44,7 @@ type dryRunResult struct {
 // one the same agents make on this host.
 //
 // The root file system and the toolchain are read from scripts/image.sh's
-// cache (~/.cache/branchml/image, or BRANCHML_IMAGE_CACHE), which `make
+// cache ($XDG_CACHE_HOME or ~/.cache, /branchml/image; or BRANCHML_IMAGE_CACHE), which `make
 // image-cache` fills before the tests; the test downloads nothing and is
 // skipped (failed under BRANCHML_REQUIRE_INTEGRATION) when they are missing.
 func TestImageRunsTheBuildStageOnTheExample(t *testing.T) {
@@ -85,8 +85,11 @@ func TestImageRunsTheBuildStageOnTheExample(t *testing.T) {
 	// downloads nothing (image.sh runs with OFFLINE=1).
 	cache := os.Getenv("BRANCHML_IMAGE_CACHE")
 	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "branchml", "image")
+		dir, err := os.UserCacheDir() // $XDG_CACHE_HOME, else ~/.cache: scripts/image.sh's default
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache = filepath.Join(dir, "branchml", "image")
 	}
 	for _, f := range []string{"rootfs-bookworm-amd64.tar", goVersion(t, repo) + ".linux-amd64.tar"} {
 		if _, err := os.Stat(filepath.Join(cache, f)); err != nil {
