@@ -64,6 +64,16 @@ func newFixture(t *testing.T, opts ...kube.Option) *fixture {
 
 // addPod lists srv (served by hs) as one more pod of variant v: an
 // EndpointSlice of the variant's Service with 127.0.0.1 and hs's port.
+// addCanaryPod adds a second canary pod, its fake TF Serving on its own
+// loopback server, and returns that server.
+func (f *fixture) addCanaryPod(t *testing.T) *httptest.Server {
+	t.Helper()
+	hs := httptest.NewServer(faketfs.New("djia30"))
+	t.Cleanup(hs.Close)
+	f.addPod(t, serving.Canary, hs.Config.Handler.(*faketfs.Server), hs)
+	return hs
+}
+
 func (f *fixture) addPod(t *testing.T, v serving.Variant, srv *faketfs.Server, hs *httptest.Server) {
 	t.Helper()
 	port, _ := strconv.Atoi(hs.URL[strings.LastIndexByte(hs.URL, ':')+1:])
@@ -442,10 +452,7 @@ func TestSplitRefusesWeightsTheReplicasCannotExpress(t *testing.T) {
 func TestDeployWaitsForTheLabelOnEveryPod(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	second := faketfs.New("djia30")
-	hs := httptest.NewServer(second)
-	t.Cleanup(hs.Close)
-	f.addPod(t, serving.Canary, second, hs)
+	hs := f.addCanaryPod(t)
 	f.syncConfig(t, 150*time.Millisecond) // the kubelet's ConfigMap sync and the server's poll
 	for _, p := range f.pods[serving.Canary] {
 		p.SetState(2, tfs.StateAvailable)
@@ -498,10 +505,7 @@ func TestDeployLoadFailureIsErrLoadFailed(t *testing.T) {
 func TestCountersSumEveryReadyPod(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	second := faketfs.New("djia30")
-	hs := httptest.NewServer(second)
-	t.Cleanup(hs.Close)
-	f.addPod(t, serving.Canary, second, hs)
+	hs := f.addCanaryPod(t)
 	for _, p := range f.pods[serving.Canary] {
 		p.SetState(2, tfs.StateAvailable)
 	}
