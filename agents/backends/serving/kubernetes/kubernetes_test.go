@@ -64,6 +64,19 @@ func newFixture(t *testing.T, opts ...kube.Option) *fixture {
 
 // addPod lists srv (served by hs) as one more pod of variant v: an
 // EndpointSlice of the variant's Service with 127.0.0.1 and hs's port.
+// deployStable makes v1 available on the stable's pods, deploys it as the
+// stable and routes all traffic to it.
+func (f *fixture) deployStable(t *testing.T) {
+	t.Helper()
+	f.stable.SetState(1, tfs.StateAvailable)
+	if err := f.b.Deploy(context.Background(), serving.Stable, v1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Route(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // addCanaryPod adds a second canary pod, its fake TF Serving on its own
 // loopback server, and returns that server.
 func (f *fixture) addCanaryPod(t *testing.T) *httptest.Server {
@@ -241,13 +254,7 @@ func TestObjectsStepsAndLabelsAfterAvailable(t *testing.T) {
 	f := newFixture(t)
 	f.readyController(t, time.Millisecond, 4) // before any goroutine uses the clientset: it adds a reactor
 	f.syncConfig(t, time.Millisecond)
-	f.stable.SetState(1, tfs.StateAvailable)
-	if err := f.b.Deploy(ctx, serving.Stable, v1); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.b.Route(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	f.deployStable(t)
 	// Services: one selecting on the app label only, one per variant.
 	svcs, _ := f.cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
 	sel := map[string]map[string]string{}
@@ -572,13 +579,7 @@ func TestNeverBelowReadyCapacity(t *testing.T) {
 			f := newFixture(t)
 			lowest := f.readyController(t, 30*time.Millisecond, 4) // first: it adds a reactor
 			f.syncConfig(t, time.Millisecond)
-			f.stable.SetState(1, tfs.StateAvailable)
-			if err := f.b.Deploy(ctx, serving.Stable, v1); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.b.Route(ctx, 0); err != nil {
-				t.Fatal(err)
-			}
+			f.deployStable(t)
 			for deadline := time.Now().Add(5 * time.Second); lowest() > 4; {
 				if time.Now().After(deadline) {
 					t.Fatal("the stable's 4 pods never became ready")
