@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// copyBufSize is the buffer of a copy while hashing: large enough that a
-// 1 MiB file takes one read and one write.
+// copyBufSize is the read buffer of hashing a file: large enough that a
+// 1 MiB file takes one read.
 const copyBufSize = 1 << 20
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -22,8 +22,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 // system shares extents (btrfs, XFS with reflink=1, …) dst is a reflink of
 // src (FICLONE); elsewhere the kernel copies it (copy_file_range). Either
 // way dst is read back to hash it, so the hash is of exactly what was
-// stored. The first EOPNOTSUPP (or EXDEV) of FICLONE
-// switches reflinks off for the backend.
+// stored. The first EOPNOTSUPP (or EXDEV) of FICLONE switches reflinks off
+// for the backend.
 func (b *Backend) fill(dst, src *os.File) (string, int64, error) {
 	if !b.noReflink.Load() {
 		err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd()))
