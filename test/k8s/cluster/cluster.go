@@ -70,6 +70,12 @@ type Cluster struct {
 	HostPathDir string
 	// Socket is the CSI driver's unix socket.
 	Socket string
+	// Registry is the node's image registry, "127.0.0.1:PORT" (plain
+	// HTTP; Options.Kubelet only): push the images pods run there and name
+	// them Registry+"/repo:tag".
+	Registry string
+	// CRISocket is containerd's socket (Options.Kubelet only).
+	CRISocket string
 
 	opt     Options
 	etcdDir string
@@ -78,6 +84,10 @@ type Cluster struct {
 	specs   map[string]procSpec
 	order   []string
 	stopped bool
+	// the node's (kubelet.go)
+	bridge      bool
+	ctdState    string
+	kubeletRoot string
 }
 
 type procSpec struct {
@@ -171,6 +181,7 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 		"--service-account-signing-key-file=" + p("sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none",
 		"--authorization-mode=Node,RBAC", "--allow-privileged=true", "--enable-priority-and-fairness=false",
+		"--kubelet-preferred-address-types=InternalIP", // the node's address on the pod bridge (kubelet.go)
 		"--profiling=false", "--cert-dir=" + filepath.Join(opt.Dir, "pki", "generated"), "--v=1",
 	}}, func(ctx context.Context) error { return httpOK(ctx, c.caPool(), c.Server+"/readyz", c.Token) }); err != nil {
 		return c, err
@@ -180,11 +191,17 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 		return c, err
 	}
 	env := []string{"KUBECONFIG=" + c.Kubeconfig}
+	// Node lifecycle only with a node: it lifts the not-ready taint the
+	// kubelet registers with once the node is Ready.
+	controllers := "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle"
+	if opt.Kubelet {
+		controllers = "*,-nodeipam,-cloud-node-lifecycle"
+	}
 	if err := c.run(ctx, "kube-controller-manager", procSpec{bin: filepath.Join(bin, "kube-controller-manager"), env: env, args: []string{
 		"--kubeconfig=" + c.Kubeconfig, "--authentication-kubeconfig=" + c.Kubeconfig, "--authorization-kubeconfig=" + c.Kubeconfig,
 		"--leader-elect=false", "--secure-port=0", "--bind-address=127.0.0.1",
 		"--service-account-private-key-file=" + p("sa.key"), "--root-ca-file=" + p("ca.crt"),
-		"--use-service-account-credentials=false", "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle", "--v=1",
+		"--use-service-account-credentials=false", "--controllers=" + controllers, "--v=1",
 	}}, nil); err != nil {
 		return c, err
 	}
@@ -257,7 +274,7 @@ func (c *Cluster) run(ctx context.Context, name string, spec procSpec, ready fun
 	}
 	c.mu.Unlock()
 	t0 := time.Now()
-	pr, err := startProc(name, c.LogFile(name), spec.env, spec.bin, spec.args...)
+	pr, err := startProc(name, c.LogFile(name), spec)
 	if err != nil {
 		return err
 	}
@@ -373,6 +390,7 @@ func (c *Cluster) Stop() {
 			p.stop(10 * time.Second)
 		}
 	}
+	c.stopNode()
 	if c.etcdDir != "" {
 		os.RemoveAll(c.etcdDir)
 	}

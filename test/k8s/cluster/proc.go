@@ -52,14 +52,14 @@ type proc struct {
 	err  error // exit status, after done
 }
 
-func startProc(name, logPath string, env []string, bin string, args ...string) (*proc, error) {
+func startProc(name, logPath string, spec procSpec) (*proc, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(spec.bin, spec.args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), spec.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := spawn.start(cmd); err != nil {
 		lf.Close()

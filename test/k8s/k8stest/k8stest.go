@@ -26,14 +26,22 @@ import (
 const Env = "BRANCHML_K8S_TESTS"
 
 var (
-	mu      sync.Mutex
-	shared  *cluster.Cluster
-	dir     string
-	started error
+	mu       sync.Mutex
+	shared   *cluster.Cluster
+	dir      string
+	started  error
+	withNode bool
 )
 
 // Enabled reports whether BRANCHML_K8S_TESTS=1.
 func Enabled() bool { return os.Getenv(Env) == "1" }
+
+// MainWithNode is Main for a test binary whose cluster also runs a node
+// (cluster.Options.Kubelet: containerd, runc and a kubelet, so pods run).
+func MainWithNode(m *testing.M) {
+	withNode = true
+	Main(m)
+}
 
 // Main runs the tests and stops the shared cluster after them (use it as
 // TestMain: func TestMain(m *testing.M) { k8stest.Main(m) }).
@@ -65,7 +73,7 @@ func Shared(t testing.TB) *cluster.Cluster {
 		if dir, started = os.MkdirTemp("", "branchml-k8stest-"); started == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
-			shared, started = cluster.Start(ctx, cluster.Options{Dir: dir, Progress: testLog{t}})
+			shared, started = cluster.Start(ctx, cluster.Options{Dir: dir, Kubelet: withNode, Progress: testLog{t}})
 		}
 	}
 	if started != nil {
