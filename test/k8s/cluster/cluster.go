@@ -440,7 +440,10 @@ func tempPrefix(p string) string { return p + strconv.Itoa(os.Getpid()) + "-" }
 
 // reap removes the temporary directories prefix<pid>-* in dir ("" = the
 // temp dir) of processes that no longer run.
-func reap(dir, prefix string) {
+func reap(dir, prefix string) { reapWith(dir, prefix, func(p string) { os.RemoveAll(p) }) }
+
+// reapWith is reap with remove in place of os.RemoveAll.
+func reapWith(dir, prefix string, remove func(string)) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
@@ -454,7 +457,7 @@ func reap(dir, prefix string) {
 		if syscall.Kill(pid, 0) == nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
 			continue // alive (or not ours to judge)
 		}
-		os.RemoveAll(filepath.Join(dir, e.Name()))
+		remove(filepath.Join(dir, e.Name()))
 	}
 }
 

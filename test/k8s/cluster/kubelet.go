@@ -365,20 +365,7 @@ func removeMounted(dir string) {
 }
 
 // reapMounted is reap for directories that may hold mounts (removeMounted).
-func reapMounted(dir, prefix string) {
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
-		if !ok || err != nil || pid <= 0 || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-			continue
-		}
-		removeMounted(filepath.Join(dir, e.Name()))
-	}
-}
+func reapMounted(dir, prefix string) { reapWith(dir, prefix, removeMounted) }
 
 // mountsUnder lists the mount points at and below dir, deepest first.
 func mountsUnder(dir string) []string {
