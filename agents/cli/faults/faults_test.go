@@ -355,7 +355,8 @@ func stageAt(out string) string {
 }
 
 // killPoints is how many kills TestKillAtRandomPointsThenRerun makes
-// (FAULTS_KILLS overrides it).
+// (FAULTS_KILLS overrides it; FAULTS_AT=11.5s,20s replaces the random
+// moments by those).
 const killPoints = 3
 
 // kill -9 of the quickstart (which runs each agent as the Jenkins step
@@ -390,8 +391,21 @@ func TestKillAtRandomPointsThenRerun(t *testing.T) {
 	}
 	var points []point
 	rng := rand.New(rand.NewPCG(19, 19))
+	delays := make([]time.Duration, n)
 	for i := range n {
-		delay := time.Duration(float64(time.Second) + rng.Float64()*float64(total-2*time.Second))
+		delays[i] = time.Duration(float64(time.Second) + rng.Float64()*float64(total-2*time.Second))
+	}
+	if s := os.Getenv("FAULTS_AT"); s != "" { // reproduces a failed kill point: FAULTS_AT=11.5s,20s
+		delays = nil
+		for _, f := range strings.Split(s, ",") {
+			d, err := time.ParseDuration(f)
+			if err != nil {
+				t.Fatalf("FAULTS_AT=%s: %v (want durations, comma-separated: 11.5s,20s)", s, err)
+			}
+			delays = append(delays, d)
+		}
+	}
+	for i, delay := range delays {
 		points = append(points, point{fmt.Sprintf("kill-%d-at-%s", i, delay.Round(100*time.Millisecond)), func(p *proc, _ string) bool {
 			select {
 			case <-p.done:

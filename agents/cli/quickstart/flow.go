@@ -103,7 +103,11 @@ func (r *run) flow(ctx context.Context) error {
 	for n := done; n <= len(dsChanges); n++ {
 		if n > done {
 			c := dsChanges[n-1]
-			if err := r.repo.commitChange(ctx, "ds1", "branchml.yaml", n, c.message); err != nil {
+			// The commit is recorded as the quickstart's own before it is
+			// pushed: a kill between the push and noteDS1 must not leave
+			// ds1 looking like a person's work to the rerun.
+			pending := func(sha string) error { r.state.DS1Pending = sha; return r.saveState() }
+			if err := r.repo.commitChange(ctx, "ds1", "branchml.yaml", n, c.message, pending); err != nil {
 				return agent.Failed("commit the change on ds1", err, "")
 			}
 			if err := r.noteDS1(ctx); err != nil {
@@ -277,8 +281,9 @@ func (m *mlRepo) read(ctx context.Context, ref, path string) (string, error) {
 }
 
 // commitChange applies dsChanges[n-1] to path on branch and pushes one
-// commit.
-func (m *mlRepo) commitChange(ctx context.Context, branch, path string, n int, msg string) error {
+// commit; beforePush gets the commit's SHA once it is made, before the push
+// (an error from it stops the push).
+func (m *mlRepo) commitChange(ctx context.Context, branch, path string, n int, msg string, beforePush func(sha string) error) error {
 	if _, err := git(ctx, m.Clone, "checkout", "--quiet", "-B", branch, "origin/"+branch); err != nil {
 		return err
 	}
@@ -300,10 +305,18 @@ func (m *mlRepo) commitChange(ctx context.Context, branch, path string, n int, m
 	if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
 		return err
 	}
-	for _, args := range [][]string{{"add", path}, {"commit", "--quiet", "-m", msg}, {"push", "--quiet", "origin", branch}} {
+	for _, args := range [][]string{{"add", path}, {"commit", "--quiet", "-m", msg}} {
 		if _, err := git(ctx, m.Clone, args...); err != nil {
 			return err
 		}
 	}
-	return nil
+	sha, err := git(ctx, m.Clone, "rev-parse", "HEAD")
+	if err != nil {
+		return err
+	}
+	if err := beforePush(strings.TrimSpace(sha)); err != nil {
+		return err
+	}
+	_, err = git(ctx, m.Clone, "push", "--quiet", "origin", branch)
+	return err
 }

@@ -373,6 +373,6 @@ func (r *run) noteDS1(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.state.DS1 = tip
+	r.state.DS1, r.state.DS1Pending = tip, ""
 	return r.saveState()
 }

@@ -37,6 +37,9 @@ type qsState struct {
 	// DS1 is the ds1 commit the quickstart last pushed; another tip is a
 	// person's work, which the quickstart never rewrites.
 	DS1 string `json:"ds1,omitempty"`
+	// DS1Pending is the ds1 commit the quickstart is pushing (recorded
+	// before the push): a tip equal to it is the quickstart's own too.
+	DS1Pending string `json:"ds1Pending,omitempty"`
 	// Ran maps a stage branch to its tip after its stage last ran here
 	// (--continue runs the stages whose branch moved since).
 	Ran map[string]string `json:"ran,omitempty"`
@@ -124,6 +127,9 @@ func (r *run) ownsDS1(ctx context.Context) (bool, string, error) {
 	tip, err := r.repo.tip(ctx, "ds1")
 	if err != nil {
 		return false, "", err
+	}
+	if r.state.DS1Pending != "" && tip == r.state.DS1Pending {
+		return true, tip, nil // pushed, then interrupted before noteDS1
 	}
 	if r.state.DS1 != "" {
 		return tip == r.state.DS1, tip, nil
