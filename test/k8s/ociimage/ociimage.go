@@ -1,7 +1,6 @@
 package ociimage
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/branchml/branchml/agents/stages/build/imagebuild"
 )
 
 // DefaultPath is the PATH of the test bed's images (Docker's default).
@@ -127,19 +127,15 @@ func FromFiles(files []File, cfg Config) (v1.Image, error) {
 }
 
 // layerTar is the uncompressed tar of files (see FromFiles): PAX format,
-// numeric owners only, every time mtime.
+// numeric owners only, every time mtime (imagebuild.TarLayer, the build
+// stage's layer writer).
 func layerTar(files []File, mtime time.Time) ([]byte, error) {
-	type entry struct {
-		f    File
-		data []byte
-	}
-	byPath := map[string]entry{}
-	dirs := map[string]bool{}
+	entries := map[string]imagebuild.LayerFile{}
 	for _, f := range files {
 		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/" {
 			return nil, fmt.Errorf("image file %q (from %s): the path must be absolute and clean, e.g. /usr/bin/app", f.Path, f.Source)
 		}
-		if _, dup := byPath[f.Path]; dup {
+		if _, dup := entries[f.Path]; dup {
 			return nil, fmt.Errorf("image file %s is given twice: give each path once", f.Path)
 		}
 		st, err := os.Stat(f.Source)
@@ -159,45 +155,13 @@ func layerTar(files []File, mtime time.Time) ([]byte, error) {
 				f.Mode = 0o755
 			}
 		}
-		byPath[f.Path] = entry{f, data}
-		for d := path.Dir(f.Path); d != "/"; d = path.Dir(d) {
-			dirs[d] = true
-		}
+		entries[f.Path] = imagebuild.LayerFile{Data: data, Mode: f.Mode, UID: f.UID, GID: f.GID}
 	}
-	names := make([]string, 0, len(byPath)+len(dirs))
-	for p := range byPath {
-		if dirs[p] {
-			return nil, fmt.Errorf("image path %s is both a file and the parent directory of another file", p)
-		}
-		names = append(names, p)
+	raw, err := imagebuild.TarLayer(entries, "", mtime)
+	if err != nil {
+		return nil, fmt.Errorf("image files: %w", err)
 	}
-	for d := range dirs {
-		names = append(names, d)
-	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, p := range names {
-		h := &tar.Header{Name: strings.TrimPrefix(p, "/"), ModTime: mtime, Format: tar.FormatPAX}
-		e, isFile := byPath[p]
-		if isFile {
-			h.Typeflag, h.Mode, h.Size, h.Uid, h.Gid = tar.TypeReg, int64(e.f.Mode.Perm()), int64(len(e.data)), e.f.UID, e.f.GID
-		} else {
-			h.Typeflag, h.Mode, h.Name = tar.TypeDir, 0o755, h.Name+"/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if isFile {
-			if _, err := tw.Write(e.data); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return raw, nil
 }
 
 // CheckLoopbackHost returns an error unless host is "127.0.0.1:PORT" or

@@ -198,7 +198,7 @@ func TestFromFilesRefusesBadInput(t *testing.T) {
 		{[]File{{Source: f, Path: "/usr/../f"}}, `image file "/usr/../f"`},
 		{[]File{{Source: f, Path: "/"}}, `image file "/"`},
 		{[]File{{Source: f, Path: "/f"}, {Source: f, Path: "/f"}}, "image file /f is given twice"},
-		{[]File{{Source: f, Path: "/a"}, {Source: f, Path: "/a/b"}}, "image path /a is both a file and the parent directory of another file"},
+		{[]File{{Source: f, Path: "/a"}, {Source: f, Path: "/a/b"}}, "image files: layer path /a is both a file and the parent directory of another file"},
 		{[]File{{Source: filepath.Join(dir, "missing"), Path: "/m"}}, "image file /m: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
 		{[]File{{Source: dir, Path: "/d"}}, "image file /d: source " + dir + " is not a regular file"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -434,15 +435,39 @@ func withPath(env []string, dir string) []string {
 // entry's time set to mtime, in lexical path order: the same input gives the
 // same bytes.
 func FileLayer(files map[string][]byte, mtime time.Time) ([]byte, error) {
-	mtime = mtime.UTC().Truncate(time.Second)
-	norm := map[string][]byte{}
-	dirs := map[string]bool{}
+	entries := make(map[string]LayerFile, len(files))
 	for p, data := range files {
+		entries[p] = LayerFile{Data: data, Mode: 0o755, Owner: "root"}
+	}
+	return TarLayer(entries, "root", mtime)
+}
+
+// LayerFile is one regular file of TarLayer: its content, permission bits,
+// numeric owner and, when Owner is set, the user and group name written
+// beside the numbers ("" writes numbers only).
+type LayerFile struct {
+	Data     []byte
+	Mode     fs.FileMode
+	UID, GID int
+	Owner    string
+}
+
+// TarLayer returns an uncompressed PAX tar of files (image path → file;
+// paths are cleaned and taken as absolute) and their parent directories
+// (mode 0755, owner 0:0, named dirOwner when that is set), every entry's
+// time set to mtime (whole seconds, UTC), in lexical path order: the same
+// input gives the same bytes. A path that is both a file and another
+// file's parent directory is an error.
+func TarLayer(files map[string]LayerFile, dirOwner string, mtime time.Time) ([]byte, error) {
+	mtime = mtime.UTC().Truncate(time.Second)
+	norm := map[string]LayerFile{}
+	dirs := map[string]bool{}
+	for p, f := range files {
 		clean := strings.TrimPrefix(path.Clean("/"+p), "/")
 		if clean == "" {
 			return nil, fmt.Errorf("layer file path %q is empty", p)
 		}
-		norm[clean] = data
+		norm[clean] = f
 		for d := path.Dir(clean); d != "."; d = path.Dir(d) {
 			dirs[d] = true
 		}
@@ -450,7 +475,7 @@ func FileLayer(files map[string][]byte, mtime time.Time) ([]byte, error) {
 	names := make([]string, 0, len(norm)+len(dirs))
 	for n := range norm {
 		if dirs[n] {
-			return nil, fmt.Errorf("layer path %q is both a file and a directory", n)
+			return nil, fmt.Errorf("layer path /%s is both a file and the parent directory of another file", n)
 		}
 		names = append(names, n)
 	}
@@ -461,18 +486,19 @@ func FileLayer(files map[string][]byte, mtime time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, n := range names {
-		h := &tar.Header{Name: n, Mode: 0o755, ModTime: mtime, Uname: "root", Gname: "root", Format: tar.FormatPAX}
-		data, isFile := norm[n]
+		h := &tar.Header{Name: n, Mode: 0o755, ModTime: mtime, Format: tar.FormatPAX}
+		f, isFile := norm[n]
 		if isFile {
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
+			h.Typeflag, h.Size, h.Mode, h.Uid, h.Gid = tar.TypeReg, int64(len(f.Data)), int64(f.Mode.Perm()), f.UID, f.GID
+			h.Uname, h.Gname = f.Owner, f.Owner
 		} else {
-			h.Typeflag, h.Name = tar.TypeDir, n+"/"
+			h.Typeflag, h.Name, h.Uname, h.Gname = tar.TypeDir, n+"/", dirOwner, dirOwner
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
 		if isFile {
-			if _, err := tw.Write(data); err != nil {
+			if _, err := tw.Write(f.Data); err != nil {
 				return nil, err
 			}
 		}
