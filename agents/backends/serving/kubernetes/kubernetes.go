@@ -39,6 +39,11 @@ const (
 	// port (--port; TF Serving requires one).
 	RESTPort = 8501
 	GRPCPort = 8500
+	// PreStopSleepSeconds is how long a removed pod keeps serving before
+	// its server gets SIGTERM (a preStop sleep), in seconds: long enough
+	// for proxies to follow the EndpointSlices, well inside the default
+	// 30-second termination grace period.
+	PreStopSleepSeconds = 5
 	// ModelMount and ConfigMount are where the volume and the ConfigMap are mounted.
 	ModelMount  = "/models"
 	ConfigMount = "/config"
@@ -203,6 +208,9 @@ type Backend struct {
 	// pods restart.
 	seen    map[serving.Variant]map[string]tfserving.Counters
 	retired map[serving.Variant]tfserving.Counters
+	// gone are the last counters of the pods no longer listed, by name
+	// (a pod listed again with counters at least these is the same server).
+	gone map[serving.Variant]map[string]tfserving.Counters
 }
 
 // New returns a backend for model in namespace ns with image, mounting PVC
@@ -224,7 +232,8 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 		ns = "default"
 	}
 	b := &Backend{cs: cs, ns: ns, model: model, image: image, volume: volume, replicas: o.replicas, o: o,
-		seen: map[serving.Variant]map[string]tfserving.Counters{}, retired: map[serving.Variant]tfserving.Counters{}}
+		seen: map[serving.Variant]map[string]tfserving.Counters{}, retired: map[serving.Variant]tfserving.Counters{},
+		gone: map[serving.Variant]map[string]tfserving.Counters{}}
 	if b.o.pod == nil {
 		b.o.pod = func(addr string, port int32) string {
 			return "http://" + net.JoinHostPort(addr, strconv.Itoa(int(port)))
@@ -321,6 +330,10 @@ func (b *Backend) deployment(v serving.Variant, m records.ModelRef, replicas int
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: lbl},
+			// A rollout of the variant's own template (a new image) never
+			// drops below its ready count: one pod more, none less.
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
+				MaxUnavailable: ptrTo(intstr.FromInt32(0)), MaxSurge: ptrTo(intstr.FromInt32(1))}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
 				Spec: corev1.PodSpec{
@@ -339,6 +352,13 @@ func (b *Backend) deployment(v serving.Variant, m records.ModelRef, replicas int
 							"--allow_version_labels_for_unavailable_models=true",
 						},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: RESTPort}},
+						// A pod being removed (scale-down, Abort, Promote) leaves the
+						// Service's EndpointSlices at once, but proxies (kube-proxy,
+						// a gateway) take a moment to stop sending to it, and TF
+						// Serving exits at SIGTERM without draining: it keeps serving
+						// for PreStopSleep first (the kubelet's sleep action, no
+						// binary needed in the image; Kubernetes 1.30+).
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: PreStopSleepSeconds}}},
 						// Ready once the variant's label resolves to a loaded version:
 						// metadata needs the servable loaded (a model status would
 						// answer 200 while the version still loads).
@@ -721,16 +741,37 @@ func (b *Backend) Counters(ctx context.Context, v serving.Variant) (tfserving.Co
 		seen = map[string]tfserving.Counters{}
 		b.seen[v] = seen
 	}
+	gone := b.gone[v]
+	if gone == nil {
+		gone = map[string]tfserving.Counters{}
+		b.gone[v] = gone
+	}
 	for name, last := range seen {
-		if m, ok := read[name]; !listed[name] || (ok && restarted(m, last)) {
-			b.retired[v] = b.retired[v].Add(last) // restarted or gone
+		if m, ok := read[name]; ok && restarted(m, last) {
+			b.retired[v] = b.retired[v].Add(last) // its server started again: those counts are final
+			delete(seen, name)
+		} else if !listed[name] {
+			// Not listed now: scaled down, deleted, or missing from one
+			// list of the EndpointSlices while the controller rewrites
+			// them. Its counts stay in the sum; if it is listed again with
+			// counters at least these, it is the same server, counted once.
+			gone[name] = last
 			delete(seen, name)
 		}
 	}
 	for name, m := range read {
+		if last, ok := gone[name]; ok {
+			if restarted(m, last) {
+				b.retired[v] = b.retired[v].Add(last)
+			}
+			delete(gone, name)
+		}
 		seen[name] = m
 	}
 	sum := b.retired[v].Clone()
+	for _, m := range gone {
+		sum = sum.Add(m)
+	}
 	for _, m := range seen {
 		sum = sum.Add(m)
 	}
@@ -759,3 +800,5 @@ func (b *Backend) Predict(ctx context.Context, v serving.Variant, body []byte) (
 	}
 	return c.Predict(ctx, b.model, tfserving.Selector{Label: string(v)}, body)
 }
+
+func ptrTo[T any](v T) *T { return &v }
