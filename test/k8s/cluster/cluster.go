@@ -211,6 +211,14 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	}}, nil); err != nil {
 		return c, err
 	}
+	if opt.Kubelet {
+		if _, err := needNode(); err != nil { // before the CSI driver is told where the kubelet is
+			return c, err
+		}
+		if err := c.makeKubeletRoot(); err != nil {
+			return c, err
+		}
+	}
 	if !opt.NoStorage {
 		if err := c.startStorage(ctx, src, env); err != nil {
 			return c, err
@@ -235,9 +243,11 @@ func (c *Cluster) startStorage(ctx context.Context, src string, env []string) er
 	}
 	c.Socket = filepath.Join(sockDir, "csi.sock")
 	sock := "unix://" + c.Socket
-	if err := c.run(ctx, "csi-hostpath", procSpec{bin: filepath.Join(c.BinDir, "csi-hostpath"), args: []string{
-		"--endpoint=" + sock, "--drivername=" + Driver, "--nodeid=node-1", "--datadir=" + c.HostPathDir,
-	}}, func(ctx context.Context) error {
+	args := []string{"--endpoint=" + sock, "--drivername=" + Driver, "--nodeid=" + NodeName, "--datadir=" + c.HostPathDir}
+	if c.opt.Kubelet { // the node's kubelet mounts the volumes of pods through the driver
+		args = append(args, "--kubelet-registration-dir="+c.registrationDir())
+	}
+	if err := c.run(ctx, "csi-hostpath", procSpec{bin: filepath.Join(c.BinDir, "csi-hostpath"), args: args}, func(ctx context.Context) error {
 		return poll(ctx, func() error { _, err := os.Stat(c.Socket); return err })
 	}); err != nil {
 		return err

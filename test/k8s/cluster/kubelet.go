@@ -81,25 +81,31 @@ const cniBinDir = "/usr/lib/cni"
 // the pause image, the pod bridge, containerd (in a PID namespace of its
 // own, so that its shims and every container die with it) and the kubelet,
 // and waits until the node is Ready.
-func (c *Cluster) startKubelet(ctx context.Context, env []string) error {
-	bins, err := needNode()
-	if err != nil {
-		return err
-	}
-	reap("", "bml-ctd-")
+// makeKubeletRoot creates the kubelet's root dir (a temp dir: the CSI
+// driver, started before the kubelet, needs its plugins_registry path).
+// containerd runs in a mount namespace of its own (startContainerd); the
+// volumes the kubelet and the CSI driver mount for pods must reach it: the
+// root dir is a shared mount, of which containerd's copy is a slave.
+func (c *Cluster) makeKubeletRoot() (err error) {
 	reapMounted("", "bml-kubelet-")
 	if c.kubeletRoot, err = os.MkdirTemp("", tempPrefix("bml-kubelet-")); err != nil {
 		return err
 	}
-	// containerd runs in a mount namespace of its own (below); the volumes
-	// the kubelet mounts for pods must reach it: the root dir is a shared
-	// mount, of which containerd's copy is a slave.
 	if err := syscall.Mount(c.kubeletRoot, c.kubeletRoot, "", syscall.MS_BIND, ""); err != nil {
 		return fmt.Errorf("cluster: bind-mount the kubelet's root dir: %w", err)
 	}
 	if err := syscall.Mount("", c.kubeletRoot, "", syscall.MS_SHARED, ""); err != nil {
 		return fmt.Errorf("cluster: make the kubelet's root dir a shared mount: %w", err)
 	}
+	return os.MkdirAll(c.registrationDir(), 0o750)
+}
+
+func (c *Cluster) startKubelet(ctx context.Context, env []string) error {
+	bins, err := needNode()
+	if err != nil {
+		return err
+	}
+	reap("", "bml-ctd-")
 	if err := c.startRegistry(ctx, bins["docker-registry"]); err != nil {
 		return err
 	}

@@ -49,7 +49,8 @@ func SnapshotCRDFiles(source string) ([]string, error) {
 }
 
 // applyStorageManifests creates the VolumeSnapshot and TASR CRDs, waits
-// until they are Established, then the StorageClass and SnapshotClass.
+// until they are Established, then the StorageClass, the CSIDriver and the
+// SnapshotClass.
 func (c *Cluster) applyStorageManifests(ctx context.Context, source string) error {
 	dyn, err := dynamic.NewForConfig(c.RESTConfig())
 	if err != nil {
@@ -94,6 +95,10 @@ func (c *Cluster) applyStorageManifests(ctx context.Context, source string) erro
 	}{
 		{schema.GroupVersionResource{Group: "storage.k8s.io", Version: "v1", Resource: "storageclasses"}, fmt.Sprintf(
 			"apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: %s}\nprovisioner: %s\nreclaimPolicy: Delete\nvolumeBindingMode: Immediate\n", StorageClass, Driver)},
+		// No attach step (no external-attacher runs): the kubelet publishes
+		// the volume on the node straight away.
+		{schema.GroupVersionResource{Group: "storage.k8s.io", Version: "v1", Resource: "csidrivers"}, fmt.Sprintf(
+			"apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: %s}\nspec: {attachRequired: false, podInfoOnMount: false, volumeLifecycleModes: [Persistent]}\n", Driver)},
 		{schema.GroupVersionResource{Group: "snapshot.storage.k8s.io", Version: "v1", Resource: "volumesnapshotclasses"}, fmt.Sprintf(
 			"apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {name: %s}\ndriver: %s\ndeletionPolicy: Delete\n", SnapshotClass, Driver)},
 	}

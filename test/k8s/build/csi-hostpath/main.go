@@ -45,6 +45,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
 
 // FailSnapshotFile, present in a volume, makes its snapshots fail.
@@ -77,6 +78,7 @@ func main() {
 	name := flag.String("drivername", "hostpath.csi.branchml.dev", "the CSI driver name")
 	node := flag.String("nodeid", "node-1", "the node ID reported by NodeGetInfo")
 	dir := flag.String("datadir", "", "where volumes and snapshots are kept")
+	regDir := flag.String("kubelet-registration-dir", "", "the kubelet's plugins_registry dir: when set, register the driver with the kubelet there (as node-driver-registrar does)")
 	flag.Parse()
 	sock, ok := strings.CutPrefix(*endpoint, "unix://")
 	if !ok || *dir == "" {
@@ -103,9 +105,21 @@ func main() {
 	csi.RegisterIdentityServer(srv, d)
 	csi.RegisterControllerServer(srv, d)
 	csi.RegisterNodeServer(srv, d)
+	var reg *grpc.Server
+	if *regDir != "" {
+		if reg, err = register(*regDir, d.name, sock); err != nil {
+			log.Fatal(err)
+		}
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { <-sig; srv.Stop() }()
+	go func() {
+		<-sig
+		if reg != nil {
+			reg.Stop()
+		}
+		srv.Stop()
+	}()
 	log.Printf("%s serving on %s, data in %s", d.name, sock, d.dir)
 	if err := srv.Serve(l); err != nil {
 		log.Fatal(err)
@@ -366,6 +380,53 @@ func (d *driver) ListSnapshots(_ context.Context, req *csi.ListSnapshotsRequest)
 		}
 	}
 	return &csi.ListSnapshotsResponse{Entries: out}, nil
+}
+
+// Kubelet plugin registration (k8s.io/kubelet pluginregistration v1, the
+// part of node-driver-registrar that the kubelet talks to; the module proxy
+// does not serve node-driver-registrar): a Registration service on
+// <dir>/<driver>-reg.sock, which the kubelet's plugin watcher finds, asks
+// for the CSI endpoint and versions, and answers with the outcome.
+
+type registration struct {
+	registerapi.UnimplementedRegistrationServer
+	name, endpoint string
+}
+
+func (r *registration) GetInfo(context.Context, *registerapi.InfoRequest) (*registerapi.PluginInfo, error) {
+	return &registerapi.PluginInfo{Type: registerapi.CSIPlugin, Name: r.name, Endpoint: r.endpoint, SupportedVersions: []string{"1.0.0"}}, nil
+}
+
+func (r *registration) NotifyRegistrationStatus(_ context.Context, st *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
+	if st.PluginRegistered {
+		log.Printf("registered with the kubelet as %s", r.name)
+	} else {
+		log.Printf("the kubelet refused the registration of %s: %s", r.name, st.Error)
+	}
+	return &registerapi.RegistrationStatusResponse{}, nil
+}
+
+// register serves the registration socket of driver name in dir; endpoint
+// is the CSI socket the kubelet is to dial.
+func register(dir, name, endpoint string) (*grpc.Server, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, name+"-reg.sock")
+	os.Remove(sock)
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("registration socket: %w", err)
+	}
+	srv := grpc.NewServer()
+	registerapi.RegisterRegistrationServer(srv, &registration{name: name, endpoint: endpoint})
+	go func() {
+		if err := srv.Serve(l); err != nil {
+			log.Printf("registration socket %s: %v", sock, err)
+		}
+	}()
+	log.Printf("registration socket %s", sock)
+	return srv, nil
 }
 
 // Node (used when a kubelet runs pods with these volumes)

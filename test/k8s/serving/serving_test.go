@@ -1,0 +1,313 @@
+package serving_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/branchml/branchml/agents/backends/serving"
+	kube "github.com/branchml/branchml/agents/backends/serving/kubernetes"
+	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/stages/deploy"
+	"github.com/branchml/branchml/agents/stages/deploy/loadgen"
+	"github.com/branchml/branchml/test/k8s/cluster"
+	"github.com/branchml/branchml/test/k8s/k8stest"
+	"github.com/branchml/branchml/test/k8s/ociimage"
+	"github.com/branchml/branchml/test/k8s/podnet"
+)
+
+func TestMain(m *testing.M) { k8stest.MainWithNode(m) }
+
+const (
+	model  = "djia30"
+	volume = "djia30-model"
+	// predictBody is one instance of the one-feature models below.
+	predictBody = `{"instances":[[1]]}`
+)
+
+// modelFile is a model.json of the example's format (examples/djia30
+// internal/model, format branchml.djia30.ffnn): features inputs, one
+// sigmoid unit with every weight 1, so the prediction for [1] is
+// sigmoid(1) = 0.7310586 with one feature.
+func modelFile(version int64, features int) string {
+	names, zeros, ones, rows := make([]string, features), make([]string, features), make([]string, features), make([]string, features)
+	for i := range features {
+		names[i], zeros[i], ones[i], rows[i] = fmt.Sprintf("%q", fmt.Sprintf("f%d", i)), "0", "1", "[1]"
+	}
+	return fmt.Sprintf(`{"format":"branchml.djia30.ffnn","format_version":1,"model_name":%q,"model_version":%d,"features":[%s],`+
+		`"normalization":{"mean":[%s],"std":[%s]},"layers":[{"activation":"sigmoid","inputs":%d,"outputs":1,"weights":[%s],"bias":[0]}]}`,
+		model, version, strings.Join(names, ","), strings.Join(zeros, ","), strings.Join(ones, ","), features, strings.Join(rows, ","))
+}
+
+// bed is one test's namespace on the node: the serve image, the model PVC
+// (its directory on the CSI driver's side, where the test writes model
+// versions as training would), the pods' port-forwards and a kube-proxy
+// stand-in per Service of the backend.
+type bed struct {
+	c        *cluster.Cluster
+	cs       kubernetes.Interface
+	ns       string
+	image    string
+	modelDir string // <volume>/models/djia30
+	fw       *podnet.Forwarder
+	proxies  map[serving.Variant]*podnet.ServiceProxy // "" is the Service of both variants
+}
+
+func newBed(t *testing.T) *bed {
+	t.Helper()
+	c := k8stest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src, err := cluster.SourceDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	image, err := ociimage.PushServe(ctx, c.Registry, src)
+	if err != nil {
+		t.Fatalf("push the serve image: %v", err)
+	}
+	b := &bed{c: c, cs: k8stest.Client(t, c), ns: k8stest.Namespace(t, c, "serving"), image: image, proxies: map[serving.Variant]*podnet.ServiceProxy{}}
+	sc := cluster.StorageClass
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: volume, Namespace: b.ns}, Spec: corev1.PersistentVolumeClaimSpec{
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}, StorageClassName: &sc,
+		Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}}}
+	if _, err := b.cs.CoreV1().PersistentVolumeClaims(b.ns).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pv string
+	for pv == "" {
+		got, err := b.cs.CoreV1().PersistentVolumeClaims(b.ns).Get(ctx, volume, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Phase == corev1.ClaimBound {
+			pv = got.Spec.VolumeName
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("PVC %s not Bound: %+v", volume, got.Status)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	b.modelDir = filepath.Join(c.HostPathDir, pv, "models", model)
+	b.fw = podnet.NewForwarder(c.RESTConfig(), b.cs, b.ns)
+	t.Cleanup(b.fw.Close)
+	for v, svc := range map[serving.Variant]string{"": model, serving.Stable: model + "-stable", serving.Canary: model + "-canary"} {
+		p, err := podnet.NewServiceProxy(context.Background(), b.cs, b.ns, svc, kube.RESTPort, b.fw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		b.proxies[v] = p
+	}
+	return b
+}
+
+// writeVersion writes model version v as the trainer does (a complete
+// directory renamed into place): model.json (features inputs; 0 writes
+// one that is not JSON, which the server cannot load) and signature.json.
+func (b *bed) writeVersion(t *testing.T, v int64, features int) {
+	t.Helper()
+	tmp := filepath.Join(b.modelDir, fmt.Sprintf(".tmp-%d", v))
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := modelFile(v, features)
+	if features == 0 {
+		m = `{"format":"branchml.djia30.ffnn",`
+	}
+	for name, content := range map[string]string{"model.json": m, "signature.json": `{"signature_def":{"serving_default":{}}}`} {
+		if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(tmp, filepath.Join(b.modelDir, fmt.Sprint(v))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (b *bed) backend(t *testing.T) *kube.Backend {
+	t.Helper()
+	k, err := kube.New(b.cs, b.ns, model, b.image, volume,
+		kube.WithReplicas(4), kube.WithPoll(500*time.Millisecond, 3*time.Minute), kube.WithLabelTimeout(3*time.Minute),
+		kube.WithPodEndpoint(b.fw.URL),
+		kube.WithEndpoint(func(v serving.Variant) string { return b.proxies[v].URL() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func cfg() *config.Config {
+	c := &config.Config{Project: model, Branches: map[string]string{"deploy": "deploy-model"}}
+	c.Backends.Serving.Type = kube.Name
+	c.Deploy.Model = model
+	c.Deploy.Strategy = "canary"
+	c.Deploy.Serving.Replicas = 4
+	c.Deploy.Canary = config.Canary{Steps: []int{25, 50, 75, 100}, Interval: config.Duration{Duration: 3 * time.Second}, Threshold: 2,
+		MinRequests: 20, SuccessRate: 99, MaxLatencyP99: config.Duration{Duration: 2 * time.Second}}
+	return c
+}
+
+func writeSpec(t *testing.T, ws string, version int64) {
+	t.Helper()
+	spec := fmt.Sprintf("apiVersion: branchml.dev/v1\nkind: DeploySpec\nmodel:\n  name: %s\n  version: %d\n  volume: %s\n  path: models/%s\nlineageId: lin-%d\n", model, version, volume, model, version)
+	if err := os.WriteFile(filepath.Join(ws, "deploy.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The deploy stage with the Kubernetes backend on real pods: a first
+// deploy of 4 pods; a canary 25→50→75→100 under constant load through the
+// Service (100 requests/s) with no failed request and each step's share,
+// measured from the pods' own metrics, within 8 points of its weight; a
+// canary answering 400 to what the stable accepts (its model wants two
+// features) rolled back with the stable untouched; one whose version
+// cannot load rolled back before any step; rollback --to 1.
+func TestCanaryOnTheNode(t *testing.T) {
+	b := newBed(t)
+	for v, features := range map[int64]int{1: 1, 2: 1, 3: 2, 4: 0} {
+		b.writeVersion(t, v, features)
+	}
+	k := b.backend(t)
+	ws := t.TempDir()
+	log := logrus.New()
+	log.SetOutput(testWriter{t})
+	log.SetLevel(logrus.InfoLevel)
+	c := cfg()
+	o := deploy.Options{Config: c, Workspace: ws, Serving: k, Log: log, StatusFile: filepath.Join(t.TempDir(), "deploy-status.json")}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	run := func(version int64, load bool) (*deploy.Result, loadgen.Report, error) {
+		t.Helper()
+		writeSpec(t, ws, version)
+		lctx, stop := context.WithCancel(ctx)
+		done := make(chan loadgen.Report, 1)
+		go func() {
+			if !load {
+				done <- loadgen.Report{}
+				return
+			}
+			rep, _ := loadgen.Run(lctx, loadgen.Options{URL: b.proxies[""].URL() + "/v1/models/" + model + ":predict", Body: []byte(predictBody), Concurrency: 8, Rate: 100})
+			done <- rep
+		}()
+		o.Commit = fmt.Sprintf("c%d", version)
+		start := time.Now()
+		res, err := deploy.Run(ctx, o)
+		stop()
+		rep := <-done
+		t.Logf("v%d: %s; load: %d sent, %d failed %q", version, time.Since(start).Round(100*time.Millisecond), rep.Sent, rep.Failed, rep.Errors)
+		return res, rep, err
+	}
+	stable := func(want int64, when string) {
+		t.Helper()
+		st, err := k.State(ctx)
+		if err != nil || st.Get(serving.Stable) == nil || st.Get(serving.Canary) != nil {
+			t.Fatalf("%s: state %+v, %v", when, st, err)
+		}
+		s := st.Get(serving.Stable)
+		if s.Model.Version != want || s.Replicas != 4 {
+			t.Fatalf("%s: stable v%d with %d pods, want v%d with 4", when, s.Model.Version, s.Replicas, want)
+		}
+		// The removed variant's pods leave the Service's EndpointSlices
+		// once they are deleted: within their preStop sleep.
+		deadline := time.Now().Add(time.Duration(kube.PreStopSleepSeconds+10) * time.Second)
+		for eps := b.proxies[""].Endpoints(); len(eps) != 4 || !allStable(eps); eps = b.proxies[""].Endpoints() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the Service has ready endpoints %v, want the 4 stable pods", when, eps)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// Through the Service, on a real pod: sigmoid(1).
+		resp, err := http.Post(b.proxies[""].URL()+"/v1/models/"+model+":predict", "application/json", strings.NewReader(predictBody))
+		if err != nil {
+			t.Fatalf("%s: predict through the Service: %v", when, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "0.7310586") {
+			t.Fatalf("%s: predict through the Service: %d %s", when, resp.StatusCode, body)
+		}
+	}
+
+	res, _, err := run(1, false)
+	if err != nil || res.Status.Phase != "Succeeded" || res.Status.StableVersion != 1 {
+		t.Fatalf("first deploy: %+v, %v", res, err)
+	}
+	stable(1, "after the first deploy")
+
+	res, rep, err := run(2, true)
+	if err != nil || res.Status.Phase != "Succeeded" {
+		t.Fatalf("v2: %+v, %v", res.Status, err)
+	}
+	if rep.Failed != 0 || rep.Sent < 300 {
+		t.Errorf("v2 under load: %d of %d requests failed: %q", rep.Failed, rep.Sent, rep.Errors)
+	}
+	seen := map[int]bool{}
+	for _, a := range res.Analyses {
+		t.Logf("canary timeline: weight %3d%%: canary %4d requests, stable %4d, measured share %6.2f%%, failed %d", a.Weight, a.CanaryRequests, a.StableRequests, a.Share, a.CanaryErrors)
+		if a.CanaryErrors != 0 || (a.Weight < 100 && (a.Share < float64(a.Weight)-8 || a.Share > float64(a.Weight)+8)) {
+			t.Errorf("weight %d%%: share %.2f%%, %d errors", a.Weight, a.Share, a.CanaryErrors)
+		}
+		seen[a.Weight] = true
+	}
+	for _, w := range c.Deploy.Canary.Steps {
+		if !seen[w] {
+			t.Errorf("no analysis at %d%%: %+v", w, res.Analyses)
+		}
+	}
+	stable(2, "after v2")
+
+	// v3 wants two features: every request the stable answers, it refuses
+	// with 400 — the client errors beyond the stable's rate fail it.
+	res, _, err = run(3, true)
+	if !errors.Is(err, deploy.ErrRolledBack) || res.Status.Phase != "RolledBack" || !strings.Contains(res.Status.Message, "client errors (4xx) beyond the stable version's rate") {
+		t.Fatalf("v3 (400 to every request): %+v, %v", res.Status, err)
+	}
+	stable(2, "after v3")
+
+	// v4's model.json is not JSON: its pods never load it; rolled back
+	// before any step, no request failed.
+	res, rep, err = run(4, true)
+	if !errors.Is(err, deploy.ErrRolledBack) || len(res.Analyses) != 0 || rep.Failed != 0 {
+		t.Fatalf("unloadable v4: %+v, %d analyses, %d failed requests (%q), %v", res.Status, len(res.Analyses), rep.Failed, rep.Errors, err)
+	}
+	t.Logf("unloadable v4: %s", res.Status.Message)
+	stable(2, "after v4")
+
+	if res, err = deploy.Rollback(ctx, o, 1); err != nil || res.Status.StableVersion != 1 {
+		t.Fatalf("rollback --to 1: %+v, %v", res.Status, err)
+	}
+	stable(1, "after rollback --to 1")
+}
+
+func allStable(pods []string) bool {
+	for _, p := range pods {
+		if !strings.HasPrefix(p, model+"-stable-") {
+			return false
+		}
+	}
+	return true
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
