@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -499,6 +500,52 @@ func TestMergePullRequest(t *testing.T) {
 	}
 	if _, err := f.MergePullRequest(ctx, 7); !errors.Is(err, forge.ErrNotFound) {
 		t.Fatalf("missing PR: %v", err)
+	}
+}
+
+// A merge interrupted between its push and its record (a killed agent):
+// the pull request's own merge commit is on base while the record says
+// open. The next EnsurePullRequest of the same head and base records it
+// merged (that commit, its author, its time) and opens a new number, as
+// GitHub shows a pull request merged once its merge commit is on base;
+// an open one without its merge commit on base is still reused.
+func TestEnsurePullRequestAfterAnInterruptedMerge(t *testing.T) {
+	ctx := context.Background()
+	f, dir := newRemote(t)
+	if _, err := f.WriteBack(ctx, forge.WriteBack{Branch: "ds1", Files: map[string][]byte{"model.py": []byte("v2\n")}, Message: "ds1 work"}); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "ds1", Base: "main", Title: "New model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := os.ReadFile(f.pullPath(pr.Number))
+	if err != nil {
+		t.Fatal(err)
+	}
+	merge, err := f.MergeAs(ctx, pr.Number, "reviewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.pullPath(pr.Number), opened, 0o644); err != nil { // the record as before the merge
+		t.Fatal(err)
+	}
+	if _, err := f.WriteBack(ctx, forge.WriteBack{Branch: "ds1", Files: map[string][]byte{"model.py": []byte("v3\n")}, Message: "more ds1 work"}); err != nil {
+		t.Fatal(err)
+	}
+	pr2, err := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "ds1", Base: "main", Title: "Next model"})
+	if err != nil || pr2.Number != 2 || pr2.State != "open" {
+		t.Fatalf("after the interrupted merge: %+v, %v; want a new pull request #2", pr2, err)
+	}
+	merged, _ := f.ListPullRequests(ctx, "merged")
+	when := gitOut(t, dir, "log", "-1", "--format=%ct", merge)
+	if len(merged) != 1 || merged[0].Number != 1 || merged[0].MergeCommit != merge || merged[0].MergedBy != "reviewer" || merged[0].MergedAt == nil || strconv.FormatInt(merged[0].MergedAt.Unix(), 10) != when {
+		t.Fatalf("merged = %+v; want #1 merged by reviewer as %s at %s", merged, merge, when)
+	}
+	// #2 is open and unmerged: it is reused.
+	again, err := f.EnsurePullRequest(ctx, forge.PullRequest{Head: "ds1", Base: "main", Title: "Next model"})
+	if err != nil || again.Number != 2 {
+		t.Fatalf("ensure again = %+v, %v; want #2", again, err)
 	}
 }
 

@@ -182,6 +182,17 @@ func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*f
 	for _, rec := range all {
 		max = rec.Number
 		if rec.State == "open" && rec.Head == pr.Head && rec.Base == pr.Base {
+			// As on GitHub, a pull request whose own merge commit is on its
+			// base is merged, although its record says open (a MergeAs
+			// interrupted between the push and the record): it is recorded
+			// merged and a new one is opened, not the old one reused.
+			merged, err := f.reconcileMerged(ctx, &rec)
+			if err != nil {
+				return nil, err
+			}
+			if merged {
+				continue
+			}
 			if rec.Title != pr.Title || rec.Body != pr.Body {
 				rec.Title, rec.Body, rec.UpdatedAt = pr.Title, pr.Body, t
 				if err := f.save(&rec); err != nil {
@@ -206,6 +217,40 @@ func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*f
 	}
 	out := rec.PullRequest
 	return &out, nil
+}
+
+// reconcileMerged looks for rec's own merge commit (subject "Merge pull
+// request #<n> from <head>", as MergeAs writes it) on rec's base; when there
+// is one, rec is saved as merged by that commit's author at its commit time
+// and reconcileMerged reports true. The caller holds the lock.
+func (f *Forge) reconcileMerged(ctx context.Context, rec *PullRecord) (bool, error) {
+	w, err := f.newWorkArea(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer w.close()
+	if err := w.fetch(ctx); err != nil {
+		return false, err
+	}
+	subject := fmt.Sprintf("Merge pull request #%d from %s", rec.Number, rec.Head)
+	out, err := w.git(ctx, nil, "log", "--format=%H%x00%an%x00%ct%x00%s", "--fixed-strings", "--grep="+subject, "refs/remotes/origin/"+rec.Base)
+	if err != nil {
+		return false, fmt.Errorf("pull request #%d: look for its merge commit on %s: %w", rec.Number, rec.Base, err)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f4 := strings.SplitN(line, "\x00", 4)
+		if len(f4) != 4 || f4[3] != subject {
+			continue
+		}
+		secs, _ := strconv.ParseInt(f4[2], 10, 64)
+		at := time.Unix(secs, 0).UTC()
+		rec.State, rec.MergeCommit, rec.MergedAt, rec.MergedBy, rec.UpdatedAt = "merged", f4[0], &at, f4[1], now()
+		if err := f.save(rec); err != nil {
+			return false, fmt.Errorf("record pull request #%d as merged (by %s): %w", rec.Number, f4[0], err)
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // ListPullRequests returns the pull request records in state "open",
