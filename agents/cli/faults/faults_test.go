@@ -270,6 +270,32 @@ func branchState(t *testing.T, work string) (state map[string][]string, canceled
 	return state, canceled, other
 }
 
+// pulls lists the local forge's pull requests of a quickstart workdir, one
+// line each: number, head → base, state, author.
+func pulls(work string) string {
+	files, _ := filepath.Glob(filepath.Join(work, "remote.git.branchml", "pulls", "*.json"))
+	type pr struct {
+		Number     int
+		Head, Base string
+		State      string
+		Author     string
+	}
+	var all []pr
+	for _, f := range files {
+		raw, _ := os.ReadFile(f)
+		var p pr
+		if json.Unmarshal(raw, &p) == nil && p.Number > 0 {
+			all = append(all, p)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Number < all[j].Number })
+	var b strings.Builder
+	for _, p := range all {
+		fmt.Fprintf(&b, "  #%d %s → %s %s (%s)\n", p.Number, p.Head, p.Base, p.State, p.Author)
+	}
+	return b.String()
+}
+
 // diffStates lists what differs between two branch states.
 func diffStates(want, got map[string][]string) []string {
 	var out []string
@@ -459,7 +485,12 @@ func TestKillAtRandomPointsThenRerun(t *testing.T) {
 				t.Errorf("run records of interrupted runs not CANCELED: %v", other)
 			}
 			if d := diffStates(want, got); len(d) > 0 {
-				t.Errorf("branch state after a kill in stage %s and a rerun differs from an uninterrupted run:\n%s", stage, strings.Join(d, "\n"))
+				t.Errorf("branch state after a kill in stage %s and a rerun differs from an uninterrupted run:\n%s\npull requests of the uninterrupted run:\n%s\npull requests after the kill and the rerun:\n%s\nquickstart output before the kill:\n%s",
+					stage, strings.Join(d, "\n"), pulls(ref), pulls(work), p.out.String())
+				if keep := os.Getenv("FAULTS_KEEP"); keep != "" { // FAULTS_KEEP=DIR keeps both workdirs for a look
+					exec.Command("cp", "-a", work, filepath.Join(keep, pt.name)).Run()
+					exec.Command("cp", "-a", ref, filepath.Join(keep, "ref")).Run()
+				}
 			}
 			if left := processesUnder(work); len(left) > 0 {
 				t.Errorf("processes left after the rerun:\n%s", strings.Join(left, "\n"))

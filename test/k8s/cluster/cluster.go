@@ -88,6 +88,7 @@ type Cluster struct {
 	bridge      bool
 	ctdState    string
 	kubeletRoot string
+	nodeLock    *os.File // held while this process runs the machine's one node
 }
 
 type procSpec struct {
@@ -213,6 +214,9 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	}
 	if opt.Kubelet {
 		if _, err := needNode(); err != nil { // before the CSI driver is told where the kubelet is
+			return c, err
+		}
+		if c.nodeLock, err = lockNode(ctx, opt.Progress); err != nil {
 			return c, err
 		}
 		if err := c.makeKubeletRoot(); err != nil {

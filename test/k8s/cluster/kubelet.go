@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -338,9 +340,51 @@ podLogsDir: %s
 // mounts the kubelet made (ConfigMap and CSI volumes) and its root dir,
 // the bridge and containerd's state directory. (containerd's own mounts
 // and the pods' network namespaces were in its mount namespace.)
+// NodeLockFile is the machine-wide lock of the node: the bridge, its
+// address range and the kubelet's node name are one per machine, so a
+// second test bed with a node (another test binary of make test-k8s) waits
+// until the first one stops.
+var NodeLockFile = filepath.Join(os.TempDir(), "branchml-k8s-node.lock")
+
+// lockNode takes NodeLockFile (flock, released by the kernel when this
+// process dies), waiting while another process holds it until ctx ends.
+func lockNode(ctx context.Context, progress io.Writer) (*os.File, error) {
+	f, err := os.OpenFile(NodeLockFile, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	said := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			f.Truncate(0)
+			fmt.Fprintf(f, "%d\n", os.Getpid())
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("cluster: lock %s: %w", NodeLockFile, err)
+		}
+		if !said {
+			holder, _ := os.ReadFile(NodeLockFile)
+			fmt.Fprintf(progress, "waiting for the test bed node of pid %s to stop (one node per machine: %s)\n", strings.TrimSpace(string(holder)), NodeLockFile)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("cluster: another test bed runs a node on this machine (%s): %w", NodeLockFile, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 func (c *Cluster) stopNode() {
 	if !c.opt.Kubelet {
 		return
+	}
+	if c.nodeLock != nil {
+		defer c.nodeLock.Close() // last: the next node may start once all is gone
 	}
 	if c.kubeletRoot != "" {
 		removeMounted(c.kubeletRoot)

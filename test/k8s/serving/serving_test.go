@@ -177,7 +177,8 @@ func writeSpec(t *testing.T, ws string, version int64) {
 // measured from the pods' own metrics, within 8 points of its weight; a
 // canary answering 400 to what the stable accepts (its model wants two
 // features) rolled back with the stable untouched; one whose version
-// cannot load rolled back before any step; rollback --to 1.
+// cannot load rolled back before any step; rollback --to 1; then v2 again
+// with a stable pod deleted in the middle of the rollout.
 func TestCanaryOnTheNode(t *testing.T) {
 	b := newBed(t)
 	for v, features := range map[int64]int{1: 1, 2: 1, 3: 2, 4: 0} {
@@ -294,6 +295,46 @@ func TestCanaryOnTheNode(t *testing.T) {
 		t.Fatalf("rollback --to 1: %+v, %v", res.Status, err)
 	}
 	stable(1, "after rollback --to 1")
+
+	// A stable pod deleted in the middle of a rollout (once the canary
+	// has 2 of the 4 pods): the Deployment replaces it, the new pod starts
+	// with a config whose label it has not loaded yet and becomes ready
+	// once it has; the analysis does not read the new pod's counters as a
+	// restart, no request fails (the deleted pod serves through its preStop
+	// sleep while the proxies drop it), and v2 is promoted.
+	deleted := make(chan string, 1)
+	go func() {
+		defer close(deleted)
+		for ctx.Err() == nil {
+			d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, model+"-canary", metav1.GetOptions{})
+			if err == nil && d.Status.ReadyReplicas >= 2 {
+				pods, err := b.cs.CoreV1().Pods(b.ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelVariant + "=stable"})
+				if err == nil && len(pods.Items) > 0 {
+					name := pods.Items[0].Name
+					if err := b.cs.CoreV1().Pods(b.ns).Delete(ctx, name, metav1.DeleteOptions{}); err == nil {
+						deleted <- name
+					}
+					return
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	res, rep, err = run(2, true)
+	name := <-deleted
+	if err != nil || res.Status.Phase != "Succeeded" || name == "" {
+		t.Fatalf("v2 with stable pod %q deleted at 50%%: %+v, %v", name, res.Status, err)
+	}
+	if rep.Failed != 0 {
+		t.Errorf("v2 with stable pod %s deleted at 50%%: %d of %d requests failed: %q", name, rep.Failed, rep.Sent, rep.Errors)
+	}
+	for _, a := range res.Analyses {
+		t.Logf("with stable pod %s deleted at 50%%: weight %3d%%: canary %4d requests, stable %4d, share %6.2f%%, failed %d", name, a.Weight, a.CanaryRequests, a.StableRequests, a.Share, a.CanaryErrors)
+		if a.CanaryErrors != 0 || a.StableRequests > 1000 {
+			t.Errorf("weight %d%%: %d canary errors, %d stable requests in one interval (at 100 requests/s)", a.Weight, a.CanaryErrors, a.StableRequests)
+		}
+	}
+	stable(2, "after v2 with a stable pod deleted")
 }
 
 func allStable(pods []string) bool {
