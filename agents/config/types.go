@@ -458,6 +458,11 @@ type ServingBackend struct {
 	Type       string `json:"type"`
 	Namespace  string `json:"namespace,omitempty"`
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Access is how type kubernetes reaches the pods and Services:
+	// "cluster" ("" too: Service DNS names and pod IPs, for an agent that
+	// runs in the cluster) or "apiserver" (through the API server's
+	// services/proxy and pods/proxy subresources, for an agent outside it).
+	Access string `json:"access,omitempty"`
 	// Addr is the gateway's loopback listen address for type local.
 	Addr string `json:"addr,omitempty"`
 }

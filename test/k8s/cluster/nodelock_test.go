@@ -55,4 +55,3 @@ func TestNodeLockIsMachineWide(t *testing.T) {
 		t.Fatalf("second process after the first let go: %v\n%s", err, out)
 	}
 }
-

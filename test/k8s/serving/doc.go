@@ -3,7 +3,12 @@
 // Serving stand-in, pulled from the test bed's registry on 127.0.0.1), the
 // model on a CSI PVC, the ConfigMap synced by the kubelet, EndpointSlices
 // made by the controller manager, and the deploy stage's canary driven
-// through them. The tests reach the pods on 127.0.0.1 only (package
-// podnet: port-forwards through the API server, and a kube-proxy stand-in
-// per Service). There is no non-test code here.
+// through them. The backend runs as branchml-deploy does with
+// backends.serving.access: apiserver, with the branchml-agent account of
+// resources/branchml/agent-rbac.yaml: it reaches the Services and the pods
+// through the API server's proxy. The tests' load, standing in for the
+// model's clients, goes through a kube-proxy stand-in per Service (package
+// podnet: port-forwards through the API server). Everything the tests send
+// goes to 127.0.0.1; the API server and the kubelet carry it to the pods.
+// There is no non-test code here.
 package serving

@@ -13,10 +13,14 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/agents/backends/serving"
 	kube "github.com/branchml/branchml/agents/backends/serving/kubernetes"
@@ -140,12 +144,99 @@ func (b *bed) writeVersion(t *testing.T, v int64, features int) {
 	}
 }
 
+// agentAccount applies the branchml-agent ServiceAccount, Role and
+// RoleBinding of resources/branchml/agent-rbac.yaml in the bed's namespace
+// and returns a client configuration with a token of that account (the
+// TokenRequest API): the backend then runs with exactly the permissions
+// the README tells a cluster admin to grant.
+func (b *bed) agentAccount(t *testing.T, src string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join(src, "resources", "branchml", "agent-rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := 0
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var head struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			t.Fatal(err)
+		}
+		if head.Metadata.Name != "branchml-agent" {
+			continue // the Jenkins controller's account; the cluster-scoped snapshot reader
+		}
+		switch head.Kind {
+		case "ServiceAccount":
+			var sa corev1.ServiceAccount
+			mustYAML(t, doc, &sa)
+			sa.Namespace = b.ns
+			_, err = b.cs.CoreV1().ServiceAccounts(b.ns).Create(ctx, &sa, metav1.CreateOptions{})
+		case "Role":
+			var r rbacv1.Role
+			mustYAML(t, doc, &r)
+			r.Namespace = b.ns
+			_, err = b.cs.RbacV1().Roles(b.ns).Create(ctx, &r, metav1.CreateOptions{})
+		case "RoleBinding":
+			var rb rbacv1.RoleBinding
+			mustYAML(t, doc, &rb)
+			rb.Namespace = b.ns
+			for i := range rb.Subjects {
+				rb.Subjects[i].Namespace = b.ns
+			}
+			_, err = b.cs.RbacV1().RoleBindings(b.ns).Create(ctx, &rb, metav1.CreateOptions{})
+		default:
+			t.Fatalf("agent-rbac.yaml: unexpected %s branchml-agent", head.Kind)
+		}
+		if err != nil {
+			t.Fatalf("apply %s branchml-agent: %v", head.Kind, err)
+		}
+		applied++
+	}
+	if applied != 3 {
+		t.Fatalf("agent-rbac.yaml: %d branchml-agent objects, want ServiceAccount, Role and RoleBinding", applied)
+	}
+	exp := int64(3600)
+	tok, err := b.cs.CoreV1().ServiceAccounts(b.ns).CreateToken(ctx, "branchml-agent", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rest.Config{Host: b.c.Server, BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: b.c.CAFile}}
+}
+
+func mustYAML(t *testing.T, doc string, v any) {
+	t.Helper()
+	if err := yaml.Unmarshal([]byte(doc), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// backend is the Kubernetes serving backend as branchml-deploy builds it
+// for backends.serving.access: apiserver, with the branchml-agent
+// account: the variants' Services and the pods through the API server's
+// proxy.
 func (b *bed) backend(t *testing.T) *kube.Backend {
 	t.Helper()
-	k, err := kube.New(b.cs, b.ns, model, b.image, volume,
+	src, err := cluster.SourceDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := b.agentAccount(t, src)
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kube.New(cs, b.ns, model, b.image, volume,
 		kube.WithReplicas(4), kube.WithPoll(500*time.Millisecond, 3*time.Minute), kube.WithLabelTimeout(3*time.Minute),
-		kube.WithPodEndpoint(b.fw.URL),
-		kube.WithEndpoint(func(v serving.Variant) string { return b.proxies[v].URL() }))
+		kube.WithAPIServerProxy(rc.Host, hc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,13 +157,16 @@ func (ReplicaRouter) Route(ctx context.Context, b *Backend, w int) error {
 }
 
 type options struct {
-	endpoint func(serving.Variant) string
-	pod      func(addr string, port int32) string
-	router   Router
-	poll     time.Duration
-	timeout  time.Duration
-	label    time.Duration
-	replicas int
+	endpoint  func(serving.Variant) string
+	pod       func(addr string, port int32) string
+	podName   func(name string, port int32) string // set by WithAPIServerProxy: pods by name
+	hc        *http.Client
+	proxyHost string
+	router    Router
+	poll      time.Duration
+	timeout   time.Duration
+	label     time.Duration
+	replicas  int
 }
 
 // Option configures a Backend.
@@ -175,6 +180,19 @@ func WithEndpoint(f func(serving.Variant) string) Option { return func(o *option
 // address and port its EndpointSlice lists (default http://addr:port).
 func WithPodEndpoint(f func(addr string, port int32) string) Option {
 	return func(o *options) { o.pod = f }
+}
+
+// WithAPIServerProxy reaches the variants' Services and the pods through
+// the API server at host (the rest.Config's Host, e.g.
+// "https://10.0.0.1:6443") with hc (an authenticated client for it:
+// rest.HTTPClientFor): a variant's endpoint is
+// <host>/api/v1/namespaces/<ns>/services/<model>-<variant>:8501/proxy, a
+// pod's <host>/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy, as kubectl
+// and the dashboard reach them from outside the cluster. The account needs
+// get and create on services/proxy and pods/proxy. A request the API server
+// cannot pass on (no ready endpoint, pod gone) is its 503.
+func WithAPIServerProxy(host string, hc *http.Client) Option {
+	return func(o *options) { o.hc, o.proxyHost = hc, strings.TrimRight(host, "/") }
 }
 
 // WithLabelTimeout bounds the wait for every pod of a variant to report
@@ -237,6 +255,14 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 	if b.o.pod == nil {
 		b.o.pod = func(addr string, port int32) string {
 			return "http://" + net.JoinHostPort(addr, strconv.Itoa(int(port)))
+		}
+	}
+	if h := b.o.proxyHost; h != "" {
+		b.o.endpoint = func(v serving.Variant) string {
+			return fmt.Sprintf("%s/api/v1/namespaces/%s/services/%s:%d/proxy", h, ns, b.name(v), RESTPort)
+		}
+		b.o.podName = func(name string, port int32) string {
+			return fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:%d/proxy", h, ns, name, port)
 		}
 	}
 	if b.o.endpoint == nil {
@@ -487,7 +513,11 @@ func (b *Backend) Pods(ctx context.Context, v serving.Variant) ([]Pod, error) {
 				continue
 			}
 			seen[name] = true
-			out = append(out, Pod{Name: name, URL: b.o.pod(ep.Addresses[0], port), Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready})
+			u := b.o.pod(ep.Addresses[0], port)
+			if b.o.podName != nil && ep.TargetRef != nil && ep.TargetRef.Name != "" {
+				u = b.o.podName(ep.TargetRef.Name, port)
+			}
+			out = append(out, Pod{Name: name, URL: u, Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -512,7 +542,7 @@ func (b *Backend) waitPods(ctx context.Context, v serving.Variant, n int32, time
 		default:
 			done := true
 			for _, p := range pods {
-				c, err := tfserving.New(p.URL, tfserving.WithTimeout(5*time.Second))
+				c, err := tfserving.New(p.URL, b.client(5*time.Second)...)
 				if err != nil {
 					return b.wrap(op, err)
 				}
@@ -724,7 +754,7 @@ func (b *Backend) Counters(ctx context.Context, v serving.Variant) (tfserving.Co
 		if !p.Ready {
 			continue
 		}
-		c, err := tfserving.New(p.URL, tfserving.WithTimeout(5*time.Second))
+		c, err := tfserving.New(p.URL, b.client(5*time.Second)...)
 		if err != nil {
 			return tfserving.Counters{}, err
 		}
@@ -794,7 +824,7 @@ func restarted(m, last tfserving.Counters) bool {
 
 // Predict sends body to variant v by its version label.
 func (b *Backend) Predict(ctx context.Context, v serving.Variant, body []byte) (*tfserving.PredictResponse, error) {
-	c, err := tfserving.New(b.o.endpoint(v), tfserving.WithTimeout(10*time.Second))
+	c, err := tfserving.New(b.o.endpoint(v), b.client(10*time.Second)...)
 	if err != nil {
 		return nil, err
 	}
@@ -802,3 +832,13 @@ func (b *Backend) Predict(ctx context.Context, v serving.Variant, body []byte) (
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// client is the TF Serving client options: timeout d, and the API
+// server's client with WithAPIServerProxy.
+func (b *Backend) client(d time.Duration) []tfserving.Option {
+	opts := []tfserving.Option{tfserving.WithTimeout(d)}
+	if b.o.hc != nil {
+		opts = append(opts, tfserving.WithHTTPClient(b.o.hc))
+	}
+	return opts
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strconv"
@@ -635,5 +636,72 @@ func TestNeverBelowReadyCapacity(t *testing.T) {
 				t.Fatalf("after %s replicas = %d/%d", end, s, c)
 			}
 		})
+	}
+}
+
+type bearer struct{ rt http.RoundTripper }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer agent-token")
+	return b.rt.RoundTrip(r)
+}
+
+// With WithAPIServerProxy the backend reaches a variant through the API
+// server's services/proxy and each pod through pods/proxy (by the pod's
+// name from the EndpointSlice, on the slice's port), with the API server's
+// client: exact paths, the client's credentials on every request.
+func TestAPIServerProxyPaths(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var paths []string
+	var f *fixture
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer agent-token" {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		prefix, rest, ok := strings.Cut(r.URL.Path, "/proxy")
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		target := f.stable
+		if strings.Contains(prefix, "canary") {
+			target = f.canary
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = rest
+		target.ServeHTTP(w, r2)
+	}))
+	t.Cleanup(api.Close)
+	f = newFixture(t, kube.WithAPIServerProxy(api.URL+"/", &http.Client{Transport: bearer{http.DefaultTransport}}))
+	f.canary.SetState(2, tfs.StateAvailable)
+	pods, err := f.b.Pods(ctx, serving.Canary)
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("pods = %+v, %v", pods, err)
+	}
+	port := pods[0].URL[strings.LastIndexByte(pods[0].URL, ':')+1 : len(pods[0].URL)-len("/proxy")]
+	if want := api.URL + "/api/v1/namespaces/ml/pods/" + pods[0].Name + ":" + port + "/proxy"; pods[0].URL != want {
+		t.Fatalf("pod URL = %s, want %s", pods[0].URL, want)
+	}
+	if _, err := f.b.Counters(ctx, serving.Canary); err != nil {
+		t.Fatal(err)
+	}
+	// No label yet: the pod's 404 comes back through the proxy as it is.
+	if _, err := f.b.Predict(ctx, serving.Canary, []byte(`{"instances":[[1]]}`)); !tfs.IsNotFound(err) {
+		t.Fatalf("predict by a label the canary does not have yet: %v, want the pod's 404", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"GET /api/v1/namespaces/ml/pods/" + pods[0].Name + ":" + port + "/proxy/monitoring/prometheus/metrics",
+		"POST /api/v1/namespaces/ml/services/djia30-canary:8501/proxy/v1/models/djia30/labels/canary:predict",
+	}
+	if !reflect.DeepEqual(paths, want) {
+		t.Fatalf("requests to the API server:\n%q\nwant\n%q", paths, want)
 	}
 }

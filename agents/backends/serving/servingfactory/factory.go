@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/branchml/branchml/agents/backends/serving"
@@ -37,7 +38,10 @@ type Options struct {
 	// Kube is the client; nil builds one from backends.serving.kubeconfig
 	// (or in-cluster / $KUBECONFIG).
 	Kube k8s.Interface
-	Log  logrus.FieldLogger
+	// RESTConfig is Kube's configuration, for backends.serving.access
+	// apiserver (nil builds it as for Kube).
+	RESTConfig *rest.Config
+	Log        logrus.FieldLogger
 }
 
 // StateDir returns the local state directory: backends.stateDir, else
@@ -89,19 +93,34 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 		}
 		return b, b.Close, nil
 	case kubernetes.Name:
-		cs := o.Kube
-		if cs == nil {
+		access := cfg.Backends.Serving.Access
+		if access != "" && access != "cluster" && access != "apiserver" {
+			return nil, nil, fmt.Errorf("backends.serving.access %q: use cluster (the agent runs in the cluster) or apiserver (through the API server's proxy, from outside)", access)
+		}
+		cs, rc := o.Kube, o.RESTConfig
+		if cs == nil || (access == "apiserver" && rc == nil) {
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()
 			if kc := cfg.Backends.Serving.Kubeconfig; kc != "" {
 				rules.ExplicitPath = cfg.Path(kc)
 			}
-			rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+			var err error
+			rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 			if err != nil {
 				return nil, nil, fmt.Errorf("kubernetes client config: %w", err)
 			}
-			if cs, err = k8s.NewForConfig(rc); err != nil {
-				return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+			if cs == nil {
+				if cs, err = k8s.NewForConfig(rc); err != nil {
+					return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+				}
 			}
+		}
+		var kopts []kubernetes.Option
+		if access == "apiserver" {
+			hc, err := rest.HTTPClientFor(rc)
+			if err != nil {
+				return nil, nil, fmt.Errorf("kubernetes client for the API server's proxy: %w", err)
+			}
+			kopts = append(kopts, kubernetes.WithAPIServerProxy(rc.Host, hc))
 		}
 		image := cfg.Deploy.Serving.Image
 		if image == "" {
@@ -111,7 +130,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 		if replicas == 0 {
 			replicas = 2
 		}
-		b, err := kubernetes.New(cs, cfg.Backends.Serving.Namespace, cfg.Deploy.Model, image, cfg.Training.Model.Volume, kubernetes.WithReplicas(replicas))
+		b, err := kubernetes.New(cs, cfg.Backends.Serving.Namespace, cfg.Deploy.Model, image, cfg.Training.Model.Volume, append(kopts, kubernetes.WithReplicas(replicas))...)
 		if err != nil {
 			return nil, nil, err
 		}
