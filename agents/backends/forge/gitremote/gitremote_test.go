@@ -547,6 +547,37 @@ func TestEnsurePullRequestAfterAnInterruptedMerge(t *testing.T) {
 	if err != nil || again.Number != 2 {
 		t.Fatalf("ensure again = %+v, %v; want #2", again, err)
 	}
+	// MergeAs of a record left open by an interrupted merge is that
+	// merge, not a second one.
+	opened2, _ := os.ReadFile(f.pullPath(2))
+	merge2, err := f.MergeAs(ctx, 2, "reviewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.pullPath(2), opened2, 0o644)
+	if got, err := f.MergeAs(ctx, 2, "someone-else"); err != nil || got != merge2 {
+		t.Fatalf("merge of #2 again after the interrupted record: %s, %v; want its merge %s", got, err, merge2)
+	}
+	if n := gitOut(t, dir, "rev-list", "--count", "--grep=Merge pull request #2 from ds1", "main"); n != "1" {
+		t.Fatalf("%s merge commits of #2 on main, want 1", n)
+	}
+	// Records made anew over the same remote (numbers start at 1 again):
+	// the old #1's merge commit on main is not the new #1's.
+	time.Sleep(1100 * time.Millisecond) // the new #1 is created a second after the old merges
+	fresh, err := New(dir, WithMetaDir(t.TempDir()), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.WriteBack(ctx, forge.WriteBack{Branch: "ds1", Files: map[string][]byte{"model.py": []byte("v4\n")}, Message: "new work"}); err != nil {
+		t.Fatal(err)
+	}
+	n1, err := fresh.EnsurePullRequest(ctx, forge.PullRequest{Head: "ds1", Base: "main", Title: "After the records were lost"})
+	if err != nil || n1.Number != 1 {
+		t.Fatalf("fresh records: %+v, %v; want #1", n1, err)
+	}
+	if again, err := fresh.EnsurePullRequest(ctx, forge.PullRequest{Head: "ds1", Base: "main", Title: "After the records were lost"}); err != nil || again.Number != 1 || again.State != "open" {
+		t.Fatalf("fresh #1 ensured again: %+v, %v; want the open #1 (the old #1's merge is not its)", again, err)
+	}
 }
 
 func TestMergePullRequestConflict(t *testing.T) {

@@ -220,9 +220,10 @@ func (f *Forge) EnsurePullRequest(ctx context.Context, pr forge.PullRequest) (*f
 }
 
 // reconcileMerged looks for rec's own merge commit (subject "Merge pull
-// request #<n> from <head>", as MergeAs writes it) on rec's base; when there
-// is one, rec is saved as merged by that commit's author at its commit time
-// and reconcileMerged reports true. The caller holds the lock.
+// request #<n> from <head>", as MergeAs writes it, committed no earlier than
+// rec was created) on rec's base; when there is one, rec is saved as merged
+// by that commit's author at its commit time and reconcileMerged reports
+// true. The caller holds the lock.
 func (f *Forge) reconcileMerged(ctx context.Context, rec *PullRecord) (bool, error) {
 	w, err := f.newWorkArea(ctx)
 	if err != nil {
@@ -242,11 +243,19 @@ func (f *Forge) reconcileMerged(ctx context.Context, rec *PullRecord) (bool, err
 		if len(f4) != 4 || f4[3] != subject {
 			continue
 		}
-		secs, _ := strconv.ParseInt(f4[2], 10, 64)
+		secs, err := strconv.ParseInt(f4[2], 10, 64)
+		if err != nil {
+			continue
+		}
 		at := time.Unix(secs, 0).UTC()
+		if at.Before(rec.CreatedAt) {
+			// An older pull request of the same number (the records were
+			// made anew over a remote that keeps its history): not this one.
+			continue
+		}
 		rec.State, rec.MergeCommit, rec.MergedAt, rec.MergedBy, rec.UpdatedAt = "merged", f4[0], &at, f4[1], now()
 		if err := f.save(rec); err != nil {
-			return false, fmt.Errorf("record pull request #%d as merged (by %s): %w", rec.Number, f4[0], err)
+			return false, fmt.Errorf("record pull request #%d as merged by %s: %w", rec.Number, f4[0], err)
 		}
 		return true, nil
 	}
@@ -335,6 +344,13 @@ func (f *Forge) MergeAs(ctx context.Context, number int, user string) (string, e
 	case "merged":
 		return rec.MergeCommit, nil
 	case "open":
+		// Merged already by an earlier MergeAs that was interrupted before
+		// its record: that merge, not a second one.
+		if merged, err := f.reconcileMerged(ctx, rec); err != nil {
+			return "", err
+		} else if merged {
+			return rec.MergeCommit, nil
+		}
 	default:
 		return "", fmt.Errorf("merge pull request #%d: it is %s; open a new one", number, rec.State)
 	}
