@@ -106,8 +106,7 @@ func (r *run) flow(ctx context.Context) error {
 			// The commit is recorded as the quickstart's own before it is
 			// pushed: a kill between the push and noteDS1 must not leave
 			// ds1 looking like a person's work to the rerun.
-			pending := func(sha string) error { r.state.DS1Pending = sha; return r.saveState() }
-			if err := r.repo.commitChange(ctx, "ds1", "branchml.yaml", n, c.message, pending); err != nil {
+			if err := r.repo.commitChange(ctx, "ds1", "branchml.yaml", n, c.message, r.pendingDS1); err != nil {
 				return agent.Failed("commit the change on ds1", err, "")
 			}
 			if err := r.noteDS1(ctx); err != nil {

@@ -184,7 +184,7 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	case !owns:
 		what = fmt.Sprintf("ds1 has commits of yours (tip %s): left as they are", tip[:min(12, len(tip))])
 	default:
-		changed, err := repo.syncExample(ctx, example)
+		changed, err := repo.syncExample(ctx, example, r.pendingDS1)
 		if err != nil {
 			return nil, agent.Failed("commit examples/djia30 to ds1", err, "run again")
 		}
@@ -365,6 +365,14 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 		}
 	}
 	return out, nil
+}
+
+// pendingDS1 records sha as the ds1 commit the quickstart is about to push
+// (state ds1Pending), so that a kill during the push leaves ds1 the
+// quickstart's own for the rerun; noteDS1 clears it.
+func (r *run) pendingDS1(sha string) error {
+	r.state.DS1Pending = sha
+	return r.saveState()
 }
 
 // noteDS1 records ds1's tip as the quickstart's own.

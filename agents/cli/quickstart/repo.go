@@ -93,8 +93,9 @@ func (r *mlRepo) ensureYours(ctx context.Context) error {
 }
 
 // syncExample copies the example's files onto ds1 and pushes a commit when
-// they differ from ds1's tip.
-func (r *mlRepo) syncExample(ctx context.Context, example string) (bool, error) {
+// they differ from ds1's tip; beforePush gets the commit's SHA before the
+// push (an error from it stops the push).
+func (r *mlRepo) syncExample(ctx context.Context, example string, beforePush func(sha string) error) (bool, error) {
 	if _, err := git(ctx, r.Clone, "fetch", "--quiet", "origin"); err != nil {
 		return false, err
 	}
@@ -129,6 +130,13 @@ func (r *mlRepo) syncExample(ctx context.Context, example string) (bool, error) 
 		return false, err
 	}
 	if _, err := git(ctx, r.Clone, "commit", "--quiet", "-m", "DJIA 30 stock-sentiment model: components, pipeline, config"); err != nil {
+		return false, err
+	}
+	sha, err := git(ctx, r.Clone, "rev-parse", "HEAD")
+	if err != nil {
+		return false, err
+	}
+	if err := beforePush(strings.TrimSpace(sha)); err != nil {
 		return false, err
 	}
 	_, err = git(ctx, r.Clone, "push", "--quiet", "origin", "ds1")

@@ -47,8 +47,7 @@ func TestOwnsDS1AfterAKillBetweenPushAndNote(t *testing.T) {
 	var tipAtPending string
 	err = r.repo.commitChange(ctx, "ds1", "branchml.yaml", 1, dsChanges[0].message, func(sha string) error {
 		tipAtPending, _ = r.repo.tip(ctx, "ds1")
-		r.state.DS1Pending = sha
-		return r.saveState()
+		return r.pendingDS1(sha) // what flow and the example sync pass
 	})
 	if err != nil {
 		t.Fatal(err)
