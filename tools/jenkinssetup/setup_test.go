@@ -189,6 +189,7 @@ func TestAgentRBACHasThePodTemplatesAccountAndTheBackendsCalls(t *testing.T) {
 		"apps/deployments:create", "apps/deployments:get", "apps/deployments:update", "apps/deployments:delete",
 		"/services:create", "/services:list", "/configmaps:create", "/configmaps:get", "/configmaps:update",
 		"discovery.k8s.io/endpointslices:list",
+		"/services/proxy:get", "/services/proxy:create", "/pods/proxy:get", "/pods/proxy:create", // access: apiserver
 	} {
 		if !granted[want] {
 			t.Errorf("branchml-agent is not granted %s", want)

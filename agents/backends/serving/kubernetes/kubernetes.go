@@ -514,7 +514,13 @@ func (b *Backend) Pods(ctx context.Context, v serving.Variant) ([]Pod, error) {
 			}
 			seen[name] = true
 			u := b.o.pod(ep.Addresses[0], port)
-			if b.o.podName != nil && ep.TargetRef != nil && ep.TargetRef.Name != "" {
+			if b.o.podName != nil {
+				if ep.TargetRef == nil || ep.TargetRef.Name == "" {
+					// Through the API server a pod is reached by name; an
+					// endpoint without one is not a pod of ours (and the API
+					// server's credentials never go to a bare address).
+					continue
+				}
 				u = b.o.podName(ep.TargetRef.Name, port)
 			}
 			out = append(out, Pod{Name: name, URL: u, Ready: ep.Conditions.Ready == nil || *ep.Conditions.Ready})

@@ -684,7 +684,11 @@ func TestAPIServerProxyPaths(t *testing.T) {
 	if err != nil || len(pods) != 1 {
 		t.Fatalf("pods = %+v, %v", pods, err)
 	}
-	port := pods[0].URL[strings.LastIndexByte(pods[0].URL, ':')+1 : len(pods[0].URL)-len("/proxy")]
+	sl, err := f.cs.DiscoveryV1().EndpointSlices(ns).Get(ctx, pods[0].Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(int(*sl.Ports[0].Port)) // the canary pod's port, as its EndpointSlice lists it
 	if want := api.URL + "/api/v1/namespaces/ml/pods/" + pods[0].Name + ":" + port + "/proxy"; pods[0].URL != want {
 		t.Fatalf("pod URL = %s, want %s", pods[0].URL, want)
 	}

@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 			return nil, nil, fmt.Errorf("backends.serving.access %q: use cluster (the agent runs in the cluster) or apiserver (through the API server's proxy, from outside)", access)
 		}
 		cs, rc := o.Kube, o.RESTConfig
-		if cs == nil || (access == "apiserver" && rc == nil) {
+		if rc == nil && (cs == nil || access == "apiserver") {
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()
 			if kc := cfg.Backends.Serving.Kubeconfig; kc != "" {
 				rules.ExplicitPath = cfg.Path(kc)
@@ -108,10 +108,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 			if err != nil {
 				return nil, nil, fmt.Errorf("kubernetes client config: %w", err)
 			}
-			if cs == nil {
-				if cs, err = k8s.NewForConfig(rc); err != nil {
-					return nil, nil, fmt.Errorf("kubernetes client: %w", err)
-				}
+		}
+		if cs == nil {
+			var err error
+			if cs, err = k8s.NewForConfig(rc); err != nil {
+				return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 			}
 		}
 		var kopts []kubernetes.Option
@@ -120,7 +121,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 			if err != nil {
 				return nil, nil, fmt.Errorf("kubernetes client for the API server's proxy: %w", err)
 			}
-			kopts = append(kopts, kubernetes.WithAPIServerProxy(rc.Host, hc))
+			host, _, err := rest.DefaultServerUrlFor(rc) // a host without a scheme too, as client-go takes it
+			if err != nil {
+				return nil, nil, fmt.Errorf("kubernetes API server %q: %w", rc.Host, err)
+			}
+			kopts = append(kopts, kubernetes.WithAPIServerProxy(host.String(), hc))
 		}
 		image := cfg.Deploy.Serving.Image
 		if image == "" {

@@ -2,7 +2,14 @@ package servingfactory_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -43,5 +50,44 @@ func TestNew(t *testing.T) {
 	}
 	if _, ok := b.(*kubernetes.Backend); !ok {
 		t.Fatalf("kubernetes: got %T", b)
+	}
+}
+
+// backends.serving.access: a bad value is refused naming the two; apiserver
+// builds the backend on the kubeconfig's API server, and its predictions
+// go to the API server's services/proxy of the variant, with the
+// kubeconfig's token.
+func TestAccessAPIServer(t *testing.T) {
+	ctx := context.Background()
+	var got []string
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		http.Error(w, `{"error":"no such label"}`, http.StatusNotFound)
+	}))
+	t.Cleanup(api.Close)
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	ca := base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))
+	// client-go sends a kubeconfig's credentials over TLS only.
+	os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "+api.URL+", certificate-authority-data: "+ca+"}\n"+
+		"users:\n- name: u\n  user: {token: agent-token}\ncontexts:\n- name: x\n  context: {cluster: c, user: u, namespace: ml}\ncurrent-context: x\n"), 0o600)
+	cfg := &config.Config{}
+	cfg.Deploy.Model = "djia30"
+	cfg.Training.Model.Volume = "djia30-model"
+	cfg.Deploy.Serving.Image = "tensorflow/serving:2.14.1"
+	cfg.Backends.Serving = config.ServingBackend{Type: "kubernetes", Namespace: "ml", Kubeconfig: kc, Access: "outside"}
+	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{}); err == nil || err.Error() != `backends.serving.access "outside": use cluster (the agent runs in the cluster) or apiserver (through the API server's proxy, from outside)` {
+		t.Fatalf("bad access: %v", err)
+	}
+	cfg.Backends.Serving.Access = "apiserver"
+	b, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{Kube: fake.NewClientset()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.(*kubernetes.Backend).Predict(ctx, "canary", []byte(`{"instances":[[1]]}`)); err == nil {
+		t.Fatal("predict: no error from the API server's 404")
+	}
+	want := []string{"POST /api/v1/namespaces/ml/services/djia30-canary:8501/proxy/v1/models/djia30/labels/canary:predict Bearer agent-token"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("requests to the API server: %q, want %q", got, want)
 	}
 }
