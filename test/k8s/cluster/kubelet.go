@@ -27,10 +27,14 @@ const (
 	// NodeName is the kubelet's node (the CSI driver's node ID too).
 	NodeName = "node-1"
 	// Bridge is the host-only Linux bridge the pods are attached to (CNI
-	// bridge plugin): no uplink, no NAT, and this machine does not forward
-	// (net.ipv4.ip_forward is left as it is), so pod traffic never leaves
-	// it. The node's address is its gateway address.
+	// bridge plugin): no uplink, no NAT, and forwarding off on the bridge
+	// (net.ipv4.conf.branchml0.forwarding=0, whatever net.ipv4.ip_forward
+	// says for the machine), so what a pod sends reaches the node's own
+	// address and nothing beyond. The node's address is its gateway address.
 	Bridge = "branchml0"
+	// BridgeForwarding is the bridge's IPv4 forwarding flag, "0" while the
+	// node runs.
+	BridgeForwarding = "/proc/sys/net/ipv4/conf/" + Bridge + "/forwarding"
 	// PodCIDR is the pods' subnet (CNI host-local IPAM); NodeIP is the
 	// bridge's own address in it, which the kubelet registers and serves on.
 	PodCIDR = "10.213.0.0/24"
@@ -79,10 +83,6 @@ func needNode() (map[string]string, error) {
 
 const cniBinDir = "/usr/lib/cni"
 
-// startKubelet starts the node: a Distribution registry on 127.0.0.1 with
-// the pause image, the pod bridge, containerd (in a PID namespace of its
-// own, so that its shims and every container die with it) and the kubelet,
-// and waits until the node is Ready.
 // makeKubeletRoot creates the kubelet's root dir (a temp dir: the CSI
 // driver, started before the kubelet, needs its plugins_registry path).
 // containerd runs in a mount namespace of its own (startContainerd); the
@@ -102,6 +102,10 @@ func (c *Cluster) makeKubeletRoot() (err error) {
 	return os.MkdirAll(c.registrationDir(), 0o750)
 }
 
+// startKubelet starts the node: a Distribution registry on 127.0.0.1 with
+// the pause image, the pod bridge, containerd (in a PID namespace of its
+// own, so that its shims and every container die with it) and the kubelet,
+// and waits until the node is Ready.
 func (c *Cluster) startKubelet(ctx context.Context, env []string) error {
 	bins, err := needNode()
 	if err != nil {
@@ -207,6 +211,12 @@ func (c *Cluster) bridgeUp() error {
 			return fmt.Errorf("cluster: the pod bridge: %w", err)
 		}
 	}
+	// Packets the pods send are not forwarded to other interfaces (IPv4
+	// checks the forwarding flag of the interface a packet came in on).
+	if err := os.WriteFile(BridgeForwarding, []byte("0\n"), 0o644); err != nil {
+		return fmt.Errorf("cluster: turn forwarding off on the pod bridge: %w", err)
+	}
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+Bridge+"/disable_ipv6", []byte("1\n"), 0o644) // the pods get IPv4 only
 	c.bridge = true
 	return nil
 }
@@ -336,15 +346,11 @@ podLogsDir: %s
 `, NodeIP, port, healthz, c.CRISocket, filepath.Join(c.kubeletDir(), "volume-plugins"), filepath.Join(c.Dir, "pod-logs"))
 }
 
-// stopNode cleans up after the node's processes were stopped: the
-// mounts the kubelet made (ConfigMap and CSI volumes) and its root dir,
-// the bridge and containerd's state directory. (containerd's own mounts
-// and the pods' network namespaces were in its mount namespace.)
 // NodeLockFile is the machine-wide lock of the node: the bridge, its
 // address range and the kubelet's node name are one per machine, so a
 // second test bed with a node (another test binary of make test-k8s) waits
-// until the first one stops.
-var NodeLockFile = filepath.Join(os.TempDir(), "branchml-k8s-node.lock")
+// until the first one stops. In /run, whatever TMPDIR each process has.
+var NodeLockFile = "/run/branchml-k8s-node.lock"
 
 // lockNode takes NodeLockFile (flock, released by the kernel when this
 // process dies), waiting while another process holds it until ctx ends.
@@ -379,6 +385,11 @@ func lockNode(ctx context.Context, progress io.Writer) (*os.File, error) {
 	}
 }
 
+// stopNode cleans up after the node's processes were stopped: the
+// mounts the kubelet made (ConfigMap and CSI volumes) and its root dir,
+// the bridge and containerd's state directory (containerd's own mounts
+// and the pods' network namespaces were in its mount namespace), and
+// lets go of the node lock last.
 func (c *Cluster) stopNode() {
 	if !c.opt.Kubelet {
 		return

@@ -4,10 +4,12 @@
 // port-forward does), and a ServiceProxy stands in for kube-proxy on
 // loopback: it sends each request to a ready endpoint of a Service, chosen
 // at random among those its EndpointSlices list (as kube-proxy's iptables
-// mode does), through the Forwarder, and counts what each pod received.
+// mode does per connection; this one per request), through the Forwarder.
 //
-// No test traffic goes to a pod address: the API server and the kubelet
-// carry it (the kubelet reaches the pod inside its network namespace).
+// The tests send only to 127.0.0.1: the API server and the kubelet carry
+// it on (the kubelet reaches the pod inside its network namespace; the API
+// server's own proxy, which the serving backend may use, dials pod IPs on
+// the node's bridge).
 package podnet
 
 import (
@@ -58,20 +60,10 @@ func NewForwarder(cfg *rest.Config, cs kubernetes.Interface, ns string) *Forward
 	return &Forwarder{cfg: cfg, cs: cs, ns: ns, fws: map[string]*forward{}, byAddr: map[string]*forward{}}
 }
 
-// URL is the loopback base URL ("http://127.0.0.1:<port>") of port on the
-// pod whose IP is addr; "http://invalid.invalid" when no pod of the
-// namespace has that address or the forward cannot open (requests to it
-// fail, as a request to a pod that went away does). It is the shape of
-// the serving backend's WithPodEndpoint.
-func (f *Forwarder) URL(addr string, port int32) string {
-	u, err := f.PodURL(context.Background(), addr, port)
-	if err != nil {
-		return "http://invalid.invalid"
-	}
-	return u
-}
-
-// PodURL is URL with the error: no pod with IP addr, or the forward failed.
+// PodURL is the loopback base URL ("http://127.0.0.1:<port>") of port on
+// the pod whose IP is addr (a terminating pod too, while it runs); an error
+// when no running pod of the namespace has that address or the forward
+// cannot open.
 func (f *Forwarder) PodURL(ctx context.Context, addr string, port int32) (string, error) {
 	key := addr + ":" + strconv.Itoa(int(port))
 	f.mu.Lock()
@@ -110,15 +102,18 @@ func (f *Forwarder) PodURL(ctx context.Context, addr string, port int32) (string
 func (f *Forwarder) To(p *corev1.Pod, port int32) (string, error) {
 	key := string(p.UID) + ":" + strconv.Itoa(int(port))
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if fw, ok := f.fws[key]; ok {
 		select {
 		case <-fw.done: // the forward ended (pod gone, stream lost): open anew
 			delete(f.fws, key)
 		default:
+			f.mu.Unlock()
 			return fw.local, nil
 		}
 	}
+	f.mu.Unlock()
+	// Opened without the lock (it can take seconds): requests to other
+	// pods go on meanwhile; of two opened at once, the first stored wins.
 	rt, upgrader, err := spdy.RoundTripperFor(f.cfg)
 	if err != nil {
 		return "", err
@@ -154,6 +149,12 @@ func (f *Forwarder) To(p *corev1.Pod, port int32) (string, error) {
 		return "", fmt.Errorf("port-forward to pod %s/%s:%d: no local port (%v)", p.Namespace, p.Name, port, err)
 	}
 	fw.local = "http://127.0.0.1:" + strconv.Itoa(int(ports[0].Local))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if other, ok := f.fws[key]; ok {
+		close(fw.stop)
+		return other.local, nil
+	}
 	f.fws[key] = fw
 	return fw.local, nil
 }
@@ -183,10 +184,9 @@ type ServiceProxy struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu     sync.Mutex
-	ready  []endpoint // the ready endpoints, from the EndpointSlices
-	counts map[string]int
-	rng    *rand.Rand
+	mu    sync.Mutex
+	ready []endpoint // the ready endpoints, from the EndpointSlices
+	rng   *rand.Rand
 }
 
 type endpoint struct {
@@ -202,7 +202,7 @@ type endpoint struct {
 func NewServiceProxy(ctx context.Context, cs kubernetes.Interface, ns, svc string, port int32, fw *Forwarder) (*ServiceProxy, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &ServiceProxy{cs: cs, ns: ns, svc: svc, port: port, fw: fw, cancel: cancel, done: make(chan struct{}),
-		counts: map[string]int{}, rng: rand.New(rand.NewPCG(1, 2))}
+		rng: rand.New(rand.NewPCG(1, 2))}
 	if err := p.sync(ctx); err != nil {
 		cancel()
 		return nil, err
@@ -221,25 +221,6 @@ func NewServiceProxy(ctx context.Context, cs kubernetes.Interface, ns, svc strin
 
 // URL is the proxy's base URL (http://127.0.0.1:<port>).
 func (p *ServiceProxy) URL() string { return p.url }
-
-// Counts returns how many requests each pod (by name) was sent since the
-// last Reset.
-func (p *ServiceProxy) Counts() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]int, len(p.counts))
-	for k, v := range p.counts {
-		out[k] = v
-	}
-	return out
-}
-
-// Reset zeroes the counts.
-func (p *ServiceProxy) Reset() {
-	p.mu.Lock()
-	p.counts = map[string]int{}
-	p.mu.Unlock()
-}
 
 // Endpoints lists the pods (names) of the ready endpoints, sorted.
 func (p *ServiceProxy) Endpoints() []string {
@@ -312,6 +293,10 @@ func (p *ServiceProxy) follow(ctx context.Context) {
 			p.sync(ctx)
 		}
 		w.Stop()
+		select { // a watch that ends at once is not renewed in a busy loop
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -323,7 +308,6 @@ func (p *ServiceProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := p.ready[p.rng.IntN(len(p.ready))]
-	p.counts[e.pod]++
 	p.mu.Unlock()
 	base, err := p.fw.PodURL(r.Context(), e.addr, p.port)
 	if err != nil {

@@ -108,6 +108,10 @@ func newBed(t *testing.T) *bed {
 		}
 	}
 	b.modelDir = filepath.Join(c.HostPathDir, pv, "models", model)
+	// What the pods send stays on the node: no forwarding off the bridge.
+	if fwd, err := os.ReadFile(cluster.BridgeForwarding); err != nil || strings.TrimSpace(string(fwd)) != "0" {
+		t.Fatalf("%s = %q, %v; want 0 while the node runs", cluster.BridgeForwarding, fwd, err)
+	}
 	b.fw = podnet.NewForwarder(c.RESTConfig(), b.cs, b.ns)
 	t.Cleanup(b.fw.Close)
 	for v, svc := range map[serving.Variant]string{"": model, serving.Stable: model + "-stable", serving.Canary: model + "-canary"} {
@@ -144,8 +148,9 @@ func (b *bed) writeVersion(t *testing.T, v int64, features int) {
 	}
 }
 
-// agentAccount applies the branchml-agent ServiceAccount, Role and
-// RoleBinding of resources/branchml/agent-rbac.yaml in the bed's namespace
+// agentAccount applies the branchml-agent ServiceAccount and the Roles and
+// RoleBindings branchml-agent and branchml-agent-proxy (access: apiserver)
+// of resources/branchml/agent-rbac.yaml in the bed's namespace
 // and returns a client configuration with a token of that account (the
 // TokenRequest API): the backend then runs with exactly the permissions
 // the README tells a cluster admin to grant.
@@ -167,7 +172,7 @@ func (b *bed) agentAccount(t *testing.T, src string) *rest.Config {
 		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
 			t.Fatal(err)
 		}
-		if head.Metadata.Name != "branchml-agent" {
+		if !strings.HasPrefix(head.Metadata.Name, "branchml-agent") || strings.HasPrefix(head.Kind, "Cluster") {
 			continue // the Jenkins controller's account; the cluster-scoped snapshot reader
 		}
 		switch head.Kind {
@@ -190,15 +195,15 @@ func (b *bed) agentAccount(t *testing.T, src string) *rest.Config {
 			}
 			_, err = b.cs.RbacV1().RoleBindings(b.ns).Create(ctx, &rb, metav1.CreateOptions{})
 		default:
-			t.Fatalf("agent-rbac.yaml: unexpected %s branchml-agent", head.Kind)
+			t.Fatalf("agent-rbac.yaml: unexpected %s %s", head.Kind, head.Metadata.Name)
 		}
 		if err != nil {
-			t.Fatalf("apply %s branchml-agent: %v", head.Kind, err)
+			t.Fatalf("apply %s %s: %v", head.Kind, head.Metadata.Name, err)
 		}
 		applied++
 	}
-	if applied != 3 {
-		t.Fatalf("agent-rbac.yaml: %d branchml-agent objects, want ServiceAccount, Role and RoleBinding", applied)
+	if applied != 5 {
+		t.Fatalf("agent-rbac.yaml: %d branchml-agent objects, want its ServiceAccount, and the Role and RoleBinding of the backends and of the proxy", applied)
 	}
 	exp := int64(3600)
 	tok, err := b.cs.CoreV1().ServiceAccounts(b.ns).CreateToken(ctx, "branchml-agent", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
@@ -394,24 +399,31 @@ func TestCanaryOnTheNode(t *testing.T) {
 	// restart, no request fails (the deleted pod serves through its preStop
 	// sleep while the proxies drop it), and v2 is promoted.
 	deleted := make(chan string, 1)
+	dctx, stopDeleting := context.WithCancel(ctx)
 	go func() {
 		defer close(deleted)
-		for ctx.Err() == nil {
-			d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, model+"-canary", metav1.GetOptions{})
+		for dctx.Err() == nil {
+			d, err := b.cs.AppsV1().Deployments(b.ns).Get(dctx, model+"-canary", metav1.GetOptions{})
 			if err == nil && d.Status.ReadyReplicas >= 2 {
-				pods, err := b.cs.CoreV1().Pods(b.ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelVariant + "=stable"})
-				if err == nil && len(pods.Items) > 0 {
-					name := pods.Items[0].Name
-					if err := b.cs.CoreV1().Pods(b.ns).Delete(ctx, name, metav1.DeleteOptions{}); err == nil {
-						deleted <- name
+				pods, _ := b.cs.CoreV1().Pods(b.ns).List(dctx, metav1.ListOptions{LabelSelector: kube.LabelVariant + "=stable"})
+				for _, p := range pods.Items {
+					if p.DeletionTimestamp != nil {
+						continue // on its way out already (a scale-down): not a restart
+					}
+					if err := b.cs.CoreV1().Pods(b.ns).Delete(dctx, p.Name, metav1.DeleteOptions{}); err == nil {
+						deleted <- p.Name
 					}
 					return
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-dctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}()
 	res, rep, err = run(2, true)
+	stopDeleting()
 	name := <-deleted
 	if err != nil || res.Status.Phase != "Succeeded" || name == "" {
 		t.Fatalf("v2 with stable pod %q deleted at 50%%: %+v, %v", name, res.Status, err)
