@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -102,8 +103,10 @@ func Version(source string) (string, error) {
 // build module in source, building them first when any is missing: one
 // `go build -trimpath -ldflags=-s -w` of all of them (they share most
 // packages), into a temporary directory renamed into place, so a build
-// interrupted half-way leaves nothing that looks complete. progress gets
-// one line before and after a build (nil: discarded).
+// interrupted half-way leaves nothing that looks complete; one build per
+// version at a time (a flock on <cache>/<version>/build.lock: another
+// process waits, then takes its result). progress gets one line before and
+// after a build (nil: discarded).
 func BinDir(ctx context.Context, source string, progress io.Writer) (string, error) {
 	if progress == nil {
 		progress = io.Discard
@@ -118,6 +121,23 @@ func BinDir(ctx context.Context, source string, progress io.Writer) (string, err
 	}
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return "", err
+	}
+	// One build per version at a time on this machine (a build started in
+	// the background by CI, a test binary, `make k8s-build`): the others
+	// wait for it and use what it built.
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(bin), "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintf(progress, "waiting for another build of the test bed's binaries into %s\n", bin)
+		if err := flockCtx(ctx, lock); err != nil {
+			return "", fmt.Errorf("wait for the build of %s by another process: %w", bin, err)
+		}
+	}
+	if complete(bin) {
+		return bin, nil
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(bin), "bin.tmp-")
 	if err != nil {
@@ -148,6 +168,20 @@ func BinDir(ctx context.Context, source string, progress io.Writer) (string, err
 	}
 	fmt.Fprintf(progress, "built in %s\n", time.Since(t0).Round(time.Second))
 	return bin, nil
+}
+
+// flockCtx takes an exclusive flock on f, polling until ctx ends.
+func flockCtx(ctx context.Context, f *os.File) error {
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func complete(dir string) bool {

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -359,30 +358,21 @@ func lockNode(ctx context.Context, progress io.Writer) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	said := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			f.Truncate(0)
-			fmt.Fprintf(f, "%d\n", os.Getpid())
-			return f, nil
-		}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
 			return nil, fmt.Errorf("cluster: lock %s: %w", NodeLockFile, err)
 		}
-		if !said {
-			holder, _ := os.ReadFile(NodeLockFile)
-			fmt.Fprintf(progress, "waiting for the test bed node of pid %s to stop (one node per machine: %s)\n", strings.TrimSpace(string(holder)), NodeLockFile)
-			said = true
-		}
-		select {
-		case <-ctx.Done():
+		holder, _ := os.ReadFile(NodeLockFile)
+		fmt.Fprintf(progress, "waiting for the test bed node of pid %s to stop (one node per machine: %s)\n", strings.TrimSpace(string(holder)), NodeLockFile)
+		if err := flockCtx(ctx, f); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("cluster: another test bed runs a node on this machine (%s): %w", NodeLockFile, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
+			return nil, fmt.Errorf("cluster: another test bed runs a node on this machine (%s): %w", NodeLockFile, err)
 		}
 	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
 }
 
 // stopNode cleans up after the node's processes were stopped: the
