@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/branchml/branchml/agents/backends/forge"
+	"github.com/branchml/branchml/agents/backends/forge/gitremote"
 )
 
 // A quickstart killed after it pushed its change to ds1 and before it
@@ -20,24 +23,12 @@ func TestOwnsDS1AfterAKillBetweenPushAndNote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, step := range []struct {
-		dir  string
-		args []string
-	}{
-		{work, []string{"init", "--quiet", "--bare", "-b", "ds1", remote}},
-		{work, []string{"clone", "--quiet", remote, clone}},
-	} {
-		if _, err := git(ctx, step.dir, step.args...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(clone, "branchml.yaml"), example, 0o644); err != nil {
+	f, err := gitremote.Init(ctx, remote, map[string][]byte{"branchml.yaml": example}, []string{"ds1"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"checkout", "--quiet", "-b", "ds1"}, {"add", "branchml.yaml"}, {"commit", "--quiet", "-m", "example"}, {"push", "--quiet", "origin", "ds1"}} {
-		if _, err := git(ctx, clone, args...); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := git(ctx, work, "clone", "--quiet", remote, clone); err != nil {
+		t.Fatal(err)
 	}
 	r := &run{opt: Options{Workdir: work}, repo: &mlRepo{Remote: remote, Clone: clone}, state: &qsState{Ran: map[string]string{}}}
 	if err := r.noteDS1(ctx); err != nil {
@@ -69,13 +60,8 @@ func TestOwnsDS1AfterAKillBetweenPushAndNote(t *testing.T) {
 		t.Fatalf("noteDS1: %+v, %v", rerun.state, err)
 	}
 	// A person's commit on top is not the quickstart's.
-	if err := os.WriteFile(filepath.Join(clone, "notes.txt"), []byte("mine\n"), 0o644); err != nil {
+	if _, err := f.WriteBack(ctx, forge.WriteBack{Branch: "ds1", Message: "a person's change", Files: map[string][]byte{"notes.txt": []byte("mine\n")}}); err != nil {
 		t.Fatal(err)
-	}
-	for _, args := range [][]string{{"add", "notes.txt"}, {"commit", "--quiet", "-m", "a person's change"}, {"push", "--quiet", "origin", "ds1"}} {
-		if _, err := git(ctx, clone, args...); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if owns, _, err := rerun.ownsDS1(ctx); err != nil || owns {
 		t.Fatalf("a person's commit on ds1: owns %v, %v; want false", owns, err)
