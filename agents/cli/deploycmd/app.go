@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/branchml/branchml/agents/backends/forge"
 	"github.com/branchml/branchml/agents/backends/forge/forgefactory"
+	"github.com/branchml/branchml/agents/backends/registry/localimages"
 	"github.com/branchml/branchml/agents/backends/serving"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
@@ -261,6 +263,15 @@ func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 			return deploy.Options{}, nil, err
 		}
 		if so.Image != "" {
+			// A lock's reference to the embedded registry names the port it
+			// had then: the pods pull from where it listens now (the node
+			// must reach it: on one machine, as the test bed's node does).
+			resolve, stop := localimages.Resolver(e.Ctx, cfg, e.Log, "the pods pull the serving image from the embedded registry at %s")
+			stopImages = stop
+			if so.Image, err = resolve(so.Image); err != nil {
+				stopImages()
+				return deploy.Options{}, nil, agent.Failed("resolve the serving image", err, "check backends.registry; a temporary failure: run again")
+			}
 			e.Log.Infof("serving with component %s: image %s", cfg.Deploy.Serving.Component, so.Image)
 		}
 	}
@@ -290,16 +301,38 @@ func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 	return o, closeFn, nil
 }
 
-// startLoad runs the analysis traffic against the local gateway during
-// the rollout: --load RATE, or "auto" (the default when run by hand:
+// serviceEndpoint is a serving backend whose users call the model at one
+// URL (the Kubernetes backend's Service: ServiceURL, with HTTPClient when
+// it goes through the API server's proxy, else nil).
+type serviceEndpoint interface {
+	ServiceURL() string
+	HTTPClient() *http.Client
+}
+
+// startLoad runs the analysis traffic against the local gateway (or the
+// Kubernetes backend's Service) during the rollout: --load RATE, or "auto" (the default when run by hand:
 // without a --build-url) at the rate that gives the first canary step
 // deploy.canary.minRequests per interval, twice over (at least 5/s, at
 // most 200/s). With no body to send it says so and sends nothing: the
 // rollout then waits for real traffic.
 func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), error) {
 	none := func() (loadgen.Report, bool) { return loadgen.Report{}, false }
-	lb, ok := b.(*local.Backend)
-	if !ok || e.DryRun {
+	if e.DryRun {
+		return none, nil
+	}
+	// Where the model's users call it: the local gateway (which names the
+	// variant that answered), or a Kubernetes Service.
+	var (
+		target, header string
+		client         *http.Client
+	)
+	_, isLocal := b.(*local.Backend)
+	switch sb := b.(type) {
+	case *local.Backend:
+		target, header = sb.URL(), local.VariantHeader
+	case serviceEndpoint:
+		target, client = sb.ServiceURL(), sb.HTTPClient()
+	default:
 		return none, nil
 	}
 	spec := e.CLI.String("load")
@@ -338,21 +371,22 @@ func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), er
 			body, _ = json.Marshal(sm[0].Request)
 		}
 	}
-	if len(body) == 0 {
-		body = zerosBody(e.Ctx, lb.URL(), e.Config.Deploy.Model)
+	if len(body) == 0 && isLocal {
+		body = zerosBody(e.Ctx, target, e.Config.Deploy.Model)
 	}
 	if len(body) == 0 {
-		e.Log.Warnf("no predict body for the analysis traffic: pass --load-body '{\"instances\": [...]}' or set deploy.canary.smoke; the rollout waits for real traffic on %s/v1/models/%s:predict", lb.URL(), e.Config.Deploy.Model)
+		e.Log.Warnf("no predict body for the analysis traffic: pass --load-body '{\"instances\": [...]}' or set deploy.canary.smoke; the rollout waits for real traffic on %s/v1/models/%s:predict", target, e.Config.Deploy.Model)
 		return none, nil
 	}
 	if !json.Valid(body) {
 		return nil, agent.Usagef("give --load-body as JSON, e.g. '{\"instances\": [[1.0, 2.0]]}'", "--load-body is not JSON")
 	}
-	e.Log.Infof("analysis traffic: %.0f predicts/s through %s during the rollout (--load 0 turns it off)", rate, lb.URL())
+	e.Log.Infof("analysis traffic: %.0f predicts/s through %s during the rollout (--load 0 turns it off)", rate, target)
 	ctx, cancel := context.WithCancel(e.Ctx)
 	done := make(chan loadgen.Report, 1)
 	go func() {
-		rep, _ := loadgen.Run(ctx, loadgen.Options{URL: lb.URL() + "/v1/models/" + e.Config.Deploy.Model + ":predict", Body: body, Rate: rate, Concurrency: 4, VariantHeader: local.VariantHeader})
+		rep, _ := loadgen.Run(ctx, loadgen.Options{URL: target + "/v1/models/" + e.Config.Deploy.Model + ":predict", Body: body, Rate: rate, Concurrency: 4,
+			VariantHeader: header, Client: client})
 		done <- rep
 	}()
 	return func() (loadgen.Report, bool) { cancel(); return <-done, true }, nil

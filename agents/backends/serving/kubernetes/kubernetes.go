@@ -275,6 +275,30 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 
 func (b *Backend) name(v serving.Variant) string { return b.model + "-" + string(v) }
 
+// ServiceURL is the REST endpoint of the model's Service, the one of both
+// variants that its users call (no trailing slash; append
+// "/v1/models/<model>:predict"): http://<model>.<ns>.svc:8501, or with
+// WithAPIServerProxy <host>/api/v1/namespaces/<ns>/services/<model>:8501/proxy.
+// A WithEndpoint function is not consulted (it names variants only).
+func (b *Backend) ServiceURL() string {
+	if h := b.o.proxyHost; h != "" {
+		return h + ServiceProxyPath(b.ns, b.model)
+	}
+	return fmt.Sprintf("http://%s.%s.svc:%d", b.model, b.ns, RESTPort)
+}
+
+// ServiceProxyPath is the API server path that proxies to the REST port of
+// model's Service in namespace ns (services/proxy, no trailing slash):
+// /api/v1/namespaces/<ns>/services/<model>:8501/proxy.
+func ServiceProxyPath(ns, model string) string {
+	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s:%d/proxy", ns, model, RESTPort)
+}
+
+// HTTPClient is the client for ServiceURL and the variants' endpoints: the
+// API server's authenticated client with WithAPIServerProxy, else nil
+// (any plain client).
+func (b *Backend) HTTPClient() *http.Client { return b.o.hc }
+
 // ConfigMapName is the ConfigMap holding the model configs.
 func (b *Backend) ConfigMapName() string { return b.model + "-serving" }
 

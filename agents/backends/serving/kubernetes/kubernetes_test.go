@@ -708,4 +708,26 @@ func TestAPIServerProxyPaths(t *testing.T) {
 	if !reflect.DeepEqual(paths, want) {
 		t.Fatalf("requests to the API server:\n%q\nwant\n%q", paths, want)
 	}
+	// The model's Service of both variants, as its users call it.
+	if got, want := f.b.ServiceURL(), api.URL+"/api/v1/namespaces/ml/services/djia30:8501/proxy"; got != want {
+		t.Errorf("ServiceURL() = %s, want %s", got, want)
+	}
+	if f.b.HTTPClient() == nil {
+		t.Error("HTTPClient() = nil, want the API server's client")
+	}
+}
+
+// Without the API server's proxy the Service is its cluster DNS name and
+// any client will do.
+func TestServiceURLInCluster(t *testing.T) {
+	b, err := kube.New(fake.NewClientset(), "ml", "djia30", "img", "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.ServiceURL(), "http://djia30.ml.svc:8501"; got != want {
+		t.Errorf("ServiceURL() = %s, want %s", got, want)
+	}
+	if b.HTTPClient() != nil {
+		t.Error("HTTPClient() is set without WithAPIServerProxy")
+	}
 }

@@ -31,7 +31,7 @@ type Options struct {
 	Requests int
 	// Rate is the total requests per second; 0 means as fast as answered.
 	Rate float64
-	// Timeout bounds each request (default 5s).
+	// Timeout bounds each request (default 5s), with a given Client too.
 	Timeout time.Duration
 	// VariantHeader is the response header whose value is counted in
 	// Report.ByVariant ("" = none).
@@ -137,7 +137,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 // one sends one request with a context of its own, so that stopping the
 // load never cuts a request short (which would look like a failure).
 func one(hc *http.Client, o Options) (string, error) {
-	req, err := http.NewRequest(http.MethodPost, o.URL, bytes.NewReader(o.Body))
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout) // a given Client may have none
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.URL, bytes.NewReader(o.Body))
 	if err != nil {
 		return "", err
 	}
