@@ -105,6 +105,9 @@ func (r *run) sampleRequest(ctx context.Context) (body []byte, date string, actu
 	return body, last[col["date"]], actual, err
 }
 
+// clusterReadyWait bounds the wait for the test bed's Service to answer.
+const clusterReadyWait = 2 * time.Minute
+
 // deployLoad is the deploy stage's load arguments: loadRate requests/s of
 // predictBody.
 func (r *run) deployLoad(ctx context.Context) (map[string]any, error) {
@@ -151,17 +154,28 @@ func (r *run) serving(ctx context.Context, cfg *config.Config) (*slocal.Backend,
 	return b, url, nil
 }
 
-// predict sends one predict request through the gateway.
+// predict sends one predict request through the gateway, or on the test
+// bed through the model's Service (via the API server's proxy), retrying
+// there for up to clusterReadyWait while the Service has no ready pod
+// (the node has just started again and its pods with it).
 func (r *run) predict(ctx context.Context, url, model string) (*Prediction, error) {
 	body, date, actual, err := r.sampleRequest(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c, err := tfserving.New(url, tfserving.WithTimeout(5*time.Second))
+	opts := []tfserving.Option{tfserving.WithTimeout(5 * time.Second)}
+	if r.kube != nil {
+		opts = append(opts, tfserving.WithHTTPClient(r.kube.hc))
+	}
+	c, err := tfserving.New(url, opts...)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.Predict(ctx, model, tfserving.Selector{}, body)
+	for deadline := time.Now().Add(clusterReadyWait); err != nil && r.kube != nil && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(time.Second)
+		resp, err = c.Predict(ctx, model, tfserving.Selector{}, body)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -34,9 +35,12 @@ type Options struct {
 	Serve bool
 	// Rerun starts a new training run even when this commit has one.
 	Rerun bool
-	// Cluster puts the storage on the Kubernetes test bed (test/k8s): PVCs
-	// and CSI VolumeSnapshots instead of local directories; the rest of the
-	// flow is unchanged.
+	// Cluster runs storage and serving on the Kubernetes test bed
+	// (test/k8s) with its node: PVCs and CSI VolumeSnapshots instead of
+	// local directories, and the model served by pods of the serve
+	// component's image behind a Service (canary by replica counts), reached
+	// through the API server's proxy; the rest of the flow is unchanged.
+	// The node needs root, containerd, runc and the CNI plugins.
 	Cluster bool
 	// Continue runs only the stages whose branch moved since they last ran
 	// here (a person merged a pull request), merging nothing itself.
@@ -88,6 +92,8 @@ type run struct {
 	sum     *Summary
 	started time.Time
 	gw      *slocal.Backend
+	// kube is the test bed's serving side with Options.Cluster (nil without).
+	kube *clusterServing
 	// log is the quickstart's own log (Workdir/logs/quickstart.log).
 	log *logrus.Logger
 	// state is what this and earlier quickstarts did (quickstart.json).
@@ -208,11 +214,11 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		"BRANCHML_TRAINING_DATA_SOURCE":  data,
 	}
 	if opt.Cluster {
-		c, env, err := r.startCluster(ctx, filepath.Dir(filepath.Dir(example)))
+		env, stop, err := r.startCluster(ctx, filepath.Dir(filepath.Dir(example)))
 		if err != nil {
 			return r.sum, err
 		}
-		defer c.Stop()
+		defer stop()
 		maps.Copy(r.env, env)
 	}
 	for k, v := range r.env {
@@ -234,8 +240,10 @@ func (r *run) finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, url, err := r.serving(ctx, cfg)
-	if err != nil {
+	var url string
+	if r.kube != nil {
+		url = r.kube.url(cfg.Deploy.Model)
+	} else if _, url, err = r.serving(ctx, cfg); err != nil {
 		return agent.Failed("start the serving plane", err, "a temporary failure: run the quickstart again")
 	}
 	if !r.serves(ctx) {
@@ -248,7 +256,11 @@ func (r *run) finish(ctx context.Context) error {
 	}
 	pred, err := r.predict(ctx, url, cfg.Deploy.Model)
 	if err != nil {
-		return agent.Failed("predict through the gateway", err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
+		through := "the gateway"
+		if r.kube != nil {
+			through = "the Service " + cfg.Deploy.Model
+		}
+		return agent.Failed("predict through "+through, err, "see "+filepath.Join(r.opt.Workdir, "logs", "deploy.log"))
 	}
 	r.sum.Prediction = pred
 	f, err := r.readFacts(ctx)
@@ -266,6 +278,10 @@ func (r *run) finish(ctx context.Context) error {
 	fmt.Fprintf(r.opt.Out, "\nReport: %s\n", r.sum.Report)
 	if r.opt.Serve {
 		fmt.Fprintf(r.opt.Out, "Serving %s at %s/v1/models/%s until interrupted (Ctrl-C).\n", cfg.Deploy.Model, url, cfg.Deploy.Model)
+		if r.kube != nil {
+			fmt.Fprintf(r.opt.Out, "That is the API server's proxy to the Service: authenticate as %s does, or run\n  kubectl --kubeconfig %s proxy --port 8001\nand use http://127.0.0.1:8001%s/v1/models/%s\n",
+				r.kube.kubeconfig, r.kube.kubeconfig, strings.TrimPrefix(url, r.kube.server), cfg.Deploy.Model)
+		}
 		<-ctx.Done()
 	}
 	return nil
@@ -311,7 +327,7 @@ func (r *run) stage(ctx context.Context, name string, c stageCall, extra map[str
 	if err := r.repo.workspace(ctx, ws, c.branch, commit); err != nil {
 		return nil, agent.Failed("check out "+c.branch, err, "")
 	}
-	if c.agent == "branchml-deploy" {
+	if c.agent == "branchml-deploy" && r.kube == nil {
 		// The deploy stage changes the one serving plane of the model.
 		cfg, err := config.Load(filepath.Join(ws, "branchml.yaml"))
 		if err != nil {

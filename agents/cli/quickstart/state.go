@@ -243,11 +243,15 @@ func (r *run) openPromotion(ctx context.Context) (string, error) {
 }
 
 // serves reports whether a model server of the deploy branch's model runs
-// (else the deploy stage restores the recorded stable version).
+// (else the deploy stage restores the recorded stable version): on the
+// test bed, whether its stable Deployment exists.
 func (r *run) serves(ctx context.Context) bool {
 	cfg, err := config.Load(filepath.Join(r.opt.Workdir, "jenkins", "workspace", "deploy-model", "branchml.yaml"))
 	if err != nil {
 		return false
+	}
+	if r.kube != nil {
+		return r.kube.serves(ctx, cfg.Deploy.Model)
 	}
 	st, err := slocal.ReadState(ctx, r.env["BRANCHML_BACKENDS_STATE_DIR"], cfg.Deploy.Model)
 	return err == nil && len(st.Variants) > 0

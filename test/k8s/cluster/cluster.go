@@ -418,6 +418,11 @@ func (c *Cluster) RESTConfig() *rest.Config {
 	return &rest.Config{Host: c.Server, BearerToken: c.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}, QPS: 50, Burst: 100}
 }
 
+// HTTPClient is an HTTP client of the API server with RESTConfig's
+// credentials (the admin token, the cluster's CA), for paths client-go has
+// no typed call for: services/proxy, or a plain GET of an object.
+func (c *Cluster) HTTPClient() (*http.Client, error) { return rest.HTTPClientFor(c.RESTConfig()) }
+
 func (c *Cluster) kubeconfig() string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Config
