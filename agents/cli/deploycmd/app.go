@@ -68,8 +68,8 @@ func runCmd() *ucli.Command {
 		Name: "run", Usage: "make serving match deploy.yaml (canary or A/B), write the status back", Stage: "deploy", NeedsConfig: true, BuildFlags: true,
 		Flags: append(backendFlags(),
 			&ucli.BoolFlag{Name: "serve", Usage: "local backend: host the serving plane in this process and keep serving after the rollout until interrupted"},
-			&ucli.StringFlag{Name: "load", Usage: "local backend: analysis traffic through the gateway during the rollout, `RATE` predicts/s, \"auto\" (enough for deploy.canary.minRequests at the first step; the default when run by hand, i.e. without --build-url) or 0 (none: wait for real traffic)"},
-			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load (default: the first deploy.canary.smoke request, else zeros shaped as the model's signature)"},
+			&ucli.StringFlag{Name: "load", Usage: "analysis traffic during the rollout through the local gateway or the kubernetes backend's <model> Service, `RATE` predicts/s, \"auto\" (enough for deploy.canary.minRequests at the first step; the default when run by hand, i.e. without --build-url) or 0 (none: wait for real traffic)"},
+			&ucli.StringFlag{Name: "load-body", Usage: "predict body `JSON` for --load (default: the first deploy.canary.smoke request, else, on the local backend, zeros shaped as the model's signature)"},
 			&ucli.BoolFlag{Name: "no-wait", Usage: "when another rollout of the model is in progress, fail at once naming it instead of waiting for it"},
 		),
 		Run: commitstatus.Wrap("deploy", func(e *cli.Env) (*agent.Result, error) {
@@ -262,7 +262,10 @@ func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 			stopImages()
 			return deploy.Options{}, nil, err
 		}
-		if so.Image != "" {
+		// Only a command that creates pods makes the embedded registry
+		// reachable: status, history and a dry run start nothing.
+		readOnly := e.DryRun || (e.CLI.Command.Name != "run" && e.CLI.Command.Name != "rollback")
+		if so.Image != "" && !readOnly {
 			// A lock's reference to the embedded registry names the port it
 			// had then: the pods pull from where it listens now (the node
 			// must reach it: on one machine, as the test bed's node does).

@@ -25,7 +25,7 @@ func Command() *ucli.Command {
 			&ucli.StringFlag{Name: "example", Usage: "the example ML repository `DIR`; default examples/djia30"},
 			&ucli.BoolFlag{Name: "serve", Usage: "keep serving the model until interrupted"},
 			&ucli.BoolFlag{Name: "rerun", Usage: "start a new training run even if this commit has one"},
-			&ucli.BoolFlag{Name: "cluster", Usage: "storage and serving on the Kubernetes test bed (PVCs, CSI VolumeSnapshots, pods behind a Service; needs root, containerd, runc, the CNI plugins; built on first use, see test/k8s)"},
+			&ucli.BoolFlag{Name: "cluster", Usage: "storage and serving on the Kubernetes test bed (PVCs, CSI VolumeSnapshots, pods behind a Service; needs root, containerd, runc, the CNI plugins, docker-registry, iproute2, util-linux; built on first use, see test/k8s)"},
 			&ucli.BoolFlag{Name: "continue", Usage: "run only the stages whose branch moved since they last ran here (after you merged a pull request); merge nothing"},
 			&ucli.BoolFlag{Name: "verbose", Usage: "also print the agents' logs"},
 		},

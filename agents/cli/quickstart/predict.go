@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/branchml/branchml/agents/backends/pipelines/local"
+	"github.com/branchml/branchml/agents/backends/serving"
 	slocal "github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/serving/tfserving"
 	"github.com/branchml/branchml/agents/config"
@@ -156,8 +157,9 @@ func (r *run) serving(ctx context.Context, cfg *config.Config) (*slocal.Backend,
 
 // predict sends one predict request through the gateway, or on the test
 // bed through the model's Service (via the API server's proxy), retrying
-// there for up to clusterReadyWait while the Service has no ready pod
-// (the node has just started again and its pods with it).
+// there temporary failures (the API server's 503 while the Service has no
+// ready pod: the node has just started again and its pods with it) for up
+// to clusterReadyWait.
 func (r *run) predict(ctx context.Context, url, model string) (*Prediction, error) {
 	body, date, actual, err := r.sampleRequest(ctx)
 	if err != nil {
@@ -172,8 +174,12 @@ func (r *run) predict(ctx context.Context, url, model string) (*Prediction, erro
 		return nil, err
 	}
 	resp, err := c.Predict(ctx, model, tfserving.Selector{}, body)
-	for deadline := time.Now().Add(clusterReadyWait); err != nil && r.kube != nil && time.Now().Before(deadline) && ctx.Err() == nil; {
-		time.Sleep(time.Second)
+	for deadline := time.Now().Add(clusterReadyWait); err != nil && r.kube != nil && serving.IsTemporary(err) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
 		resp, err = c.Predict(ctx, model, tfserving.Selector{}, body)
 	}
 	if err != nil {
