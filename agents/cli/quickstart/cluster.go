@@ -96,6 +96,8 @@ func (k *clusterServing) url(model string) string {
 // come back with the node when the quickstart starts again): a GET of
 // <model>-stable answers 200, not 404.
 func (k *clusterServing) serves(ctx context.Context, model string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second) // the API server's client has no timeout of its own
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
 		k.server+"/apis/apps/v1/namespaces/"+k.ns+"/deployments/"+model+"-"+string(serving.Stable), nil)
 	if err != nil {
