@@ -313,8 +313,9 @@ type serviceEndpoint interface {
 }
 
 // startLoad runs the analysis traffic against the local gateway (or the
-// Kubernetes backend's Service) during the rollout: --load RATE, or "auto" (the default when run by hand:
-// without a --build-url) at the rate that gives the first canary step
+// Kubernetes backend's Service) during the rollout: --load RATE, or "auto"
+// (the default when run by hand: without a --build-url) at the rate that
+// gives the first canary step
 // deploy.canary.minRequests per interval, twice over (at least 5/s, at
 // most 200/s). With no body to send it says so and sends nothing: the
 // rollout then waits for real traffic.
@@ -328,11 +329,11 @@ func startLoad(e *cli.Env, b serving.Backend) (func() (loadgen.Report, bool), er
 	var (
 		target, header string
 		client         *http.Client
+		isLocal        bool
 	)
-	_, isLocal := b.(*local.Backend)
 	switch sb := b.(type) {
 	case *local.Backend:
-		target, header = sb.URL(), local.VariantHeader
+		target, header, isLocal = sb.URL(), local.VariantHeader, true
 	case serviceEndpoint:
 		target, client = sb.ServiceURL(), sb.HTTPClient()
 	default:

@@ -87,10 +87,12 @@ type clusterServing struct {
 }
 
 // url is the REST endpoint of model's Service through the API server:
-// <server>/api/v1/namespaces/<ns>/services/<model>:8501/proxy.
-func (k *clusterServing) url(model string) string {
-	return k.server + kube.ServiceProxyPath(k.ns, model)
-}
+// <server><path>.
+func (k *clusterServing) url(model string) string { return k.server + k.path(model) }
+
+// path is the API server's path to model's Service:
+// /api/v1/namespaces/<ns>/services/<model>:8501/proxy.
+func (k *clusterServing) path(model string) string { return kube.ServiceProxyPath(k.ns, model) }
 
 // serves reports whether the model's stable Deployment exists (its pods
 // come back with the node when the quickstart starts again): a GET of

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -40,7 +39,8 @@ type Options struct {
 	// local directories, and the model served by pods of the serve
 	// component's image behind a Service (canary by replica counts), reached
 	// through the API server's proxy; the rest of the flow is unchanged.
-	// The node needs root, containerd, runc and the CNI plugins.
+	// The node needs root, containerd, runc, the CNI plugins, Debian's
+	// docker-registry, iproute2 and util-linux.
 	Cluster bool
 	// Continue runs only the stages whose branch moved since they last ran
 	// here (a person merged a pull request), merging nothing itself.
@@ -280,7 +280,7 @@ func (r *run) finish(ctx context.Context) error {
 		fmt.Fprintf(r.opt.Out, "Serving %s at %s/v1/models/%s until interrupted (Ctrl-C).\n", cfg.Deploy.Model, url, cfg.Deploy.Model)
 		if r.kube != nil {
 			fmt.Fprintf(r.opt.Out, "That is the API server's proxy to the Service: authenticate as %s does, or run\n  kubectl --kubeconfig %s proxy --port 8001\nand use http://127.0.0.1:8001%s/v1/models/%s\n",
-				r.kube.kubeconfig, r.kube.kubeconfig, strings.TrimPrefix(url, r.kube.server), cfg.Deploy.Model)
+				r.kube.kubeconfig, r.kube.kubeconfig, r.kube.path(cfg.Deploy.Model), cfg.Deploy.Model)
 		}
 		<-ctx.Done()
 	}

@@ -258,17 +258,13 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 		}
 	}
 	if h := b.o.proxyHost; h != "" {
-		b.o.endpoint = func(v serving.Variant) string {
-			return fmt.Sprintf("%s/api/v1/namespaces/%s/services/%s:%d/proxy", h, ns, b.name(v), RESTPort)
-		}
+		b.o.endpoint = func(v serving.Variant) string { return h + ServiceProxyPath(ns, b.name(v)) }
 		b.o.podName = func(name string, port int32) string {
 			return fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s:%d/proxy", h, ns, name, port)
 		}
 	}
 	if b.o.endpoint == nil {
-		b.o.endpoint = func(v serving.Variant) string {
-			return fmt.Sprintf("http://%s.%s.svc:%d", b.name(v), ns, RESTPort)
-		}
+		b.o.endpoint = func(v serving.Variant) string { return serviceDNS(ns, b.name(v)) }
 	}
 	return b, nil
 }
@@ -284,14 +280,21 @@ func (b *Backend) ServiceURL() string {
 	if h := b.o.proxyHost; h != "" {
 		return h + ServiceProxyPath(b.ns, b.model)
 	}
-	return fmt.Sprintf("http://%s.%s.svc:%d", b.model, b.ns, RESTPort)
+	return serviceDNS(b.ns, b.model)
+}
+
+// serviceDNS is the in-cluster REST endpoint of Service name in ns:
+// http://<name>.<ns>.svc:8501.
+func serviceDNS(ns, name string) string {
+	return fmt.Sprintf("http://%s.%s.svc:%d", name, ns, RESTPort)
 }
 
 // ServiceProxyPath is the API server path that proxies to the REST port of
-// model's Service in namespace ns (services/proxy, no trailing slash):
-// /api/v1/namespaces/<ns>/services/<model>:8501/proxy.
-func ServiceProxyPath(ns, model string) string {
-	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s:%d/proxy", ns, model, RESTPort)
+// Service name in namespace ns (services/proxy, no trailing slash):
+// /api/v1/namespaces/<ns>/services/<name>:8501/proxy. The model's Service
+// is named after the model, a variant's <model>-<variant>.
+func ServiceProxyPath(ns, name string) string {
+	return fmt.Sprintf("/api/v1/namespaces/%s/services/%s:%d/proxy", ns, name, RESTPort)
 }
 
 // HTTPClient is the client for ServiceURL and the variants' endpoints: the
