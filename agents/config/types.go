@@ -309,8 +309,38 @@ type Serving struct {
 	Image string `json:"image,omitempty"`
 	// Command overrides the serving command (argv) for the local backend.
 	Command []string `json:"command,omitempty"`
-	// Replicas is the total number of replicas split between stable and canary.
+	// Replicas is the total number of replicas split between stable and
+	// canary; with Autoscale unused (the stable starts at minReplicas and
+	// the canary's pods follow the stable's count).
 	Replicas int `json:"replicas"`
+	// Resources are the serving container's compute resources (Kubernetes
+	// backend; the local one ignores them), as a container's
+	// resources.requests and resources.limits: "cpu" and "memory", each a
+	// Kubernetes quantity ("100m", "128Mi"). Autoscale needs requests.cpu.
+	Resources ContainerResources `json:"resources,omitempty"`
+	// Autoscale, when set, gives the stable Deployment a
+	// HorizontalPodAutoscaler (autoscaling/v2, Kubernetes backend; the
+	// local one ignores it); nil: the fixed Replicas.
+	Autoscale *Autoscale `json:"autoscale,omitempty"`
+}
+
+// ContainerResources are compute resources by name ("cpu", "memory") as
+// Kubernetes quantities, in the shape of a container's resources.
+type ContainerResources struct {
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
+}
+
+// Autoscale is a HorizontalPodAutoscaler's range and CPU target, with the
+// field names of autoscaling/v2 (and v1's targetCPUUtilizationPercentage).
+type Autoscale struct {
+	// MinReplicas and MaxReplicas bound the stable's replicas (MinReplicas
+	// 0 means 1, as in the HorizontalPodAutoscaler).
+	MinReplicas int `json:"minReplicas,omitempty"`
+	MaxReplicas int `json:"maxReplicas"`
+	// TargetCPUUtilizationPercentage is the mean CPU use of the stable's
+	// pods the autoscaler keeps, in percent of resources.requests.cpu.
+	TargetCPUUtilizationPercentage int `json:"targetCPUUtilizationPercentage"`
 }
 
 // Backends picks the implementation of each external concern: "local" (the

@@ -48,6 +48,15 @@ type Probe interface {
 	Predict(ctx context.Context, v Variant, body []byte) (*tfserving.PredictResponse, error)
 }
 
+// Rebalancer is a Backend whose traffic split can drift while a weight
+// holds: the Kubernetes backend's replica split while a
+// HorizontalPodAutoscaler scales the stable. Rebalance restores the canary
+// weight of the last Route (nothing before one); the rollout calls it at
+// each analysis that holds its step.
+type Rebalancer interface {
+	Rebalance(ctx context.Context) error
+}
+
 // Backend is a serving backend: a Controller and a Probe.
 type Backend interface {
 	Controller

@@ -27,6 +27,7 @@ const KubeVersion = "v1.34.4"
 var Binaries = []string{
 	"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
 	"snapshot-controller", "csi-snapshotter", "csi-provisioner", "csi-hostpath",
+	"metrics-server",
 }
 
 // SourceDir returns the branchml checkout holding test/k8s/build: dir or,
@@ -147,8 +148,8 @@ func BinDir(ctx context.Context, source string, progress io.Writer) (string, err
 	fmt.Fprintf(progress, "building Kubernetes %s and the CSI components into %s (once per machine; about 10-20 minutes on 2 cores)\n", KubeVersion, bin)
 	t0 := time.Now()
 	// One go build per build module: the Kubernetes one (with the
-	// snapshotter and the driver), then external-provisioner's.
-	for _, b := range []struct{ dir, what string }{{".", "tool ./csi-hostpath"}, {"provisioner", "tool"}} {
+	// snapshotter and the driver), external-provisioner's, metrics-server's.
+	for _, b := range []struct{ dir, what string }{{".", "tool ./csi-hostpath"}, {"provisioner", "tool"}, {"metrics-server", "tool"}} {
 		args := append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", tmp + "/"}, strings.Fields(b.what)...)
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = filepath.Join(source, "test", "k8s", "build", b.dir)

@@ -52,6 +52,10 @@ type Options struct {
 	// Kubelet also runs a kubelet registered as node "node-1" against a
 	// containerd it starts (see kubelet.go).
 	Kubelet bool
+	// Metrics also runs metrics-server (needs Kubelet; see metrics.go):
+	// the resource metrics API metrics.k8s.io/v1beta1 that the
+	// HorizontalPodAutoscaler controller reads.
+	Metrics bool
 	// Progress gets one line per started component (nil: discarded).
 	Progress io.Writer
 }
@@ -182,8 +186,19 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 		"--service-account-signing-key-file=" + p("sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none",
 		"--authorization-mode=Node,RBAC", "--allow-privileged=true", "--enable-priority-and-fairness=false",
-		"--kubelet-preferred-address-types=InternalIP", // the node's address on the pod bridge (kubelet.go)
+		"--kubelet-preferred-address-types=InternalIP",   // the node's address on the pod bridge (kubelet.go)
+		"--kubelet-certificate-authority=" + p("ca.crt"), // the kubelet serves pki's kubelet.crt
 		"--profiling=false", "--cert-dir=" + filepath.Join(opt.Dir, "pki", "generated"), "--v=1",
+		// The aggregation layer (metrics.k8s.io by metrics-server): the
+		// front proxy's client certificate and the request headers an
+		// extension API server trusts from it, as kubeadm sets them; an
+		// APIService's requests go to its Service's endpoints (there is no
+		// kube-proxy for a cluster IP).
+		"--requestheader-client-ca-file=" + p("front-proxy-ca.crt"), "--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p("front-proxy-client.crt"), "--proxy-client-key-file=" + p("front-proxy-client.key"),
+		"--enable-aggregator-routing=true",
 	}}, func(ctx context.Context) error { return httpOK(ctx, c.caPool(), c.Server+"/readyz", c.Token) }); err != nil {
 		return c, err
 	}
@@ -203,6 +218,9 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 		"--leader-elect=false", "--secure-port=0", "--bind-address=127.0.0.1",
 		"--service-account-private-key-file=" + p("sa.key"), "--root-ca-file=" + p("ca.crt"),
 		"--use-service-account-credentials=false", "--controllers=" + controllers, "--v=1",
+		// The HorizontalPodAutoscaler controller's loop, 15 s by default:
+		// every 5 s, so that a load step is answered within a test's minute.
+		"--horizontal-pod-autoscaler-sync-period=5s",
 	}}, nil); err != nil {
 		return c, err
 	}
@@ -230,6 +248,14 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	}
 	if opt.Kubelet {
 		if err := c.startKubelet(ctx, env); err != nil {
+			return c, err
+		}
+	}
+	if opt.Metrics {
+		if !opt.Kubelet {
+			return c, errors.New("cluster: Options.Metrics needs Options.Kubelet (metrics-server reads the kubelet's resource metrics)")
+		}
+		if err := c.startMetrics(ctx, env); err != nil {
 			return c, err
 		}
 	}

@@ -317,6 +317,8 @@ kind: KubeletConfiguration
 address: %s
 port: %d
 readOnlyPort: 0
+tlsCertFile: %s
+tlsPrivateKeyFile: %s
 healthzBindAddress: 127.0.0.1
 healthzPort: %d
 authentication:
@@ -342,7 +344,7 @@ rotateCertificates: false
 registerNode: true
 volumePluginDir: %s
 podLogsDir: %s
-`, NodeIP, port, healthz, c.CRISocket, filepath.Join(c.kubeletDir(), "volume-plugins"), filepath.Join(c.Dir, "pod-logs"))
+`, NodeIP, port, filepath.Join(c.Dir, "pki", "kubelet.crt"), filepath.Join(c.Dir, "pki", "kubelet.key"), healthz, c.CRISocket, filepath.Join(c.kubeletDir(), "volume-plugins"), filepath.Join(c.Dir, "pod-logs"))
 }
 
 // NodeLockFile is the machine-wide lock of the node: the bridge, its

@@ -31,6 +31,7 @@ var (
 	dir      string
 	started  error
 	withNode bool
+	metrics  bool
 )
 
 // Enabled reports whether BRANCHML_K8S_TESTS=1.
@@ -40,6 +41,14 @@ func Enabled() bool { return os.Getenv(Env) == "1" }
 // (cluster.Options.Kubelet: containerd, runc and a kubelet, so pods run).
 func MainWithNode(m *testing.M) {
 	withNode = true
+	Main(m)
+}
+
+// MainWithMetrics is MainWithNode with metrics-server too
+// (cluster.Options.Metrics: the resource metrics API that
+// HorizontalPodAutoscalers read).
+func MainWithMetrics(m *testing.M) {
+	withNode, metrics = true, true
 	Main(m)
 }
 
@@ -73,7 +82,7 @@ func Shared(t testing.TB) *cluster.Cluster {
 		if dir, started = os.MkdirTemp("", "branchml-k8stest-"); started == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
-			shared, started = cluster.Start(ctx, cluster.Options{Dir: dir, Kubelet: withNode, Progress: testLog{t}})
+			shared, started = cluster.Start(ctx, cluster.Options{Dir: dir, Kubelet: withNode, Metrics: metrics, Progress: testLog{t}})
 		}
 	}
 	if started != nil {

@@ -33,7 +33,7 @@ import (
 	"github.com/branchml/branchml/test/k8s/podnet"
 )
 
-func TestMain(m *testing.M) { k8stest.MainWithNode(m) }
+func TestMain(m *testing.M) { k8stest.MainWithMetrics(m) }
 
 const (
 	model  = "djia30"
@@ -224,7 +224,7 @@ func mustYAML(t *testing.T, doc string, v any) {
 // for backends.serving.access: apiserver, with the branchml-agent
 // account: the variants' Services and the pods through the API server's
 // proxy.
-func (b *bed) backend(t *testing.T) *kube.Backend {
+func (b *bed) backend(t *testing.T, opts ...kube.Option) *kube.Backend {
 	t.Helper()
 	src, err := cluster.SourceDir("")
 	if err != nil {
@@ -239,9 +239,9 @@ func (b *bed) backend(t *testing.T) *kube.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := kube.New(cs, b.ns, model, b.image, volume,
-		kube.WithReplicas(4), kube.WithPoll(500*time.Millisecond, 3*time.Minute), kube.WithLabelTimeout(3*time.Minute),
-		kube.WithAPIServerProxy(rc.Host, hc))
+	k, err := kube.New(cs, b.ns, model, b.image, volume, append([]kube.Option{
+		kube.WithReplicas(4), kube.WithPoll(500*time.Millisecond, 3*time.Minute), kube.WithLabelTimeout(3 * time.Minute),
+		kube.WithAPIServerProxy(rc.Host, hc)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

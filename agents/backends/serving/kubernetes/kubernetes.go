@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/branchml/branchml/agents/backends/serving"
 	"github.com/branchml/branchml/agents/backends/serving/tfserving"
@@ -167,6 +168,16 @@ type options struct {
 	timeout   time.Duration
 	label     time.Duration
 	replicas  int
+	resources corev1.ResourceRequirements
+	autoscale *Autoscale
+}
+
+// Autoscale is the HorizontalPodAutoscaler (autoscaling/v2) of the stable
+// Deployment: MinReplicas..MaxReplicas pods at a mean CPU use of
+// TargetCPUUtilization percent of the container's CPU request.
+type Autoscale struct {
+	MinReplicas, MaxReplicas int32
+	TargetCPUUtilization     int32
 }
 
 // Option configures a Backend.
@@ -204,6 +215,20 @@ func WithLabelTimeout(d time.Duration) Option { return func(o *options) { o.labe
 // WithRouter replaces the ReplicaRouter.
 func WithRouter(r Router) Option { return func(o *options) { o.router = r } }
 
+// WithResources sets the serving container's resources (requests and
+// limits; default none).
+func WithResources(r corev1.ResourceRequirements) Option {
+	return func(o *options) { o.resources = r }
+}
+
+// WithAutoscale gives the stable Deployment a HorizontalPodAutoscaler
+// <model>-stable (created or updated at each Deploy of the stable; without
+// this option one of ours left from an earlier configuration is deleted)
+// and routes with the AutoscaleRouter unless WithRouter names another. The
+// container needs a CPU request (WithResources): New refuses one without.
+// MinReplicas below 1 means 1.
+func WithAutoscale(a Autoscale) Option { return func(o *options) { o.autoscale = &a } }
+
 // WithReplicas sets the total replicas (default 2).
 func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
 
@@ -229,14 +254,37 @@ type Backend struct {
 	// gone are the last counters of the pods no longer listed, by name
 	// (a pod listed again with counters at least these is the same server).
 	gone map[serving.Variant]map[string]tfserving.Counters
+	// routed is the weight of the last successful Route of the
+	// AutoscaleRouter (hasRouted: there was one), for Rebalance.
+	routed    int
+	hasRouted bool
 }
 
 // New returns a backend for model in namespace ns with image, mounting PVC
 // volume read-only.
 func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Backend, error) {
-	o := options{router: ReplicaRouter{}, poll: 2 * time.Second, timeout: 10 * time.Minute, label: 3 * time.Minute, replicas: 2}
+	o := options{poll: 2 * time.Second, timeout: 10 * time.Minute, label: 3 * time.Minute, replicas: 2}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if a := o.autoscale; a != nil {
+		if a.MinReplicas < 1 {
+			a.MinReplicas = 1
+		}
+		switch {
+		case a.MaxReplicas < a.MinReplicas:
+			return nil, fmt.Errorf("kubernetes serving: deploy.serving.autoscale.maxReplicas %d is below minReplicas %d", a.MaxReplicas, a.MinReplicas)
+		case a.TargetCPUUtilization < 1:
+			return nil, fmt.Errorf("kubernetes serving: deploy.serving.autoscale.targetCPUUtilizationPercentage %d must be at least 1", a.TargetCPUUtilization)
+		case o.resources.Requests.Cpu().IsZero():
+			return nil, errors.New("kubernetes serving: deploy.serving.autoscale needs deploy.serving.resources.requests.cpu (the CPU target is a percentage of the request)")
+		}
+	}
+	if o.router == nil {
+		o.router = ReplicaRouter{}
+		if o.autoscale != nil {
+			o.router = AutoscaleRouter{}
+		}
 	}
 	switch {
 	case cs == nil:
@@ -404,7 +452,8 @@ func (b *Backend) deployment(v serving.Variant, m records.ModelRef, replicas int
 							// flag TF Serving refuses the config and exits.
 							"--allow_version_labels_for_unavailable_models=true",
 						},
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: RESTPort}},
+						Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: RESTPort}},
+						Resources: *b.o.resources.DeepCopy(),
 						// A pod being removed (scale-down, Abort, Promote) leaves the
 						// Service's EndpointSlices at once, but proxies (kube-proxy,
 						// a gateway) take a moment to stop sending to it, and TF
@@ -471,6 +520,11 @@ func (b *Backend) Deploy(ctx context.Context, v serving.Variant, m records.Model
 		want.ResourceVersion = cur.ResourceVersion
 		if _, err := deps.Update(ctx, want, metav1.UpdateOptions{}); err != nil {
 			return b.wrap("update deployment "+want.Name, err)
+		}
+	}
+	if v == serving.Stable {
+		if err := b.ensureAutoscaler(ctx); err != nil {
+			return err
 		}
 	}
 	n := *want.Spec.Replicas
@@ -660,21 +714,47 @@ func modelOf(d *appsv1.Deployment) (records.ModelRef, bool) {
 	return m, json.Unmarshal([]byte(d.Annotations[AnnotationModel]), &m) == nil
 }
 
+// scale sets variant v's replicas to n. A conflict (the autoscaler, or
+// the Deployment controller, wrote in between) is retried on a fresh read
+// (client-go's retry.RetryOnConflict).
 func (b *Backend) scale(ctx context.Context, v serving.Variant, n int32) error {
+	return b.setReplicas(ctx, v, func(int32) int32 { return n })
+}
+
+// scaleUp sets variant v's replicas to at least n (more left as they are:
+// the autoscaler may have added pods since they were read).
+func (b *Backend) scaleUp(ctx context.Context, v serving.Variant, n int32) error {
+	return b.setReplicas(ctx, v, func(cur int32) int32 { return max(cur, n) })
+}
+
+func (b *Backend) setReplicas(ctx context.Context, v serving.Variant, want func(cur int32) int32) error {
 	deps := b.cs.AppsV1().Deployments(b.ns)
-	d, err := deps.Get(ctx, b.name(v), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) && n == 0 {
-		return nil
+	var n int32
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := deps.Get(ctx, b.name(v), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) && want(0) == 0 {
+			n = 0
+			return nil
+		}
+		if err != nil {
+			return b.wrap("get deployment "+b.name(v), err)
+		}
+		cur := int32(1)
+		if d.Spec.Replicas != nil {
+			cur = *d.Spec.Replicas
+		}
+		if n = want(cur); n == cur && d.Spec.Replicas != nil {
+			return nil
+		}
+		d.Spec.Replicas = &n
+		_, err = deps.Update(ctx, d, metav1.UpdateOptions{})
+		return err
+	})
+	var se *serving.Error
+	if err == nil || errors.As(err, &se) {
+		return err
 	}
-	if err != nil {
-		return b.wrap("get deployment "+b.name(v), err)
-	}
-	if d.Spec.Replicas != nil && *d.Spec.Replicas == n {
-		return nil
-	}
-	d.Spec.Replicas = &n
-	_, err = deps.Update(ctx, d, metav1.UpdateOptions{})
-	return b.wrap(fmt.Sprintf("scale %s to %d", d.Name, n), err)
+	return b.wrap(fmt.Sprintf("scale %s to %d", b.name(v), n), err)
 }
 
 // Route splits traffic through the Router.
@@ -686,7 +766,9 @@ func (b *Backend) Route(ctx context.Context, canaryWeight int) error {
 }
 
 // Promote deploys the canary's model to stable (label moved after
-// AVAILABLE), scales stable to all replicas, then removes the canary.
+// AVAILABLE), scales stable to all replicas (with an autoscaler: to the
+// canary's count, at least MinReplicas, from which the autoscaler goes on),
+// waits until they are Ready, then removes the canary.
 func (b *Backend) Promote(ctx context.Context) error {
 	d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, b.name(serving.Canary), metav1.GetOptions{})
 	if err != nil {
@@ -699,25 +781,48 @@ func (b *Backend) Promote(ctx context.Context) error {
 	if err := b.Deploy(ctx, serving.Stable, m); err != nil {
 		return err
 	}
-	if err := b.scale(ctx, serving.Stable, int32(b.replicas)); err != nil {
+	n := int32(b.replicas)
+	if a := b.o.autoscale; a != nil {
+		c, err := b.specReplicas(ctx, serving.Canary)
+		if err != nil {
+			return err
+		}
+		n = max(int32(c), a.MinReplicas)
+	}
+	if err := b.scaleUp(ctx, serving.Stable, n); err != nil {
 		return err
 	}
-	if err := b.waitReady(ctx, serving.Stable, int32(b.replicas)); err != nil {
+	if err := b.waitReady(ctx, serving.Stable, n); err != nil {
 		return err
 	}
 	return b.removeCanary(ctx)
 }
 
-// Abort scales stable to all replicas and removes the canary.
+// Abort scales stable to all replicas and removes the canary. With an
+// autoscaler the stable takes the canary's pods over (its count plus the
+// canary's, within MinReplicas..MaxReplicas) and the autoscaler goes on
+// from there.
 func (b *Backend) Abort(ctx context.Context) error {
-	err := b.scale(ctx, serving.Stable, int32(b.replicas))
+	n := int32(b.replicas)
+	if a := b.o.autoscale; a != nil {
+		s, err := b.specReplicas(ctx, serving.Stable)
+		if err != nil {
+			return err
+		}
+		c, err := b.specReplicas(ctx, serving.Canary)
+		if err != nil {
+			return err
+		}
+		n = min(max(int32(s+c), a.MinReplicas), max(a.MaxReplicas, int32(s)))
+	}
+	err := b.scaleUp(ctx, serving.Stable, n)
 	if err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {
 		return err
 	}
 	if err == nil {
 		// Never below the stable's capacity: the canary goes only once
 		// the stable pods that replace it are Ready.
-		if err := b.waitReady(ctx, serving.Stable, int32(b.replicas)); err != nil {
+		if err := b.waitReady(ctx, serving.Stable, n); err != nil {
 			return err
 		}
 	}

@@ -39,6 +39,8 @@ type fixture struct {
 	// pods are the fake servers behind each variant's EndpointSlices
 	// (stable and canary are the first of each).
 	pods map[serving.Variant][]*faketfs.Server
+	// endpoint is the variants' endpoints the Backend was given.
+	endpoint func(serving.Variant) string
 }
 
 func newFixture(t *testing.T, opts ...kube.Option) *fixture {
@@ -48,14 +50,15 @@ func newFixture(t *testing.T, opts ...kube.Option) *fixture {
 	t.Cleanup(cs.Close)
 	f.addPod(t, serving.Stable, f.stable, ss)
 	f.addPod(t, serving.Canary, f.canary, cs)
+	f.endpoint = func(v serving.Variant) string {
+		if v == serving.Stable {
+			return ss.URL
+		}
+		return cs.URL
+	}
 	b, err := kube.New(f.cs, ns, "djia30", "registry.local/djia30/serve@sha256:abc", "djia30-model",
 		append([]kube.Option{kube.WithReplicas(4), kube.WithPoll(5*time.Millisecond, 5*time.Second), kube.WithLabelTimeout(5 * time.Second),
-			kube.WithEndpoint(func(v serving.Variant) string {
-				if v == serving.Stable {
-					return ss.URL
-				}
-				return cs.URL
-			})}, opts...)...)
+			kube.WithEndpoint(f.endpoint)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

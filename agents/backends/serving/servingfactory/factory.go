@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -135,7 +137,17 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 		if replicas == 0 {
 			replicas = 2
 		}
-		b, err := kubernetes.New(cs, cfg.Backends.Serving.Namespace, cfg.Deploy.Model, image, cfg.Training.Model.Volume, append(kopts, kubernetes.WithReplicas(replicas))...)
+		kopts = append(kopts, kubernetes.WithReplicas(replicas))
+		res, err := containerResources(cfg.Deploy.Serving.Resources)
+		if err != nil {
+			return nil, nil, err
+		}
+		kopts = append(kopts, kubernetes.WithResources(res))
+		if a := cfg.Deploy.Serving.Autoscale; a != nil {
+			kopts = append(kopts, kubernetes.WithAutoscale(kubernetes.Autoscale{MinReplicas: int32(a.MinReplicas), MaxReplicas: int32(a.MaxReplicas),
+				TargetCPUUtilization: int32(a.TargetCPUUtilizationPercentage)}))
+		}
+		b, err := kubernetes.New(cs, cfg.Backends.Serving.Namespace, cfg.Deploy.Model, image, cfg.Training.Model.Volume, kopts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -143,4 +155,28 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 	default:
 		return nil, nil, fmt.Errorf("backends.serving.type %q: use local or kubernetes", t)
 	}
+}
+
+// containerResources parses deploy.serving.resources (Kubernetes quantities
+// by resource name) into a container's requirements; a value that is no
+// quantity is an error naming its field.
+func containerResources(r config.ContainerResources) (corev1.ResourceRequirements, error) {
+	var out corev1.ResourceRequirements
+	for _, part := range []struct {
+		field string
+		in    map[string]string
+		out   *corev1.ResourceList
+	}{{"requests", r.Requests, &out.Requests}, {"limits", r.Limits, &out.Limits}} {
+		for name, v := range part.in {
+			q, err := resource.ParseQuantity(v)
+			if err != nil {
+				return out, fmt.Errorf("deploy.serving.resources.%s.%s %q is not a Kubernetes quantity (e.g. 100m, 0.5, 128Mi): %v", part.field, name, v, err)
+			}
+			if *part.out == nil {
+				*part.out = corev1.ResourceList{}
+			}
+			(*part.out)[corev1.ResourceName(name)] = q
+		}
+	}
+	return out, nil
 }

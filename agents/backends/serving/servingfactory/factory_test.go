@@ -12,13 +12,17 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/branchml/branchml/agents/backends/serving"
 	"github.com/branchml/branchml/agents/backends/serving/kubernetes"
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/serving/servingfactory"
 	"github.com/branchml/branchml/agents/config"
+	"github.com/branchml/branchml/agents/records"
 )
 
 func TestNew(t *testing.T) {
@@ -89,5 +93,49 @@ func TestAccessAPIServer(t *testing.T) {
 	want := []string{"POST /api/v1/namespaces/ml/services/djia30-canary:8501/proxy/v1/models/djia30/labels/canary:predict Bearer agent-token"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("requests to the API server: %q, want %q", got, want)
+	}
+}
+
+// deploy.serving.resources and autoscale reach the Deployment and the
+// HorizontalPodAutoscaler; a value that is no quantity names its field.
+func TestResourcesAndAutoscale(t *testing.T) {
+	ctx := context.Background()
+	cfg := &config.Config{}
+	cfg.Deploy.Model = "djia30"
+	cfg.Training.Model.Volume = "djia30-model"
+	cfg.Backends.Serving.Type = "kubernetes"
+	cfg.Backends.Serving.Namespace = "ml"
+	cfg.Deploy.Serving.Image = "tensorflow/serving:2.14.1"
+	cfg.Deploy.Serving.Resources = config.ContainerResources{Requests: map[string]string{"cpu": "250m", "memory": "256Mi"}, Limits: map[string]string{"memory": "1Gi"}}
+	cfg.Deploy.Serving.Autoscale = &config.Autoscale{MinReplicas: 2, MaxReplicas: 6, TargetCPUUtilizationPercentage: 70}
+	cs := fake.NewClientset()
+	b, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{Kube: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Deployment and the HPA are made by the stable's Deploy; the
+	// fake clientset has no pods, so the deploy stops waiting for them.
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_ = b.Deploy(dctx, serving.Stable, records.ModelRef{Name: "djia30", Version: 1, Volume: "djia30-model", Path: "models/djia30"})
+	d, err := cs.AppsV1().Deployments("ml").Get(ctx, "djia30-stable", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := d.Spec.Template.Spec.Containers[0].Resources
+	if res.Requests.Cpu().String() != "250m" || res.Requests.Memory().String() != "256Mi" || res.Limits.Memory().String() != "1Gi" || res.Limits.Cpu().String() != "0" {
+		t.Fatalf("container resources = %+v", res)
+	}
+	h, err := cs.AutoscalingV2().HorizontalPodAutoscalers("ml").Get(ctx, "djia30-stable", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *h.Spec.MinReplicas != 2 || h.Spec.MaxReplicas != 6 || *h.Spec.Metrics[0].Resource.Target.AverageUtilization != 70 {
+		t.Fatalf("HPA spec = %+v", h.Spec)
+	}
+	cfg.Deploy.Serving.Resources.Requests["cpu"] = "a lot"
+	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{Kube: cs}); err == nil ||
+		!strings.Contains(err.Error(), `deploy.serving.resources.requests.cpu "a lot" is not a Kubernetes quantity`) {
+		t.Fatalf("bad quantity: %v", err)
 	}
 }

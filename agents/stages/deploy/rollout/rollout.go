@@ -348,6 +348,7 @@ func (r *Rollout) Tick(ctx context.Context) error {
 			return r.fail(&Error{Op: fmt.Sprintf("analyse canary %s v%d", r.st.Canary.Name, r.st.Canary.Version),
 				Err: fmt.Errorf("%w: %d inconclusive analyses in a row (%s)", ErrNoTraffic, r.waits, msg)})
 		}
+		r.rebalance(ctx)
 		return nil
 	}
 	r.waits = 0
@@ -357,6 +358,7 @@ func (r *Rollout) Tick(ctx context.Context) error {
 		if r.st.Failures >= r.p.Threshold {
 			return r.rollback(ctx, fmt.Sprintf("%d failed analyses (threshold %d), last at %d%%: %s", r.st.Failures, r.p.Threshold, a.Weight, strings.Join(a.Failures, "; ")))
 		}
+		r.rebalance(ctx)
 		return r.resetBaseline(ctx)
 	}
 	if r.st.Step == len(r.p.Steps)-1 {
@@ -441,6 +443,19 @@ func (r *Rollout) route(ctx context.Context, step int) error {
 	r.st.Step, r.st.Weight = step, w
 	r.event(EventStep, fmt.Sprintf("canary v%d at %d%%", r.st.Canary.Version, w))
 	return nil
+}
+
+// rebalance lets a serving.Rebalancer restore the step's weight while the
+// step holds; a failure is logged only (the split stays as it was, the
+// next analysis measures it).
+func (r *Rollout) rebalance(ctx context.Context) {
+	rb, ok := r.b.(serving.Rebalancer)
+	if !ok {
+		return
+	}
+	if err := rb.Rebalance(ctx); err != nil {
+		r.log.Warnf("keep the canary at %d%%: %v", r.st.Weight, err)
+	}
 }
 
 func (r *Rollout) promote(ctx context.Context) error {

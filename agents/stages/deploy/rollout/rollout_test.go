@@ -560,3 +560,42 @@ func TestPreemptedByManualRollback(t *testing.T) {
 		t.Fatalf("by cause: %v, %+v", err, st)
 	}
 }
+
+// rebalancing is a backend whose split drifts (a serving.Rebalancer).
+type rebalancing struct{ *fakeBackend }
+
+func (r rebalancing) Rebalance(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record(fmt.Sprintf("rebalance %d", r.weight))
+	return nil
+}
+
+// A step held (a failed analysis below the threshold, an inconclusive one)
+// rebalances the split; a step passed routes the next weight instead.
+func TestHeldStepRebalances(t *testing.T) {
+	ctx := context.Background()
+	f := newFake(1)
+	b := rebalancing{f}
+	r, _ := rollout.New(b, v2, policy(), rollout.WithClock(&fakeClock{}))
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Tick(ctx); err != nil { // no traffic: inconclusive, held
+		t.Fatal(err)
+	}
+	f.errEvery[serving.Canary] = 10
+	f.serve(500)
+	if err := r.Tick(ctx); err != nil { // failed once: held
+		t.Fatal(err)
+	}
+	f.errEvery[serving.Canary] = 0
+	f.serve(500)
+	if err := r.Tick(ctx); err != nil { // passed: the next step
+		t.Fatal(err)
+	}
+	want := []string{"deploy canary v2", "route 10", "rebalance 10", "rebalance 10", "route 25"}
+	if !reflect.DeepEqual(f.calls, want) {
+		t.Fatalf("calls = %q\nwant    %q", f.calls, want)
+	}
+}
