@@ -20,14 +20,14 @@ import (
 
 func TestCanaryReplicas(t *testing.T) {
 	for _, c := range []struct{ stable, w, max, want int }{
-		{3, 25, 0, 1},  // 1 of 4 pods: 25%
-		{6, 25, 0, 2},  // 2 of 8: 25%
-		{4, 25, 0, 1},  // 1.33 → 1 of 5: 20%, the nearest
-		{2, 10, 0, 1},  // 0.22 → at least 1 pod: 33%
-		{4, 50, 0, 4},  // 50%
-		{6, 75, 8, 8},  // 18 → capped at MaxReplicas
-		{0, 50, 0, 1},  // no stable pod: still one canary pod
-		{5, 0, 0, 0},   // 0%: none
+		{3, 25, 0, 1}, // 1 of 4 pods: 25%
+		{6, 25, 0, 2}, // 2 of 8: 25%
+		{4, 25, 0, 1}, // 1.33 → 1 of 5: 20%, the nearest
+		{2, 10, 0, 1}, // 0.22 → at least 1 pod: 33%
+		{4, 50, 0, 4}, // 50%
+		{6, 75, 8, 8}, // 18 → capped at MaxReplicas
+		{0, 50, 0, 1}, // no stable pod: still one canary pod
+		{5, 0, 0, 0},  // 0%: none
 		{10, 90, 0, 90},
 	} {
 		if got := kube.CanaryReplicas(c.stable, c.w, c.max); got != c.want {
