@@ -63,11 +63,24 @@ func PushPause(ctx context.Context, registryHost, goModuleRoot string) (string, 
 // The server binds --rest_api_host (default 0.0.0.0), so the kubelet's
 // readiness probe reaches it on the pod IP.
 func PushServe(ctx context.Context, registryHost, repoRoot string) (string, error) {
+	return pushServe(ctx, registryHost, repoRoot)
+}
+
+// PushFaultyServe is PushServe of the fault-injecting build of the server
+// (go build -tags faultinject: every predict request fails with HTTP 500,
+// TF Serving's INTERNAL, counted in its metrics; status, metadata and
+// metrics answer as usual), for a canary that fails on real pods. Its
+// images have their own tags (another binary, another digest).
+func PushFaultyServe(ctx context.Context, registryHost, repoRoot string) (string, error) {
+	return pushServe(ctx, registryHost, repoRoot, "faultinject")
+}
+
+func pushServe(ctx context.Context, registryHost, repoRoot string, tags ...string) (string, error) {
 	if err := CheckLoopbackHost(registryHost); err != nil {
 		return "", fmt.Errorf("serve image: %w", err)
 	}
 	img, err := buildImage(ctx, filepath.Join(repoRoot, "examples", "djia30"), "./components/serve", ServeBinary,
-		Config{Entrypoint: []string{ServeBinary}, Env: []string{DefaultPath}})
+		Config{Entrypoint: []string{ServeBinary}, Env: []string{DefaultPath}}, tags...)
 	if err != nil {
 		return "", fmt.Errorf("serve image: %w", err)
 	}
@@ -82,9 +95,9 @@ func PushServe(ctx context.Context, registryHost, repoRoot string) (string, erro
 	return ref, nil
 }
 
-// buildImage builds pkg of the module at moduleDir (BuildStatic) and
-// returns the image of the binary at imagePath with cfg.
-func buildImage(ctx context.Context, moduleDir, pkg, imagePath string, cfg Config) (v1.Image, error) {
+// buildImage builds pkg of the module at moduleDir (BuildStatic, with the
+// build tags) and returns the image of the binary at imagePath with cfg.
+func buildImage(ctx context.Context, moduleDir, pkg, imagePath string, cfg Config, tags ...string) (v1.Image, error) {
 	if _, err := os.Stat(filepath.Join(moduleDir, "go.mod")); err != nil {
 		return nil, fmt.Errorf("no Go module at %s (%v): give the branchml repository's root", moduleDir, err)
 	}
@@ -94,7 +107,7 @@ func buildImage(ctx context.Context, moduleDir, pkg, imagePath string, cfg Confi
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, filepath.Base(imagePath))
-	if err := BuildStatic(ctx, moduleDir, pkg, bin); err != nil {
+	if err := BuildStatic(ctx, moduleDir, pkg, bin, tags...); err != nil {
 		return nil, err
 	}
 	return FromFiles([]File{{Source: bin, Path: imagePath, Mode: 0o755}}, cfg)

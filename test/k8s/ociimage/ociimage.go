@@ -231,9 +231,13 @@ func loopbackTransport() http.RoundTripper {
 // moduleDir with the go command on PATH, CGO_ENABLED=0, GOOS=linux and
 // GOARCH the host's (runtime.GOARCH, as FromFiles' default): a static
 // binary with no symbol table. pkg is a package path or a directory relative to
-// moduleDir ("./cmd/pause"). A failure returns the go command's stderr.
-func BuildStatic(ctx context.Context, moduleDir, pkg, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+// moduleDir ("./cmd/pause"); tags, if any, go to -tags. A failure returns the go command's stderr.
+func BuildStatic(ctx context.Context, moduleDir, pkg, out string, tags ...string) error {
+	args := []string{"build", "-trimpath", "-ldflags=-s -w"}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "-o", out, pkg)...)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	var stderr bytes.Buffer

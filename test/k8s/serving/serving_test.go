@@ -68,6 +68,7 @@ type bed struct {
 	modelDir string // <volume>/models/djia30
 	fw       *podnet.Forwarder
 	proxies  map[serving.Variant]*podnet.ServiceProxy // "" is the Service of both variants
+	agent    *rest.Config                              // the branchml-agent account's (agentAccount, once)
 }
 
 func newBed(t *testing.T) *bed {
@@ -137,6 +138,34 @@ func (b *bed) writeVersion(t *testing.T, v int64, features int) {
 	m := modelFile(v, features)
 	if features == 0 {
 		m = `{"format":"branchml.djia30.ffnn",`
+	}
+	for name, content := range map[string]string{"model.json": m, "signature.json": `{"signature_def":{"serving_default":{}}}`} {
+		if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(tmp, filepath.Join(b.modelDir, fmt.Sprint(v))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeSlowVersion writes model version v that answers like the others
+// but slowly: one feature, two relu layers of width units (width² + 2·width
+// multiply-adds a prediction; with 1500, 2.25 million, milliseconds where
+// the one-unit models take microseconds) and the sigmoid unit.
+func (b *bed) writeSlowVersion(t *testing.T, v int64, width int) {
+	t.Helper()
+	row := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat("0.001,", n), ",") + "]" }
+	rows := func(in, out int) string { return "[" + strings.TrimSuffix(strings.Repeat(row(out)+",", in), ",") + "]" }
+	m := fmt.Sprintf(`{"format":"branchml.djia30.ffnn","format_version":1,"model_name":%q,"model_version":%d,"features":["f0"],`+
+		`"normalization":{"mean":[0],"std":[1]},"layers":[`+
+		`{"activation":"relu","inputs":1,"outputs":%d,"weights":%s,"bias":%s},`+
+		`{"activation":"relu","inputs":%d,"outputs":%d,"weights":%s,"bias":%s},`+
+		`{"activation":"sigmoid","inputs":%d,"outputs":1,"weights":%s,"bias":[0]}]}`,
+		model, v, width, rows(1, width), row(width), width, width, rows(width, width), row(width), width, rows(width, 1))
+	tmp := filepath.Join(b.modelDir, fmt.Sprintf(".tmp-%d", v))
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	for name, content := range map[string]string{"model.json": m, "signature.json": `{"signature_def":{"serving_default":{}}}`} {
 		if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
@@ -226,11 +255,21 @@ func mustYAML(t *testing.T, doc string, v any) {
 // proxy.
 func (b *bed) backend(t *testing.T, opts ...kube.Option) *kube.Backend {
 	t.Helper()
-	src, err := cluster.SourceDir("")
-	if err != nil {
-		t.Fatal(err)
+	return b.backendWithImage(t, b.image, opts...)
+}
+
+// backendWithImage is backend with another serving image (the serve
+// component's next build).
+func (b *bed) backendWithImage(t *testing.T, image string, opts ...kube.Option) *kube.Backend {
+	t.Helper()
+	if b.agent == nil {
+		src, err := cluster.SourceDir("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.agent = b.agentAccount(t, src)
 	}
-	rc := b.agentAccount(t, src)
+	rc := b.agent
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +278,7 @@ func (b *bed) backend(t *testing.T, opts ...kube.Option) *kube.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := kube.New(cs, b.ns, model, b.image, volume, append([]kube.Option{
+	k, err := kube.New(cs, b.ns, model, image, volume, append([]kube.Option{
 		kube.WithReplicas(4), kube.WithPoll(500*time.Millisecond, 3*time.Minute), kube.WithLabelTimeout(3 * time.Minute),
 		kube.WithAPIServerProxy(rc.Host, hc)}, opts...)...)
 	if err != nil {
@@ -273,7 +312,9 @@ func writeSpec(t *testing.T, ws string, version int64) {
 // measured from the pods' own metrics, within 8 points of its weight; a
 // canary answering 400 to what the stable accepts (its model wants two
 // features) rolled back with the stable untouched; one whose version
-// cannot load rolled back before any step; rollback --to 1; then v2 again
+// cannot load rolled back before any step; a slow one (p99 above its
+// bound) rolled back; one on a server build that answers 500 to every
+// prediction rolled back at the threshold; rollback --to 1; then v2 again
 // with a stable pod deleted in the middle of the rollout.
 func TestCanaryOnTheNode(t *testing.T) {
 	b := newBed(t)
@@ -386,6 +427,55 @@ func TestCanaryOnTheNode(t *testing.T) {
 	}
 	t.Logf("unloadable v4: %s", res.Status.Message)
 	stable(2, "after v4")
+
+	// v5 answers right, slowly (writeSlowVersion): with a p99 bound of
+	// 2 ms it is rolled back at its first steps, no request fails.
+	b.writeSlowVersion(t, 5, 1500)
+	c.Deploy.Canary.MaxLatencyP99 = config.Duration{Duration: 2 * time.Millisecond}
+	res, rep, err = run(5, true)
+	c.Deploy.Canary.MaxLatencyP99 = config.Duration{Duration: 2 * time.Second}
+	if !errors.Is(err, deploy.ErrRolledBack) || res.Status.Phase != "RolledBack" || !strings.Contains(res.Status.Message, "p99 latency") || rep.Failed != 0 {
+		t.Fatalf("slow v5: %+v, %d of %d requests failed (%q), %v", res.Status, rep.Failed, rep.Sent, rep.Errors, err)
+	}
+	for _, a := range res.Analyses {
+		t.Logf("slow v5: weight %3d%%: canary %4d requests, p99 %.2f ms, failed %d", a.Weight, a.CanaryRequests, a.P99Millis, a.CanaryErrors)
+	}
+	stable(2, "after the slow v5")
+
+	// v6 is a good model, but the serve component's next image is a broken
+	// build (ociimage.PushFaultyServe: every predict a 500 INTERNAL, as TF
+	// Serving answers an internal error; status and metadata as usual, so
+	// its pods are Ready): the canary's pods fail every request they get;
+	// rolled back at the threshold, the stable's pods (the good image)
+	// untouched. The clients saw those 500s while the canary had its share.
+	b.writeVersion(t, 6, 1)
+	src, err := cluster.SourceDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	faulty, err := ociimage.PushFaultyServe(ctx, b.c.Registry, src)
+	if err != nil {
+		t.Fatalf("push the fault-injecting serve image: %v", err)
+	}
+	o.Serving = b.backendWithImage(t, faulty)
+	res, rep, err = run(6, true)
+	o.Serving = k
+	if !errors.Is(err, deploy.ErrRolledBack) || res.Status.Phase != "RolledBack" || len(res.Analyses) != c.Deploy.Canary.Threshold {
+		t.Fatalf("v6 on the broken image: %+v, %d analyses, %v", res.Status, len(res.Analyses), err)
+	}
+	for _, a := range res.Analyses {
+		t.Logf("v6 on the broken image: weight %3d%%: canary %4d requests, %d failed, success rate %.2f%%", a.Weight, a.CanaryRequests, a.CanaryErrors, a.SuccessRate)
+		if a.Weight != c.Deploy.Canary.Steps[0] || a.CanaryRequests < 20 || a.CanaryErrors != a.CanaryRequests || a.SuccessRate != 0 {
+			t.Errorf("v6 on the broken image: analysis %+v, want every canary request failed at %d%%", a, c.Deploy.Canary.Steps[0])
+		}
+	}
+	if rep.Failed == 0 || len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "500") {
+		t.Errorf("v6 on the broken image: the clients saw %d failures (%q), want the canary's 500s", rep.Failed, rep.Errors)
+	}
+	stable(2, "after v6 on the broken image")
+	if d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, model+"-stable", metav1.GetOptions{}); err != nil || d.Spec.Template.Spec.Containers[0].Image != b.image {
+		t.Fatalf("the stable's image after v6: %v, want %s", err, b.image)
+	}
 
 	if res, err = deploy.Rollback(ctx, o, 1); err != nil || res.Status.StableVersion != 1 {
 		t.Fatalf("rollback --to 1: %+v, %v", res.Status, err)

@@ -344,6 +344,12 @@ func wantedVersions(c ModelConfig, onDisk []int64) []int64 {
 	}
 }
 
+// injectFault, when set, answers a predict request that reached a loaded
+// version before the model sees it (nil: the request goes on). Only the
+// fault-injecting test build sets it (fault_inject.go, build tag
+// faultinject); a normal build has none.
+var injectFault func() *apiError
+
 // apiError is an error answer: HTTP status, TF Serving error code, message.
 type apiError struct {
 	status int
@@ -580,6 +586,13 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, sp spec) 
 		writeError(w, e)
 		observe(e.code)
 		return
+	}
+	if injectFault != nil {
+		if e := injectFault(); e != nil {
+			writeError(w, e)
+			observe(e.code)
+			return
+		}
 	}
 	req, err := DecodePredict(body, l.m.NumFeatures())
 	if err != nil {
