@@ -706,18 +706,10 @@ func (c *Config) check(src string) error {
 					Problem: fmt.Sprintf("backends.serving.type kubernetes splits traffic by pods: %d%% of deploy.serving.replicas %d is not a whole pod (the canary would get %d%%); use weights that are multiples of %s%%, or more replicas", w, n, real, strconv.FormatFloat(100/float64(n), 'f', -1, 64))})
 			}
 		}
-		if as := c.Deploy.Serving.Autoscale; as != nil {
+		if c.Deploy.Serving.Autoscale != nil {
 			// Under an autoscaler the canary's pods follow the stable's
 			// count (kubernetes.AutoscaleRouter): any weight, rounded to
 			// whole pods at each count.
-			if as.MinReplicas > as.MaxReplicas {
-				errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.autoscale.minReplicas", Value: strconv.Itoa(as.MinReplicas),
-					Problem: fmt.Sprintf("is above maxReplicas %d; set minReplicas <= maxReplicas", as.MaxReplicas)})
-			}
-			if c.Deploy.Serving.Resources.Requests["cpu"] == "" {
-				errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests.cpu",
-					Problem: "is required with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)"})
-			}
 		} else {
 			for i, w := range steps {
 				check(fmt.Sprintf("deploy.canary.steps[%d]", i), w)
@@ -725,6 +717,18 @@ func (c *Config) check(src string) error {
 			if c.Deploy.Strategy == "ab" {
 				check("deploy.ab.weight", c.Deploy.AB.Weight)
 			}
+		}
+	}
+	// Checked whatever the serving backend (the local one ignores the
+	// autoscaler; the same file serves on Kubernetes elsewhere).
+	if as := c.Deploy.Serving.Autoscale; as != nil {
+		if as.MinReplicas > as.MaxReplicas {
+			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.autoscale.minReplicas", Value: strconv.Itoa(as.MinReplicas),
+				Problem: fmt.Sprintf("is above maxReplicas %d; set minReplicas <= maxReplicas", as.MaxReplicas)})
+		}
+		if cpu := c.Deploy.Serving.Resources.Requests["cpu"]; strings.Trim(strings.TrimSuffix(cpu, "m"), "0.") == "" {
+			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests.cpu", Value: strconv.Quote(cpu),
+				Problem: "must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)"})
 		}
 	}
 	for i, k := range c.Training.KPIs {

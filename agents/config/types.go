@@ -335,7 +335,7 @@ type ContainerResources struct {
 // field names of autoscaling/v2 (and v1's targetCPUUtilizationPercentage).
 type Autoscale struct {
 	// MinReplicas and MaxReplicas bound the stable's replicas (MinReplicas
-	// 0 means 1, as in the HorizontalPodAutoscaler).
+	// left out means 1, as in the HorizontalPodAutoscaler).
 	MinReplicas int `json:"minReplicas,omitempty"`
 	MaxReplicas int `json:"maxReplicas"`
 	// TargetCPUUtilizationPercentage is the mean CPU use of the stable's

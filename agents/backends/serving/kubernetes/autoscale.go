@@ -2,29 +2,37 @@ package kubernetes
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/branchml/branchml/agents/backends/serving"
 )
 
 // AutoscaleRouter splits by replica ratio while a HorizontalPodAutoscaler
-// owns the stable's count (WithAutoscale): the stable is never scaled by
-// the router but for the full canary step, and the canary gets
+// owns the stable's count (WithAutoscale): between 0% and 100% the router
+// leaves the stable's count to its autoscaler and gives the canary
 // round(S·w/(100−w)) pods for the stable's S (at least 1, at most
 // MaxReplicas), so that its share of the pods is w as near as whole pods
 // allow (with S = 3: 25% → 1 pod, 25.0%; 50% → 3 pods). At 100% the canary
 // gets at least the stable's count, then the stable goes to 0 pods (its
 // autoscaler stays inactive while its target has none: the controller's
-// ScalingDisabled); at 0% the stable gets back at least what it had and
-// MinReplicas before the canary goes. As the stable scales the share drifts
-// until the next Route or Backend.Rebalance, which the rollout calls at each
-// analysis that holds a step. Growing variants are Ready before another
-// shrinks, as with ReplicaRouter.
+// ScalingDisabled). The stable is grown by the router only at 0% (back to
+// at least what it had, MinReplicas, or the canary's count when it had
+// none) and when a step below 100% follows the full one; while those pods
+// come up the autoscaler's minReplicas is held at their count, so that it
+// cannot take them away before they are Ready and the canary's are gone.
+// As the stable scales the share drifts until the next Route or
+// Backend.Rebalance, which the rollout calls at each analysis that holds a
+// step (and an A/B experiment at each interval). Growing variants are Ready
+// before another shrinks, as with ReplicaRouter.
 type AutoscaleRouter struct{}
 
 var _ Router = AutoscaleRouter{}
@@ -61,10 +69,24 @@ func (AutoscaleRouter) Route(ctx context.Context, b *Backend, w int) error {
 		return err
 	}
 	grow := func(v serving.Variant, n int) error {
+		if v == serving.Stable {
+			release, err := b.holdFloor(ctx, int32(n))
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
 		if err := b.scaleUp(ctx, v, int32(n)); err != nil {
 			return err
 		}
-		return b.waitReady(ctx, v, int32(n))
+		if err := b.waitReady(ctx, v, int32(n)); err != nil {
+			return err
+		}
+		if v == serving.Stable && w == 0 {
+			// The canary goes while the floor still holds the stable's pods.
+			return b.scale(ctx, serving.Canary, 0)
+		}
+		return nil
 	}
 	switch {
 	case w == 0:
@@ -72,10 +94,7 @@ func (AutoscaleRouter) Route(ctx context.Context, b *Backend, w int) error {
 		if s == 0 {
 			n = max(c, int(a.MinReplicas))
 		}
-		if err := grow(serving.Stable, n); err != nil {
-			return err
-		}
-		err = b.scale(ctx, serving.Canary, 0)
+		err = grow(serving.Stable, min(n, max(int(a.MaxReplicas), s)))
 	case w >= 100:
 		if err := grow(serving.Canary, max(c, s, int(a.MinReplicas))); err != nil {
 			return err
@@ -83,7 +102,7 @@ func (AutoscaleRouter) Route(ctx context.Context, b *Backend, w int) error {
 		err = b.scale(ctx, serving.Stable, 0)
 	default:
 		if s == 0 { // back from the full step: the stable first
-			s = max(c, int(a.MinReplicas))
+			s = min(max(c, int(a.MinReplicas)), int(a.MaxReplicas))
 			if err := grow(serving.Stable, s); err != nil {
 				return err
 			}
@@ -142,32 +161,102 @@ func (b *Backend) autoscaler() *autoscalingv2.HorizontalPodAutoscaler {
 }
 
 // ensureAutoscaler creates or updates the stable's HorizontalPodAutoscaler
-// with WithAutoscale; without it, deletes one that branchml made (its
+// with WithAutoscale (its spec as configured: also the minReplicas that
+// holdFloor raised); without it, deletes one that branchml made (its
 // managed-by label), so that removing deploy.serving.autoscale from the
-// configuration hands the count back to deploy.serving.replicas.
+// configuration hands the count back to deploy.serving.replicas. With
+// WithAutoscale an HPA of that name that branchml did not make is an
+// error (it is not taken over). A conflict (the HPA controller writes its
+// status every sync) is retried on a fresh read.
 func (b *Backend) ensureAutoscaler(ctx context.Context) error {
 	hpas := b.cs.AutoscalingV2().HorizontalPodAutoscalers(b.ns)
-	cur, err := hpas.Get(ctx, b.AutoscalerName(), metav1.GetOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return b.wrap("get horizontalpodautoscaler "+b.AutoscalerName(), err)
-	}
-	found := err == nil
-	if b.o.autoscale == nil {
-		if !found || cur.Labels[LabelManagedBy] != "branchml" {
+	name := b.AutoscalerName()
+	op := "get horizontalpodautoscaler " + name
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := hpas.Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			op = "get horizontalpodautoscaler " + name
+			return err
+		}
+		found := err == nil
+		if found && cur.Labels[LabelManagedBy] != "branchml" {
+			if b.o.autoscale == nil {
+				return nil
+			}
+			op = "deploy.serving.autoscale"
+			return fmt.Errorf("the HorizontalPodAutoscaler %s/%s exists and branchml did not make it (no label %s=branchml): delete it to let branchml manage the stable's autoscaler, or leave deploy.serving.autoscale out", b.ns, name, LabelManagedBy)
+		}
+		if b.o.autoscale == nil {
+			if !found {
+				return nil
+			}
+			op = "delete horizontalpodautoscaler " + name
+			err := hpas.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &cur.ResourceVersion}})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		want := b.autoscaler()
+		if !found {
+			op = "create horizontalpodautoscaler " + name
+			_, err := hpas.Create(ctx, want, metav1.CreateOptions{})
+			return err
+		}
+		if equality.Semantic.DeepEqual(cur.Spec, want.Spec) && cur.Labels[LabelVariant] == want.Labels[LabelVariant] {
 			return nil
 		}
-		err := hpas.Delete(ctx, cur.Name, metav1.DeleteOptions{})
+		op = "update horizontalpodautoscaler " + name
+		want.ResourceVersion = cur.ResourceVersion
+		_, err = hpas.Update(ctx, want, metav1.UpdateOptions{})
+		return err
+	})
+	return b.wrap(op, err)
+}
+
+// holdFloor raises the stable's autoscaler's minReplicas to n (within its
+// configured MinReplicas..MaxReplicas) while a handover waits for that
+// many stable pods (Promote, Abort, the router growing the stable), so
+// that the controller, which sizes the stable on its ready pods' CPU,
+// cannot take the new pods away before they are Ready and the canary's
+// are gone. The returned release writes the configured spec back
+// (ensureAutoscaler, also when ctx has ended; a process that dies in
+// between has it written back at its next Deploy). Without WithAutoscale,
+// or without an HPA of branchml's, it does nothing.
+func (b *Backend) holdFloor(ctx context.Context, n int32) (release func(), err error) {
+	a := b.o.autoscale
+	nothing := func() {}
+	if a == nil || n <= a.MinReplicas {
+		return nothing, nil
+	}
+	n = min(n, a.MaxReplicas)
+	hpas := b.cs.AutoscalingV2().HorizontalPodAutoscalers(b.ns)
+	held := false
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := hpas.Get(ctx, b.AutoscalerName(), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			err = nil
+			return nil
 		}
-		return b.wrap("delete horizontalpodautoscaler "+cur.Name, err)
+		if err != nil {
+			return err
+		}
+		if cur.Labels[LabelManagedBy] != "branchml" {
+			return nil
+		}
+		cur.Spec.MinReplicas = &n
+		_, err = hpas.Update(ctx, cur, metav1.UpdateOptions{})
+		held = err == nil
+		return err
+	})
+	if err != nil {
+		return nothing, b.wrap(fmt.Sprintf("hold the minReplicas of horizontalpodautoscaler %s at %d", b.AutoscalerName(), n), err)
 	}
-	want := b.autoscaler()
-	if !found {
-		_, err := hpas.Create(ctx, want, metav1.CreateOptions{})
-		return b.wrap("create horizontalpodautoscaler "+want.Name, err)
+	if !held {
+		return nothing, nil
 	}
-	want.ResourceVersion = cur.ResourceVersion
-	_, err = hpas.Update(ctx, want, metav1.UpdateOptions{})
-	return b.wrap("update horizontalpodautoscaler "+want.Name, err)
+	return func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = b.ensureAutoscaler(rctx)
+	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,44 +168,135 @@ func TestAutoscaledAbortTakesTheCanarysPodsOver(t *testing.T) {
 	}
 }
 
+// hpaController plays the HorizontalPodAutoscaler controller at low load:
+// every millisecond it sets the stable's replicas to its HPA's
+// minReplicas (what it would compute from idle pods), as long as the test
+// runs. It returns the highest minReplicas it saw.
+func (f *fixture) hpaController(t *testing.T) func() int32 {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var highest int32
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+			h, err := f.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "djia30-stable", metav1.GetOptions{})
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			highest = max(highest, *h.Spec.MinReplicas)
+			mu.Unlock()
+			d, err := f.cs.AppsV1().Deployments(ns).Get(ctx, "djia30-stable", metav1.GetOptions{})
+			if err != nil || *d.Spec.Replicas == 0 || *d.Spec.Replicas == *h.Spec.MinReplicas {
+				continue // 0: ScalingDisabled
+			}
+			d.Spec.Replicas = h.Spec.MinReplicas
+			_, _ = f.cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+		}
+	}()
+	return func() int32 {
+		mu.Lock()
+		defer mu.Unlock()
+		return highest
+	}
+}
+
+// At low load the autoscaler wants minReplicas: Abort's and Promote's
+// handover holds its minReplicas at the count they wait for (else the
+// controller takes the new pods away and the wait never ends), then gives
+// the configured minimum back.
+func TestHandoverHoldsTheAutoscalersFloor(t *testing.T) {
+	for _, end := range []string{"abort", "promote"} {
+		t.Run(end, func(t *testing.T) {
+			ctx := context.Background()
+			f := newAutoscaled(t)
+			f.readyController(t, 5*time.Millisecond, 2)
+			f.syncConfig(t, time.Millisecond)
+			f.deployStable(t)
+			highest := f.hpaController(t)
+			f.canary.SetState(2, tfs.StateAvailable)
+			if err := f.b.Deploy(ctx, serving.Canary, v2); err != nil {
+				t.Fatal(err)
+			}
+			w, want := 50, int32(4) // Abort: 2 stable + 2 canary
+			if end == "promote" {
+				w, want = 75, 6 // Promote: the canary's 6
+			}
+			if err := f.b.Route(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+			if end == "abort" {
+				if err := f.b.Abort(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := f.b.Route(ctx, 100); err != nil {
+					t.Fatal(err)
+				}
+				f.stable.SetState(2, tfs.StateAvailable)
+				if err := f.b.Promote(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h := highest(); h != want {
+				t.Fatalf("highest minReplicas during %s = %d, want %d", end, h, want)
+			}
+			h, err := f.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "djia30-stable", metav1.GetOptions{})
+			if err != nil || *h.Spec.MinReplicas != 2 {
+				t.Fatalf("minReplicas after %s = %v, %v; want the configured 2 back", end, h.Spec.MinReplicas, err)
+			}
+			if _, c := f.replicas(t); c != -1 {
+				t.Fatalf("canary after %s: %d replicas, want it deleted", end, c)
+			}
+		})
+	}
+}
+
 func TestAutoscalerRemovedWithItsConfiguration(t *testing.T) {
 	ctx := context.Background()
 	f := newAutoscaled(t)
 	f.readyController(t, time.Millisecond, 2)
 	f.syncConfig(t, time.Millisecond)
 	f.deployStable(t)
-	// A later run without deploy.serving.autoscale: the next Deploy of the
-	// stable deletes the HPA branchml made; Route gives the fixed count back.
+	// A later run without deploy.serving.autoscale: its canary's Deploy
+	// (a rollout's first call) deletes the HPA branchml made; Abort gives
+	// the fixed count back.
 	b, err := kube.New(f.cs, ns, "djia30", "registry.local/djia30/serve@sha256:abc", "djia30-model", kube.WithReplicas(4),
 		kube.WithPoll(5*time.Millisecond, 5*time.Second), kube.WithLabelTimeout(5*time.Second), kube.WithEndpoint(f.endpoint))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.hpaScales(t, 1) // the fixture has one stable pod (Deploy waits for every pod of the count)
-	f.stable.SetState(2, tfs.StateAvailable)
-	if err := b.Deploy(ctx, serving.Stable, v2); err != nil {
+	f.canary.SetState(2, tfs.StateAvailable)
+	if err := b.Deploy(ctx, serving.Canary, v2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "djia30-stable", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("HPA after a deploy without autoscale: err = %v, want NotFound", err)
+		t.Fatalf("HPA after the canary's deploy without autoscale: err = %v, want NotFound", err)
 	}
-	if err := b.Route(ctx, 0); err != nil {
+	if err := b.Abort(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if s, c := f.replicas(t); s != 4 || c != -1 {
 		t.Fatalf("replicas = %d/%d, want 4/none", s, c)
 	}
-	// One that branchml did not make is left alone.
+	// One that branchml did not make: left alone without autoscale,
+	// refused (not taken over) with it.
 	other := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "djia30-stable", Namespace: ns}}
 	if _, err := f.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.hpaScales(t, 1)
-	if err := b.Deploy(ctx, serving.Stable, v1); err != nil {
+	if err := b.Deploy(ctx, serving.Canary, v2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "djia30-stable", metav1.GetOptions{}); err != nil {
-		t.Fatalf("an HPA not labelled managed-by branchml was touched: %v", err)
+	if h, err := f.cs.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "djia30-stable", metav1.GetOptions{}); err != nil || h.Spec.MaxReplicas != 0 {
+		t.Fatalf("an HPA not labelled managed-by branchml was touched: %+v, %v", h, err)
+	}
+	err = f.b.Deploy(ctx, serving.Canary, v2)
+	if err == nil || !strings.Contains(err.Error(), "the HorizontalPodAutoscaler ml/djia30-stable exists and branchml did not make it (no label app.kubernetes.io/managed-by=branchml)") || serving.IsTemporary(err) {
+		t.Fatalf("autoscale over a foreign HPA: %v, want a lasting error naming it", err)
 	}
 }
 

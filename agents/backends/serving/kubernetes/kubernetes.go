@@ -222,9 +222,10 @@ func WithResources(r corev1.ResourceRequirements) Option {
 }
 
 // WithAutoscale gives the stable Deployment a HorizontalPodAutoscaler
-// <model>-stable (created or updated at each Deploy of the stable; without
-// this option one of ours left from an earlier configuration is deleted)
-// and routes with the AutoscaleRouter unless WithRouter names another. The
+// <model>-stable (created or updated at each Deploy of either variant;
+// without this option one of ours left from an earlier configuration is
+// deleted there, and one that branchml did not make is an error) and
+// routes with the AutoscaleRouter unless WithRouter names another. The
 // container needs a CPU request (WithResources): New refuses one without.
 // MinReplicas below 1 means 1.
 func WithAutoscale(a Autoscale) Option { return func(o *options) { o.autoscale = &a } }
@@ -486,6 +487,11 @@ func (b *Backend) Deploy(ctx context.Context, v serving.Variant, m records.Model
 	if err := b.ensureShared(ctx); err != nil {
 		return err
 	}
+	// The stable's autoscaler as configured now, at every deploy of either
+	// variant (a rollout starts with the canary's), before anything moves.
+	if err := b.ensureAutoscaler(ctx); err != nil {
+		return err
+	}
 	deps := b.cs.AppsV1().Deployments(b.ns)
 	cur, err := deps.Get(ctx, b.name(v), metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -520,11 +526,6 @@ func (b *Backend) Deploy(ctx context.Context, v serving.Variant, m records.Model
 		want.ResourceVersion = cur.ResourceVersion
 		if _, err := deps.Update(ctx, want, metav1.UpdateOptions{}); err != nil {
 			return b.wrap("update deployment "+want.Name, err)
-		}
-	}
-	if v == serving.Stable {
-		if err := b.ensureAutoscaler(ctx); err != nil {
-			return err
 		}
 	}
 	n := *want.Spec.Replicas
@@ -767,8 +768,9 @@ func (b *Backend) Route(ctx context.Context, canaryWeight int) error {
 
 // Promote deploys the canary's model to stable (label moved after
 // AVAILABLE), scales stable to all replicas (with an autoscaler: to the
-// canary's count, at least MinReplicas, from which the autoscaler goes on),
-// waits until they are Ready, then removes the canary.
+// canary's count within MinReplicas..MaxReplicas, its autoscaler held at
+// that floor until the canary is gone), waits until they are Ready, then
+// removes the canary.
 func (b *Backend) Promote(ctx context.Context) error {
 	d, err := b.cs.AppsV1().Deployments(b.ns).Get(ctx, b.name(serving.Canary), metav1.GetOptions{})
 	if err != nil {
@@ -787,7 +789,12 @@ func (b *Backend) Promote(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		n = max(int32(c), a.MinReplicas)
+		n = min(max(int32(c), a.MinReplicas), a.MaxReplicas)
+		release, err := b.holdFloor(ctx, n)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	if err := b.scaleUp(ctx, serving.Stable, n); err != nil {
 		return err
@@ -800,8 +807,8 @@ func (b *Backend) Promote(ctx context.Context) error {
 
 // Abort scales stable to all replicas and removes the canary. With an
 // autoscaler the stable takes the canary's pods over (its count plus the
-// canary's, within MinReplicas..MaxReplicas) and the autoscaler goes on
-// from there.
+// canary's, within MinReplicas..MaxReplicas), its autoscaler held at that
+// floor until the canary is gone; then the autoscaler sizes it again.
 func (b *Backend) Abort(ctx context.Context) error {
 	n := int32(b.replicas)
 	if a := b.o.autoscale; a != nil {
@@ -814,6 +821,11 @@ func (b *Backend) Abort(ctx context.Context) error {
 			return err
 		}
 		n = min(max(int32(s+c), a.MinReplicas), max(a.MaxReplicas, int32(s)))
+		release, err := b.holdFloor(ctx, n)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	err := b.scaleUp(ctx, serving.Stable, n)
 	if err != nil && !apierrors.IsNotFound(errors.Unwrap(err)) {

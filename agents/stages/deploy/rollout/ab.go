@@ -94,6 +94,13 @@ func RunAB(ctx context.Context, b serving.Backend, candidate records.ModelRef, p
 			return rep, ctx.Err()
 		case <-o.clock.After(p.Interval):
 		}
+		// A split that drifts (the stable's autoscaler) is restored at each
+		// interval; a failure leaves it as it is.
+		if rb, ok := b.(serving.Rebalancer); ok {
+			if err := rb.Rebalance(ctx); err != nil {
+				o.log.Warnf("keep the candidate at %d%%: %v", p.Weight, err)
+			}
+		}
 		c, err1 := b.Counters(ctx, serving.Canary)
 		s, err2 := b.Counters(ctx, serving.Stable)
 		if err1 == nil && err2 == nil {

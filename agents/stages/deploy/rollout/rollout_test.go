@@ -599,3 +599,16 @@ func TestHeldStepRebalances(t *testing.T) {
 		t.Fatalf("calls = %q\nwant    %q", f.calls, want)
 	}
 }
+
+// An A/B experiment rebalances its split at each interval.
+func TestABRebalances(t *testing.T) {
+	f := newFake(1)
+	clk := &fakeClock{}
+	clk.onAfter = func() { f.serve(100) }
+	if _, err := rollout.RunAB(context.Background(), rebalancing{f}, v2, rollout.ABPolicy{Weight: 50, Requests: 300, Interval: 50 * time.Millisecond, Bounds: policy()}, rollout.WithClock(clk)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"deploy canary v2", "route 50", "rebalance 50", "rebalance 50", "rebalance 50", "abort"}; !reflect.DeepEqual(f.calls, want) {
+		t.Fatalf("calls = %q\nwant    %q", f.calls, want)
+	}
+}
