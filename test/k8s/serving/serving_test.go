@@ -314,8 +314,10 @@ func writeSpec(t *testing.T, ws string, version int64) {
 // features) rolled back with the stable untouched; one whose version
 // cannot load rolled back before any step; a slow one (p99 above its
 // bound) rolled back; one on a server build that answers 500 to every
-// prediction rolled back at the threshold; rollback --to 1; then v2 again
-// with a stable pod deleted in the middle of the rollout.
+// prediction rolled back at the threshold; rollback --to 1; all that
+// with never fewer than the stable's 4 ready pods behind the Service; then
+// v2 again with a stable pod deleted in the middle of the rollout, and
+// deploy.yaml reverted to v1.
 func TestCanaryOnTheNode(t *testing.T) {
 	b := newBed(t)
 	for v, features := range map[int64]int{1: 1, 2: 1, 3: 2, 4: 0} {
@@ -388,6 +390,11 @@ func TestCanaryOnTheNode(t *testing.T) {
 		t.Fatalf("first deploy: %+v, %v", res, err)
 	}
 	stable(1, "after the first deploy")
+	// From here until a pod is deleted on purpose, the Service never has
+	// fewer ready pods than the stable's 4: every scaling (the steps,
+	// Abort at a rollback, Promote, rollback --to) adds pods before it
+	// removes any. Sampled every 50 ms from the EndpointSlices.
+	stopSampling := b.lowestReady(ctx)
 
 	res, rep, err := run(2, true)
 	if err != nil || res.Status.Phase != "Succeeded" {
@@ -482,6 +489,12 @@ func TestCanaryOnTheNode(t *testing.T) {
 	}
 	stable(1, "after rollback --to 1")
 
+	lowest, samples := stopSampling()
+	t.Logf("ready pods behind the Service from the first deploy to here: at least %d (%d samples)", lowest, samples)
+	if lowest < 4 || samples < 100 {
+		t.Errorf("ready pods behind the Service fell to %d (%d samples), want never below the stable's 4", lowest, samples)
+	}
+
 	// A stable pod deleted in the middle of a rollout (once the canary
 	// has 2 of the 4 pods): the Deployment replaces it, the new pod starts
 	// with a config whose label it has not loaded yet and becomes ready
@@ -528,6 +541,39 @@ func TestCanaryOnTheNode(t *testing.T) {
 		}
 	}
 	stable(2, "after v2 with a stable pod deleted")
+
+	// Reverting deploy.yaml to v1 (the merge of a revert): v1 comes back
+	// by canary, under load, no request failed.
+	res, rep, err = run(1, true)
+	if err != nil || res.Status.Phase != "Succeeded" || res.Status.StableVersion != 1 || rep.Failed != 0 {
+		t.Fatalf("deploy.yaml reverted to v1: %+v, %d of %d failed (%q), %v", res.Status, rep.Failed, rep.Sent, rep.Errors, err)
+	}
+	stable(1, "after deploy.yaml was reverted to v1")
+}
+
+// lowestReady samples the number of ready pods behind the model's Service
+// every 50 ms until the returned stop, which gives the lowest count seen
+// and the number of samples.
+func (b *bed) lowestReady(ctx context.Context) (stop func() (lowest, samples int)) {
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	lowest, samples := 1<<30, 0
+	go func() {
+		defer close(done)
+		for sctx.Err() == nil {
+			lowest = min(lowest, len(b.proxies[""].Endpoints()))
+			samples++
+			select {
+			case <-sctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() (int, int) {
+		cancel()
+		<-done
+		return lowest, samples
+	}
 }
 
 func allStable(pods []string) bool {
