@@ -68,7 +68,7 @@ type bed struct {
 	modelDir string // <volume>/models/djia30
 	fw       *podnet.Forwarder
 	proxies  map[serving.Variant]*podnet.ServiceProxy // "" is the Service of both variants
-	agent    *rest.Config                              // the branchml-agent account's (agentAccount, once)
+	agent    *rest.Config                             // the branchml-agent account's (agentAccount, once)
 }
 
 func newBed(t *testing.T) *bed {
@@ -309,7 +309,10 @@ func writeSpec(t *testing.T, ws string, version int64) {
 // The deploy stage with the Kubernetes backend on real pods: a first
 // deploy of 4 pods; a canary 25→50→75→100 under constant load through the
 // Service (100 requests/s) with no failed request and each step's share,
-// measured from the pods' own metrics, within 8 points of its weight; a
+// measured from the pods' own metrics, within 10 points of its weight
+// (the first interval starts before its route: the canary's one pod of 5,
+// 20%, while the stable's fourth goes; ~450 requests a 3 s step at random
+// among the pods); a
 // canary answering 400 to what the stable accepts (its model wants two
 // features) rolled back with the stable untouched; one whose version
 // cannot load rolled back before any step; a slow one (p99 above its
@@ -406,7 +409,7 @@ func TestCanaryOnTheNode(t *testing.T) {
 	seen := map[int]bool{}
 	for _, a := range res.Analyses {
 		t.Logf("canary timeline: weight %3d%%: canary %4d requests, stable %4d, measured share %6.2f%%, failed %d", a.Weight, a.CanaryRequests, a.StableRequests, a.Share, a.CanaryErrors)
-		if a.CanaryErrors != 0 || (a.Weight < 100 && (a.Share < float64(a.Weight)-8 || a.Share > float64(a.Weight)+8)) {
+		if a.CanaryErrors != 0 || (a.Weight < 100 && (a.Share < float64(a.Weight)-10 || a.Share > float64(a.Weight)+10)) {
 			t.Errorf("weight %d%%: share %.2f%%, %d errors", a.Weight, a.Share, a.CanaryErrors)
 		}
 		seen[a.Weight] = true
