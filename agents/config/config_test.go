@@ -183,7 +183,13 @@ func TestInvalid(t *testing.T) {
 		{"kubernetes A/B weight the replicas cannot express", base + "deploy:\n  strategy: ab\n  canary:\n    steps: [50, 100]\n  ab:\n    weight: 30\n  serving:\n    replicas: 4\nbackends:\n  serving:\n    type: kubernetes\n", nil,
 			[]string{`branchml.yaml: deploy.ab.weight: 30: backends.serving.type kubernetes splits traffic by pods: 30% of deploy.serving.replicas 4 is not a whole pod (the canary would get 50%); use weights that are multiples of 25%, or more replicas`}},
 		{"autoscale without a CPU request", base + "deploy:\n  canary:\n    steps: [10, 25, 100]\n  serving:\n    autoscale: {maxReplicas: 6, targetCPUUtilizationPercentage: 60}\nbackends:\n  serving:\n    type: kubernetes\n", nil,
-			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: "": must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
+			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: is required with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
+		{"autoscale with a zero CPU request in another unit", base + "deploy:\n  serving:\n    resources: {requests: {cpu: 0k}}\n    autoscale: {maxReplicas: 6, targetCPUUtilizationPercentage: 60}\n", nil,
+			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: "0k": must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
+		{"request above its limit", base + "deploy:\n  serving:\n    resources: {requests: {cpu: '1', memory: 1Gi}, limits: {cpu: 500m, memory: 2Gi}}\n", nil,
+			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: "1": is above limits.cpu 500m, which Kubernetes refuses; lower the request or raise the limit`}},
+		{"unknown resource name", base + "deploy:\n  serving:\n    resources: {requests: {gpu: '1'}}\n", nil,
+			[]string{`branchml.yaml: deploy.serving.resources.requests: additional properties 'gpu' not allowed (unknown key: remove it or fix its spelling; see resources/schema/branchml.schema.json)`}},
 		{"autoscale with a zero CPU request, on the local backend too", base + "deploy:\n  serving:\n    resources: {requests: {cpu: 0m}}\n    autoscale: {maxReplicas: 6, targetCPUUtilizationPercentage: 60}\n", nil,
 			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: "0m": must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
 		{"autoscale min above max", base + "deploy:\n  serving:\n    resources: {requests: {cpu: 100m}}\n    autoscale: {minReplicas: 7, maxReplicas: 6, targetCPUUtilizationPercentage: 60}\nbackends:\n  serving:\n    type: kubernetes\n", nil,
@@ -237,6 +243,19 @@ func TestStagesForBranch(t *testing.T) {
 	}
 }
 
+// A CPU limit alone is the request (Kubernetes defaults a request to its
+// limit): autoscale is accepted with it.
+func TestAutoscaleWithALimitOnly(t *testing.T) {
+	p := write(t, base+"deploy:\n  serving:\n    resources: {limits: {cpu: 200m}}\n    autoscale: {maxReplicas: 4, targetCPUUtilizationPercentage: 60}\nbackends:\n  serving:\n    type: kubernetes\n")
+	cfg, err := Load(p, WithEnviron([]string{"BRANCHML_DEPLOY_SERVING_AUTOSCALE_TARGET_CPU_UTILIZATION_PERCENTAGE=70"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Deploy.Serving.Autoscale; a == nil || a.MaxReplicas != 4 || a.TargetCPUUtilizationPercentage != 70 || cfg.Deploy.Serving.Resources.Limits["cpu"] != "200m" {
+		t.Fatalf("autoscale %+v, resources %+v", a, cfg.Deploy.Serving.Resources)
+	}
+}
+
 func TestEnvVarNames(t *testing.T) {
 	names := map[string]string{}
 	for _, kv := range EnvVars() {
@@ -248,6 +267,10 @@ func TestEnvVarNames(t *testing.T) {
 		"BRANCHML_BACKENDS_FORGE_API_URL":                  "backends.forge.apiURL",
 		"BRANCHML_TRAINING_STALL_TIMEOUT":                  "training.stallTimeout",
 		"BRANCHML_PROJECT":                                 "project",
+		// An acronym before a word ends a word of its own.
+		"BRANCHML_DEPLOY_SERVING_AUTOSCALE_TARGET_CPU_UTILIZATION_PERCENTAGE": "deploy.serving.autoscale.targetCPUUtilizationPercentage",
+		"BRANCHML_DEPLOY_SERVING_AUTOSCALE_MAX_REPLICAS":                      "deploy.serving.autoscale.maxReplicas",
+		"BRANCHML_DEPLOY_CANARY_MAX_LATENCY_P99":                              "deploy.canary.maxLatencyP99",
 	} {
 		if names[env] != path {
 			t.Errorf("%s -> %q, want %q", env, names[env], path)

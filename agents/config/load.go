@@ -19,6 +19,7 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	"github.com/branchml/branchml/resources"
@@ -299,7 +300,10 @@ func envName(path []string) string {
 			b.WriteByte('_')
 		}
 		for j, r := range p {
-			if unicode.IsUpper(r) && j > 0 && !unicode.IsUpper(rune(p[j-1])) {
+			// A word starts at an upper-case letter after a lower-case one
+			// (maxLatency), or at the last capital of an acronym that a
+			// word follows (targetCPUUtilization: TARGET_CPU_UTILIZATION).
+			if unicode.IsUpper(r) && j > 0 && (!unicode.IsUpper(rune(p[j-1])) || (j+1 < len(p) && unicode.IsLower(rune(p[j+1])))) {
 				b.WriteByte('_')
 			}
 			b.WriteRune(unicode.ToUpper(r))
@@ -726,9 +730,31 @@ func (c *Config) check(src string) error {
 			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.autoscale.minReplicas", Value: strconv.Itoa(as.MinReplicas),
 				Problem: fmt.Sprintf("is above maxReplicas %d; set minReplicas <= maxReplicas", as.MaxReplicas)})
 		}
-		if cpu := c.Deploy.Serving.Resources.Requests["cpu"]; strings.Trim(strings.TrimSuffix(cpu, "m"), "0.") == "" {
+		// A limit alone is the request too (Kubernetes defaults a
+		// container's request to its limit).
+		res := c.Deploy.Serving.Resources
+		cpu := res.Requests["cpu"]
+		if cpu == "" {
+			cpu = res.Limits["cpu"]
+		}
+		q, err := resource.ParseQuantity(cpu)
+		switch {
+		case cpu == "":
+			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests.cpu",
+				Problem: "is required with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)"})
+		case err == nil && q.Sign() <= 0:
 			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests.cpu", Value: strconv.Quote(cpu),
 				Problem: "must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)"})
+		}
+	}
+	// Kubernetes refuses a container whose request is above its limit.
+	for _, name := range []string{"cpu", "memory"} {
+		r, l := c.Deploy.Serving.Resources.Requests[name], c.Deploy.Serving.Resources.Limits[name]
+		rq, err1 := resource.ParseQuantity(r)
+		lq, err2 := resource.ParseQuantity(l)
+		if r != "" && l != "" && err1 == nil && err2 == nil && rq.Cmp(lq) > 0 {
+			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests." + name, Value: strconv.Quote(r),
+				Problem: fmt.Sprintf("is above limits.%s %s, which Kubernetes refuses; lower the request or raise the limit", name, l)})
 		}
 	}
 	for i, k := range c.Training.KPIs {

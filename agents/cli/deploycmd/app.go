@@ -285,6 +285,10 @@ func options(e *cli.Env, host bool) (deploy.Options, func(), error) {
 		}
 	}
 	b, closeB, err := servingfactory.New(e.Ctx, cfg, so)
+	if errors.Is(err, servingfactory.ErrConfig) {
+		stopImages()
+		return deploy.Options{}, nil, agent.Usage("open the serving backend", err, "fix the setting it names in branchml.yaml (or its BRANCHML_ variable, or --set); nothing was changed")
+	}
 	if err != nil {
 		stopImages()
 		return deploy.Options{}, nil, agent.Failed("open the serving backend", err, "set deploy.serving.command (local) or deploy.serving.image and backends.serving (kubernetes); a temporary failure: run again")

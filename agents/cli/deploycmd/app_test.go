@@ -520,3 +520,17 @@ func TestCLIRunServeHostsThePlane(t *testing.T) {
 		t.Fatal("the plane survives run --serve")
 	}
 }
+
+// A serving setting that the backend refuses (here a kubeconfig that is
+// not there) is bad configuration, exit 2, naming it; nothing is deployed.
+func TestServingConfigErrorIsUsage(t *testing.T) {
+	ws, _, _ := deployWorkspace(t, map[int]string{1: ""}, "")
+	writeSpec(t, ws, 1)
+	kc := filepath.Join(t.TempDir(), "no-such-kubeconfig")
+	code, _, errs := runCLI(context.Background(), "run", "--workspace", ws, "--commit", "c1",
+		"--set", "backends.serving.type=kubernetes", "--set", "backends.serving.kubeconfig="+kc, "--set", "deploy.serving.image=registry.example/serve:1",
+		"--set", "deploy.canary.steps=[25, 50, 100]")
+	if code != 2 || !strings.Contains(errs, "kubernetes client config (backends.serving.kubeconfig") || !strings.Contains(errs, "fix the setting it names") {
+		t.Fatalf("exit %d, want 2 naming the kubeconfig\n%s", code, errs)
+	}
+}

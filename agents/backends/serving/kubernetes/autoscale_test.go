@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/branchml/branchml/agents/backends/serving"
 	kube "github.com/branchml/branchml/agents/backends/serving/kubernetes"
@@ -301,6 +302,11 @@ func TestAutoscalerRemovedWithItsConfiguration(t *testing.T) {
 }
 
 func TestAutoscaleNeedsACPURequest(t *testing.T) {
+	limitOnly := corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m")}}
+	if _, err := kube.New(fake.NewClientset(), ns, "djia30", "img", "vol", kube.WithResources(limitOnly),
+		kube.WithAutoscale(kube.Autoscale{MaxReplicas: 4, TargetCPUUtilization: 50})); err != nil {
+		t.Fatalf("a CPU limit alone (the request, as Kubernetes defaults it): %v", err)
+	}
 	for _, c := range []struct {
 		opts []kube.Option
 		want string
@@ -309,7 +315,7 @@ func TestAutoscaleNeedsACPURequest(t *testing.T) {
 		{[]kube.Option{kube.WithResources(cpu100m), kube.WithAutoscale(kube.Autoscale{MinReplicas: 5, MaxReplicas: 4, TargetCPUUtilization: 50})}, "maxReplicas 4 is below minReplicas 5"},
 		{[]kube.Option{kube.WithResources(cpu100m), kube.WithAutoscale(kube.Autoscale{MaxReplicas: 4})}, "targetCPUUtilizationPercentage 0 must be at least 1"},
 	} {
-		_, err := kube.New(nil, ns, "djia30", "img", "vol", c.opts...)
+		_, err := kube.New(fake.NewClientset(), ns, "djia30", "img", "vol", c.opts...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New = %v, want an error containing %q", err, c.want)
 		}

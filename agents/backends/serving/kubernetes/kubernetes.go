@@ -277,8 +277,8 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 			return nil, fmt.Errorf("kubernetes serving: deploy.serving.autoscale.maxReplicas %d is below minReplicas %d", a.MaxReplicas, a.MinReplicas)
 		case a.TargetCPUUtilization < 1:
 			return nil, fmt.Errorf("kubernetes serving: deploy.serving.autoscale.targetCPUUtilizationPercentage %d must be at least 1", a.TargetCPUUtilization)
-		case o.resources.Requests.Cpu().IsZero():
-			return nil, errors.New("kubernetes serving: deploy.serving.autoscale needs deploy.serving.resources.requests.cpu (the CPU target is a percentage of the request)")
+		case o.resources.Requests.Cpu().IsZero() && o.resources.Limits.Cpu().IsZero(): // a limit alone is the request
+			return nil, errors.New("kubernetes serving: deploy.serving.autoscale needs deploy.serving.resources.requests.cpu above zero (the CPU target is a percentage of the request)")
 		}
 	}
 	if o.router == nil {

@@ -2,6 +2,7 @@ package servingfactory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +19,19 @@ import (
 	"github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/config"
 )
+
+// ErrConfig is wrapped by New's errors that a setting causes (a value it
+// refuses, a kubeconfig that cannot be loaded): the commands exit 2 for
+// them, as for any bad configuration; other errors are failures (exit 1).
+var ErrConfig = errors.New("serving configuration")
+
+// configError is err, matching ErrConfig (errors.Is) without changing its text.
+type configError struct{ error }
+
+func (configError) Is(target error) bool { return target == ErrConfig }
+func (e configError) Unwrap() error      { return e.error }
+
+func configErrorf(format string, a ...any) error { return configError{fmt.Errorf(format, a...)} }
 
 // Options are what the backends need beyond the configuration.
 type Options struct {
@@ -97,7 +111,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 	case kubernetes.Name:
 		access := cfg.Backends.Serving.Access
 		if access != "" && access != "cluster" && access != "apiserver" {
-			return nil, nil, fmt.Errorf("backends.serving.access %q: use cluster (the agent runs in the cluster) or apiserver (through the API server's proxy, from outside)", access)
+			return nil, nil, configErrorf("backends.serving.access %q: use cluster (the agent runs in the cluster) or apiserver (through the API server's proxy, from outside)", access)
 		}
 		cs, rc := o.Kube, o.RESTConfig
 		if rc == nil && (cs == nil || access == "apiserver") {
@@ -108,7 +122,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 			var err error
 			rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 			if err != nil {
-				return nil, nil, fmt.Errorf("kubernetes client config: %w", err)
+				return nil, nil, configErrorf("kubernetes client config (backends.serving.kubeconfig, $KUBECONFIG or the in-cluster account): %w", err)
 			}
 		}
 		if cs == nil {
@@ -140,7 +154,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 		kopts = append(kopts, kubernetes.WithReplicas(replicas))
 		res, err := containerResources(cfg.Deploy.Serving.Resources)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, configError{err}
 		}
 		kopts = append(kopts, kubernetes.WithResources(res))
 		if a := cfg.Deploy.Serving.Autoscale; a != nil {
@@ -149,11 +163,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (serving.Backend, f
 		}
 		b, err := kubernetes.New(cs, cfg.Backends.Serving.Namespace, cfg.Deploy.Model, image, cfg.Training.Model.Volume, kopts...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, configError{err} // what New refuses is settings
 		}
 		return b, func(context.Context) error { return nil }, nil
 	default:
-		return nil, nil, fmt.Errorf("backends.serving.type %q: use local or kubernetes", t)
+		return nil, nil, configErrorf("backends.serving.type %q: use local or kubernetes", t)
 	}
 }
 

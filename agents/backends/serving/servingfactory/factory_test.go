@@ -139,3 +139,24 @@ func TestResourcesAndAutoscale(t *testing.T) {
 		t.Fatalf("bad quantity: %v", err)
 	}
 }
+
+// What a setting causes wraps ErrConfig (the commands exit 2).
+func TestConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	cfg := &config.Config{}
+	cfg.Deploy.Model = "djia30"
+	cfg.Training.Model.Volume = "djia30-model"
+	cfg.Backends.Serving.Type = "nope"
+	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{}); !errors.Is(err, servingfactory.ErrConfig) {
+		t.Fatalf("unknown type: %v, want ErrConfig", err)
+	}
+	cfg.Backends.Serving.Type = "kubernetes"
+	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{Kube: fake.NewClientset()}); !errors.Is(err, servingfactory.ErrConfig) || !strings.Contains(err.Error(), "deploy.serving.image or component") {
+		t.Fatalf("no image: %v, want ErrConfig naming deploy.serving.image", err)
+	}
+	cfg.Deploy.Serving.Image = "tensorflow/serving:2.14.1"
+	cfg.Backends.Serving.Access = "vpn"
+	if _, _, err := servingfactory.New(ctx, cfg, servingfactory.Options{Kube: fake.NewClientset()}); !errors.Is(err, servingfactory.ErrConfig) {
+		t.Fatalf("bad access: %v, want ErrConfig", err)
+	}
+}
