@@ -14,6 +14,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	slocal "github.com/branchml/branchml/agents/backends/serving/local"
+	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/config"
@@ -221,6 +222,16 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 		defer stop()
 		maps.Copy(r.env, env)
 	}
+	// The local runner's tasks run in containers (an OCI runtime, as root);
+	// a machine without that runs them as host processes, said once, so
+	// that the quickstart runs on a fresh machine. The person's own
+	// BRANCHML_BACKENDS_PIPELINES_RUNNER_ISOLATION is left as it is.
+	if _, set := os.LookupEnv(envIsolation); !set {
+		if why, fix := runner.ContainersUnavailable(); why != "" {
+			r.env[envIsolation] = runner.IsolationProcess
+			fmt.Fprintf(opt.Out, "note: %s: the pipeline's tasks run as host processes (backends.pipelines.runner.isolation: process); %s to run each in its container\n", why, fix)
+		}
+	}
 	for k, v := range r.env {
 		os.Setenv(k, v)
 	}
@@ -232,6 +243,9 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	}
 	return r.sum, r.finish(ctx)
 }
+
+// envIsolation sets backends.pipelines.runner.isolation for the agents.
+const envIsolation = "BRANCHML_BACKENDS_PIPELINES_RUNNER_ISOLATION"
 
 // finish makes the live prediction, prints the summary, writes the report
 // and, with --serve, keeps serving until ctx ends.

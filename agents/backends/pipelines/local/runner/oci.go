@@ -78,6 +78,20 @@ func pickRuntime(name string) (string, error) {
 	return "", errors.New("no OCI runtime found: install runc (apt-get install runc) or crun, or set backends.pipelines.runner.isolation: process")
 }
 
+// ContainersUnavailable says why tasks cannot run in containers on this
+// machine with the default runtime (IsolationContainer): not root, or
+// neither crun nor runc on PATH; "" when they can. fix is what makes them
+// available.
+func ContainersUnavailable() (why, fix string) {
+	if os.Geteuid() != 0 {
+		return "not root (the OCI runtime mounts each image's file system)", "run as root"
+	}
+	if _, err := pickRuntime(""); err != nil {
+		return "no OCI runtime (runc or crun) on PATH", "apt-get install runc"
+	}
+	return "", ""
+}
+
 func hybridCgroups() bool {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		return false // pure v2
