@@ -13,8 +13,8 @@ import (
 	"github.com/sirupsen/logrus"
 	ucli "github.com/urfave/cli/v2"
 
-	slocal "github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/backends/pipelines/local/runner"
+	slocal "github.com/branchml/branchml/agents/backends/serving/local"
 	"github.com/branchml/branchml/agents/cli"
 	"github.com/branchml/branchml/agents/cli/stagerun"
 	"github.com/branchml/branchml/agents/config"
