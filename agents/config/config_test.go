@@ -186,6 +186,8 @@ func TestInvalid(t *testing.T) {
 			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: is required with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
 		{"autoscale with a zero CPU request in another unit", base + "deploy:\n  serving:\n    resources: {requests: {cpu: 0k}}\n    autoscale: {maxReplicas: 6, targetCPUUtilizationPercentage: 60}\n", nil,
 			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: "0k": must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
+		{"autoscale with a zero CPU limit and no request", base + "deploy:\n  serving:\n    resources: {limits: {cpu: '0'}}\n    autoscale: {maxReplicas: 6, targetCPUUtilizationPercentage: 60}\n", nil,
+			[]string{`branchml.yaml: deploy.serving.resources.limits.cpu: "0": must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)`}},
 		{"request above its limit", base + "deploy:\n  serving:\n    resources: {requests: {cpu: '1', memory: 1Gi}, limits: {cpu: 500m, memory: 2Gi}}\n", nil,
 			[]string{`branchml.yaml: deploy.serving.resources.requests.cpu: "1": is above limits.cpu 500m, which Kubernetes refuses; lower the request or raise the limit`}},
 		{"unknown resource name", base + "deploy:\n  serving:\n    resources: {requests: {gpu: '1'}}\n", nil,
@@ -253,6 +255,15 @@ func TestAutoscaleWithALimitOnly(t *testing.T) {
 	}
 	if a := cfg.Deploy.Serving.Autoscale; a == nil || a.MaxReplicas != 4 || a.TargetCPUUtilizationPercentage != 70 || cfg.Deploy.Serving.Resources.Limits["cpu"] != "200m" {
 		t.Fatalf("autoscale %+v, resources %+v", a, cfg.Deploy.Serving.Resources)
+	}
+}
+
+func TestEnvNameWords(t *testing.T) {
+	for in, want := range map[string]string{"targetCPUUtilizationPercentage": "BRANCHML_TARGET_CPU_UTILIZATION_PERCENTAGE",
+		"apiURL": "BRANCHML_API_URL", "userIDs": "BRANCHML_USER_IDS", "maxLatencyP99": "BRANCHML_MAX_LATENCY_P99", "stallTimeout": "BRANCHML_STALL_TIMEOUT"} {
+		if got := envName([]string{in}); got != want {
+			t.Errorf("envName(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
 

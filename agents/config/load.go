@@ -302,8 +302,10 @@ func envName(path []string) string {
 		for j, r := range p {
 			// A word starts at an upper-case letter after a lower-case one
 			// (maxLatency), or at the last capital of an acronym that a
-			// word follows (targetCPUUtilization: TARGET_CPU_UTILIZATION).
-			if unicode.IsUpper(r) && j > 0 && (!unicode.IsUpper(rune(p[j-1])) || (j+1 < len(p) && unicode.IsLower(rune(p[j+1])))) {
+			// word follows (targetCPUUtilization: TARGET_CPU_UTILIZATION;
+			// a plural acronym's s is its own: userIDs, USER_IDS).
+			next := j+1 < len(p) && unicode.IsLower(rune(p[j+1])) && !(p[j+1] == 's' && j+2 == len(p))
+			if unicode.IsUpper(r) && j > 0 && (!unicode.IsUpper(rune(p[j-1])) || next) {
 				b.WriteByte('_')
 			}
 			b.WriteRune(unicode.ToUpper(r))
@@ -733,8 +735,10 @@ func (c *Config) check(src string) error {
 		// A limit alone is the request too (Kubernetes defaults a
 		// container's request to its limit).
 		res := c.Deploy.Serving.Resources
-		cpu := res.Requests["cpu"]
-		if cpu == "" {
+		field := "deploy.serving.resources.requests.cpu"
+		cpu, set := res.Requests["cpu"]
+		if !set {
+			field = "deploy.serving.resources.limits.cpu"
 			cpu = res.Limits["cpu"]
 		}
 		q, err := resource.ParseQuantity(cpu)
@@ -743,7 +747,7 @@ func (c *Config) check(src string) error {
 			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests.cpu",
 				Problem: "is required with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)"})
 		case err == nil && q.Sign() <= 0:
-			errs = append(errs, &FieldError{Source: src, Field: "deploy.serving.resources.requests.cpu", Value: strconv.Quote(cpu),
+			errs = append(errs, &FieldError{Source: src, Field: field, Value: strconv.Quote(cpu),
 				Problem: "must be above zero with deploy.serving.autoscale: the HorizontalPodAutoscaler's CPU target is a percentage of the request (e.g. cpu: 100m)"})
 		}
 	}

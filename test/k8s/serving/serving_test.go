@@ -545,12 +545,29 @@ func TestCanaryOnTheNode(t *testing.T) {
 	}
 	stable(2, "after v2 with a stable pod deleted")
 
-	// Reverting deploy.yaml to v1 (the merge of a revert): v1 comes back
-	// by canary, under load, no request failed.
-	res, rep, err = run(1, true)
-	if err != nil || res.Status.Phase != "Succeeded" || res.Status.StableVersion != 1 || rep.Failed != 0 {
-		t.Fatalf("deploy.yaml reverted to v1: %+v, %d of %d failed (%q), %v", res.Status, rep.Failed, rep.Sent, rep.Errors, err)
+	// Reverting deploy.yaml to v1 (the merge of a revert, a commit of its
+	// own): v1 comes back by canary through every step, under load, no
+	// request failed.
+	writeSpec(t, ws, 1)
+	o.Commit = "c1-revert"
+	lctx, stopLoad := context.WithCancel(ctx)
+	reverted := make(chan loadgen.Report, 1)
+	go func() {
+		rep, _ := loadgen.Run(lctx, loadgen.Options{URL: b.proxies[""].URL() + "/v1/models/" + model + ":predict", Body: []byte(predictBody), Concurrency: 8, Rate: 100})
+		reverted <- rep
+	}()
+	res, err = deploy.Run(ctx, o)
+	stopLoad()
+	rep = <-reverted
+	if err != nil || res.Status.Phase != "Succeeded" || res.Status.StableVersion != 1 || rep.Failed != 0 || len(res.Analyses) != len(c.Deploy.Canary.Steps) {
+		t.Fatalf("deploy.yaml reverted to v1: %+v, %d analyses, %d of %d failed (%q), %v", res.Status, len(res.Analyses), rep.Failed, rep.Sent, rep.Errors, err)
 	}
+	for i, a := range res.Analyses {
+		if a.Weight != c.Deploy.Canary.Steps[i] || a.CanaryErrors != 0 {
+			t.Errorf("reverted to v1: analysis %d at %d%% (%d errors), want %d%%", i, a.Weight, a.CanaryErrors, c.Deploy.Canary.Steps[i])
+		}
+	}
+	t.Logf("deploy.yaml reverted to v1: by canary %v, %d requests, 0 failed", c.Deploy.Canary.Steps, rep.Sent)
 	stable(1, "after deploy.yaml was reverted to v1")
 }
 

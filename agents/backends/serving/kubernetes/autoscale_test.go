@@ -312,6 +312,10 @@ func TestAutoscaleNeedsACPURequest(t *testing.T) {
 		want string
 	}{
 		{[]kube.Option{kube.WithAutoscale(kube.Autoscale{MaxReplicas: 4, TargetCPUUtilization: 50})}, "needs deploy.serving.resources.requests.cpu"},
+		// An explicit zero request stays zero whatever the limit.
+		{[]kube.Option{kube.WithResources(corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0")},
+			Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m")}}),
+			kube.WithAutoscale(kube.Autoscale{MaxReplicas: 4, TargetCPUUtilization: 50})}, "needs deploy.serving.resources.requests.cpu above zero"},
 		{[]kube.Option{kube.WithResources(cpu100m), kube.WithAutoscale(kube.Autoscale{MinReplicas: 5, MaxReplicas: 4, TargetCPUUtilization: 50})}, "maxReplicas 4 is below minReplicas 5"},
 		{[]kube.Option{kube.WithResources(cpu100m), kube.WithAutoscale(kube.Autoscale{MaxReplicas: 4})}, "targetCPUUtilizationPercentage 0 must be at least 1"},
 	} {

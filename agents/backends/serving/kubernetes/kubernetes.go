@@ -277,7 +277,7 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 			return nil, fmt.Errorf("kubernetes serving: deploy.serving.autoscale.maxReplicas %d is below minReplicas %d", a.MaxReplicas, a.MinReplicas)
 		case a.TargetCPUUtilization < 1:
 			return nil, fmt.Errorf("kubernetes serving: deploy.serving.autoscale.targetCPUUtilizationPercentage %d must be at least 1", a.TargetCPUUtilization)
-		case o.resources.Requests.Cpu().IsZero() && o.resources.Limits.Cpu().IsZero(): // a limit alone is the request
+		case !cpuRequest(o.resources):
 			return nil, errors.New("kubernetes serving: deploy.serving.autoscale needs deploy.serving.resources.requests.cpu above zero (the CPU target is a percentage of the request)")
 		}
 	}
@@ -316,6 +316,17 @@ func New(cs k8s.Interface, ns, model, image, volume string, opts ...Option) (*Ba
 		b.o.endpoint = func(v serving.Variant) string { return serviceDNS(ns, b.name(v)) }
 	}
 	return b, nil
+}
+
+// cpuRequest reports whether r requests CPU above zero: its requests.cpu,
+// or when it has none its limits.cpu (Kubernetes defaults a request to its
+// limit; an explicit zero request stays zero).
+func cpuRequest(r corev1.ResourceRequirements) bool {
+	q, ok := r.Requests[corev1.ResourceCPU]
+	if !ok {
+		q, ok = r.Limits[corev1.ResourceCPU]
+	}
+	return ok && q.Sign() > 0
 }
 
 func (b *Backend) name(v serving.Variant) string { return b.model + "-" + string(v) }

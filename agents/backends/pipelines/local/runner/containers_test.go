@@ -16,10 +16,11 @@ func TestContainersUnavailable(t *testing.T) {
 		}
 		return
 	}
-	_, runc := exec.LookPath("runc")
-	_, crun := exec.LookPath("crun")
-	if why, _ := runner.ContainersUnavailable(); (runc == nil || crun == nil) != (why == "") {
-		t.Fatalf("with runc %v, crun %v on PATH: %q", runc, crun, why)
+	// With runc on PATH (CI installs it) containers are available.
+	if _, err := exec.LookPath("runc"); err == nil {
+		if why, _ := runner.ContainersUnavailable(); why != "" {
+			t.Fatalf("with runc on PATH: %q", why)
+		}
 	}
 	t.Setenv("PATH", t.TempDir())
 	if why, fix := runner.ContainersUnavailable(); why != "no OCI runtime (runc or crun) on PATH" || fix != "apt-get install runc" {

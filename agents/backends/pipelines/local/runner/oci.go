@@ -79,14 +79,18 @@ func pickRuntime(name string) (string, error) {
 }
 
 // ContainersUnavailable says why tasks cannot run in containers on this
-// machine with the default runtime (IsolationContainer): not root, or
-// neither crun nor runc on PATH; "" when they can. fix is what makes them
-// available.
+// machine with the default runtime (IsolationContainer; a runtime named
+// by backends.pipelines.runner.runtime is not consulted): not root, or no
+// runtime it would pick on PATH (crun only where cgroups are not hybrid);
+// "" when they can. fix is what makes them available.
 func ContainersUnavailable() (why, fix string) {
 	if os.Geteuid() != 0 {
 		return "not root (the OCI runtime mounts each image's file system)", "run as root"
 	}
 	if _, err := pickRuntime(""); err != nil {
+		if _, crun := exec.LookPath("crun"); crun == nil {
+			return "no usable OCI runtime (crun refuses this machine's hybrid cgroups, and there is no runc on PATH)", "apt-get install runc"
+		}
 		return "no OCI runtime (runc or crun) on PATH", "apt-get install runc"
 	}
 	return "", ""
