@@ -60,11 +60,7 @@ func (AutoscaleRouter) Route(ctx context.Context, b *Backend, w int) error {
 	if a == nil {
 		a = &Autoscale{MinReplicas: 1, MaxReplicas: int32(b.replicas)}
 	}
-	s, err := b.specReplicas(ctx, serving.Stable)
-	if err != nil {
-		return err
-	}
-	c, err := b.specReplicas(ctx, serving.Canary)
+	s, c, err := b.counts(ctx)
 	if err != nil {
 		return err
 	}

@@ -718,6 +718,16 @@ func (b *Backend) specReplicas(ctx context.Context, v serving.Variant) (int, err
 	return int(*d.Spec.Replicas), nil
 }
 
+// counts are the stable's and the canary's spec.replicas (0 for a
+// variant without a Deployment).
+func (b *Backend) counts(ctx context.Context) (stable, canary int, err error) {
+	if stable, err = b.specReplicas(ctx, serving.Stable); err != nil {
+		return 0, 0, err
+	}
+	canary, err = b.specReplicas(ctx, serving.Canary)
+	return stable, canary, err
+}
+
 func modelOf(d *appsv1.Deployment) (records.ModelRef, bool) {
 	var m records.ModelRef
 	if d == nil || d.Annotations[AnnotationModel] == "" {
@@ -823,11 +833,7 @@ func (b *Backend) Promote(ctx context.Context) error {
 func (b *Backend) Abort(ctx context.Context) error {
 	n := int32(b.replicas)
 	if a := b.o.autoscale; a != nil {
-		s, err := b.specReplicas(ctx, serving.Stable)
-		if err != nil {
-			return err
-		}
-		c, err := b.specReplicas(ctx, serving.Canary)
+		s, c, err := b.counts(ctx)
 		if err != nil {
 			return err
 		}
