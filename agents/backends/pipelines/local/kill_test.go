@@ -162,6 +162,13 @@ func TestSIGKILLedRunnerLeavesNoTaskAndTheRunContinues(t *testing.T) {
 	if st.Resumed != 1 {
 		t.Errorf("resumed = %d", st.Resumed)
 	}
+	// The continued task ran under a name of its own, never one the dead
+	// runner's reaper may still kill or unmount.
+	for _, ts := range st.Tasks {
+		if ts.Name == "wait" && !strings.Contains(ts.Container, "-r1-") {
+			t.Errorf("the continued task's container %q: want a name of the resumed run (-r1-)", ts.Container)
+		}
+	}
 }
 
 // Two runners asked for the same run at once (two 'branchml-train run

@@ -111,6 +111,16 @@ func (o *ociLauncher) rt(args ...string) *exec.Cmd {
 func (o *ociLauncher) launch(ctx context.Context, s *launchSpec) (int, error) {
 	bundle := filepath.Join(s.taskDir, ".bundle-"+s.id)
 	rootfs := filepath.Join(bundle, "rootfs")
+	// Bundles of earlier attempts or of a runner that died (its container
+	// is gone: killed by its reaper or cleanupDead) are detached and removed.
+	if old, _ := filepath.Glob(filepath.Join(s.taskDir, ".bundle-*")); len(old) > 0 {
+		for _, b := range old {
+			if b != bundle {
+				_ = unmountAll(filepath.Join(b, "rootfs"))
+				_ = os.RemoveAll(b)
+			}
+		}
+	}
 	for _, d := range []string{rootfs, filepath.Join(bundle, "upper"), filepath.Join(bundle, "work")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return -1, err

@@ -276,6 +276,12 @@ func (e *execution) runContainer(ctx context.Context, t *TaskNode, rawParams map
 		}
 		e.task(p, func(ts *TaskState) { ts.Attempts = attempt + 1 })
 		spec.id = fmt.Sprintf("%s-%d", containerID(e.req.ID, p), attempt)
+		if e.st.Resumed > 0 {
+			// A run continued after its runner died: names of their own, so
+			// that what the dead runner's reaper still kills, deletes or
+			// unmounts (its container, its rootfs) is never this attempt's.
+			spec.id = fmt.Sprintf("%s-r%d-%d", containerID(e.req.ID, p), e.st.Resumed, attempt)
+		}
 		e.task(p, func(ts *TaskState) { ts.Container = spec.id })
 		code, err := e.launch(ctx, l, spec)
 		e.task(p, func(ts *TaskState) { ts.ExitCode = code })
