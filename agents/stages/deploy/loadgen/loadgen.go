@@ -91,6 +91,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				case <-tick.C:
 				}
 			}
+			// An ended ctx wins over a waiting worker (select would pick
+			// either): no request is sent once it has ended.
+			if ctx.Err() != nil {
+				return
+			}
 			select {
 			case <-ctx.Done():
 				return
