@@ -27,21 +27,11 @@ import (
 // the name the aggregator verifies), both signed by the cluster CA. It
 // returns the admin token.
 func pki(dir string) (string, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", err
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "branchml-testbed-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, caDER, caKey, err := selfSignedCA("branchml-testbed-ca", now)
 	if err != nil {
 		return "", err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
 	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", err
@@ -69,20 +59,10 @@ func pki(dir string) (string, error) {
 		der, err = x509.CreateCertificate(rand.Reader, t, signer, &key.PublicKey, signerKey)
 		return der, key, err
 	}
-	fpKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	fpCA, fpDER, fpKey, err := selfSignedCA("branchml-testbed-front-proxy-ca", now)
 	if err != nil {
 		return "", err
 	}
-	fpTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "branchml-testbed-front-proxy-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	fpDER, err := x509.CreateCertificate(rand.Reader, fpTmpl, fpTmpl, &fpKey.PublicKey, fpKey)
-	if err != nil {
-		return "", err
-	}
-	fpCA, _ := x509.ParseCertificate(fpDER)
 	fpcDER, fpcKey, err := leaf(2, "front-proxy-client", x509.ExtKeyUsageClientAuth, nil, nil, fpCA, fpKey)
 	if err != nil {
 		return "", err
@@ -127,6 +107,26 @@ func pki(dir string) (string, error) {
 		}
 	}
 	return token, nil
+}
+
+// selfSignedCA makes a CA named cn, valid from an hour before now for 30
+// days: its certificate parsed and DER-encoded, and its key.
+func selfSignedCA(cn string, now time.Time) (*x509.Certificate, []byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return cert, der, key, err
 }
 
 func pemBlock(typ string, der []byte) []byte {

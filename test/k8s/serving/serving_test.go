@@ -131,13 +131,20 @@ func newBed(t *testing.T) *bed {
 // one that is not JSON, which the server cannot load) and signature.json.
 func (b *bed) writeVersion(t *testing.T, v int64, features int) {
 	t.Helper()
-	tmp := filepath.Join(b.modelDir, fmt.Sprintf(".tmp-%d", v))
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	m := modelFile(v, features)
 	if features == 0 {
 		m = `{"format":"branchml.djia30.ffnn",`
+	}
+	b.writeModel(t, v, m)
+}
+
+// writeModel writes model version v with model.json m and signature.json
+// as the trainer does: a complete directory renamed into place.
+func (b *bed) writeModel(t *testing.T, v int64, m string) {
+	t.Helper()
+	tmp := filepath.Join(b.modelDir, fmt.Sprintf(".tmp-%d", v))
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	for name, content := range map[string]string{"model.json": m, "signature.json": `{"signature_def":{"serving_default":{}}}`} {
 		if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
@@ -163,18 +170,7 @@ func (b *bed) writeSlowVersion(t *testing.T, v int64, width int) {
 		`{"activation":"relu","inputs":%d,"outputs":%d,"weights":%s,"bias":%s},`+
 		`{"activation":"sigmoid","inputs":%d,"outputs":1,"weights":%s,"bias":[0]}]}`,
 		model, v, width, rows(1, width), row(width), width, width, rows(width, width), row(width), width, rows(width, 1))
-	tmp := filepath.Join(b.modelDir, fmt.Sprintf(".tmp-%d", v))
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range map[string]string{"model.json": m, "signature.json": `{"signature_def":{"serving_default":{}}}`} {
-		if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Rename(tmp, filepath.Join(b.modelDir, fmt.Sprint(v))); err != nil {
-		t.Fatal(err)
-	}
+	b.writeModel(t, v, m)
 }
 
 // agentAccount applies the branchml-agent ServiceAccount and the Roles and
